@@ -1,0 +1,34 @@
+"""quantlens: what did quantization do to this model?
+
+The public API::
+
+    import quantlens
+    result = quantlens.evaluate("model.keras", ["model_int8.tflite"], data="digits")
+    print(result.model("model_int8").fidelity["sqnr_db"])
+"""
+
+from quantlens.data import Batch, Dataset, load_dataset
+from quantlens.errors import QuantlensError
+from quantlens.evaluation import evaluate
+from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec, load_model
+from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, OutputFidelity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "Dataset",
+    "DatasetSummary",
+    "EvaluationResult",
+    "Model",
+    "ModelInfo",
+    "ModelResult",
+    "OutputFidelity",
+    "QuantParams",
+    "QuantlensError",
+    "TensorSpec",
+    "__version__",
+    "evaluate",
+    "load_dataset",
+    "load_model",
+]

@@ -1,0 +1,3 @@
+from quantlens.cli import run
+
+run()

@@ -1,0 +1,147 @@
+"""The command line: parse, call the public API, render, return an exit code.
+
+Exit codes: 0 success, 2 a user error (printed on one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from quantlens.errors import QuantlensError
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER_ERROR, f"quantlens: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="quantlens",
+        description="Tell what quantization did to a model: accuracy, fidelity to the float "
+        "reference, and where it hurt.",
+    )
+    parser.add_argument("--version", action="version", version=f"quantlens {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="run a reference and quantized candidates on the same data",
+        description="Run REFERENCE and each CANDIDATE on the same data; report task metrics "
+        "against the labels and each candidate's fidelity to the reference.",
+    )
+    ev.add_argument("reference", help="the float model (.tflite, .keras, .h5, SavedModel dir)")
+    ev.add_argument("candidates", nargs="+", metavar="candidate", help="quantized model(s)")
+    ev.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
+    ev.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
+    ev.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    ev.add_argument("--limit", type=_positive_int, help="use at most N samples")
+    ev.add_argument("--threads", type=_positive_int, help="runtime threads per model")
+    ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
+    ev.add_argument("--json", metavar="PATH", help="write the report as JSON")
+
+    info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
+    info.add_argument("model")
+    info.add_argument("--json", metavar="PATH", help="write the description as JSON")
+
+    demo = sub.add_parser(
+        "demo", help="train a small digits CNN, quantize it to int8 and evaluate it"
+    )
+    demo.add_argument("--out", default="quantlens-demo", help="default: ./quantlens-demo")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quantlens")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from quantlens.data import load_dataset
+    from quantlens.evaluation import evaluate
+    from quantlens.report.console import delayed_progress, make_console, print_evaluation
+    from quantlens.report.json_file import write_json
+
+    dataset = load_dataset(args.data)
+    total = dataset.num_samples
+    if total is not None and args.limit is not None:
+        total = min(total, args.limit)
+    console = make_console()
+    with delayed_progress(total, "evaluating", make_console(stderr=True)) as advance:
+        result = evaluate(
+            args.reference,
+            args.candidates,
+            dataset,
+            task=args.task,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            num_threads=args.threads,
+            allow_nonfinite=args.allow_nonfinite,
+            progress=advance,
+        )
+    print_evaluation(result, console)
+    if args.json:
+        path = write_json(result.to_dict(), args.json)
+        console.print(f"report written to {path}")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from quantlens.models.base import load_model
+    from quantlens.report.console import print_model_info
+    from quantlens.report.json_file import write_json
+
+    info = load_model(args.model).info()
+    print_model_info(info)
+    if args.json:
+        write_json(info.to_dict(), args.json)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from quantlens.demo import run_demo
+
+    run_demo(args.out)
+    return EXIT_OK
+
+
+COMMANDS = {"evaluate": _cmd_evaluate, "info": _cmd_info, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except QuantlensError as exc:
+        message = " ".join(str(exc).split())
+        print(f"quantlens: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("quantlens: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Data sources: files, built-in samples, arrays, iterables and tf.data, as batches of arrays.
+
+Every source becomes a :class:`Dataset`. :meth:`Dataset.bind` checks it against a model's
+inputs before anything runs and yields :class:`Batch` es whose inputs are in the model's order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens.errors import DataError, require
+from quantlens.models.base import TensorSpec
+
+LABEL_KEYS = ("y", "label", "labels")
+
+#: The built-in samples: name -> (description, loader). Each has a fixed test split.
+BUILTIN_TEST_FRACTION = 0.25
+BUILTIN_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: inputs in the bound model's input order, and labels when the data has them."""
+
+    inputs: list[np.ndarray]
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.inputs[0].shape[0])
+
+
+# A chunk before binding: inputs positional (list) or by name (dict), plus optional labels.
+Inputs = list[np.ndarray] | dict[str, np.ndarray]
+
+
+def _sklearn_split(x: np.ndarray, y: np.ndarray, split: str, stratify: bool) -> tuple[Any, Any]:
+    model_selection = require("sklearn.model_selection", "datasets", "the built-in data sets")
+    x_train, x_test, y_train, y_test = model_selection.train_test_split(
+        x,
+        y,
+        test_size=BUILTIN_TEST_FRACTION,
+        random_state=BUILTIN_SPLIT_SEED,
+        stratify=y if stratify else None,
+    )
+    return (x_train, y_train) if split == "train" else (x_test, y_test)
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    datasets = require("sklearn.datasets", "datasets", "the built-in data set 'digits'")
+    d = datasets.load_digits()
+    x = (d.images[..., None] / 16.0).astype(np.float32)  # (N, 8, 8, 1) in [0, 1]
+    return _sklearn_split(x, d.target.astype(np.int64), split, stratify=True)
+
+
+def _diabetes(split: str) -> tuple[np.ndarray, np.ndarray]:
+    datasets = require("sklearn.datasets", "datasets", "the built-in data set 'diabetes'")
+    d = datasets.load_diabetes()
+    x = d.data.astype(np.float32)  # (N, 10), features already centred and scaled by sklearn
+    return _sklearn_split(x, d.target.astype(np.float32), split, stratify=False)
+
+
+BUILTINS: dict[str, tuple[str, Callable[[str], tuple[np.ndarray, np.ndarray]]]] = {
+    "digits": ("scikit-learn digits: (N, 8, 8, 1) float32 in [0, 1], 10 classes", _digits),
+    "diabetes": ("scikit-learn diabetes: (N, 10) float32 features, float target", _diabetes),
+}
+
+
+class Dataset:
+    """A source of samples with optional labels, read in batches.
+
+    Build one with :func:`load_dataset`. ``num_samples`` is ``None`` when the source cannot
+    tell without reading it (an iterable).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        chunks: Callable[[], Iterable[tuple[Inputs, np.ndarray | None]]],
+        num_samples: int | None,
+    ) -> None:
+        self.source = source
+        self._chunks = chunks
+        self.num_samples = num_samples
+
+    def bind(
+        self,
+        specs: Sequence[TensorSpec],
+        *,
+        batch_size: int = 32,
+        limit: int | None = None,
+        allow_nonfinite: bool = False,
+    ) -> Iterator[Batch]:
+        """Check the data against a model's inputs, then yield batches in the model's order.
+
+        The first chunk is read and checked before this returns, so a mismatch is reported
+        before any model runs.
+
+        Raises:
+            DataError: the data is empty or does not fit ``specs`` (the message says how).
+        """
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        if limit is not None and limit < 1:
+            raise DataError(f"limit must be at least 1, got {limit}")
+        stream = iter(self._chunks())
+        first = next(stream, None)
+        if first is None:
+            raise DataError(f"the data set {self.source} is empty; give at least one sample")
+        order = _input_order(first[0], specs, self.source)
+        first_batch = _arrange(first, order, specs, self.source)
+        _check_fits(first_batch, specs, self.source)
+        rest = (_arrange(c, order, specs, self.source) for c in stream)
+        return _rebatch(chain([first_batch], rest), batch_size, limit, self.source, allow_nonfinite)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.source!r}, num_samples={self.num_samples})"
+
+
+def _normalise_name(name: str) -> str:
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def _input_order(inputs: Inputs, specs: Sequence[TensorSpec], source: str) -> list[Any]:
+    """Keys (names or positions) of the data inputs, in the order of the model's inputs."""
+    if isinstance(inputs, list):
+        if len(inputs) != len(specs):
+            raise DataError(
+                f"the model takes {len(specs)} input(s) but {source} gives {len(inputs)}; "
+                "give one array per model input"
+            )
+        return list(range(len(specs)))
+    keys = list(inputs)
+    if len(keys) == 1 and len(specs) == 1:
+        return keys
+    by_name = {_normalise_name(k): k for k in keys}
+    order = []
+    for s in specs:
+        key = by_name.get(_normalise_name(s.name))
+        if key is None:
+            raise DataError(
+                f"model input '{s.name}' not found in {source} (it has {', '.join(keys)}); "
+                "name the arrays after the model's inputs"
+            )
+        order.append(key)
+    return order
+
+
+def _arrange(
+    chunk: tuple[Inputs, np.ndarray | None],
+    order: list[Any],
+    specs: Sequence[TensorSpec],
+    source: str,
+) -> Batch:
+    inputs, labels = chunk
+    try:
+        arrays = [np.asarray(inputs[k]) for k in order]
+    except (KeyError, IndexError) as exc:
+        raise DataError(
+            f"{source}: a batch lacks input {exc}; every batch needs every input"
+        ) from exc
+    # A chunk of single samples (one rank short of the model's input) gets a batch axis.
+    if all(a.ndim == len(s.shape) - 1 for a, s in zip(arrays, specs, strict=True)):
+        arrays = [a[None] for a in arrays]
+        labels = None if labels is None else np.asarray(labels)[None]
+    n = arrays[0].shape[0] if arrays[0].ndim else 0
+    for a, s in zip(arrays, specs, strict=True):
+        if a.ndim == 0 or a.shape[0] != n:
+            raise DataError(
+                f"{source}: input '{s.name}' has {a.shape[0] if a.ndim else 0} samples where "
+                f"the first input has {n}; every input needs the same number of samples"
+            )
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 0 or labels.shape[0] != n:
+            got = labels.shape[0] if labels.ndim else 0
+            raise DataError(f"{source}: {got} labels for {n} samples; give one label per sample")
+    return Batch(arrays, labels)
+
+
+def _describe(shape: Sequence[int | None], dtype: str) -> str:
+    dims = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({dims}{',' if len(shape) == 1 else ''}) {dtype}"
+
+
+def _check_fits(batch: Batch, specs: Sequence[TensorSpec], source: str) -> None:
+    for a, s in zip(batch.inputs, specs, strict=True):
+        expected = s.sample_shape
+        given = a.shape[1:]
+        fits = len(expected) == len(given) and all(
+            e is None or e == g for e, g in zip(expected, given, strict=True)
+        )
+        numeric = np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_
+        if not fits or not numeric:
+            want = "float32" if s.quantization else s.dtype
+            raise DataError(
+                f"input '{s.name}': the model expects samples of shape "
+                f"{_describe(expected, want)}, {source} gives {_describe(given, a.dtype.name)}; "
+                "reshape or convert the data to match"
+            )
+
+
+def _check_finite(batch: Batch, start: int, source: str) -> None:
+    for i, a in enumerate(batch.inputs):
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            bad = start + int(np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0, 0])
+            raise DataError(
+                f"{source}: input {i} has NaN or inf at sample {bad}; clean the data "
+                "(or pass allow_nonfinite to evaluate it anyway)"
+            )
+
+
+def _slice(b: Batch, start: int, stop: int | None) -> Batch:
+    return Batch(
+        [x[start:stop] for x in b.inputs], None if b.labels is None else b.labels[start:stop]
+    )
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    labels = [p.labels for p in parts]
+    return Batch(
+        [np.concatenate(cols) for cols in zip(*(p.inputs for p in parts), strict=True)],
+        None if any(lab is None for lab in labels) else np.concatenate(labels),  # type: ignore[arg-type]
+    )
+
+
+def _rebatch(
+    batches: Iterator[Batch], size: int, limit: int | None, source: str, allow_nonfinite: bool
+) -> Iterator[Batch]:
+    """Cut or join incoming chunks into batches of exactly ``size`` (the last may be smaller)."""
+    pending: list[Batch] = []
+    have = 0  # samples in pending
+    seen = 0  # samples yielded
+    for chunk in batches:
+        if limit is not None:
+            chunk = _slice(chunk, 0, limit - seen - have)
+        pending.append(chunk)
+        have += len(chunk)
+        while have >= size:
+            joined = _concat(pending)
+            rest = _slice(joined, size, None)
+            pending, have = ([rest] if len(rest) else []), have - size
+            out = _slice(joined, 0, size)
+            if not allow_nonfinite:
+                _check_finite(out, seen, source)
+            seen += size
+            yield out
+        if limit is not None and seen + have >= limit:
+            break
+    if have:
+        out = _concat(pending)
+        if not allow_nonfinite:
+            _check_finite(out, seen, source)
+        yield out
+
+
+def _split_labels(mapping: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    inputs = {k: v for k, v in mapping.items() if k not in LABEL_KEYS}
+    label_keys = [k for k in LABEL_KEYS if k in mapping]
+    labels = mapping[label_keys[0]] if label_keys else None
+    if "x" in inputs and len(inputs) == 1:
+        return {"x": inputs["x"]}, labels
+    return inputs, labels
+
+
+def _element(item: Any) -> tuple[Inputs, np.ndarray | None]:
+    """One element of an iterable: ``x``, ``(x,)``, ``(x, y)`` or a dict with ``y``; ``x`` may
+    be an array, a list of arrays (several inputs) or a dict of arrays by input name."""
+    if isinstance(item, Mapping):
+        return _split_labels(item)
+    labels = None
+    if isinstance(item, tuple):
+        if len(item) not in (1, 2):
+            raise DataError(
+                f"a data element is a tuple of {len(item)}; give (inputs,) or (inputs, labels)"
+            )
+        item, labels = item if len(item) == 2 else (item[0], None)
+    if isinstance(item, Mapping):
+        return {k: np.asarray(v) for k, v in item.items()}, labels
+    if isinstance(item, list):
+        return [np.asarray(v) for v in item], labels
+    return [np.asarray(item)], labels
+
+
+def _from_arrays(source: str, inputs: Inputs, labels: np.ndarray | None) -> Dataset:
+    arrays = list(inputs.values()) if isinstance(inputs, dict) else inputs
+    if not arrays:
+        raise DataError(f"{source} holds no input arrays; give at least one")
+    n = int(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 0
+    if n == 0:
+        raise DataError(f"the data set {source} is empty; give at least one sample")
+    if labels is not None and len(labels) != n:
+        raise DataError(f"{source} has {len(labels)} labels for {n} samples; give one per sample")
+    return Dataset(source, lambda: [(inputs, labels)], n)
+
+
+def _from_npz(path: Path) -> Dataset:
+    try:
+        npz = np.load(path, allow_pickle=False)
+        arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from exc
+    inputs, labels = _split_labels(arrays)
+    return _from_arrays(str(path), inputs, labels)
+
+
+def _from_npy(path: Path) -> Dataset:
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as .npy ({exc}); save it with numpy.save") from exc
+    return _from_arrays(str(path), [x], None)
+
+
+def _from_builtin(source: str) -> Dataset:
+    name, _, split = source.partition(":")
+    split = split or "test"
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split '{split}' of '{name}'; use {name} or {name}:train")
+    x, y = BUILTINS[name][1](split)
+    return _from_arrays(source if split == "train" else name, [x], y)
+
+
+def load_dataset(source: Any, labels: Any = None) -> Dataset:
+    """Make a :class:`Dataset` from a file, a built-in sample, arrays or an iterable.
+
+    Args:
+        source: one of
+            - a path to ``.npz`` (arrays ``x`` and optional ``y``, or one array per model
+              input name plus ``y``) or ``.npy`` (inputs only, memory-mapped);
+            - ``"digits"`` or ``"diabetes"``: scikit-learn's samples, test split (25%,
+              ``random_state=0``, stratified for digits); append ``:train`` for the rest;
+            - a NumPy array of inputs, a list of arrays (one per input), or a dict by name;
+            - a tuple ``(inputs, labels)``;
+            - an iterable of batches or samples (``x``, ``(x, y)`` or dicts), or a
+              ``tf.data.Dataset`` of those;
+            - a :class:`Dataset` (returned as is).
+        labels: labels for array inputs, when not given inside ``source``.
+
+    Raises:
+        DataError: the source does not exist, cannot be read, or is empty.
+    """
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(source)
+        if text.partition(":")[0] in BUILTINS and not Path(text).exists():
+            return _from_builtin(text)
+        path = Path(text)
+        if not path.exists():
+            names = ", ".join(BUILTINS)
+            raise DataError(f"data not found: {path} (give a .npz or .npy file, or one of {names})")
+        if path.suffix == ".npz":
+            return _from_npz(path)
+        if path.suffix == ".npy":
+            return _from_npy(path)
+        raise DataError(f"unknown data type '{path.suffix}' for {path}; give a .npz or .npy file")
+    if isinstance(source, np.ndarray):
+        return _from_arrays("array", [source], None if labels is None else np.asarray(labels))
+    if isinstance(source, tuple) and len(source) == 2 and labels is None:
+        inputs, y = _element(source)
+        return _from_arrays("arrays", inputs, None if y is None else np.asarray(y))
+    if isinstance(source, list | dict) and all(isinstance(v, np.ndarray) for v in _values(source)):
+        inputs, _ = _element(source)
+        return _from_arrays("arrays", inputs, None if labels is None else np.asarray(labels))
+    if hasattr(source, "as_numpy_iterator"):  # tf.data.Dataset
+        return Dataset("tf.data.Dataset", lambda: map(_element, source.as_numpy_iterator()), None)
+    if isinstance(source, Iterable):
+        return Dataset("iterable", lambda: map(_element, source), None)
+    raise DataError(f"cannot read data from a {type(source).__name__}; see load_dataset's doc")
+
+
+def _values(source: list[Any] | dict[str, Any]) -> list[Any]:
+    return list(source.values()) if isinstance(source, dict) else source

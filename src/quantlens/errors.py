@@ -1,0 +1,43 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits 2."""
+
+from __future__ import annotations
+
+
+class QuantlensError(Exception):
+    """Base class for every error caused by user input; the message says what to do."""
+
+
+class ModelLoadError(QuantlensError):
+    """A model file is missing, of an unknown kind, corrupt or needs what the runtime lacks."""
+
+
+class DataError(QuantlensError):
+    """A data source is missing, empty, malformed, or does not fit the model."""
+
+
+class ModelMismatchError(QuantlensError):
+    """A reference and a candidate cannot be compared (different inputs or outputs)."""
+
+
+class ConfigError(QuantlensError):
+    """An option or configuration value is invalid."""
+
+
+class ConversionError(QuantlensError):
+    """A model could not be converted or quantized in the requested mode."""
+
+
+class MissingDependencyError(QuantlensError):
+    """An optional dependency needed for this request is not installed."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or raise a MissingDependencyError naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{purpose} needs the '{module}' package: pip install 'quantlens[{extra}]'"
+        ) from exc

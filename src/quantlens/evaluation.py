@@ -1,0 +1,235 @@
+"""evaluate(): run a reference and candidates on the same data and accumulate the metrics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from quantlens.data import load_dataset
+from quantlens.errors import ConfigError, DataError, ModelMismatchError
+from quantlens.metrics import ClassificationState, FidelityState, RegressionState
+from quantlens.metrics.kernels import has_class_axis
+from quantlens.models.base import Model, TensorSpec, load_model
+from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, OutputFidelity
+
+TASKS = ("classification", "regression")
+DEFAULT_BATCH_SIZE = 32
+
+TaskState = ClassificationState | RegressionState
+
+
+def _normalise(name: str) -> str:
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def _compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
+    return len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b, strict=True)
+    )
+
+
+def match_tensors(
+    ref: Sequence[TensorSpec], cand: Sequence[TensorSpec], kind: str, cand_name: str
+) -> list[int]:
+    """For each reference tensor, the index of the matching candidate tensor.
+
+    Tensors are matched by name when both models use the same set of names, otherwise by
+    order; matched tensors must have compatible per-sample shapes.
+
+    Raises:
+        ModelMismatchError: the counts differ, or a matched pair has different shapes.
+    """
+    if len(ref) != len(cand):
+        raise ModelMismatchError(
+            f"{cand_name} has {len(cand)} {kind}(s) but the reference has {len(ref)}; "
+            "compare models made from the same source"
+        )
+    ref_names = [_normalise(t.name) for t in ref]
+    cand_names = [_normalise(t.name) for t in cand]
+    if len(set(ref_names)) == len(ref_names) and set(ref_names) == set(cand_names):
+        order = [cand_names.index(n) for n in ref_names]
+    else:
+        order = list(range(len(ref)))
+    for r, i in zip(ref, order, strict=True):
+        c = cand[i]
+        if not _compatible(r.sample_shape, c.sample_shape):
+            raise ModelMismatchError(
+                f"{cand_name} {kind} '{c.name}' has per-sample shape {c.sample_shape} where the "
+                f"reference's '{r.name}' has {r.sample_shape}; compare models of the same graph"
+            )
+    return order
+
+
+def infer_task(labels: np.ndarray | None, output: np.ndarray, forced: str | None) -> str:
+    """'classification', 'regression' or 'none' from the labels and the first output."""
+    if forced is not None and forced not in TASKS:
+        raise ConfigError(f"unknown task '{forced}'; use one of {', '.join(TASKS)}")
+    if labels is None:
+        if forced is not None:
+            raise ConfigError(f"task '{forced}' needs labels, and the data has none")
+        return "none"
+    if forced is not None:
+        return forced
+    y = np.asarray(labels)
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(y == np.round(y)))
+    )
+    if has_class_axis(output):
+        per_sample = y.shape[1:]
+        if integral and per_sample in ((), (1,), (output.shape[1],)):
+            return "classification"
+    elif np.issubdtype(y.dtype, np.integer) and output.reshape(len(output), -1).shape[1] == 1:
+        return "classification"  # a single sigmoid unit with integer labels
+    return "regression"
+
+
+def _new_task_state(task: str, output: np.ndarray) -> TaskState:
+    if task == "classification":
+        return ClassificationState.empty(int(np.prod(output.shape[1:])))
+    return RegressionState()
+
+
+@dataclass
+class _Run:
+    """One model's accumulators during a run."""
+
+    model: Model
+    inputs_order: list[int]  # candidate input i takes reference input inputs_order[i]
+    outputs_order: list[int]  # reference output j matches candidate output outputs_order[j]
+    task: TaskState | None = None
+    fidelity: list[FidelityState] | None = None
+
+
+def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
+    return m if isinstance(m, Model) else load_model(m, num_threads=num_threads)
+
+
+def _unique_names(models: Sequence[Model]) -> list[str]:
+    names: list[str] = []
+    for m in models:
+        name, k = m.name, 2
+        while name in names:
+            name, k = f"{m.name}#{k}", k + 1
+        names.append(name)
+    return names
+
+
+def evaluate(
+    reference: Model | str | os.PathLike[str],
+    candidates: Sequence[Model | str | os.PathLike[str]],
+    data: Any,
+    *,
+    labels: Any = None,
+    task: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    limit: int | None = None,
+    num_threads: int | None = None,
+    allow_nonfinite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> EvaluationResult:
+    """Run a reference model and its candidates on the same data; report accuracy and fidelity.
+
+    Args:
+        reference: the float model (a path or a loaded :class:`Model`).
+        candidates: the quantized models to compare with it.
+        data: anything :func:`quantlens.load_dataset` accepts.
+        labels: labels for array data that does not carry them.
+        task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
+        batch_size: samples per invoke.
+        limit: use at most this many samples.
+        num_threads: runtime threads per model (``None``: the runtime's default).
+        allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
+        progress: called with the number of samples after each batch.
+
+    Returns:
+        An :class:`EvaluationResult`, the reference first. Task metrics are computed on each
+        model's first output; fidelity on every output, matched to the reference's.
+
+    Raises:
+        QuantlensError: a model or the data cannot be loaded, or they do not fit each other.
+    """
+    ref = _as_model(reference, num_threads)
+    cands = [_as_model(c, num_threads) for c in candidates]
+    dataset = load_dataset(data, labels)
+    runs = [_Run(ref, list(range(len(ref.inputs))), list(range(len(ref.outputs))))]
+    for c in cands:
+        in_order = match_tensors(ref.inputs, c.inputs, "input", c.name)
+        out_order = match_tensors(ref.outputs, c.outputs, "output", c.name)
+        inverse = [0] * len(in_order)
+        for ref_i, cand_i in enumerate(in_order):
+            inverse[cand_i] = ref_i
+        runs.append(_Run(c, inverse, out_order, fidelity=[FidelityState() for _ in ref.outputs]))
+
+    resolved_task: str | None = None
+    samples = 0
+    for batch in dataset.bind(
+        ref.inputs, batch_size=batch_size, limit=limit, allow_nonfinite=allow_nonfinite
+    ):
+        ref_out: list[np.ndarray] = []
+        for run in runs:
+            raw = run.model.predict([batch.inputs[i] for i in run.inputs_order])
+            outs = [raw[j] for j in run.outputs_order]
+            if run.model is ref:
+                ref_out = outs
+                if resolved_task is None:
+                    resolved_task = infer_task(batch.labels, outs[0], task)
+            if run.fidelity is not None:
+                run.fidelity = [
+                    _update_fidelity(st, r, o, run.model.name, spec.name)
+                    for st, r, o, spec in zip(run.fidelity, ref_out, outs, ref.outputs, strict=True)
+                ]
+            if resolved_task != "none" and batch.labels is not None:
+                if run.task is None:
+                    run.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
+                run.task = run.task.update(batch.labels, outs[0])
+        samples += len(batch)
+        if progress is not None:
+            progress(len(batch))
+
+    if samples == 0:
+        raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
+    names = _unique_names([r.model for r in runs])
+    models = tuple(
+        _model_result(run, name, i == 0, ref)
+        for i, (run, name) in enumerate(zip(runs, names, strict=True))
+    )
+    return EvaluationResult(
+        dataset=DatasetSummary(dataset.source, samples, resolved_task or "none"),
+        reference=names[0],
+        models=models,
+        settings={"batch_size": batch_size, "limit": limit, "num_threads": num_threads},
+    )
+
+
+def _update_fidelity(
+    state: FidelityState, ref: np.ndarray, cand: np.ndarray, model: str, output: str
+) -> FidelityState:
+    if ref.shape != cand.shape:
+        raise ModelMismatchError(
+            f"{model} output for '{output}' has shape {cand.shape} where the reference's has "
+            f"{ref.shape}; compare models of the same graph"
+        )
+    return state.update(ref, cand)
+
+
+def _model_result(run: _Run, name: str, is_reference: bool, ref: Model) -> ModelResult:
+    m = run.model
+    fidelity = [st.result() for st in run.fidelity] if run.fidelity else None
+    return ModelResult(
+        name=name,
+        path=m.path,
+        format=m.format,
+        role="reference" if is_reference else "candidate",
+        size_bytes=m.info().size_bytes,
+        task_metrics=run.task.result() if run.task is not None else None,
+        fidelity=fidelity[0] if fidelity else None,
+        outputs=tuple(
+            OutputFidelity(spec.name, f) for spec, f in zip(ref.outputs, fidelity, strict=True)
+        )
+        if fidelity and len(fidelity) > 1
+        else (),
+    )

@@ -1,0 +1,105 @@
+"""How close a candidate's outputs are to the reference's, as a mergeable accumulator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from quantlens.metrics.kernels import (
+    cosine_per_sample,
+    flat,
+    has_class_axis,
+    kl_per_sample,
+    sqnr_db,
+)
+
+FIDELITY_METRICS = (
+    "mse", "mae", "rmse", "max_abs_error", "sqnr_db", "cosine_similarity",
+    "top1_agreement", "kl_divergence",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FidelityState:
+    """Sufficient statistics of candidate-vs-reference error over the samples seen so far.
+
+    Per-sample values are summed, never averaged per batch, so any split of the data into
+    batches and any merge order give the same result up to floating-point summation.
+    """
+
+    samples: int = 0
+    elements: int = 0
+    sum_sq_err: float = 0.0
+    sum_abs_err: float = 0.0
+    max_abs_err: float = 0.0
+    sum_ref_sq: float = 0.0
+    sum_cosine: float = 0.0
+    class_axis: bool | None = None  # None until the first update
+    top1_agree: int = 0
+    sum_kl: float = 0.0
+
+    def update(self, ref: np.ndarray, cand: np.ndarray) -> FidelityState:
+        """Add one batch of (N, ...) reference and candidate outputs; returns the new state."""
+        if ref.shape != cand.shape:
+            raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
+        r, c = flat(ref), flat(cand)
+        err = c - r
+        sq = err * err
+        classes = has_class_axis(ref)
+        state = replace(
+            self,
+            samples=self.samples + r.shape[0],
+            elements=self.elements + r.size,
+            sum_sq_err=self.sum_sq_err + float(sq.sum()),
+            sum_abs_err=self.sum_abs_err + float(np.abs(err).sum()),
+            max_abs_err=max(self.max_abs_err, float(np.abs(err).max(initial=0.0))),
+            sum_ref_sq=self.sum_ref_sq + float((r * r).sum()),
+            sum_cosine=self.sum_cosine + float(cosine_per_sample(r, c).sum()),
+            class_axis=classes if self.class_axis is None else (self.class_axis and classes),
+        )
+        if classes:
+            state = replace(
+                state,
+                top1_agree=state.top1_agree + int((r.argmax(1) == c.argmax(1)).sum()),
+                sum_kl=state.sum_kl + float(kl_per_sample(r, c).sum()),
+            )
+        return state
+
+    def merge(self, other: FidelityState) -> FidelityState:
+        """Combine the statistics of two disjoint sets of samples."""
+        if self.class_axis is None:
+            return other
+        if other.class_axis is None:
+            return self
+        return FidelityState(
+            samples=self.samples + other.samples,
+            elements=self.elements + other.elements,
+            sum_sq_err=self.sum_sq_err + other.sum_sq_err,
+            sum_abs_err=self.sum_abs_err + other.sum_abs_err,
+            max_abs_err=max(self.max_abs_err, other.max_abs_err),
+            sum_ref_sq=self.sum_ref_sq + other.sum_ref_sq,
+            sum_cosine=self.sum_cosine + other.sum_cosine,
+            class_axis=self.class_axis and other.class_axis,
+            top1_agree=self.top1_agree + other.top1_agree,
+            sum_kl=self.sum_kl + other.sum_kl,
+        )
+
+    def result(self) -> dict[str, float]:
+        """The fidelity metrics; ``top1_agreement`` and ``kl_divergence`` for class outputs."""
+        if self.samples == 0:
+            raise ValueError("no samples were accumulated")
+        mse = self.sum_sq_err / self.elements
+        out = {
+            "mse": mse,
+            "mae": self.sum_abs_err / self.elements,
+            "rmse": math.sqrt(mse),
+            "max_abs_error": self.max_abs_err,
+            "sqnr_db": sqnr_db(self.sum_ref_sq, self.sum_sq_err),
+            "cosine_similarity": self.sum_cosine / self.samples,
+        }
+        if self.class_axis:
+            out["top1_agreement"] = self.top1_agree / self.samples
+            out["kl_divergence"] = self.sum_kl / self.samples
+        return out

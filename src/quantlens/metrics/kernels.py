@@ -1,0 +1,67 @@
+"""Pure per-batch kernels the accumulators are built from. Every result is float64."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Probabilities are clipped to [EPSILON, 1] before the KL divergence, as Keras does.
+EPSILON = 1e-7
+#: A row is taken as a probability distribution when non-negative and summing to 1 within this.
+DISTRIBUTION_TOLERANCE = 1e-3
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, D) in float64."""
+    x64 = np.asarray(x, dtype=np.float64)
+    return x64.reshape(x64.shape[0], -1)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C), stable for large logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def is_distribution(rows: np.ndarray) -> np.ndarray:
+    """Per row of (N, C): non-negative and summing to 1 within DISTRIBUTION_TOLERANCE."""
+    return (rows >= 0).all(axis=1) & (np.abs(rows.sum(axis=1) - 1.0) <= DISTRIBUTION_TOLERANCE)
+
+
+def probabilities(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both (N, C) outputs as probabilities: kept where the reference row already is a
+    distribution, softmaxed otherwise (the reference decides, so both are read alike)."""
+    keep = is_distribution(ref)[:, None]
+    return np.where(keep, ref, softmax(ref)), np.where(keep, cand, softmax(cand))
+
+
+def kl_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """KL(p_ref ‖ p_cand) per row, probabilities clipped to [EPSILON, 1] as in Keras."""
+    p, q = probabilities(ref, cand)
+    p = np.clip(p, EPSILON, 1.0)
+    q = np.clip(q, EPSILON, 1.0)
+    return (p * np.log(p / q)).sum(axis=1)
+
+
+def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each pair of flattened rows; 1 when both are zero, 0 when one is."""
+    dot = (ref * cand).sum(axis=1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    both_zero = ~ref.any(axis=1) & ~cand.any(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
+    return np.where(both_zero, 1.0, cos)
+
+
+def sqnr_db(signal_power: float, noise_power: float) -> float:
+    """10·log10(Σr² / Σ(c−r)²): ``inf`` when identical, ``-inf`` for a zero signal with noise."""
+    if noise_power == 0.0:
+        return float("inf")
+    if signal_power == 0.0:
+        return float("-inf")
+    return float(10.0 * np.log10(signal_power / noise_power))
+
+
+def has_class_axis(output: np.ndarray) -> bool:
+    """An output of shape (N, C) with C ≥ 2 is read as per-class scores."""
+    return output.ndim == 2 and output.shape[1] >= 2

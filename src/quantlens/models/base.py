@@ -1,0 +1,172 @@
+"""The Model protocol every runtime backend implements, its value types, and load_model()."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from quantlens.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization of a tensor: real = (q - zero_point) * scale.
+
+    ``scale`` and ``zero_point`` have one entry per tensor, or one per channel along ``axis``.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``shape`` holds ``None`` for a dimension that may vary."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    quantization: QuantParams | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """The shape of one sample: everything after the batch dimension."""
+        return self.shape[1:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is: format, size, I/O and, where the format tells, its ops and weights."""
+
+    name: str
+    path: str
+    format: str
+    size_bytes: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    op_counts: dict[str, int] = field(default_factory=dict)
+    weight_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> number of elements
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "op_counts": dict(self.op_counts),
+            "weight_dtypes": dict(self.weight_dtypes),
+        }
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A loaded model that maps real-valued inputs to real-valued outputs.
+
+    Backends quantize integer inputs and dequantize integer outputs themselves, so callers
+    always work in real (float) space.
+    """
+
+    name: str
+    path: str
+    format: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch: one array per input (in ``inputs`` order), one per output."""
+        ...
+
+    def info(self) -> ModelInfo:
+        """Describe the model."""
+        ...
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that puts 'output_2' before 'output_10'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def path_size(path: str | os.PathLike[str]) -> int:
+    """Size on disk of a file, or of every file under a directory."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def _load_tflite(path: Path, num_threads: int | None) -> Model:
+    from quantlens.models.litert import LiteRTModel
+
+    return LiteRTModel(path, num_threads=num_threads)
+
+
+def _load_keras(path: Path, num_threads: int | None) -> Model:
+    from quantlens.models.keras import KerasModel
+
+    return KerasModel(path, num_threads=num_threads)
+
+
+def _load_saved_model(path: Path, num_threads: int | None) -> Model:
+    from quantlens.models.keras import SavedModelModel
+
+    return SavedModelModel(path, num_threads=num_threads)
+
+
+# Keyed on file suffix; a directory holding saved_model.pb is a SavedModel.
+_LOADERS: dict[str, Callable[[Path, int | None], Model]] = {
+    ".tflite": _load_tflite,
+    ".keras": _load_keras,
+    ".h5": _load_keras,
+    ".hdf5": _load_keras,
+}
+
+SUPPORTED = ".tflite, .keras, .h5, or a SavedModel directory"
+
+
+def load_model(path: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:
+    """Load a model from a file or SavedModel directory, chosen by its file type.
+
+    Args:
+        path: a ``.tflite``, ``.keras`` or ``.h5`` file, or a SavedModel directory.
+        num_threads: threads the runtime may use (``None``: the runtime's default).
+
+    Raises:
+        ModelLoadError: the path does not exist, is of an unknown kind, or cannot be loaded.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"model not found: {p} (check the path)")
+    if num_threads is not None and num_threads < 1:
+        raise ModelLoadError(f"num_threads must be at least 1, got {num_threads}")
+    if p.is_dir():
+        if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
+            return _load_saved_model(p, num_threads)
+        raise ModelLoadError(
+            f"{p} is a directory but not a SavedModel (no saved_model.pb); give a {SUPPORTED}"
+        )
+    loader = _LOADERS.get(p.suffix.lower())
+    if loader is None:
+        raise ModelLoadError(
+            f"unknown model type '{p.suffix or p.name}' for {p}; give a {SUPPORTED}"
+        )
+    return loader(p, num_threads)

@@ -1,0 +1,145 @@
+"""Keras files (.keras, .h5) and SavedModel directories through TensorFlow, imported lazily."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens.errors import ModelLoadError, require
+from quantlens.models.base import ModelInfo, TensorSpec, natural_key, path_size
+
+
+def import_tensorflow(purpose: str) -> Any:
+    """Import TensorFlow quietly, or say which extra installs it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return require("tensorflow", "tf", purpose)
+
+
+def _set_threads(tf: Any, num_threads: int | None) -> None:
+    if num_threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow was already initialised in this process; its threads are fixed
+
+
+def _shape(shape: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class KerasModel:
+    """A ``.keras`` or ``.h5`` model run in TensorFlow."""
+
+    format = "keras"
+
+    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+        tf = import_tensorflow("loading a Keras model")
+        _set_threads(tf, num_threads)
+        self.path = str(path)
+        self.name = Path(path).stem
+        try:
+            self._model = tf.keras.models.load_model(self.path, compile=False)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise ModelLoadError(
+                f"cannot load Keras model {self.path}: {_first_line(exc)}"
+            ) from exc
+        model = self._model
+        names = list(getattr(model, "output_names", None) or [])
+        if len(names) != len(model.outputs):
+            names = [f"output_{i}" for i in range(len(model.outputs))]
+        self.inputs = tuple(
+            TensorSpec(t.name.split(":")[0], _shape(t.shape), np.dtype(t.dtype).name)
+            for t in model.inputs
+        )
+        self.outputs = tuple(
+            TensorSpec(n, _shape(t.shape), np.dtype(t.dtype).name)
+            for n, t in zip(names, model.outputs, strict=True)
+        )
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch; returns one float array per output."""
+        x = [np.asarray(a, dtype=s.dtype) for a, s in zip(inputs, self.inputs, strict=True)]
+        out = self._model.predict_on_batch(x[0] if len(x) == 1 else x)
+        outs = list(out) if isinstance(out, list | tuple) else [out]
+        return [np.asarray(o) for o in outs]
+
+    def info(self) -> ModelInfo:
+        """Format, size and I/O specs."""
+        weights: dict[str, int] = {}
+        for w in self._model.weights:
+            dt = np.dtype(w.dtype).name
+            weights[dt] = weights.get(dt, 0) + int(np.prod(w.shape))
+        return ModelInfo(
+            self.name,
+            self.path,
+            self.format,
+            path_size(self.path),
+            self.inputs,
+            self.outputs,
+            weight_dtypes=weights,
+        )
+
+
+class SavedModelModel:
+    """A SavedModel directory run through its ``serving_default`` signature."""
+
+    format = "saved_model"
+
+    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+        tf = import_tensorflow("loading a SavedModel")
+        _set_threads(tf, num_threads)
+        self._tf = tf
+        self.path = str(path)
+        self.name = Path(path).name
+        try:
+            loaded = tf.saved_model.load(self.path)
+        except Exception as exc:  # TensorFlow raises many types for a bad directory
+            raise ModelLoadError(f"cannot load SavedModel {self.path}: {_first_line(exc)}") from exc
+        signatures = dict(loaded.signatures)
+        if not signatures:
+            raise ModelLoadError(f"SavedModel {self.path} has no signatures; export one to serve")
+        key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+        self._loaded = loaded  # keeps the functions' variables alive
+        self._fn = signatures[key]
+        in_specs = self._fn.structured_input_signature[1]
+        out_specs = self._fn.structured_outputs
+        self._in_names = list(in_specs)
+        self._out_names = sorted(out_specs, key=natural_key)
+        self.inputs = tuple(
+            TensorSpec(
+                n, _shape(in_specs[n].shape), np.dtype(in_specs[n].dtype.as_numpy_dtype).name
+            )
+            for n in self._in_names
+        )
+        self.outputs = tuple(
+            TensorSpec(
+                n, _shape(out_specs[n].shape), np.dtype(out_specs[n].dtype.as_numpy_dtype).name
+            )
+            for n in self._out_names
+        )
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch through the signature; returns one array per output."""
+        feed = {
+            n: self._tf.constant(np.asarray(a, dtype=s.dtype))
+            for n, a, s in zip(self._in_names, inputs, self.inputs, strict=True)
+        }
+        out = self._fn(**feed)
+        return [np.asarray(out[n]) for n in self._out_names]
+
+    def info(self) -> ModelInfo:
+        """Format, size and I/O specs."""
+        return ModelInfo(
+            self.name, self.path, self.format, path_size(self.path), self.inputs, self.outputs
+        )

@@ -1,0 +1,209 @@
+"""``.tflite`` models through ai_edge_litert, with I/O (de)quantization and batch resizing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens._quiet import captured_output
+from quantlens.errors import DataError, ModelLoadError
+from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, natural_key, path_size
+from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
+from quantlens.models.tflite_file import read_tflite_contents
+
+_STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
+
+
+def _quant_params(detail: dict[str, Any]) -> QuantParams | None:
+    qp = detail.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", []), dtype=np.float64)
+    if scales.size == 0 or not np.any(scales):
+        return None
+    zps = np.asarray(qp.get("zero_points", []), dtype=np.int64)
+    if zps.size == 0:
+        zps = np.zeros_like(scales, dtype=np.int64)
+    return QuantParams(
+        tuple(float(s) for s in scales),
+        tuple(int(z) for z in zps),
+        int(qp.get("quantized_dimension", 0)),
+    )
+
+
+def _spec(detail: dict[str, Any], name: str) -> TensorSpec:
+    sig = detail.get("shape_signature")
+    dims = sig if sig is not None and len(sig) else detail["shape"]
+    shape = tuple(None if int(d) < 0 else int(d) for d in dims)
+    return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, _quant_params(detail))
+
+
+def _plain_name(tensor_name: str) -> str:
+    """'serving_default_x:0' -> 'x'; the name a user or a Keras model would use."""
+    name = tensor_name.split(":")[0]
+    return name.removeprefix("serving_default_")
+
+
+class LiteRTModel:
+    """A ``.tflite`` model run by ai_edge_litert's Interpreter.
+
+    Inputs and outputs are named and ordered by the model's signature when it has one (the
+    converter's tensor order for outputs is not the Keras order; the signature's is).
+    """
+
+    format = "tflite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        num_threads: int | None = None,
+        use_default_delegates: bool = True,
+        preserve_all_tensors: bool = False,
+    ) -> None:
+        from ai_edge_litert import interpreter as litert
+
+        self.path = str(path)
+        self.name = Path(path).stem
+        data = Path(path).read_bytes()
+        self._contents = read_tflite_contents(data, self.path)
+        resolver = (
+            litert.OpResolverType.AUTO
+            if use_default_delegates
+            else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        try:
+            with captured_output():  # the runtime logs its delegate choice to fd 2
+                self._interp = litert.Interpreter(
+                    model_content=data,
+                    num_threads=num_threads,
+                    experimental_op_resolver_type=resolver,
+                    experimental_preserve_all_tensors=preserve_all_tensors,
+                )
+                self._interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            if self._contents.custom_ops:
+                ops = ", ".join(self._contents.custom_ops)
+                raise ModelLoadError(
+                    f"{self.path} needs custom op(s) {ops} that ai_edge_litert does not provide; "
+                    "re-convert the model with builtin ops only"
+                ) from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot load {self.path}: {first}") from exc
+        self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
+        in_details = self._interp.get_input_details()
+        out_details = self._interp.get_output_details()
+        in_names = {d["index"]: _plain_name(d["name"]) for d in in_details}
+        out_order = list(out_details)
+        out_names = {d["index"]: _plain_name(d["name"]) for d in out_details}
+        signatures = self._interp.get_signature_list()
+        if len(signatures) == 1 or "serving_default" in signatures:
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            runner = self._interp.get_signature_runner(key)
+            sig_in = runner.get_input_details()
+            sig_out = runner.get_output_details()
+            if len(sig_in) == len(in_details) and len(sig_out) == len(out_details):
+                in_names = {d["index"]: n for n, d in sig_in.items()}
+                by_index = {d["index"]: d for d in out_details}
+                out_order = [
+                    by_index[sig_out[n]["index"]] for n in sorted(sig_out, key=natural_key)
+                ]
+                out_names = {d["index"]: n for n, d in sig_out.items()}
+        self._in_idx = [d["index"] for d in in_details]
+        self._out_idx = [d["index"] for d in out_order]
+        self.inputs = tuple(_spec(d, in_names[d["index"]]) for d in in_details)
+        self.outputs = tuple(_spec(d, out_names[d["index"]]) for d in out_order)
+        self._base_shapes = [tuple(int(s) for s in d["shape"]) for d in in_details]
+        self._alloc_batch = self._base_shapes[0][0] if self._base_shapes[0] else 1
+        self._can_resize: bool | None = None  # unknown until tried
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _resize(self, batch: int) -> bool:
+        """Resize every input's batch dimension; False (and the original shapes) on failure."""
+        try:
+            for idx, shape in zip(self._in_idx, self._base_shapes, strict=True):
+                self._interp.resize_tensor_input(idx, [batch, *shape[1:]], strict=False)
+            self._interp.allocate_tensors()
+        except (RuntimeError, ValueError):
+            for idx, shape in zip(self._in_idx, self._base_shapes, strict=True):
+                self._interp.resize_tensor_input(idx, list(shape), strict=False)
+            self._interp.allocate_tensors()
+            self._alloc_batch = self._base_shapes[0][0]
+            return False
+        self._alloc_batch = batch
+        return True
+
+    def _invoke(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        interp = self._interp
+        if self._stateful:
+            interp.reset_all_variables()
+        for idx, spec, x in zip(self._in_idx, self.inputs, arrays, strict=True):
+            interp.set_tensor(idx, self._to_runtime(x, spec))
+        interp.invoke()
+        return [
+            self._to_real(interp.get_tensor(idx), spec)
+            for idx, spec in zip(self._out_idx, self.outputs, strict=True)
+        ]
+
+    @staticmethod
+    def _to_runtime(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
+            return quantize(x, spec.quantization, spec.dtype)
+        return np.ascontiguousarray(x, dtype=spec.dtype)
+
+    @staticmethod
+    def _to_real(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
+            return dequantize(y, spec.quantization)
+        return y
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run a batch of real-valued inputs; returns real-valued outputs.
+
+        The batch dimension is resized to the batch's size when the model allows it; a model
+        whose batch is baked in (e.g. a RESHAPE to a fixed shape) is run in chunks of its own
+        batch size instead, the last chunk padded and the padding dropped.
+        """
+        if len(inputs) != len(self.inputs):
+            raise DataError(f"{self.name} takes {len(self.inputs)} input(s), got {len(inputs)}")
+        n = int(inputs[0].shape[0])
+        if n == 0:
+            raise DataError("empty batch: the data set has no samples")
+        if n != self._alloc_batch and self._can_resize is not False and not self._resize(n):
+            self._can_resize = False
+        if n == self._alloc_batch:
+            outs = self._invoke(inputs)
+            if all(o.shape[:1] == (n,) for o in outs):
+                return outs
+            self._can_resize = False  # the graph ignored the new batch size
+            self._resize(self._base_shapes[0][0])
+        return self._predict_in_chunks(inputs, n)
+
+    def _predict_in_chunks(self, inputs: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+        chunk = max(self._alloc_batch, 1)
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, n, chunk):
+            piece = [x[start : start + chunk] for x in inputs]
+            got = piece[0].shape[0]
+            if got < chunk:
+                piece = [
+                    np.concatenate([p, np.zeros((chunk - got, *p.shape[1:]), p.dtype)])
+                    for p in piece
+                ]
+            parts.append([o[:got] for o in self._invoke(piece)])
+        return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+    def info(self) -> ModelInfo:
+        """Format, size, I/O specs, op counts by type and weight elements by dtype."""
+        return ModelInfo(
+            name=self.name,
+            path=self.path,
+            format=self.format,
+            size_bytes=path_size(self.path),
+            inputs=self.inputs,
+            outputs=self.outputs,
+            op_counts=dict(sorted(self._contents.op_counts.items())),
+            weight_dtypes=dict(sorted(self._contents.weight_dtypes.items())),
+        )

@@ -1,0 +1,1 @@
+"""Producing quantized variants of a float model."""

@@ -1,0 +1,1 @@
+"""Renderers: functions over result objects, apart from how the results were made."""

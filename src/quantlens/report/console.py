@@ -1,0 +1,166 @@
+"""Terminal rendering with rich: the evaluation table and a progress bar that waits its turn."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from quantlens.models.base import ModelInfo
+from quantlens.results import EvaluationResult
+
+TASK_COLUMNS = {
+    "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
+                       ("macro_f1", "macro F1", "{:.4f}")],
+    "regression": [("mse", "mse", "{:.4g}"), ("mae", "mae", "{:.4g}"), ("r2", "r2", "{:.4f}")],
+}  # fmt: skip
+FIDELITY_COLUMNS = [
+    ("sqnr_db", "SQNR dB", "{:.2f}"),
+    ("mse", "out mse", "{:.3g}"),
+    ("max_abs_error", "max |err|", "{:.3g}"),
+    ("cosine_similarity", "cosine", "{:.5f}"),
+    ("top1_agreement", "top-1 agree", "{:.4f}"),
+    ("kl_divergence", "KL", "{:.3g}"),
+]
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console; when not writing to a terminal, wide enough that tables never wrap."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=200)
+
+
+def human_size(n: int) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GiB"
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    if value is None:
+        return "—"
+    return pattern.format(value) if value == value and abs(value) != float("inf") else str(value)
+
+
+def evaluation_table(result: EvaluationResult) -> Table:
+    """One row per model, the reference first: size, task metrics, fidelity to the reference."""
+    task_cols = [
+        c
+        for c in TASK_COLUMNS.get(result.dataset.task, [])
+        if any(m.task_metrics and c[0] in m.task_metrics for m in result.models)
+    ]
+    fid_cols = [
+        c for c in FIDELITY_COLUMNS if any(m.fidelity and c[0] in m.fidelity for m in result.models)
+    ]
+    table = Table(
+        title=f"{result.dataset.samples} samples from {result.dataset.source}"
+        f" · task: {result.dataset.task} · fidelity vs {result.reference}",
+        title_justify="left",
+    )
+    table.add_column("model", style="bold")
+    table.add_column("format")
+    table.add_column("size", justify="right")
+    for _, header, _ in task_cols:
+        table.add_column(header, justify="right", style="cyan")
+    for _, header, _ in fid_cols:
+        table.add_column(header, justify="right", style="magenta")
+    for m in result.models:
+        row = [
+            m.name + (" (ref)" if m.role == "reference" else ""),
+            m.format,
+            human_size(m.size_bytes),
+        ]
+        row += [_fmt((m.task_metrics or {}).get(k), p) for k, _, p in task_cols]
+        row += [_fmt((m.fidelity or {}).get(k), p) for k, _, p in fid_cols]
+        table.add_row(*row)
+    return table
+
+
+def print_evaluation(result: EvaluationResult, console: Console | None = None) -> None:
+    """Print the evaluation table, and per-output fidelity when models have several outputs."""
+    console = console or Console()
+    console.print(evaluation_table(result))
+    for m in result.models:
+        for o in m.outputs:
+            f = o.fidelity
+            sqnr = _fmt(f.get("sqnr_db"), "{:.2f}")
+            mse = _fmt(f.get("mse"), "{:.3g}")
+            cosine = _fmt(f.get("cosine_similarity"), "{:.5f}")
+            console.print(
+                f"  {m.name} · output {o.name}: SQNR {sqnr} dB, mse {mse}, cosine {cosine}"
+            )
+
+
+def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
+    """Print what a model is: format, size, I/O with quantization, ops and weight dtypes."""
+    console = console or Console()
+    console.print(
+        f"[bold]{info.name}[/] · {info.format} · {human_size(info.size_bytes)} · {info.path}"
+    )
+    table = Table("", "name", "shape", "dtype", "scale", "zero point")
+    for role, specs in (("input", info.inputs), ("output", info.outputs)):
+        for s in specs:
+            q = s.quantization
+            scale = (
+                ", ".join(f"{v:.6g}" for v in q.scale[:4]) + ("…" if q and len(q.scale) > 4 else "")
+                if q
+                else "—"
+            )
+            zp = ", ".join(str(v) for v in q.zero_point[:4]) if q else "—"
+            shape = "(" + ", ".join("?" if d is None else str(d) for d in s.shape) + ")"
+            table.add_row(role, s.name, shape, s.dtype, scale, zp)
+    console.print(table)
+    if info.op_counts:
+        console.print("ops: " + ", ".join(f"{k}×{v}" for k, v in info.op_counts.items()))
+    if info.weight_dtypes:
+        console.print(
+            "weights: " + ", ".join(f"{k}: {v:,} values" for k, v in info.weight_dtypes.items())
+        )
+
+
+@contextmanager
+def delayed_progress(
+    total: int | None, description: str, console: Console, delay_s: float = 1.5
+) -> Iterator[Callable[[int], None]]:
+    """A progress callback whose bar appears only once a run has lasted ``delay_s`` seconds,
+    and only on a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    progress: Any = None
+    task_id: Any = None
+    done = 0
+    start = time.monotonic()
+
+    def advance(n: int) -> None:
+        nonlocal progress, task_id, done
+        done += n
+        if progress is None:
+            if not console.is_terminal or time.monotonic() - start < delay_s:
+                return
+            progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=console, transient=True,
+            )  # fmt: skip
+            progress.start()
+            task_id = progress.add_task(description, total=total)
+        progress.update(task_id, completed=done)
+
+    try:
+        yield advance
+    finally:
+        if progress is not None:
+            progress.stop()
