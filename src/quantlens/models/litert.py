@@ -118,6 +118,12 @@ class LiteRTModel:
         self._alloc_batch = self._base_shapes[0][0] if self._base_shapes[0] else 1
         self._can_resize: bool | None = None  # unknown until tried
 
+    @property
+    def batching(self) -> str:
+        """How batches run: 'resize' (batch dimension resized), 'chunks' (the model's own
+        batch size, padded) or 'unknown' (no batch of another size has run yet)."""
+        return {None: "unknown", True: "resize", False: "chunks"}[self._can_resize]
+
     # -- running ---------------------------------------------------------------------------
 
     def _resize(self, batch: int) -> bool:
@@ -176,6 +182,8 @@ class LiteRTModel:
         if n == self._alloc_batch:
             outs = self._invoke(inputs)
             if all(o.shape[:1] == (n,) for o in outs):
+                if n != self._base_shapes[0][0]:
+                    self._can_resize = True
                 return outs
             self._can_resize = False  # the graph ignored the new batch size
             self._resize(self._base_shapes[0][0])

@@ -1,0 +1,132 @@
+"""Tiny models made in fixtures (a few Keras layers, converted with TFLiteConverter)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tf():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    return tf
+
+
+def _convert(tf, model, *, int8: bool, int8_io: bool, rep: list[np.ndarray] | None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+
+        def gen() -> Iterator[list[np.ndarray]]:
+            assert rep is not None
+            for i in range(min(100, len(rep[0]))):
+                yield [r[i : i + 1].astype(np.float32) for r in rep]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+@pytest.fixture(scope="session")
+def convert(tf) -> Callable[..., bytes]:
+    def run(model, rep=None, *, int8=False, int8_io=False) -> bytes:
+        return _convert(tf, model, int8=int8, int8_io=int8_io, rep=rep)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from quantlens.data import _digits
+
+    x_train, y_train = _digits("train")
+    x_test, y_test = _digits("test")
+    return x_train, y_train, x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def digits_models(tf, convert, digits_split, tmp_path_factory) -> dict[str, Path]:
+    """A small digits CNN: .keras, float .tflite, int8 (float I/O) and int8-io .tflite."""
+    keras = tf.keras
+    x_train, y_train, _, _ = digits_split
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="image"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, name="logits"),
+        ]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    out = tmp_path_factory.mktemp("digits")
+    paths = {"keras": out / "cnn.keras"}
+    model.save(paths["keras"])
+    for name, kw in {
+        "float": {},
+        "int8": {"int8": True},
+        "int8io": {"int8": True, "int8_io": True},
+    }.items():
+        paths[name] = out / f"cnn_{name}.tflite"
+        paths[name].write_bytes(convert(model, [x_train], **kw))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_models(tf, convert, digits_split, tmp_path_factory) -> dict[str, Path]:
+    """Models whose batch is 1: one resizable, one with a RESHAPE baked to batch 1."""
+    keras = tf.keras
+    x_train = digits_split[0]
+    out = tmp_path_factory.mktemp("fixed")
+    resizable = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), batch_size=1),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    baked = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), batch_size=1),
+            keras.layers.Lambda(lambda t: tf.reshape(t, [1, 64])),
+            keras.layers.Dense(10),
+        ]
+    )
+    paths = {}
+    for name, m in (("resizable", resizable), ("baked", baked)):
+        paths[name] = out / f"{name}.tflite"
+        paths[name].write_bytes(convert(m, [x_train], int8=True, int8_io=True))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def multi_io_models(tf, convert, tmp_path_factory) -> dict[str, Path]:
+    """Two inputs, two outputs (a softmax head and a regression head), declared so that the
+    converter's tensor order differs from the Keras order."""
+    keras = tf.keras
+    rng = np.random.default_rng(0)
+    feats = keras.Input((4,), name="feats")
+    aux = keras.Input((3,), name="aux")
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([feats, aux]))
+    cls = keras.layers.Dense(3, activation="softmax", name="zcls")(h)
+    reg = keras.layers.Dense(2, name="areg")(h)
+    model = keras.Model([feats, aux], [cls, reg])
+    out = tmp_path_factory.mktemp("multi")
+    paths = {"keras": out / "multi.keras"}
+    model.save(paths["keras"])
+    rep = [rng.random((100, 4), dtype=np.float32), rng.random((100, 3), dtype=np.float32)]
+    paths["int8io"] = out / "multi_int8io.tflite"
+    paths["int8io"].write_bytes(convert(model, rep, int8=True, int8_io=True))
+    return paths

@@ -1,0 +1,120 @@
+"""Data sources, batching, and the checks made before any model runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantlens import load_dataset
+from quantlens.data import BUILTINS
+from quantlens.errors import DataError
+from quantlens.models.base import TensorSpec
+
+IMAGE = [TensorSpec("image", (None, 8, 8, 1), "float32")]
+TWO = [TensorSpec("feats", (None, 4), "float32"), TensorSpec("aux", (None, 3), "float32")]
+
+
+def collect(ds, specs=IMAGE, **kw):
+    batches = list(ds.bind(specs, **kw))
+    xs = [np.concatenate([b.inputs[i] for b in batches]) for i in range(len(specs))]
+    ys = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
+    return batches, xs, ys
+
+
+def test_builtin_digits_split_is_fixed_and_documented() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    ds = load_dataset("digits")
+    batches, (x,), y = collect(ds, batch_size=100)
+    d = load_digits()
+    _, x_test, _, y_test = train_test_split(
+        d.images, d.target, test_size=0.25, random_state=0, stratify=d.target
+    )
+    assert ds.num_samples == 450 and x.shape == (450, 8, 8, 1)
+    np.testing.assert_allclose(x[..., 0], x_test / 16.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, y_test)
+    assert [len(b) for b in batches] == [100, 100, 100, 100, 50]
+    assert load_dataset("digits:train").num_samples == 1797 - 450
+    assert set(BUILTINS) == {"digits", "diabetes"}
+
+
+def test_npz_with_named_inputs_binds_in_model_order(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    feats, aux, y = rng.random((10, 4)), rng.random((10, 3)), rng.integers(0, 3, 10)
+    np.savez(tmp_path / "d.npz", aux=aux, feats=feats, y=y)
+    _, (f, a), labels = collect(load_dataset(tmp_path / "d.npz"), TWO, batch_size=4)
+    np.testing.assert_array_equal(f, feats)
+    np.testing.assert_array_equal(a, aux)
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_npy_is_inputs_only_and_limit_applies(tmp_path) -> None:
+    x = np.random.default_rng(0).random((20, 8, 8, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    batches, (got,), y = collect(load_dataset(tmp_path / "x.npy"), batch_size=6, limit=15)
+    assert y is None
+    assert [len(b) for b in batches] == [6, 6, 3]
+    np.testing.assert_array_equal(got, x[:15])
+
+
+def test_iterables_of_samples_or_uneven_batches_are_rebatched() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((23, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 23)
+    samples = [(x[i], y[i]) for i in range(23)]
+    b1, (gx,), gy = collect(load_dataset(samples), batch_size=5)
+    assert [len(b) for b in b1] == [5, 5, 5, 5, 3]
+    np.testing.assert_array_equal(gx, x)
+    np.testing.assert_array_equal(gy, y)
+    uneven = [(x[:7], y[:7]), (x[7:9], y[7:9]), (x[9:], y[9:])]
+    b2, (gx2,), _ = collect(load_dataset(uneven), batch_size=4, limit=21)
+    assert [len(b) for b in b2] == [4, 4, 4, 4, 4, 1]
+    np.testing.assert_array_equal(gx2, x[:21])
+
+
+def test_tf_data_dataset(tf) -> None:
+    x = np.random.default_rng(0).random((9, 8, 8, 1)).astype(np.float32)
+    y = np.arange(9) % 10
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    batches, (gx,), gy = collect(load_dataset(ds), batch_size=3)
+    assert [len(b) for b in batches] == [3, 3, 3]
+    np.testing.assert_array_equal(gx, x)
+    np.testing.assert_array_equal(gy, y)
+
+
+def test_shape_mismatch_says_expected_and_given() -> None:
+    x = np.zeros((5, 64), dtype=np.float32)
+    with pytest.raises(
+        DataError, match=r"expects samples of shape \(8, 8, 1\) float32.*gives \(64,\) float32"
+    ):
+        load_dataset(x).bind(IMAGE)
+
+
+def test_missing_input_name_and_label_count_are_refused(tmp_path) -> None:
+    np.savez(tmp_path / "d.npz", feats=np.zeros((3, 4)), other=np.zeros((3, 3)))
+    with pytest.raises(DataError, match="model input 'aux' not found"):
+        load_dataset(tmp_path / "d.npz").bind(TWO)
+    with pytest.raises(DataError, match="2 labels for 3 samples"):
+        load_dataset(np.zeros((3, 8, 8, 1)), labels=np.zeros(2))
+
+
+def test_empty_missing_and_unknown_sources(tmp_path) -> None:
+    with pytest.raises(DataError, match="empty"):
+        load_dataset(np.zeros((0, 8, 8, 1)))
+    with pytest.raises(DataError, match="empty"):
+        load_dataset(iter(())).bind(IMAGE)
+    with pytest.raises(DataError, match="data not found"):
+        load_dataset(tmp_path / "nope.npz")
+    (tmp_path / "d.csv").write_text("1,2\n")
+    with pytest.raises(DataError, match="unknown data type"):
+        load_dataset(tmp_path / "d.csv")
+
+
+def test_nonfinite_inputs_are_refused_unless_allowed() -> None:
+    x = np.zeros((6, 8, 8, 1), dtype=np.float32)
+    x[4, 1, 2, 0] = np.nan
+    with pytest.raises(DataError, match="NaN or inf at sample 4"):
+        collect(load_dataset(x), batch_size=3)
+    _, (got,), _ = collect(load_dataset(x), batch_size=3, allow_nonfinite=True)
+    assert np.isnan(got).sum() == 1

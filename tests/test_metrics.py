@@ -1,0 +1,203 @@
+"""Every metric against an independent implementation (scikit-learn, SciPy, NumPy), on random
+data split into random batches and merged in random order."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import rel_entr
+from scipy.special import softmax as scipy_softmax
+from sklearn import metrics as skm
+
+from quantlens.errors import DataError
+from quantlens.metrics import ClassificationState, FidelityState, RegressionState
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def split_points(draw: st.DrawFn, n: int) -> list[int]:
+    cuts = draw(st.lists(st.integers(1, max(n - 1, 1)), max_size=6, unique=True))
+    return sorted(c for c in cuts if 0 < c < n)
+
+
+def accumulate(make, update, arrays, cuts, order):
+    """Update one state per batch, then merge the batch states in the given order."""
+    bounds = [0, *cuts, len(arrays[0])]
+    states = [update(make(), *[a[s:e] for a in arrays]) for s, e in itertools.pairwise(bounds)]
+    ordered = [states[i] for i in order(len(states))]
+    return functools.reduce(lambda a, b: a.merge(b), ordered)
+
+
+@st.composite
+def paired_outputs(draw: st.DrawFn, probabilities: bool = False):
+    n = draw(st.integers(1, 60))
+    c = draw(st.integers(2, 12))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, c)) * draw(st.sampled_from([0.01, 1.0, 50.0]))
+    cand = ref + rng.normal(size=(n, c)) * draw(st.sampled_from([0.0, 1e-3, 0.3]))
+    if probabilities:
+        ref, cand = scipy_softmax(ref, axis=1), scipy_softmax(cand, axis=1)
+    cuts = split_points(draw, n)
+    perm_seed = draw(st.integers(0, 1000))
+    return ref, cand, cuts, lambda k: np.random.default_rng(perm_seed).permutation(k)
+
+
+def fidelity(ref, cand, cuts, order):
+    return accumulate(FidelityState, lambda s, r, c: s.update(r, c), [ref, cand], cuts, order)
+
+
+def expected_kl(ref: np.ndarray, cand: np.ndarray, already_probabilities: bool) -> float:
+    p, q = (ref, cand) if already_probabilities else (scipy_softmax(ref, 1), scipy_softmax(cand, 1))
+    p, q = np.clip(p, 1e-7, 1), np.clip(q, 1e-7, 1)
+    return float(rel_entr(p, q).sum(axis=1).mean())
+
+
+@SETTINGS
+@given(paired_outputs())
+def test_fidelity_matches_numpy_and_scipy(case) -> None:
+    ref, cand, cuts, order = case
+    got = fidelity(ref, cand, cuts, order).result()
+    err = cand - ref
+    assert got["mse"] == pytest.approx(
+        skm.mean_squared_error(ref.ravel(), cand.ravel()), rel=1e-9, abs=1e-300
+    )
+    assert got["mae"] == pytest.approx(
+        skm.mean_absolute_error(ref.ravel(), cand.ravel()), rel=1e-9, abs=1e-300
+    )
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-9, abs=1e-300)
+    assert got["max_abs_error"] == np.abs(err).max()
+    noise = np.sum(err**2)
+    if noise == 0:
+        assert got["sqnr_db"] == float("inf")
+    else:
+        assert got["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(ref**2) / noise), rel=1e-9)
+    cos = np.diag(skm.pairwise.cosine_similarity(ref, cand))
+    assert got["cosine_similarity"] == pytest.approx(cos.mean(), rel=1e-9)
+    assert got["top1_agreement"] == np.mean(ref.argmax(1) == cand.argmax(1))
+    assert got["kl_divergence"] == pytest.approx(expected_kl(ref, cand, False), rel=1e-7, abs=1e-12)
+
+
+@SETTINGS
+@given(paired_outputs(probabilities=True))
+def test_kl_uses_probabilities_as_given(case) -> None:
+    ref, cand, cuts, order = case
+    got = fidelity(ref, cand, cuts, order).result()
+    assert got["kl_divergence"] == pytest.approx(expected_kl(ref, cand, True), rel=1e-7, abs=1e-12)
+
+
+def test_fidelity_of_image_outputs_has_no_class_metrics() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(5, 4, 4, 3))
+    cand = ref + 0.1
+    got = FidelityState().update(ref, cand).result()
+    assert "top1_agreement" not in got and "kl_divergence" not in got
+    assert got["mse"] == pytest.approx(0.01)
+    flat_r, flat_c = ref.reshape(5, -1), cand.reshape(5, -1)
+    cos = np.diag(skm.pairwise.cosine_similarity(flat_r, flat_c)).mean()
+    assert got["cosine_similarity"] == pytest.approx(cos)
+
+
+def test_cosine_of_zero_outputs() -> None:
+    zeros = np.zeros((2, 3))
+    assert FidelityState().update(zeros, zeros).result()["cosine_similarity"] == 1.0
+    ones = np.ones((2, 3))
+    assert FidelityState().update(zeros, ones).result()["cosine_similarity"] == 0.0
+
+
+@st.composite
+def classification_case(draw: st.DrawFn):
+    n = draw(st.integers(1, 80))
+    c = draw(st.integers(2, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    y = rng.integers(0, c, size=n)
+    scores = rng.normal(size=(n, c))
+    scores[np.arange(n), y] += draw(st.sampled_from([0.0, 1.0, 3.0]))
+    perm_seed = draw(st.integers(0, 1000))
+    return (
+        y,
+        scores,
+        split_points(draw, n),
+        lambda k: np.random.default_rng(perm_seed).permutation(k),
+    )
+
+
+@SETTINGS
+@given(classification_case())
+def test_classification_matches_sklearn(case) -> None:
+    y, scores, cuts, order = case
+    c = scores.shape[1]
+    state = accumulate(
+        lambda: ClassificationState.empty(c),
+        lambda s, a, b: s.update(a, b),
+        [y, scores],
+        cuts,
+        order,
+    )
+    got = state.result()
+    pred = scores.argmax(1)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+    if c >= 5:
+        expected = skm.top_k_accuracy_score(y, scores, k=5, labels=np.arange(c))
+        assert got["top5_accuracy"] == pytest.approx(expected)
+    else:
+        assert "top5_accuracy" not in got
+
+
+def test_classification_accepts_one_hot_and_column_labels() -> None:
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    y = np.array([1, 1, 1])
+    a = ClassificationState.empty(2).update(y, scores).result()
+    b = ClassificationState.empty(2).update(np.eye(2)[y], scores).result()
+    c = ClassificationState.empty(2).update(y[:, None], scores).result()
+    assert a == b == c
+    assert a["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_single_unit_output_is_probability_of_class_one() -> None:
+    p = np.array([[0.2], [0.7], [0.5], [0.1]])
+    y = np.array([0, 1, 0, 1])
+    got = ClassificationState.empty(1).update(y, p).result()
+    assert got["accuracy"] == skm.accuracy_score(y, (p[:, 0] >= 0.5).astype(int))
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 3]), np.array([-1, 0]), np.array([0.5, 1.0])])
+def test_labels_outside_classes_are_refused(labels: np.ndarray) -> None:
+    with pytest.raises(DataError):
+        ClassificationState.empty(3).update(labels, np.zeros((2, 3)))
+
+
+@st.composite
+def regression_case(draw: st.DrawFn):
+    n = draw(st.integers(2, 80))
+    k = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    y = rng.normal(size=(n, k)) * 100 + 50
+    pred = y + rng.normal(size=(n, k)) * draw(st.sampled_from([0.0, 1.0, 30.0]))
+    perm_seed = draw(st.integers(0, 1000))
+    return y, pred, split_points(draw, n), lambda m: np.random.default_rng(perm_seed).permutation(m)
+
+
+@SETTINGS
+@given(regression_case())
+def test_regression_matches_sklearn(case) -> None:
+    y, pred, cuts, order = case
+    state = accumulate(RegressionState, lambda s, a, b: s.update(a, b), [y, pred], cuts, order)
+    got = state.result()
+    assert got["mse"] == pytest.approx(skm.mean_squared_error(y, pred), rel=1e-9, abs=1e-12)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred), rel=1e-9, abs=1e-12)
+    assert got["rmse"] == pytest.approx(skm.root_mean_squared_error(y, pred), rel=1e-9, abs=1e-12)
+    assert got["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-7, abs=1e-9)
+
+
+def test_regression_constant_target_follows_sklearn() -> None:
+    y = np.full((4, 1), 3.0)
+    for pred in (y.copy(), y + 1):
+        got = RegressionState().update(y, pred).result()
+        assert got["r2"] == skm.r2_score(y, pred)
