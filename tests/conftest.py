@@ -108,6 +108,8 @@ def fixed_batch_models(tf, convert, digits_split, tmp_path_factory) -> dict[str,
     for name, m in (("resizable", resizable), ("baked", baked)):
         paths[name] = out / f"{name}.tflite"
         paths[name].write_bytes(convert(m, [x_train], int8=True, int8_io=True))
+    paths["baked_float"] = out / "baked_float.tflite"
+    paths["baked_float"].write_bytes(convert(baked))
     return paths
 
 

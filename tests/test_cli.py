@@ -199,3 +199,18 @@ def test_help_does_not_import_tensorflow() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--data" in proc.stdout
+
+
+def test_evaluate_fixed_batch_models_equals_hand_loop(fixed_batch_models, digits_split) -> None:
+    import quantlens
+
+    x, y = digits_split[2][:70], digits_split[3][:70]
+    result = quantlens.evaluate(
+        fixed_batch_models["baked_float"], [fixed_batch_models["baked"]], (x, y), batch_size=32
+    )
+    (ref,) = hand_run(fixed_batch_models["baked_float"], [x])
+    (cand,) = hand_run(fixed_batch_models["baked"], [x])
+    got = result.model("baked")
+    assert result.dataset.samples == 70
+    assert_close(got.fidelity, expected_fidelity(ref, cand), rel=1e-4)
+    assert got.task_metrics["accuracy"] == pytest.approx(skm.accuracy_score(y, cand.argmax(1)))

@@ -104,3 +104,24 @@ def test_missing_and_unknown_models_raise_clear_errors(tmp_path) -> None:
     (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
     with pytest.raises(ModelLoadError, match="not a TFLite model"):
         load_model(tmp_path / "junk.tflite")
+
+
+def test_keras_h5_and_saved_model_agree(multi_io_models, tf, tmp_path) -> None:
+    from quantlens._quiet import captured_output
+
+    keras_model = tf.keras.models.load_model(multi_io_models["keras"])
+    with captured_output():  # export lists its endpoints on stdout
+        keras_model.export(tmp_path / "saved")
+    keras_model.save(tmp_path / "m.h5")
+    rng = np.random.default_rng(0)
+    x = {"feats": rng.random((6, 4), dtype=np.float32), "aux": rng.random((6, 3), dtype=np.float32)}
+    expected = [o.numpy() for o in keras_model([x["feats"], x["aux"]], training=False)]
+    for path, fmt in ((tmp_path / "saved", "saved_model"), (tmp_path / "m.h5", "keras")):
+        model = load_model(path)
+        assert model.format == fmt
+        # a SavedModel signature's inputs are named, not ordered: feed them by name
+        assert {t.name for t in model.inputs} == {"feats", "aux"}
+        got = model.predict([x[t.name] for t in model.inputs])
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+    assert load_model(tmp_path / "saved").info().size_bytes > 0
