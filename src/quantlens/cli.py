@@ -31,6 +31,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got '{text}'"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers of at least 1, got '{text}'")
+    return values
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got '{text}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="quantlens",
@@ -54,7 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive_int, help="use at most N samples")
     ev.add_argument("--threads", type=_positive_int, help="runtime threads per model")
     ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
+    ev.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     ev.add_argument("--json", metavar="PATH", help="write the report as JSON")
+
+    bench = sub.add_parser(
+        "bench",
+        help="latency, throughput, memory and size, with A/B ratios",
+        description="Time each MODEL's invoke in interleaved rounds after a warm-up; init, "
+        "first inference and peak memory come from a fresh child process per model.",
+    )
+    bench.add_argument("models", nargs="+", metavar="model")
+    bench.add_argument("--threads", type=_int_list, default=[1], help="e.g. 1,2 (default: 1)")
+    bench.add_argument("--batch-size", type=_int_list, default=[1], help="e.g. 1,8 (default: 1)")
+    bench.add_argument("--warmup-runs", type=int, default=10, help="default: 10")
+    bench.add_argument("--runs", type=_positive_int, default=50, help="at least (default: 50)")
+    bench.add_argument("--min-seconds", type=_non_negative_float, default=1.0,
+                       help="at least this long (default: 1)")  # fmt: skip
+    bench.add_argument("--data", help="inputs from this source (default: random in range)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
+    bench.add_argument("--json", metavar="PATH", help="write the report as JSON")
 
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
     info.add_argument("model")
@@ -97,9 +137,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             limit=args.limit,
             num_threads=args.threads,
             allow_nonfinite=args.allow_nonfinite,
+            bench=not args.no_bench,
             progress=advance,
         )
     print_evaluation(result, console)
+    if args.json:
+        path = write_json(result.to_dict(), args.json)
+        console.print(f"report written to {path}")
+    return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from quantlens.bench import benchmark
+    from quantlens.report.console import make_console, print_bench
+    from quantlens.report.json_file import write_json
+
+    console = make_console()
+    status = make_console(stderr=True)
+    result = benchmark(
+        args.models,
+        threads=args.threads,
+        batch_sizes=args.batch_size,
+        warmup_runs=args.warmup_runs,
+        runs=args.runs,
+        min_seconds=args.min_seconds,
+        data=args.data,
+        measure_memory=not args.no_memory,
+        progress=lambda text: (
+            status.print(f"benchmarking {text}…", style="dim") if status.is_terminal else None
+        ),
+    )
+    print_bench(result, console)
     if args.json:
         path = write_json(result.to_dict(), args.json)
         console.print(f"report written to {path}")
@@ -125,7 +193,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "info": _cmd_info, "demo": _cmd_demo}
+COMMANDS = {"evaluate": _cmd_evaluate, "bench": _cmd_bench, "info": _cmd_info, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,7 +55,8 @@ def run_demo(out: str | Path) -> None:
             path = out_dir / f"digits_cnn_{mode.replace('-io', '')}.tflite"
             path.write_bytes(convert_keras(model, mode, calibration=[x_train]))
             paths.append(path)
-    result = evaluate(keras_path, paths, "digits")
+    with console.status("evaluating and benchmarking…"):
+        result = evaluate(keras_path, paths, "digits", bench=True)
     print_evaluation(result, console)
     report = write_json(result.to_dict(), out_dir / "evaluation.json")
     console.print(f"models and report written to {out_dir}/ ({report.name})")

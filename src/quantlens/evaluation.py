@@ -14,7 +14,14 @@ from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
 from quantlens.models.base import Model, TensorSpec, load_model
-from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, OutputFidelity
+from quantlens.results import (
+    EVALUATION_LATENCY_KEYS,
+    DatasetSummary,
+    EvaluationResult,
+    ModelResult,
+    OutputFidelity,
+    Performance,
+)
 
 TASKS = ("classification", "regression")
 DEFAULT_BATCH_SIZE = 32
@@ -62,6 +69,15 @@ def match_tensors(
                 f"reference's '{r.name}' has {r.sample_shape}; compare models of the same graph"
             )
     return order
+
+
+def feed_order(ref: Sequence[TensorSpec], cand: Sequence[TensorSpec], cand_name: str) -> list[int]:
+    """For each candidate input, the index of the reference input that feeds it."""
+    order = match_tensors(ref, cand, "input", cand_name)
+    inverse = [0] * len(order)
+    for ref_i, cand_i in enumerate(order):
+        inverse[cand_i] = ref_i
+    return inverse
 
 
 def infer_task(labels: np.ndarray | None, output: np.ndarray, forced: str | None) -> str:
@@ -129,6 +145,7 @@ def evaluate(
     limit: int | None = None,
     num_threads: int | None = None,
     allow_nonfinite: bool = False,
+    bench: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
@@ -143,6 +160,8 @@ def evaluate(
         limit: use at most this many samples.
         num_threads: runtime threads per model (``None``: the runtime's default).
         allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
+        bench: also measure each model's latency (batch of 1, the data's first sample),
+            throughput, peak memory and compressed size, as :func:`quantlens.benchmark`.
         progress: called with the number of samples after each batch.
 
     Returns:
@@ -157,15 +176,13 @@ def evaluate(
     dataset = load_dataset(data, labels)
     runs = [_Run(ref, list(range(len(ref.inputs))), list(range(len(ref.outputs))))]
     for c in cands:
-        in_order = match_tensors(ref.inputs, c.inputs, "input", c.name)
+        in_order = feed_order(ref.inputs, c.inputs, c.name)
         out_order = match_tensors(ref.outputs, c.outputs, "output", c.name)
-        inverse = [0] * len(in_order)
-        for ref_i, cand_i in enumerate(in_order):
-            inverse[cand_i] = ref_i
-        runs.append(_Run(c, inverse, out_order, fidelity=[FidelityState() for _ in ref.outputs]))
+        runs.append(_Run(c, in_order, out_order, fidelity=[FidelityState() for _ in ref.outputs]))
 
     resolved_task: str | None = None
     samples = 0
+    first_sample: list[np.ndarray] = []
     for batch in dataset.bind(
         ref.inputs, batch_size=batch_size, limit=limit, allow_nonfinite=allow_nonfinite
     ):
@@ -186,6 +203,8 @@ def evaluate(
                 if run.task is None:
                     run.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
                 run.task = run.task.update(batch.labels, outs[0])
+        if not first_sample:
+            first_sample = [x[:1] for x in batch.inputs]
         samples += len(batch)
         if progress is not None:
             progress(len(batch))
@@ -193,8 +212,9 @@ def evaluate(
     if samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
     names = _unique_names([r.model for r in runs])
+    perf = _performance([r.model for r in runs], first_sample, num_threads) if bench else None
     models = tuple(
-        _model_result(run, name, i == 0, ref)
+        _model_result(run, name, i == 0, ref, perf[i] if perf else None)
         for i, (run, name) in enumerate(zip(runs, names, strict=True))
     )
     return EvaluationResult(
@@ -216,7 +236,33 @@ def _update_fidelity(
     return state.update(ref, cand)
 
 
-def _model_result(run: _Run, name: str, is_reference: bool, ref: Model) -> ModelResult:
+#: evaluate's benchmark: short, since it comes on top of the evaluation itself.
+EVAL_BENCH = {"warmup_runs": 5, "runs": 30, "min_seconds": 0.5}
+
+
+def _performance(
+    models: list[Model], sample: list[np.ndarray], num_threads: int | None
+) -> list[Performance]:
+    from quantlens.bench import benchmark
+
+    result = benchmark(models, threads=[num_threads], data=sample, **EVAL_BENCH)  # type: ignore[arg-type]
+    base_p50 = result.results[0].latency_ms["p50"]
+    return [
+        Performance(
+            latency_ms={k: e.latency_ms[k] for k in EVALUATION_LATENCY_KEYS},
+            throughput_sps=e.throughput_sps,
+            peak_rss_mb=e.peak_rss_mb,
+            size_gzip_bytes=e.size_gzip_bytes,
+            speedup=base_p50 / e.latency_ms["p50"] if e.latency_ms["p50"] > 0 else float("inf"),
+            warnings=e.warnings,
+        )
+        for e in result.results
+    ]
+
+
+def _model_result(
+    run: _Run, name: str, is_reference: bool, ref: Model, performance: Performance | None
+) -> ModelResult:
     m = run.model
     fidelity = [st.result() for st in run.fidelity] if run.fidelity else None
     return ModelResult(
@@ -232,4 +278,5 @@ def _model_result(run: _Run, name: str, is_reference: bool, ref: Model) -> Model
         )
         if fidelity and len(fidelity) > 1
         else (),
+        performance=performance,
     )

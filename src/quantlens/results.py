@@ -51,6 +51,44 @@ class OutputFidelity:
         return cls(d["name"], _decode(d["fidelity"]) or {})
 
 
+EVALUATION_LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "init", "first")
+
+
+@dataclass(frozen=True)
+class Performance:
+    """A model's benchmark figures as evaluate and compare report them."""
+
+    latency_ms: dict[str, float]  # p50 p90 p99 mean std init first
+    throughput_sps: float
+    peak_rss_mb: float | None
+    size_gzip_bytes: int
+    speedup: float  # reference p50 / this model's p50
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "latency_ms": _encode(self.latency_ms),
+            "throughput_sps": self.throughput_sps,
+            "peak_rss_mb": self.peak_rss_mb,
+            "size_gzip_bytes": self.size_gzip_bytes,
+            "speedup": encode_number(self.speedup),
+            "bench_warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Performance | None:
+        if "latency_ms" not in d:
+            return None
+        return cls(
+            latency_ms=_decode(d["latency_ms"]) or {},
+            throughput_sps=float(d["throughput_sps"]),
+            peak_rss_mb=d.get("peak_rss_mb"),
+            size_gzip_bytes=int(d["size_gzip_bytes"]),
+            speedup=decode_number(d["speedup"]),
+            warnings=tuple(d.get("bench_warnings", ())),
+        )
+
+
 @dataclass(frozen=True)
 class ModelResult:
     """One model's row: task metrics against labels and, for a candidate, fidelity."""
@@ -63,6 +101,7 @@ class ModelResult:
     task_metrics: dict[str, float] | None = None
     fidelity: dict[str, float] | None = None  # first output; candidates only
     outputs: tuple[OutputFidelity, ...] = ()  # every output, when there are several
+    performance: Performance | None = None  # when the run was benchmarked
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -78,6 +117,8 @@ class ModelResult:
             d["fidelity"] = _encode(self.fidelity)
         if self.outputs:
             d["outputs"] = [o.to_dict() for o in self.outputs]
+        if self.performance is not None:
+            d.update(self.performance.to_dict())
         return d
 
     @classmethod
@@ -91,6 +132,7 @@ class ModelResult:
             task_metrics=_decode(d.get("task_metrics")),
             fidelity=_decode(d.get("fidelity")),
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
+            performance=Performance.from_dict(d),
         )
 
 
@@ -153,4 +195,106 @@ class EvaluationResult:
             reference=d["reference"],
             models=tuple(ModelResult.from_dict(m) for m in d["models"]),
             settings=dict(d.get("settings", {})),
+        )
+
+
+BENCH_SCHEMA = "quantlens.bench/1"
+
+
+@dataclass(frozen=True)
+class BenchEntry:
+    """One model under one configuration (threads, batch size)."""
+
+    name: str
+    path: str
+    format: str
+    threads: int | None  # None: the runtime's default
+    batch_size: int
+    latency_ms: dict[str, float]  # p50 p90 p95 p99 mean std min max cv, init and first
+    samples_ms: tuple[float, ...]
+    throughput_sps: float
+    peak_rss_mb: float | None  # None when the memory probe failed (see warnings)
+    size_bytes: int
+    size_gzip_bytes: int
+    warnings: tuple[str, ...] = ()
+    ratio_to_first: dict[str, float] | None = None  # p50 ratio to the first model, with CI
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "format": self.format,
+            "threads": self.threads,
+            "batch_size": self.batch_size,
+            "runs": self.runs,
+            "latency_ms": _encode(self.latency_ms),
+            "samples_ms": list(self.samples_ms),
+            "throughput_sps": self.throughput_sps,
+            "peak_rss_mb": self.peak_rss_mb,
+            "size_bytes": self.size_bytes,
+            "size_gzip_bytes": self.size_gzip_bytes,
+            "warnings": list(self.warnings),
+            "ratio_to_first": _encode(self.ratio_to_first),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchEntry:
+        return cls(
+            name=d["name"],
+            path=d["path"],
+            format=d["format"],
+            threads=d["threads"],
+            batch_size=int(d["batch_size"]),
+            latency_ms=_decode(d["latency_ms"]) or {},
+            samples_ms=tuple(d["samples_ms"]),
+            throughput_sps=float(d["throughput_sps"]),
+            peak_rss_mb=d["peak_rss_mb"],
+            size_bytes=int(d["size_bytes"]),
+            size_gzip_bytes=int(d["size_gzip_bytes"]),
+            warnings=tuple(d.get("warnings", ())),
+            ratio_to_first=_decode(d.get("ratio_to_first")),
+        )
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """The outcome of :func:`quantlens.benchmark`: one entry per model and configuration."""
+
+    results: tuple[BenchEntry, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    schema: str = BENCH_SCHEMA
+
+    def entry(
+        self, name: str, threads: int | None = None, batch_size: int | None = None
+    ) -> BenchEntry:
+        """The entry of model ``name`` (under the given configuration, when several ran)."""
+        for e in self.results:
+            if (
+                e.name == name
+                and threads in (None, e.threads)
+                and batch_size in (None, e.batch_size)
+            ):
+                return e
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "settings": dict(self.settings),
+            "results": [e.to_dict() for e in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchResult:
+        if d.get("schema") != BENCH_SCHEMA:
+            raise QuantlensError(
+                f"not a quantlens bench report (schema {d.get('schema')!r}, "
+                f"expected {BENCH_SCHEMA!r})"
+            )
+        return cls(
+            tuple(BenchEntry.from_dict(e) for e in d["results"]), dict(d.get("settings", {}))
         )

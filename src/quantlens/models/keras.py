@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from quantlens._quiet import captured_output
 from quantlens.errors import ModelLoadError, require
 from quantlens.models.base import ModelInfo, TensorSpec, natural_key, path_size
 
@@ -16,7 +18,10 @@ from quantlens.models.base import ModelInfo, TensorSpec, natural_key, path_size
 def import_tensorflow(purpose: str) -> Any:
     """Import TensorFlow quietly, or say which extra installs it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return require("tensorflow", "tf", purpose)
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with captured_output():  # TensorFlow announces its CPU features on import
+        return require("tensorflow", "tf", purpose)
 
 
 def _set_threads(tf: Any, num_threads: int | None) -> None:
@@ -67,12 +72,20 @@ class KerasModel:
             for n, t in zip(names, model.outputs, strict=True)
         )
 
+    def _feed(self, inputs: Sequence[np.ndarray]) -> Any:
+        x = [np.asarray(a, dtype=s.dtype) for a, s in zip(inputs, self.inputs, strict=True)]
+        return x[0] if len(x) == 1 else x
+
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one batch; returns one float array per output."""
-        x = [np.asarray(a, dtype=s.dtype) for a, s in zip(inputs, self.inputs, strict=True)]
-        out = self._model.predict_on_batch(x[0] if len(x) == 1 else x)
+        out = self._model.predict_on_batch(self._feed(inputs))
         outs = list(out) if isinstance(out, list | tuple) else [out]
         return [np.asarray(o) for o in outs]
+
+    def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
+        """A function running ``predict_on_batch`` on prepared inputs."""
+        x = self._feed(inputs)
+        return lambda: self._model.predict_on_batch(x)
 
     def info(self) -> ModelInfo:
         """Format, size and I/O specs."""
@@ -129,14 +142,21 @@ class SavedModelModel:
             for n in self._out_names
         )
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run one batch through the signature; returns one array per output."""
-        feed = {
+    def _feed(self, inputs: Sequence[np.ndarray]) -> dict[str, Any]:
+        return {
             n: self._tf.constant(np.asarray(a, dtype=s.dtype))
             for n, a, s in zip(self._in_names, inputs, self.inputs, strict=True)
         }
-        out = self._fn(**feed)
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch through the signature; returns one array per output."""
+        out = self._fn(**self._feed(inputs))
         return [np.asarray(out[n]) for n in self._out_names]
+
+    def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
+        """A function calling the signature on prepared input tensors."""
+        feed = self._feed(inputs)
+        return lambda: self._fn(**feed)
 
     def info(self) -> ModelInfo:
         """Format, size and I/O specs."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import DataError, ModelLoadError
+from quantlens.errors import ConfigError, DataError, ModelLoadError
 from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, natural_key, path_size
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import read_tflite_contents
@@ -188,6 +188,21 @@ class LiteRTModel:
             self._can_resize = False  # the graph ignored the new batch size
             self._resize(self._base_shapes[0][0])
         return self._predict_in_chunks(inputs, n)
+
+    def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
+        """Set the batch's inputs once and return the bare ``invoke`` to time.
+
+        Raises:
+            ConfigError: the model's batch dimension is fixed and differs from the batch's.
+        """
+        n = int(inputs[0].shape[0])
+        if n != self._alloc_batch and (self._can_resize is False or not self._resize(n)):
+            self._can_resize = False
+            base = self._base_shapes[0][0]
+            raise ConfigError(f"{self.name} has a fixed batch of {base}; use batch size {base}")
+        for idx, spec, x in zip(self._in_idx, self.inputs, inputs, strict=True):
+            self._interp.set_tensor(idx, self._to_runtime(x, spec))
+        return self._interp.invoke
 
     def _predict_in_chunks(self, inputs: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
         chunk = max(self._alloc_batch, 1)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
-from quantlens.results import EvaluationResult
+from quantlens.results import BenchResult, EvaluationResult
 
 TASK_COLUMNS = {
     "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
@@ -72,6 +72,10 @@ def evaluation_table(result: EvaluationResult) -> Table:
         table.add_column(header, justify="right", style="cyan")
     for _, header, _ in fid_cols:
         table.add_column(header, justify="right", style="magenta")
+    benched = any(m.performance for m in result.models)
+    if benched:
+        for header in ("p50 ms", "speed-up", "peak RSS"):
+            table.add_column(header, justify="right", style="green")
     for m in result.models:
         row = [
             m.name + (" (ref)" if m.role == "reference" else ""),
@@ -80,6 +84,17 @@ def evaluation_table(result: EvaluationResult) -> Table:
         ]
         row += [_fmt((m.task_metrics or {}).get(k), p) for k, _, p in task_cols]
         row += [_fmt((m.fidelity or {}).get(k), p) for k, _, p in fid_cols]
+        if benched:
+            perf = m.performance
+            row += (
+                [
+                    f"{perf.latency_ms['p50']:.4g}" + (" ⚠" if perf.warnings else ""),
+                    f"{perf.speedup:.2f}×",
+                    "—" if perf.peak_rss_mb is None else f"{perf.peak_rss_mb:.1f} MiB",
+                ]
+                if perf
+                else ["—"] * 3
+            )
         table.add_row(*row)
     return table
 
@@ -164,3 +179,48 @@ def delayed_progress(
     finally:
         if progress is not None:
             progress.stop()
+
+
+def _ratio_text(ratio: dict[str, float] | None) -> str:
+    if not ratio:
+        return "1 (base)"
+    lo, hi = ratio.get("ci95_low", float("nan")), ratio.get("ci95_high", float("nan"))
+    interval = f" [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else ""
+    return f"{ratio['ratio']:.3f}{interval}"
+
+
+def bench_table(result: BenchResult) -> Table:
+    """One row per model and configuration: latency percentiles, throughput, memory, size."""
+    table = Table(title="latency of invoke in ms (steady state); ratio = p50 / first model's p50, "
+                  "95% bootstrap interval over rounds", title_justify="left")  # fmt: skip
+    headers = ("model", "threads", "batch", "runs", "p50", "p90", "p99", "mean", "cv", "init",
+               "first", "samples/s", "peak RSS", "size", "gzip", "ratio [95% CI]")  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for e in result.results:
+        lat = e.latency_ms
+        flag = " ⚠" if e.warnings else ""
+        table.add_row(
+            e.name + flag,
+            "default" if e.threads is None else str(e.threads),
+            str(e.batch_size),
+            str(e.runs),
+            *(f"{lat[k]:.4g}" for k in ("p50", "p90", "p99", "mean")),
+            f"{lat['cv']:.0%}",
+            *(_fmt(lat.get(k), "{:.3g}") for k in ("init", "first")),
+            f"{e.throughput_sps:,.0f}",
+            "—" if e.peak_rss_mb is None else f"{e.peak_rss_mb:.1f} MiB",
+            human_size(e.size_bytes),
+            human_size(e.size_gzip_bytes),
+            _ratio_text(e.ratio_to_first),
+        )
+    return table
+
+
+def print_bench(result: BenchResult, console: Console | None = None) -> None:
+    """Print the benchmark table and every warning under it."""
+    console = console or Console()
+    console.print(bench_table(result))
+    for e in result.results:
+        for w in e.warnings:
+            console.print(f"  ⚠ {e.name} (threads={e.threads}, batch={e.batch_size}): {w}")

@@ -1,0 +1,152 @@
+"""benchmark(): latency, throughput, memory and size, measured as benchmark_model and MLPerf do.
+
+Per configuration (threads × batch size) every model is loaded and timed in interleaved
+rounds (A B C A B C ...) after a warm-up; init time, first-inference time and peak memory
+come from a fresh child process per model and configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from quantlens.bench.inputs import data_inputs, synthetic_inputs
+from quantlens.bench.probe import measure_in_child
+from quantlens.bench.schedule import interleave
+from quantlens.bench.stats import median_ratio, summarize, warnings_for
+from quantlens.errors import ConfigError
+from quantlens.models.base import Model, gzip_size, load_model, path_size
+from quantlens.results import BenchEntry, BenchResult
+
+DEFAULT_WARMUP_RUNS = 10
+DEFAULT_RUNS = 50
+DEFAULT_MIN_SECONDS = 1.0
+
+ModelRef = Model | str | os.PathLike[str]
+
+
+def _validate(threads: Sequence[int | None], batch_sizes: Sequence[int], warmup: int, runs: int,
+              min_seconds: float) -> None:  # fmt: skip
+    if not threads or any(t is not None and t < 1 for t in threads):
+        raise ConfigError(f"threads must be whole numbers of at least 1, got {list(threads)}")
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
+    if warmup < 0 or runs < 1 or min_seconds < 0:
+        raise ConfigError("warm-up runs must be ≥ 0, runs ≥ 1 and min-seconds ≥ 0")
+
+
+def _load(ref: ModelRef, threads: int | None) -> Model:
+    if isinstance(ref, Model):
+        return ref
+    return load_model(ref, num_threads=threads)
+
+
+def benchmark(
+    models: Sequence[ModelRef],
+    *,
+    threads: Sequence[int | None] = (1,),
+    batch_sizes: Sequence[int] = (1,),
+    warmup_runs: int = DEFAULT_WARMUP_RUNS,
+    runs: int = DEFAULT_RUNS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    data: Any = None,
+    measure_memory: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Measure latency, throughput, memory and size of each model under each configuration.
+
+    Args:
+        models: paths or loaded models; the first is the baseline of the ratios. Loaded
+            models are used as they are (their thread count is whatever they were made with).
+        threads: runtime thread counts to try (``None``: the runtime's default).
+        batch_sizes: batch sizes to try.
+        warmup_runs: untimed invokes per model before the timed rounds.
+        runs: minimum timed rounds.
+        min_seconds: minimum duration of the timed phase.
+        data: inputs from this source (anything ``load_dataset`` takes); random values
+            spanning each input's real range otherwise.
+        measure_memory: run the child-process probe (init, first inference, peak RSS).
+        progress: called with a short description before each configuration.
+
+    Returns:
+        A :class:`BenchResult` with one entry per model and configuration.
+    """
+    _validate(threads, batch_sizes, warmup_runs, runs, min_seconds)
+    if not models:
+        raise ConfigError("give at least one model to benchmark")
+    entries: list[BenchEntry] = []
+    for t in threads:
+        loaded = [_load(m, t) for m in models]
+        names = _unique([m.name for m in loaded])
+        for b in batch_sizes:
+            if progress is not None:
+                progress(f"threads={t if t is not None else 'default'} batch={b}")
+            entries += _bench_config(loaded, names, t, b, warmup_runs, runs, min_seconds, data,
+                                     measure_memory)  # fmt: skip
+    return BenchResult(
+        tuple(entries),
+        settings={
+            "threads": list(threads),
+            "batch_sizes": list(batch_sizes),
+            "warmup_runs": warmup_runs,
+            "runs": runs,
+            "min_seconds": min_seconds,
+            "inputs": "random" if data is None else str(getattr(data, "source", data)),
+        },
+    )
+
+
+def _unique(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        name, k = n, 2
+        while name in out:
+            name, k = f"{n}#{k}", k + 1
+        out.append(name)
+    return out
+
+
+def _bench_config(
+    models: list[Model], names: list[str], threads: int | None, batch: int, warmup_runs: int,
+    runs: int, min_seconds: float, data: Any, measure_memory: bool,
+) -> list[BenchEntry]:  # fmt: skip
+    from quantlens.evaluation import feed_order
+
+    base = models[0]
+    real = (
+        synthetic_inputs(base.inputs, batch)
+        if data is None
+        else data_inputs(data, base.inputs, batch)
+    )
+    per_model = [[real[i] for i in feed_order(base.inputs, m.inputs, m.name)] for m in models]
+    invokers = [m.invoker(x) for m, x in zip(models, per_model, strict=True)]
+    samples = interleave(invokers, warmup_runs=warmup_runs, runs=runs, min_seconds=min_seconds)
+    entries = []
+    for i, (m, name, s, x) in enumerate(zip(models, names, samples, per_model, strict=True)):
+        summary = summarize(s)
+        notes = warnings_for(summary, len(s))
+        probe = measure_in_child(m.path, threads, x) if measure_memory else {}
+        if "error" in probe:
+            notes.append(probe["error"])
+        latency = dict(summary)
+        latency["init"] = probe.get("init_ms", float("nan"))
+        latency["first"] = probe.get("first_ms", float("nan"))
+        entries.append(
+            BenchEntry(
+                name=name,
+                path=m.path,
+                format=m.format,
+                threads=threads,
+                batch_size=batch,
+                latency_ms=latency,
+                samples_ms=tuple(s),
+                throughput_sps=batch * 1000.0 / summary["p50"] if summary["p50"] > 0 else 0.0,
+                peak_rss_mb=probe.get("peak_rss_mb"),
+                size_bytes=path_size(m.path),
+                size_gzip_bytes=gzip_size(m.path),
+                warnings=tuple(notes),
+                ratio_to_first=median_ratio(samples[0], s) if i > 0 else None,
+            )
+        )
+    return entries

@@ -1,0 +1,50 @@
+"""Inputs for a benchmark: a batch from the user's data, or random values in each input's range."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from quantlens.data import load_dataset
+from quantlens.models.base import TensorSpec
+
+SEED = 0
+
+
+def real_range(spec: TensorSpec) -> tuple[float, float]:
+    """The real values an input can take: from its quantization for integer inputs,
+    [-1, 1] for float inputs (as LiteRT's benchmark tool uses), [0, 1] for raw integers."""
+    q = spec.quantization
+    if q is not None and np.issubdtype(np.dtype(spec.dtype), np.integer):
+        info = np.iinfo(spec.dtype)
+        scale, zp = q.scale[0], q.zero_point[0]
+        return (info.min - zp) * scale, (info.max - zp) * scale
+    if np.issubdtype(np.dtype(spec.dtype), np.floating):
+        return -1.0, 1.0
+    return 0.0, 1.0
+
+
+def synthetic_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = SEED) -> list[np.ndarray]:
+    """Uniform random real values spanning each input's range; dynamic dims become 1."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for s in specs:
+        shape = (batch, *(1 if d is None else d for d in s.sample_shape))
+        lo, hi = real_range(s)
+        if np.issubdtype(np.dtype(s.dtype), np.integer) and s.quantization is None:
+            arrays.append(rng.integers(int(lo), int(hi) + 1, size=shape).astype(s.dtype))
+        else:
+            arrays.append(rng.uniform(lo, hi, size=shape).astype(np.float32))
+    return arrays
+
+
+def data_inputs(data: Any, specs: Sequence[TensorSpec], batch: int) -> list[np.ndarray]:
+    """The first ``batch`` samples of ``data`` (repeated when the data has fewer)."""
+    first = next(iter(load_dataset(data).bind(specs, batch_size=batch, limit=batch)))
+    arrays = first.inputs
+    if len(first) < batch:
+        reps = -(-batch // len(first))
+        arrays = [np.concatenate([a] * reps)[:batch] for a in arrays]
+    return [np.ascontiguousarray(a) for a in arrays]
