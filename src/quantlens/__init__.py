@@ -7,16 +7,27 @@ The public API::
     print(result.model("model_int8").fidelity["sqnr_db"])
 """
 
+from quantlens.bench import benchmark
 from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
 from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec, load_model
-from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, OutputFidelity
+from quantlens.results import (
+    BenchEntry,
+    BenchResult,
+    DatasetSummary,
+    EvaluationResult,
+    ModelResult,
+    OutputFidelity,
+    Performance,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "BenchEntry",
+    "BenchResult",
     "Dataset",
     "DatasetSummary",
     "EvaluationResult",
@@ -24,10 +35,12 @@ __all__ = [
     "ModelInfo",
     "ModelResult",
     "OutputFidelity",
+    "Performance",
     "QuantParams",
     "QuantlensError",
     "TensorSpec",
     "__version__",
+    "benchmark",
     "evaluate",
     "load_dataset",
     "load_model",

@@ -26,13 +26,17 @@ def interleave(
     for _ in range(warmup_runs):
         for f in invokers:
             f()
-    samples: list[list[float]] = [[] for _ in invokers]
+    raw: list[list[int]] = [[] for _ in invokers]
+    pairs = list(zip(invokers, (r.append for r in raw), strict=True))
     start = clock()
     min_ns = min_seconds * 1e9
+    rounds = 0
     while True:
-        for f, out in zip(invokers, samples, strict=True):
+        for f, record in pairs:
             t0 = clock()
             f()
-            out.append((clock() - t0) / 1e6)
-        if len(samples[0]) >= runs and clock() - start >= min_ns:
-            return samples
+            t1 = clock()
+            record(t1 - t0)  # nanoseconds now, milliseconds later: keep the timed span bare
+        rounds += 1
+        if rounds >= runs and clock() - start >= min_ns:
+            return [[ns / 1e6 for ns in r] for r in raw]

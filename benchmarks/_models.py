@@ -1,0 +1,45 @@
+"""Models for the benchmark scripts, built on the spot (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def conv_net(out_dir: Path, size: int = 96, int8: bool = False) -> Path:
+    """A small MobileNet-like CNN (random weights) as float32 or full-int8 .tflite."""
+    from quantlens._quiet import captured_output
+    from quantlens.models.keras import import_tensorflow
+
+    tf = import_tensorflow("building the benchmark models")
+
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((size, size, 3))]
+    for filters in (16, 32, 64, 64):
+        layers += [
+            keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+        ]
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
+    model = keras.Sequential(layers)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(0)
+
+        def rep():
+            for _ in range(20):
+                yield [rng.random((1, size, size, 3), dtype=np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = rep
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with captured_output():
+        data = converter.convert()
+    path = out_dir / f"convnet{size}_{'int8' if int8 else 'float'}.tflite"
+    path.write_bytes(data)
+    return path
