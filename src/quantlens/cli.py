@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from quantlens.errors import QuantlensError
+from quantlens.errors import ConfigError, QuantlensError
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -96,12 +96,51 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
     bench.add_argument("--json", metavar="PATH", help="write the report as JSON")
 
+    qz = sub.add_parser(
+        "quantize",
+        help="write one quantized .tflite per mode, with a manifest",
+        description="Quantize MODEL into each mode: a Keras file or SavedModel through the "
+        "TFLite converter, a float .tflite through ai-edge-quantizer.",
+    )
+    qz.add_argument("model", help=".keras, .h5, SavedModel directory, or float .tflite")
+    qz.add_argument("--modes", required=True, help="comma-separated, or 'all'")
+    qz.add_argument("--calibration", help="data for static modes (int8, int16x8, …)")
+    qz.add_argument("--calibration-samples", type=_positive_int, default=200,
+                    help="samples that calibrate each static mode (default: 200)")  # fmt: skip
+    qz.add_argument("--out", required=True, help="directory for the .tflite files and manifest")
+
+    cmp = sub.add_parser(
+        "compare",
+        help="quantize every way, evaluate side by side, recommend one",
+        description="Quantize MODEL into each mode, evaluate every variant against it on the "
+        "same data with paired statistics, benchmark them, and recommend the smallest variant "
+        "within the allowed drop.",
+    )
+    cmp.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory, float .tflite")
+    cmp.add_argument("--demo", action="store_true", help="run on the built-in digits CNN")
+    cmp.add_argument("--data", help=".npz, .npy, 'digits' or 'diabetes'")
+    cmp.add_argument("--modes", default="all", help="comma-separated (default: all)")
+    cmp.add_argument("--calibration", help="default: a built-in set's train split, else --data")
+    cmp.add_argument("--calibration-samples", type=_positive_int, default=200, help="default: 200")
+    cmp.add_argument(
+        "--max-drop", type=_non_negative_float, default=0.01,
+        help="largest acceptable drop: 0.01 = 1 accuracy point, or 1%% more MAE",
+    )  # fmt: skip
+    cmp.add_argument("--task", choices=["classification", "regression"])
+    cmp.add_argument("--batch-size", type=_positive_int, default=32)
+    cmp.add_argument("--limit", type=_positive_int)
+    cmp.add_argument("--threads", type=_positive_int)
+    cmp.add_argument("--no-bench", action="store_true", help="skip latency and memory")
+    cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
+    cmp.add_argument("--json", metavar="PATH", help="write the report as JSON")
+
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
     info.add_argument("model")
     info.add_argument("--json", metavar="PATH", help="write the description as JSON")
 
     demo = sub.add_parser(
-        "demo", help="train a small digits CNN, quantize it to int8 and evaluate it"
+        "demo",
+        help="train a small digits CNN, quantize it every way and compare (= compare --demo)",
     )
     demo.add_argument("--out", default="quantlens-demo", help="default: ./quantlens-demo")
     return parser
@@ -174,6 +213,54 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from quantlens.quantize import MANIFEST, quantize
+    from quantlens.report.console import human_size, make_console
+
+    console = make_console()
+    result = quantize(
+        args.model, args.modes, args.out, calibration=args.calibration,
+        calibration_samples=args.calibration_samples,
+    )  # fmt: skip
+    for v in result.variants:
+        console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {v.path}")
+    console.print(f"manifest written to {args.out}/{MANIFEST}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from quantlens.report.console import make_console
+
+    if args.demo:
+        from quantlens.demo import run_demo
+
+        run_demo("quantlens-demo" if args.out == "quantlens-compare" else args.out)
+        return EXIT_OK
+    if args.model is None or args.data is None:
+        raise ConfigError("give a MODEL and --data SOURCE (or --demo)")
+    from quantlens.compare import compare
+    from quantlens.report.console import delayed_progress, print_compare
+    from quantlens.report.json_file import write_json
+
+    console = make_console()
+    status_console = make_console(stderr=True)
+    with delayed_progress(None, "evaluating", status_console) as advance:
+        result = compare(
+            args.model, args.data, modes=args.modes, calibration=args.calibration,
+            calibration_samples=args.calibration_samples, max_drop=args.max_drop,
+            out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
+            num_threads=args.threads, bench=not args.no_bench, progress=advance,
+            status=lambda text: status_console.print(text, style="dim")
+            if status_console.is_terminal
+            else None,
+        )  # fmt: skip
+    print_compare(result, console)
+    if args.json:
+        path = write_json(result.to_dict(), args.json)
+        console.print(f"report written to {path}")
+    return EXIT_OK
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from quantlens.models.base import load_model
     from quantlens.report.console import print_model_info
@@ -193,7 +280,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "bench": _cmd_bench, "info": _cmd_info, "demo": _cmd_demo}
+COMMANDS = {
+    "evaluate": _cmd_evaluate,
+    "bench": _cmd_bench,
+    "quantize": _cmd_quantize,
+    "compare": _cmd_compare,
+    "info": _cmd_info,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

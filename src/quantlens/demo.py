@@ -1,15 +1,14 @@
-"""``quantlens demo``: train a small CNN on digits, quantize it, and evaluate the variants."""
+"""``quantlens demo``: train a small CNN on digits, quantize it every way, compare, recommend."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from quantlens._quiet import captured_output
+from quantlens.compare import compare
 from quantlens.data import _digits
-from quantlens.evaluation import evaluate
 from quantlens.models.keras import import_tensorflow
-from quantlens.quantize.tf_converter import convert_keras
-from quantlens.report.console import make_console, print_evaluation
+from quantlens.report.console import make_console, print_compare
 from quantlens.report.json_file import write_json
 
 SEED = 0
@@ -40,7 +39,7 @@ def train_digits_cnn(seed: int = SEED, epochs: int = EPOCHS) -> object:
 
 
 def run_demo(out: str | Path) -> None:
-    """Train, save as .keras, convert to float32 and int8 .tflite, evaluate, write the JSON."""
+    """Train and save the CNN, then compare every TFLite mode on the digits test split."""
     console = make_console()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,18 +47,14 @@ def run_demo(out: str | Path) -> None:
         model = train_digits_cnn()
     keras_path = out_dir / "digits_cnn.keras"
     model.save(keras_path)  # type: ignore[attr-defined]
-    x_train, _ = _digits("train")
-    paths = []
-    with console.status("converting to float32 and int8 .tflite…"):
-        for mode in ("float32", "int8-io"):
-            path = out_dir / f"digits_cnn_{mode.replace('-io', '')}.tflite"
-            path.write_bytes(convert_keras(model, mode, calibration=[x_train]))
-            paths.append(path)
-    with console.status("evaluating and benchmarking…"):
-        result = evaluate(keras_path, paths, "digits", bench=True)
-    print_evaluation(result, console)
-    report = write_json(result.to_dict(), out_dir / "evaluation.json")
-    console.print(f"models and report written to {out_dir}/ ({report.name})")
+    with console.status("quantizing, evaluating and benchmarking…") as status:
+        result = compare(
+            keras_path, "digits", out_dir=out_dir / "variants",
+            status=lambda text: status.update(text),
+        )  # fmt: skip
+    print_compare(result, console)
+    report = write_json(result.to_dict(), out_dir / "compare.json")
+    console.print(f"models in {out_dir}/variants/, report in {report}")
     console.print(
-        f"reproduce: quantlens evaluate {keras_path} {' '.join(map(str, paths))} --data digits"
+        f"reproduce: quantlens compare {keras_path} --data digits --out {out_dir}/variants"
     )

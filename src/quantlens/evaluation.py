@@ -14,6 +14,7 @@ from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
 from quantlens.models.base import Model, TensorSpec, load_model
+from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
     DatasetSummary,
@@ -214,7 +215,7 @@ def evaluate(
     names = _unique_names([r.model for r in runs])
     perf = _performance([r.model for r in runs], first_sample, num_threads) if bench else None
     models = tuple(
-        _model_result(run, name, i == 0, ref, perf[i] if perf else None)
+        _model_result(run, name, runs[0], perf[i] if perf else None)
         for i, (run, name) in enumerate(zip(runs, names, strict=True))
     )
     return EvaluationResult(
@@ -261,9 +262,13 @@ def _performance(
 
 
 def _model_result(
-    run: _Run, name: str, is_reference: bool, ref: Model, performance: Performance | None
+    run: _Run, name: str, ref_run: _Run, performance: Performance | None
 ) -> ModelResult:
     m = run.model
+    ref = ref_run.model
+    is_reference = run is ref_run
+    both = run.task is not None and ref_run.task is not None
+    paired_stats = paired(ref_run.task, run.task) if both and not is_reference else None  # type: ignore[arg-type]
     fidelity = [st.result() for st in run.fidelity] if run.fidelity else None
     return ModelResult(
         name=name,
@@ -279,4 +284,5 @@ def _model_result(
         if fidelity and len(fidelity) > 1
         else (),
         performance=performance,
+        paired=paired_stats,
     )

@@ -14,6 +14,7 @@ from typing import Any
 from quantlens.errors import QuantlensError
 
 EVALUATION_SCHEMA = "quantlens.evaluation/1"
+COMPARE_SCHEMA = "quantlens.compare/1"
 
 
 def encode_number(x: float) -> float | str:
@@ -102,6 +103,8 @@ class ModelResult:
     fidelity: dict[str, float] | None = None  # first output; candidates only
     outputs: tuple[OutputFidelity, ...] = ()  # every output, when there are several
     performance: Performance | None = None  # when the run was benchmarked
+    paired: dict[str, Any] | None = None  # candidates with labels: paired statistics
+    quantization: dict[str, Any] | None = None  # compare: {"mode", "settings"}
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -119,6 +122,10 @@ class ModelResult:
             d["outputs"] = [o.to_dict() for o in self.outputs]
         if self.performance is not None:
             d.update(self.performance.to_dict())
+        if self.paired is not None:
+            d["paired"] = self.paired
+        if self.quantization is not None:
+            d["quantization"] = self.quantization
         return d
 
     @classmethod
@@ -133,6 +140,8 @@ class ModelResult:
             fidelity=_decode(d.get("fidelity")),
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
             performance=Performance.from_dict(d),
+            paired=d.get("paired"),
+            quantization=d.get("quantization"),
         )
 
 
@@ -160,6 +169,7 @@ class EvaluationResult:
     reference: str
     models: tuple[ModelResult, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    recommendation: dict[str, Any] | None = None  # compare: {"model", "reason", ...}
     schema: str = EVALUATION_SCHEMA
 
     def model(self, name: str) -> ModelResult:
@@ -176,6 +186,7 @@ class EvaluationResult:
             "reference": self.reference,
             "settings": dict(self.settings),
             "models": [m.to_dict() for m in self.models],
+            **({"recommendation": self.recommendation} if self.recommendation else {}),
         }
 
     @classmethod
@@ -185,16 +196,18 @@ class EvaluationResult:
         Raises:
             QuantlensError: the dictionary is not a quantlens evaluation report.
         """
-        if d.get("schema") != EVALUATION_SCHEMA:
+        if d.get("schema") not in (EVALUATION_SCHEMA, COMPARE_SCHEMA):
             raise QuantlensError(
                 f"not a quantlens evaluation report (schema {d.get('schema')!r}, "
-                f"expected {EVALUATION_SCHEMA!r})"
+                f"expected {EVALUATION_SCHEMA!r} or {COMPARE_SCHEMA!r})"
             )
         return cls(
             dataset=DatasetSummary.from_dict(d["dataset"]),
             reference=d["reference"],
             models=tuple(ModelResult.from_dict(m) for m in d["models"]),
             settings=dict(d.get("settings", {})),
+            recommendation=d.get("recommendation"),
+            schema=d["schema"],
         )
 
 
@@ -297,4 +310,66 @@ class BenchResult:
             )
         return cls(
             tuple(BenchEntry.from_dict(e) for e in d["results"]), dict(d.get("settings", {}))
+        )
+
+
+QUANTIZE_SCHEMA = "quantlens.quantize/1"
+
+
+@dataclass(frozen=True)
+class QuantizedVariant:
+    """One .tflite written by :func:`quantlens.quantize`."""
+
+    mode: str
+    settings: dict[str, Any]  # the exact converter or recipe settings
+    path: str
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "settings": self.settings,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantizedVariant:
+        return cls(d["mode"], dict(d["settings"]), d["path"], int(d["size_bytes"]))
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """The manifest of a quantize run: source, calibration, and every variant written."""
+
+    source: str
+    calibration_source: str | None
+    calibration_samples: int
+    variants: tuple[QuantizedVariant, ...]
+    schema: str = QUANTIZE_SCHEMA
+
+    def variant(self, mode: str) -> QuantizedVariant:
+        for v in self.variants:
+            if v.mode == mode:
+                return v
+        raise KeyError(mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "source": self.source,
+            "calibration": {"source": self.calibration_source, "samples": self.calibration_samples}
+            if self.calibration_source
+            else None,
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantizeResult:
+        calib = d.get("calibration") or {}
+        return cls(
+            d["source"],
+            calib.get("source"),
+            int(calib.get("samples", 0)),
+            tuple(QuantizedVariant.from_dict(v) for v in d["variants"]),
         )

@@ -122,6 +122,8 @@ class RegressionState:
     sum_abs_err: np.ndarray | None = field(default=None, repr=False)
     mean_y: np.ndarray | None = field(default=None, repr=False)
     m2_y: np.ndarray | None = field(default=None, repr=False)  # Σ(y − mean)²
+    # Mean absolute error of each sample (over its targets), in the order seen, for paired tests.
+    abs_err: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     def update(self, labels: np.ndarray, outputs: np.ndarray) -> RegressionState:
         """Add one batch of targets and predictions; returns the new state."""
@@ -140,11 +142,12 @@ class RegressionState:
             sum_abs_err=np.abs(err).sum(axis=0),
             mean_y=mean,
             m2_y=((y - mean) ** 2).sum(axis=0),
+            abs_err=(np.abs(err).mean(axis=1),),
         )
         return self.merge(batch)
 
     def merge(self, other: RegressionState) -> RegressionState:
-        """Combine two disjoint sets of samples."""
+        """Combine two disjoint sets of samples (``abs_err`` keeps self's samples first)."""
         if self.count == 0:
             return other
         if other.count == 0:
@@ -161,6 +164,7 @@ class RegressionState:
             sum_abs_err=self.sum_abs_err + other.sum_abs_err,
             mean_y=self.mean_y + delta * other.count / n,
             m2_y=self.m2_y + other.m2_y + delta**2 * self.count * other.count / n,
+            abs_err=self.abs_err + other.abs_err,
         )
 
     def result(self) -> dict[str, float]:

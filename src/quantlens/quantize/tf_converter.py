@@ -1,66 +1,97 @@
-"""Quantized .tflite variants of a Keras model through tf.lite.TFLiteConverter."""
+"""Quantized .tflite variants of a Keras or SavedModel source through tf.lite.TFLiteConverter."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, ConversionError
+from quantlens.errors import ConversionError
 from quantlens.models.keras import import_tensorflow
 
-#: Mode name -> what the converter is asked to do.
-TF_MODES = {
-    "float32": "no quantization",
-    "int8-io": "full integer: int8 weights and activations, int8 input and output",
+#: Mode -> (description, needs calibration data).
+TF_MODES: dict[str, tuple[str, bool]] = {
+    "float32": ("no quantization", False),
+    "float16": ("float16 weights, float32 compute", False),
+    "dynamic": ("dynamic range: int8 weights, activations quantized on the fly", False),
+    "int8": ("full integer int8 weights and activations, float input/output", True),
+    "int8-io": ("full integer int8, int8 input and output", True),
+    "int16x8": ("int16 activations, int8 weights, float input/output", True),
 }
 
 
-def representative_dataset(
-    samples: list[np.ndarray], limit: int
-) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """A converter calibration generator yielding single samples (batch of 1) from arrays."""
+def _representative(samples: list[np.ndarray], names: list[str]) -> Callable[[], Iterator[Any]]:
+    """Calibration samples one at a time: a list for one input, a dict by name for several."""
 
-    def gen() -> Iterator[list[np.ndarray]]:
-        n = min(limit, samples[0].shape[0])
-        for i in range(n):
-            yield [s[i : i + 1].astype(np.float32) for s in samples]
+    def gen() -> Iterator[Any]:
+        for i in range(samples[0].shape[0]):
+            row = [s[i : i + 1].astype(np.float32) for s in samples]
+            yield row if len(row) == 1 else dict(zip(names, row, strict=True))
 
     return gen
 
 
-def convert_keras(
-    model: Any,
-    mode: str,
-    calibration: list[np.ndarray] | None = None,
-    calibration_samples: int = 200,
-) -> bytes:
-    """Convert an in-memory Keras model to .tflite bytes in the given mode.
+def _converter(tf: Any, source: Path) -> tuple[Any, str]:
+    if source.is_dir():
+        return tf.lite.TFLiteConverter.from_saved_model(str(source)), "from_saved_model"
+    model = tf.keras.models.load_model(str(source), compile=False)
+    return tf.lite.TFLiteConverter.from_keras_model(model), "from_keras_model"
 
-    Args:
-        model: a Keras model.
-        mode: one of :data:`TF_MODES`.
-        calibration: one array per model input, used by static integer modes.
-        calibration_samples: how many calibration samples the converter sees.
+
+def convert_tf(
+    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
+) -> tuple[bytes, dict[str, Any]]:
+    """Convert a Keras file or SavedModel directory to .tflite bytes in ``mode``.
+
+    Returns:
+        The model bytes and the converter settings used, for the manifest.
     """
-    tf = import_tensorflow("converting a Keras model")
-    if mode not in TF_MODES:
-        raise ConfigError(f"unknown mode '{mode}'; use one of {', '.join(TF_MODES)}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode == "int8-io":
-        if calibration is None:
-            raise ConfigError(f"mode '{mode}' needs calibration data")
+    tf = import_tensorflow("converting a Keras model or SavedModel")
+    converter, how = _converter(tf, source)
+    settings: dict[str, Any] = {
+        "tool": f"tf.lite.TFLiteConverter.{how}",
+        "tensorflow": tf.__version__,
+    }
+    if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset(calibration, calibration_samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        settings["optimizations"] = ["DEFAULT"]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        settings["supported_types"] = ["float16"]
+    if TF_MODES[mode][1]:
+        assert calibration is not None
+        converter.representative_dataset = _representative(calibration, input_names)
+        settings["representative_dataset_samples"] = int(calibration[0].shape[0])
+        ops = (
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if mode == "int16x8"
+            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        )
+        converter.target_spec.supported_ops = [ops]
+        settings["supported_ops"] = [ops.name]
+    if mode == "int8-io":
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        settings["inference_input_type"] = settings["inference_output_type"] = "int8"
     with captured_output() as log:
         try:
             result = converter.convert()
         except Exception as exc:  # the converter raises many types; say what it said
-            raise ConversionError(f"the TFLite converter failed in mode '{mode}': {exc}") from exc
+            first = " ".join(str(exc).split())[:300]
+            raise ConversionError(f"the TFLite converter failed in mode '{mode}': {first}") from exc
     del log
-    return bytes(result)
+    return bytes(result), settings
+
+
+def convert_keras_model(model: Any, mode: str, calibration: list[np.ndarray] | None) -> bytes:
+    """Convert an in-memory Keras model (the demo's) through a temporary .keras file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        names = [t.name.split(":")[0] for t in model.inputs]
+        return convert_tf(path, mode, calibration, names)[0]

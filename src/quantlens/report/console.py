@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
-from quantlens.results import BenchResult, EvaluationResult
+from quantlens.results import BenchResult, EvaluationResult, ModelResult
 
 TASK_COLUMNS = {
     "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
@@ -224,3 +225,89 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     for e in result.results:
         for w in e.warnings:
             console.print(f"  ⚠ {e.name} (threads={e.threads}, batch={e.batch_size}): {w}")
+
+
+def _delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
+    if not paired:
+        return "—", "—"
+    key, scale, unit = (
+        ("accuracy_delta", 100, " pt") if task == "classification" else ("mae_delta", 1, "")
+    )
+    d, lo, hi = (paired[key] * scale, paired["ci95_low"] * scale, paired["ci95_high"] * scale)
+    p = paired.get("mcnemar_p", paired.get("wilcoxon_p"))
+    return f"{d:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]", f"{p:.2g}"
+
+
+def compare_table(result: EvaluationResult) -> Table:
+    """The ranked comparison: acceptable variants by size, then the rest by drop."""
+    from quantlens.compare import drop
+
+    rec = result.recommendation or {}
+    task = result.dataset.task
+    ref = result.models[0]
+    baseline = result.model(rec.get("float_baseline", ref.name))
+    max_drop = rec.get("max_drop", 0.01)
+    metric = {"classification": ("accuracy", "{:.4f}"), "regression": ("mae", "{:.4g}")}.get(task)
+    base_p50 = baseline.performance.latency_ms["p50"] if baseline.performance else None
+
+    def rank(m: ModelResult) -> tuple[bool, float]:
+        """Acceptable variants first, smallest first; then the rest, smallest drop first."""
+        d = drop(m, ref, task)
+        if d is not None and d <= max_drop:
+            return (False, m.size_bytes)
+        return (True, d if d is not None else math.inf)
+
+    table = Table(
+        title=f"{result.dataset.samples} samples from {result.dataset.source} · task: {task} · "
+        f"drop vs {ref.name}, speed-up and size vs {baseline.name}",
+        title_justify="left",
+    )
+    headers = ["variant", "size", "× float"]
+    if metric:
+        headers += [metric[0], "Δ [95% CI]", "p"]
+    headers += ["SQNR dB", "top-1 agree", "p50 ms", "speed-up", "verdict"]
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("variant", "verdict") else "right")
+    for m in [ref, *sorted(result.models[1:], key=rank)]:
+        d = drop(m, ref, task)
+        worse = m.name in rec.get("significantly_worse", [])
+        if m is ref:
+            verdict = "reference"
+        elif m.name == rec.get("model"):
+            verdict = "[bold green]✓ recommended[/]"
+        elif d is not None and d <= max_drop:
+            verdict = "ok"
+        else:
+            verdict = "[red]too large a drop[/]" + (" (significant)" if worse else "")
+        if m.name in rec.get("slower_than_float", []):
+            verdict += " · slower than float"
+        row = [m.name, human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
+        if metric:
+            value = (m.task_metrics or {}).get(metric[0])
+            row += [_fmt(value, metric[1]), *_delta_text(m.paired, task)]
+        fid = m.fidelity or {}
+        p50 = m.performance.latency_ms["p50"] if m.performance else None
+        row += [
+            _fmt(fid.get("sqnr_db"), "{:.1f}"),
+            _fmt(fid.get("top1_agreement"), "{:.4f}"),
+            _fmt(p50, "{:.4g}"),
+            f"{base_p50 / p50:.2f}×" if base_p50 and p50 else "—",
+            verdict,
+        ]
+        table.add_row(*row)
+    return table
+
+
+def print_compare(result: EvaluationResult, console: Console | None = None) -> None:
+    """Print the ranked comparison and the recommendation."""
+    console = console or Console()
+    console.print(compare_table(result))
+    rec = result.recommendation or {}
+    console.print(f"[bold]recommendation:[/] {rec.get('model')} — {rec.get('reason')}")
+    if rec.get("significantly_worse"):
+        console.print("significantly worse than the reference (p < 0.05): "
+                      + ", ".join(rec["significantly_worse"]))  # fmt: skip
+    if rec.get("slower_than_float"):
+        console.print("slower than float on this machine: " + ", ".join(rec["slower_than_float"]))
+    if rec.get("note"):
+        console.print(f"note: {rec['note']}")

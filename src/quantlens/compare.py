@@ -1,0 +1,197 @@
+"""compare(): quantize into every mode, evaluate each against the float model, recommend one.
+
+The recommendation is the smallest variant whose drop in the task metric stays within
+``max_drop`` (ties broken by latency); it names the variants that are significantly worse
+than the reference and those slower than float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quantlens.data import BUILTINS
+from quantlens.errors import ConfigError
+from quantlens.evaluation import DEFAULT_BATCH_SIZE, evaluate
+from quantlens.paired import significantly_worse
+from quantlens.quantize import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    available_modes,
+    quantize,
+    resolve_modes,
+    source_kind,
+)
+from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult
+
+DEFAULT_MAX_DROP = 0.01
+
+
+def default_calibration(data: Any) -> Any:
+    """The calibration source when none is given: a built-in set's train split, otherwise
+    the evaluation data itself (its first samples; the report says so)."""
+    if isinstance(data, str) and data in BUILTINS:
+        return f"{data}:train"
+    return data
+
+
+def drop(model: ModelResult, reference: ModelResult, task: str) -> float | None:
+    """How much worse the model is, in the units ``max_drop`` is given in.
+
+    classification: accuracy points lost (0.01 = one point); regression: relative increase
+    of MAE; no labels: 1 − top-1 agreement for class outputs, else relative RMSE
+    (10^(−SQNR/20)).
+    """
+    if task == "classification" and model.task_metrics and reference.task_metrics:
+        return reference.task_metrics["accuracy"] - model.task_metrics["accuracy"]
+    if task == "regression" and model.task_metrics and reference.task_metrics:
+        ref_mae = reference.task_metrics["mae"]
+        return (model.task_metrics["mae"] - ref_mae) / ref_mae if ref_mae > 0 else 0.0
+    if model.fidelity is None:
+        return 0.0 if model is reference else None
+    if "top1_agreement" in model.fidelity:
+        return 1.0 - model.fidelity["top1_agreement"]
+    sqnr = model.fidelity["sqnr_db"]
+    return 0.0 if math.isinf(sqnr) and sqnr > 0 else 10 ** (-sqnr / 20)
+
+
+def _p50(m: ModelResult) -> float | None:
+    return m.performance.latency_ms["p50"] if m.performance else None
+
+
+def _amount(d: float, task: str) -> str:
+    """A drop in words, in the units of ``task``."""
+    if task == "classification":
+        return f"{d * 100:g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
+    if task == "regression":
+        return f"{d:.2%} of MAE"
+    return f"{d:.2%} disagreement with the reference"
+
+
+def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dict[str, Any]:
+    """Pick the smallest acceptable variant; name the significantly worse and the slower ones."""
+    ref = result.models[0]
+    baseline = result.model(float_name)
+    task = result.dataset.task
+    candidates = list(result.models[1:])
+    acceptable = [m for m in candidates if (d := drop(m, ref, task)) is not None and d <= max_drop]
+    worse = [m.name for m in candidates if m.paired and significantly_worse(m.paired)]
+    base_p50 = _p50(baseline)
+    slower = [
+        m.name
+        for m in candidates
+        if m is not baseline and base_p50 and (p := _p50(m)) is not None and p > base_p50
+    ]
+    allowed = _amount(max_drop, task)
+    if acceptable:
+        best = min(acceptable, key=lambda m: (m.size_bytes, _p50(m) or math.inf))
+        detail = _amount(drop(best, ref, task) or 0.0, task)
+        if best.paired:
+            lo, hi = best.paired["ci95_low"], best.paired["ci95_high"]
+            scale = 100 if task == "classification" else 1
+            detail += f", 95% CI of the delta [{lo * scale:+.2f}, {hi * scale:+.2f}]"
+        reason = (
+            f"the smallest variant whose drop ({detail}) is within the allowed {allowed}; "
+            f"{best.size_bytes / baseline.size_bytes:.0%} of the float model's size"
+        )
+        chosen = best.name
+    else:
+        chosen = ref.name
+        reason = f"no variant stays within the allowed drop of {allowed}; keep the float model"
+    return {
+        "model": chosen,
+        "reason": reason,
+        "max_drop": max_drop,
+        "float_baseline": float_name,
+        "significantly_worse": worse,
+        "slower_than_float": slower,
+    }
+
+
+def compare(
+    model: str | os.PathLike[str],
+    data: Any,
+    *,
+    modes: str | list[str] = "all",
+    calibration: Any = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    max_drop: float = DEFAULT_MAX_DROP,
+    out_dir: str | os.PathLike[str] | None = None,
+    task: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    limit: int | None = None,
+    num_threads: int | None = None,
+    bench: bool = True,
+    progress: Callable[[int], None] | None = None,
+    status: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Quantize ``model`` into ``modes``, evaluate every variant on ``data``, and recommend.
+
+    Args:
+        model: a Keras file, SavedModel directory or float ``.tflite``.
+        data: evaluation data (anything ``load_dataset`` takes).
+        modes: modes to produce (see :func:`quantlens.quantize`); ``"all"`` by default.
+        calibration: calibration data for static modes; by default a built-in set's train
+            split, or the evaluation data's first ``calibration_samples`` samples.
+        max_drop: the largest acceptable drop (0.01: one accuracy point, or 1% more MAE).
+        out_dir: where the variants are written (a temporary directory when ``None``).
+        bench: measure latency (the speed-up is against the float ``.tflite``).
+        status: called with a line of text before each stage.
+
+    Returns:
+        An :class:`EvaluationResult` with schema ``quantlens.compare/1``: each candidate's
+        ``quantization`` and ``paired`` statistics, and a ``recommendation``.
+    """
+    if not 0 <= max_drop < 1:
+        raise ConfigError(f"max drop must be a fraction in [0, 1) (0.01 = 1 point), got {max_drop}")
+    src = Path(model)
+    chosen = resolve_modes(src, modes)
+    options = available_modes(src)
+    calib = calibration
+    calib_note = None
+    if calib is None and any(options[m][1] for m in chosen):
+        calib = default_calibration(data)
+        if calib is data:
+            calib_note = "calibrated on the evaluation data (pass --calibration to keep them apart)"
+    if source_kind(src) == "tf" and "float32" not in chosen:
+        chosen = ["float32", *chosen]  # the float .tflite is the latency and size baseline
+    with tempfile.TemporaryDirectory(prefix="quantlens-compare-") as tmp:
+        out = Path(out_dir) if out_dir is not None else Path(tmp)
+        if status:
+            status(f"quantizing {src.name} into {', '.join(chosen)}…")
+        made = quantize(
+            src, chosen, out, calibration=calib, calibration_samples=calibration_samples
+        )
+        if status:
+            status("evaluating and benchmarking every variant…")
+        result = evaluate(
+            src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
+            limit=limit, num_threads=num_threads, bench=bench, progress=progress,
+        )  # fmt: skip
+    by_path = {v.path: v for v in made.variants}
+    models = [result.models[0]] + [
+        dataclasses.replace(
+            m, quantization={"mode": by_path[m.path].mode, "settings": by_path[m.path].settings}
+        )
+        for m in result.models[1:]
+    ]
+    float_name = (
+        models[0].name
+        if source_kind(src) == "tflite"
+        else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
+    )
+    result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
+    rec = recommend(result, float_name, max_drop)
+    settings = dict(result.settings)
+    settings.update(
+        calibration=made.calibration_source,
+        calibration_samples=made.calibration_samples,
+        out_dir=str(out_dir) if out_dir is not None else None,
+    )
+    if calib_note:
+        rec["note"] = calib_note
+    return dataclasses.replace(result, recommendation=rec, settings=settings)

@@ -1,0 +1,99 @@
+"""Paired statistics of a candidate against the reference on the same samples.
+
+They say whether a difference in task metrics is real or noise: a bootstrap interval of the
+difference, resampling samples as pairs, and an exact test on the per-sample outcomes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantlens.metrics import ClassificationState, RegressionState
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+SIGNIFICANCE = 0.05
+_BOOTSTRAP_CELLS = 4_000_000  # resamples × samples held in memory at once
+
+
+def _bootstrap_mean_interval(d: np.ndarray) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-sample differences ``d``.
+
+    Resampling the differences is resampling the (reference, candidate) pairs.
+    """
+    from scipy import stats
+
+    if d.size < 2 or np.all(d == d[0]):
+        return float(d.mean()), float(d.mean())  # no spread to resample
+    res = stats.bootstrap(
+        (d,),
+        np.mean,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=0.95,
+        method="percentile",
+        batch=max(1, _BOOTSTRAP_CELLS // d.size),
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> dict[str, object]:
+    """accuracy_delta (candidate − reference) with its 95% bootstrap interval, the exact
+    McNemar p-value on the discordant pairs, and the flips between them."""
+    from scipy import stats
+
+    r = np.asarray(ref_correct, dtype=bool)
+    c = np.asarray(cand_correct, dtype=bool)
+    d = c.astype(np.float64) - r.astype(np.float64)
+    low, high = _bootstrap_mean_interval(d)
+    to_wrong = int(np.sum(r & ~c))
+    to_right = int(np.sum(~r & c))
+    discordant = to_wrong + to_right
+    p = stats.binomtest(to_wrong, discordant, 0.5).pvalue if discordant else 1.0
+    return {
+        "samples": int(r.size),
+        "accuracy_delta": float(d.mean()),
+        "ci95_low": low,
+        "ci95_high": high,
+        "resamples": BOOTSTRAP_RESAMPLES,
+        "mcnemar_p": float(p),
+        "flips": {"correct_to_wrong": to_wrong, "wrong_to_correct": to_right},
+    }
+
+
+def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> dict[str, object]:
+    """mae_delta (candidate − reference) with its 95% bootstrap interval, and the Wilcoxon
+    signed-rank p-value on the per-sample absolute errors."""
+    from scipy import stats
+
+    r = np.asarray(ref_abs_err, dtype=np.float64)
+    c = np.asarray(cand_abs_err, dtype=np.float64)
+    d = c - r
+    low, high = _bootstrap_mean_interval(d)
+    p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(c, r).pvalue)
+    return {
+        "samples": int(r.size),
+        "mae_delta": float(d.mean()),
+        "ci95_low": low,
+        "ci95_high": high,
+        "resamples": BOOTSTRAP_RESAMPLES,
+        "wilcoxon_p": p,
+    }
+
+
+def paired(
+    ref: ClassificationState | RegressionState, cand: ClassificationState | RegressionState
+) -> dict[str, object]:
+    """The paired statistics for the task both states accumulated."""
+    if isinstance(ref, ClassificationState) and isinstance(cand, ClassificationState):
+        return paired_classification(np.concatenate(ref.correct), np.concatenate(cand.correct))
+    if isinstance(ref, RegressionState) and isinstance(cand, RegressionState):
+        return paired_regression(np.concatenate(ref.abs_err), np.concatenate(cand.abs_err))
+    raise TypeError("reference and candidate accumulated different tasks")
+
+
+def significantly_worse(stats: dict[str, object]) -> bool:
+    """The candidate is worse than the reference and the test says it is not noise."""
+    if "mcnemar_p" in stats:
+        return float(stats["accuracy_delta"]) < 0 and float(stats["mcnemar_p"]) < SIGNIFICANCE  # type: ignore[arg-type]
+    return float(stats["mae_delta"]) > 0 and float(stats["wilcoxon_p"]) < SIGNIFICANCE  # type: ignore[arg-type]

@@ -1,0 +1,75 @@
+"""Quantized variants of a float .tflite through ai-edge-quantizer (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens._quiet import captured_output
+from quantlens.errors import ConversionError, require
+
+#: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
+AEQ_MODES: dict[str, tuple[str, bool, str]] = {
+    "dynamic": ("int8 channelwise weights, activations quantized on the fly", False,
+                "dynamic_wi8_afp32"),
+    "weight-only-int8": ("int8 weights dequantized to float before each op", False,
+                         "weight_only_wi8_afp32"),
+    "weight-only-int4": ("int4 weights dequantized to float before each op", False,
+                         "weight_only_wi4_afp32"),
+    "dynamic-int4": ("int4 channelwise weights, dynamic activations", False, "dynamic_wi4_afp32"),
+    "dynamic-int4-block32": ("int4 weights in blocks of 32, dynamic activations", False,
+                             "dynamic_wi4b32_afp32"),
+    "dynamic-int4-block64": ("int4 weights in blocks of 64, dynamic activations", False,
+                             "dynamic_wi4b64_afp32"),
+    "int8": ("static int8 weights and activations, calibrated", True, "static_wi8_ai8"),
+    "int16x8": ("static int16 activations, int8 weights, calibrated", True, "static_wi8_ai16"),
+}  # fmt: skip
+
+
+def quantize_tflite(
+    source: Path,
+    mode: str,
+    calibration: list[np.ndarray] | None,
+    input_names: list[str],
+    signature: str,
+) -> tuple[bytes, dict[str, Any]]:
+    """Quantize a float .tflite with the ai-edge-quantizer recipe of ``mode``.
+
+    Returns:
+        The model bytes and the settings used (the full recipe), for the manifest.
+    """
+    aeq = require("ai_edge_quantizer", "aeq", "quantizing a .tflite file")
+    from importlib.metadata import version
+
+    from ai_edge_quantizer import quantizer, recipe
+
+    rp = getattr(recipe, AEQ_MODES[mode][2])()
+    settings: dict[str, Any] = {
+        "tool": "ai_edge_quantizer",
+        "ai_edge_quantizer": version("ai-edge-quantizer"),
+        "recipe_function": f"ai_edge_quantizer.recipe.{AEQ_MODES[mode][2]}",
+        "recipe": rp,
+    }
+    del aeq
+    try:
+        with captured_output():  # calibration draws a progress bar on stderr
+            qt = quantizer.Quantizer(str(source), rp)
+            calib = None
+            if qt.need_calibration:
+                assert calibration is not None
+                samples = [
+                    {
+                        n: c[i : i + 1].astype(np.float32)
+                        for n, c in zip(input_names, calibration, strict=True)
+                    }
+                    for i in range(calibration[0].shape[0])
+                ]
+                calib = qt.calibrate({signature: samples})
+                settings["calibration_samples"] = len(samples)
+            result = qt.quantize(calib, enable_progress_report=False)
+    except Exception as exc:  # the quantizer raises many types; say what it said
+        first = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"ai-edge-quantizer failed in mode '{mode}': {first}") from exc
+    return bytes(result.quantized_model), settings
