@@ -8,10 +8,12 @@ The public API::
 """
 
 from quantlens.bench import benchmark
+from quantlens.compare import compare
 from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
 from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec, load_model
+from quantlens.quantize import quantize
 from quantlens.results import (
     BenchEntry,
     BenchResult,
@@ -20,6 +22,8 @@ from quantlens.results import (
     ModelResult,
     OutputFidelity,
     Performance,
+    QuantizedVariant,
+    QuantizeResult,
 )
 
 __version__ = "0.1.0"
@@ -37,11 +41,15 @@ __all__ = [
     "OutputFidelity",
     "Performance",
     "QuantParams",
+    "QuantizeResult",
+    "QuantizedVariant",
     "QuantlensError",
     "TensorSpec",
     "__version__",
     "benchmark",
+    "compare",
     "evaluate",
     "load_dataset",
     "load_model",
+    "quantize",
 ]

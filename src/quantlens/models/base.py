@@ -64,6 +64,7 @@ class ModelInfo:
     outputs: tuple[TensorSpec, ...]
     op_counts: dict[str, int] = field(default_factory=dict)
     weight_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> number of elements
+    activation_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> tensor count
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +76,7 @@ class ModelInfo:
             "outputs": [t.to_dict() for t in self.outputs],
             "op_counts": dict(self.op_counts),
             "weight_dtypes": dict(self.weight_dtypes),
+            "activation_dtypes": dict(self.activation_dtypes),
         }
 
 

@@ -229,4 +229,5 @@ class LiteRTModel:
             outputs=self.outputs,
             op_counts=dict(sorted(self._contents.op_counts.items())),
             weight_dtypes=dict(sorted(self._contents.weight_dtypes.items())),
+            activation_dtypes=dict(sorted(self._contents.activation_dtypes.items())),
         )

@@ -15,6 +15,7 @@ class TfliteContents:
 
     op_counts: dict[str, int]
     weight_dtypes: dict[str, int]  # dtype name -> number of constant elements
+    activation_dtypes: dict[str, int]  # dtype name -> number of non-constant tensors
     custom_ops: tuple[str, ...]
 
 
@@ -50,23 +51,24 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
                 codes.append(ops.get(code, f"OP_{code}"))
         op_counts: Counter[str] = Counter()
         weights: Counter[str] = Counter()
+        activations: Counter[str] = Counter()
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
             for o in range(sg.OperatorsLength()):
                 op_counts[codes[sg.Operators(o).OpcodeIndex()]] += 1
             for t in range(sg.TensorsLength()):
                 tensor = sg.Tensors(t)
+                dtype = types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
                 b = tensor.Buffer()
-                if b <= 0 or b >= model.BuffersLength():
-                    continue
-                buf = model.Buffers(b)
-                if buf.DataLength() == 0 and buf.Size() == 0:
+                buf = model.Buffers(b) if 0 < b < model.BuffersLength() else None
+                if buf is None or (buf.DataLength() == 0 and buf.Size() == 0):
+                    activations[dtype] += 1
                     continue
                 n = 1
                 for d in range(tensor.ShapeLength()):
                     n *= max(tensor.Shape(d), 1)
-                weights[types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()] += n
+                weights[dtype] += n
     except (IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
     custom_ops = tuple(sorted(c.split(":", 1)[1] for c in set(codes) if c.startswith("CUSTOM:")))
-    return TfliteContents(dict(op_counts), dict(weights), custom_ops)
+    return TfliteContents(dict(op_counts), dict(weights), dict(activations), custom_ops)

@@ -136,6 +136,11 @@ def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
     console.print(table)
     if info.op_counts:
         console.print("ops: " + ", ".join(f"{k}×{v}" for k, v in info.op_counts.items()))
+    if info.activation_dtypes:
+        console.print(
+            "activation tensors: "
+            + ", ".join(f"{k}: {v}" for k, v in info.activation_dtypes.items())
+        )
     if info.weight_dtypes:
         console.print(
             "weights: " + ", ".join(f"{k}: {v:,} values" for k, v in info.weight_dtypes.items())

@@ -1,0 +1,147 @@
+"""Paired statistics against hand-computed cases, the recommendation rule, and compare
+end to end on a tiny fixture model."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+import quantlens
+from quantlens.cli import main
+from quantlens.compare import recommend
+from quantlens.paired import paired_classification, paired_regression, significantly_worse
+from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, Performance
+
+
+def contingency(both: int, to_wrong: int, to_right: int, neither: int) -> tuple[np.ndarray, ...]:
+    ref = np.array([1] * both + [1] * to_wrong + [0] * to_right + [0] * neither, dtype=bool)
+    cand = np.array([1] * both + [0] * to_wrong + [1] * to_right + [0] * neither, dtype=bool)
+    return ref, cand
+
+
+def test_mcnemar_exact_on_a_known_table() -> None:
+    ref, cand = contingency(80, 10, 2, 8)
+    got = paired_classification(ref, cand)
+    # exact two-sided binomial test of 2 successes in 12 fair trials, written out by hand
+    expected_p = 2 * sum(comb(12, k) for k in range(3)) / 2**12
+    assert got["mcnemar_p"] == pytest.approx(expected_p)  # 0.0386
+    assert got["flips"] == {"correct_to_wrong": 10, "wrong_to_correct": 2}
+    assert got["accuracy_delta"] == pytest.approx(-0.08)
+    assert got["samples"] == 100 and got["resamples"] == 2000
+    # the percentile bootstrap agrees with the normal approximation of the paired difference
+    d = cand.astype(float) - ref.astype(float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
+    assert got["ci95_low"] == pytest.approx(d.mean() - half, abs=0.015)
+    assert got["ci95_high"] == pytest.approx(d.mean() + half, abs=0.015)
+    assert got["ci95_high"] < 0 and significantly_worse(got)
+
+
+def test_identical_models_have_an_interval_on_zero_and_p_of_one() -> None:
+    ref, _ = contingency(90, 0, 0, 10)
+    got = paired_classification(ref, ref)
+    assert got["ci95_low"] <= 0 <= got["ci95_high"]
+    assert got["mcnemar_p"] == 1.0 and not significantly_worse(got)
+
+
+def test_balanced_flips_are_not_significant() -> None:
+    got = paired_classification(*contingency(80, 5, 5, 10))
+    assert got["accuracy_delta"] == 0 and got["mcnemar_p"] == pytest.approx(1.0)
+    assert got["ci95_low"] < 0 < got["ci95_high"] and not significantly_worse(got)
+
+
+def test_paired_regression() -> None:
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    ref = np.abs(rng.normal(size=300))
+    cand = ref + rng.normal(0.05, 0.1, size=300)
+    got = paired_regression(ref, cand)
+    assert got["mae_delta"] == pytest.approx(np.mean(cand) - np.mean(ref))
+    assert got["wilcoxon_p"] == pytest.approx(wilcoxon(cand, ref).pvalue)
+    assert got["ci95_low"] < got["mae_delta"] < got["ci95_high"]
+    assert got["ci95_low"] > 0 and significantly_worse(got)
+    same = paired_regression(ref, ref)
+    assert same["wilcoxon_p"] == 1.0 and same["ci95_low"] == same["ci95_high"] == 0.0
+
+
+def test_damaged_model_interval_excludes_zero(tf, convert, digits_models, digits_split, tmp_path):
+    model = tf.keras.models.load_model(digits_models["keras"])
+    kernel, bias = model.layers[-1].get_weights()
+    rng = np.random.default_rng(0)
+    model.layers[-1].set_weights([kernel + rng.normal(0, 2 * kernel.std(), kernel.shape), bias])
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(convert(model))
+    result = quantlens.evaluate(digits_models["float"], [damaged, digits_models["float"]], "digits")
+    bad = result.models[1].paired
+    same = result.models[2].paired
+    assert bad["ci95_high"] < 0 and bad["mcnemar_p"] < 0.05
+    acc = result.models[1].task_metrics["accuracy"] - result.models[0].task_metrics["accuracy"]
+    assert bad["accuracy_delta"] == pytest.approx(acc)
+    assert same["ci95_low"] <= 0 <= same["ci95_high"] and same["mcnemar_p"] == 1.0
+
+
+def _model(name: str, size: int, acc: float, p50: float, mode: str | None) -> ModelResult:
+    perf = Performance({"p50": p50}, 1.0, None, size, 1.0)
+    return ModelResult(name, f"{name}.tflite", "tflite", "candidate" if mode else "reference",
+                       size, {"accuracy": acc}, None, (), perf, None,
+                       {"mode": mode, "settings": {}} if mode else None)  # fmt: skip
+
+
+def test_recommendation_rule() -> None:
+    models = (
+        _model("ref", 1000, 0.90, 5.0, None),
+        _model("f32", 400, 0.90, 1.0, "float32"),
+        _model("f16", 200, 0.899, 1.1, "float16"),
+        _model("i8", 100, 0.885, 0.5, "int8"),  # 1.5 points lost: too much
+        _model("dyn", 110, 0.895, 1.5, "dynamic"),  # within 1 point, slower than float
+    )
+    result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
+    rec = recommend(result, "f32", 0.01)
+    assert rec["model"] == "dyn" and rec["slower_than_float"] == ["f16", "dyn"]
+    assert recommend(result, "f32", 0.02)["model"] == "i8"
+    none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
+    assert recommend(none, "ref", 0.001)["model"] == "ref"
+
+
+def test_compare_cli_end_to_end(capsys, tmp_path, digits_models) -> None:
+    out = tmp_path / "compare.json"
+    modes = ["--modes", "float16,dynamic,int8"]
+    code = main(["compare", str(digits_models["keras"]), "--data", "digits", *modes,
+                 "--out", str(tmp_path / "variants"), "--json", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "recommendation:" in captured.out
+    report = json.loads(out.read_text())
+    assert report["schema"] == "quantlens.compare/1"
+    assert report["settings"]["calibration"] == "digits:train"
+    names = [m["name"] for m in report["models"]]
+    assert names[0] == "cnn" and {"cnn_float32", "cnn_float16", "cnn_dynamic", "cnn_int8"} <= set(
+        names
+    )
+    ref = report["models"][0]
+    for m in report["models"][1:]:
+        assert m["quantization"]["mode"] in ("float32", "float16", "dynamic", "int8")
+        assert m["quantization"]["settings"]["tool"].startswith("tf.lite.TFLiteConverter")
+        p = m["paired"]
+        delta = m["task_metrics"]["accuracy"] - ref["task_metrics"]["accuracy"]
+        assert p["accuracy_delta"] == pytest.approx(delta)
+        assert p["ci95_low"] <= p["accuracy_delta"] <= p["ci95_high"]
+        assert "latency_ms" in m
+    # the recommendation, checked by hand: the smallest variant within one accuracy point
+    ok = [m for m in report["models"][1:]
+          if ref["task_metrics"]["accuracy"] - m["task_metrics"]["accuracy"] <= 0.01]  # fmt: skip
+    rec = report["recommendation"]
+    assert rec["model"] == min(ok, key=lambda m: m["size_bytes"])["name"]
+    assert rec["float_baseline"] == "cnn_float32"
+
+
+def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models) -> None:
+    result = quantlens.compare(digits_models["float"], "digits", modes="dynamic,weight-only-int4",
+                               bench=False)  # fmt: skip
+    assert result.recommendation["float_baseline"] == "cnn_float"
+    modes = [m.quantization["mode"] for m in result.models[1:]]
+    assert modes == ["dynamic", "weight-only-int4"]
+    assert all(m.quantization["settings"]["tool"] == "ai_edge_quantizer" for m in result.models[1:])
