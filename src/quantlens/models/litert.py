@@ -141,17 +141,20 @@ class LiteRTModel:
         self._alloc_batch = batch
         return True
 
-    def _invoke(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _invoke(self, arrays: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
+        """Set inputs, invoke, and read the outputs (real-valued) then the ``extra`` tensors
+        (raw, as the runtime holds them)."""
         interp = self._interp
         if self._stateful:
-            interp.reset_all_variables()
+            interp.reset_all_variables()  # independent samples must not share state
         for idx, spec, x in zip(self._in_idx, self.inputs, arrays, strict=True):
             interp.set_tensor(idx, self._to_runtime(x, spec))
         interp.invoke()
-        return [
+        outs = [
             self._to_real(interp.get_tensor(idx), spec)
             for idx, spec in zip(self._out_idx, self.outputs, strict=True)
         ]
+        return outs + [interp.get_tensor(i) for i in extra]
 
     @staticmethod
     def _to_runtime(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -172,6 +175,21 @@ class LiteRTModel:
         whose batch is baked in (e.g. a RESHAPE to a fixed shape) is run in chunks of its own
         batch size instead, the last chunk padded and the padding dropped.
         """
+        return self._run(inputs, ())
+
+    def predict_tensors(
+        self, inputs: Sequence[np.ndarray], indices: Sequence[int]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Run a batch; return the real-valued outputs and the raw values of the tensors
+        ``indices`` (batch first).
+
+        Intermediate tensors are only kept when the model was loaded with
+        ``preserve_all_tensors=True``.
+        """
+        got = self._run(inputs, indices)
+        return got[: len(self.outputs)], got[len(self.outputs) :]
+
+    def _run(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
             raise DataError(f"{self.name} takes {len(self.inputs)} input(s), got {len(inputs)}")
         n = int(inputs[0].shape[0])
@@ -180,14 +198,14 @@ class LiteRTModel:
         if n != self._alloc_batch and self._can_resize is not False and not self._resize(n):
             self._can_resize = False
         if n == self._alloc_batch:
-            outs = self._invoke(inputs)
-            if all(o.shape[:1] == (n,) for o in outs):
+            got = self._invoke(inputs, extra)
+            if all(o.shape[:1] == (n,) for o in got[: len(self.outputs)]):
                 if n != self._base_shapes[0][0]:
                     self._can_resize = True
-                return outs
+                return got
             self._can_resize = False  # the graph ignored the new batch size
             self._resize(self._base_shapes[0][0])
-        return self._predict_in_chunks(inputs, n)
+        return self._run_in_chunks(inputs, n, extra)
 
     def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
         """Set the batch's inputs once and return the bare ``invoke`` to time.
@@ -204,7 +222,9 @@ class LiteRTModel:
             self._interp.set_tensor(idx, self._to_runtime(x, spec))
         return self._interp.invoke
 
-    def _predict_in_chunks(self, inputs: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    def _run_in_chunks(
+        self, inputs: Sequence[np.ndarray], n: int, extra: Sequence[int]
+    ) -> list[np.ndarray]:
         chunk = max(self._alloc_batch, 1)
         parts: list[list[np.ndarray]] = []
         for start in range(0, n, chunk):
@@ -215,8 +235,12 @@ class LiteRTModel:
                     np.concatenate([p, np.zeros((chunk - got, *p.shape[1:]), p.dtype)])
                     for p in piece
                 ]
-            parts.append([o[:got] for o in self._invoke(piece)])
+            parts.append([o[:got] for o in self._invoke(piece, extra)])
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+    def tensor_details(self) -> list[dict[str, Any]]:
+        """The runtime's description of every tensor (name, index, shape, dtype, quantization)."""
+        return list(self._interp.get_tensor_details())
 
     def info(self) -> ModelInfo:
         """Format, size, I/O specs, op counts by type and weight elements by dtype."""

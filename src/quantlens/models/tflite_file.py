@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from quantlens.errors import ModelLoadError
 
@@ -24,6 +25,23 @@ def _enum_names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def _opcode_names(model: Any) -> list[str]:
+    """The op type of each operator code: a builtin's name, or 'CUSTOM:<name>'."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    ops = _enum_names(schema.BuiltinOperator)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        if code == schema.BuiltinOperator.CUSTOM:
+            custom = oc.CustomCode()
+            codes.append("CUSTOM:" + (custom.decode(errors="replace") if custom else "?"))
+        else:
+            codes.append(ops.get(code, f"OP_{code}"))
+    return codes
+
+
 def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
     """Count ops by type and weight elements by dtype in a .tflite flatbuffer.
 
@@ -36,19 +54,10 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
         raise ModelLoadError(
             f"{path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
         )
-    ops = _enum_names(schema.BuiltinOperator)
     types = _enum_names(schema.TensorType)
     try:
         model = schema.Model.GetRootAs(data, 0)
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            if code == schema.BuiltinOperator.CUSTOM:
-                custom = oc.CustomCode()
-                codes.append("CUSTOM:" + (custom.decode() if custom else "?"))
-            else:
-                codes.append(ops.get(code, f"OP_{code}"))
+        codes = _opcode_names(model)
         op_counts: Counter[str] = Counter()
         weights: Counter[str] = Counter()
         activations: Counter[str] = Counter()
@@ -72,3 +81,79 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
     custom_ops = tuple(sorted(c.split(":", 1)[1] for c in set(codes) if c.startswith("CUSTOM:")))
     return TfliteContents(dict(op_counts), dict(weights), dict(activations), custom_ops)
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    """One operator of the main subgraph, in execution order."""
+
+    index: int
+    op_type: str
+    inputs: tuple[int, ...]  # tensor indices (-1: an optional input left out)
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GraphTensor:
+    """One tensor of the main subgraph."""
+
+    index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    constant: bool  # holds data in the file (a weight, a bias, a shape)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The main subgraph: operators in execution order and every tensor."""
+
+    ops: tuple[GraphOp, ...]
+    tensors: tuple[GraphTensor, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+def read_graph(data: bytes, path: str) -> Graph:
+    """The operators and tensors of a .tflite's main subgraph, from the flatbuffer.
+
+    Raises:
+        ModelLoadError: the bytes are not a readable TFLite model.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelLoadError(
+            f"{path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
+        )
+    types = _enum_names(schema.TensorType)
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        codes = _opcode_names(model)
+        sg = model.Subgraphs(0)
+        tensors = []
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            b = tensor.Buffer()
+            buf = model.Buffers(b) if 0 < b < model.BuffersLength() else None
+            constant = buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
+            name = tensor.Name().decode(errors="replace") if tensor.Name() else ""
+            shape = tuple(int(tensor.Shape(d)) for d in range(tensor.ShapeLength()))
+            dtype = types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
+            tensors.append(GraphTensor(t, name, dtype, shape, constant))
+        graph_ops = []
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            graph_ops.append(
+                GraphOp(
+                    o,
+                    codes[op.OpcodeIndex()],
+                    tuple(int(op.Inputs(i)) for i in range(op.InputsLength())),
+                    tuple(int(op.Outputs(i)) for i in range(op.OutputsLength())),
+                )
+            )
+        inputs = tuple(int(sg.Inputs(i)) for i in range(sg.InputsLength()))
+        outputs = tuple(int(sg.Outputs(i)) for i in range(sg.OutputsLength()))
+    except (IndexError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
+    return Graph(tuple(graph_ops), tuple(tensors), inputs, outputs)
