@@ -134,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
     cmp.add_argument("--json", metavar="PATH", help="write the report as JSON")
 
+    dg = sub.add_parser(
+        "diagnose",
+        help="find the layers that cause the quantization error",
+        description="Run FLOAT_MODEL and QUANT_MODEL (two .tflite files from the same source) "
+        "with every intermediate tensor kept, match their tensors, and rank the ops by the "
+        "error they add.",
+    )
+    dg.add_argument("float_model")
+    dg.add_argument("quant_model")
+    dg.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
+    dg.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
+    dg.add_argument("--top", type=_positive_int, default=10, help="ops to show (default: 10)")
+    dg.add_argument("--json", metavar="PATH", help="write the diagnosis as JSON")
+
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
     info.add_argument("model")
     info.add_argument("--json", metavar="PATH", help="write the description as JSON")
@@ -261,6 +275,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from quantlens.diagnose import diagnose
+    from quantlens.report.console import make_console, print_diagnosis
+    from quantlens.report.json_file import write_json
+
+    console = make_console()
+    result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
+    print_diagnosis(result, args.top, console)
+    if args.json:
+        path = write_json(result.to_dict(), args.json)
+        console.print(f"report written to {path}")
+    return EXIT_OK
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from quantlens.models.base import load_model
     from quantlens.report.console import print_model_info
@@ -285,6 +313,7 @@ COMMANDS = {
     "bench": _cmd_bench,
     "quantize": _cmd_quantize,
     "compare": _cmd_compare,
+    "diagnose": _cmd_diagnose,
     "info": _cmd_info,
     "demo": _cmd_demo,
 }

@@ -373,3 +373,46 @@ class QuantizeResult:
             int(calib.get("samples", 0)),
             tuple(QuantizedVariant.from_dict(v) for v in d["variants"]),
         )
+
+
+DIAGNOSIS_SCHEMA = "quantlens.diagnosis/1"
+
+
+@dataclass(frozen=True)
+class DiagnosisResult:
+    """The outcome of :func:`quantlens.diagnose`: where the quantization error comes from."""
+
+    float_path: str
+    quant_path: str
+    samples: int
+    note: str
+    end_to_end: dict[str, dict[str, float]]  # output name -> fidelity
+    tensors: tuple[dict[str, Any], ...]  # one per matched tensor, in graph order
+    ops: tuple[dict[str, Any], ...]  # one per op of the quantized model, in graph order
+    weights: tuple[dict[str, Any], ...]
+    unmatched: dict[str, list[str]]
+    suggestion: dict[str, Any] | None = None
+    schema: str = DIAGNOSIS_SCHEMA
+
+    def top_ops(self, k: int) -> list[dict[str, Any]]:
+        """The ``k`` ops that add the most error, largest first."""
+        measured = [o for o in self.ops if o.get("error_added_db") is not None]
+        return sorted(measured, key=lambda o: -o["error_added_db"])[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        def enc(row: dict[str, Any]) -> dict[str, Any]:
+            return {k: encode_number(v) if isinstance(v, float) else v for k, v in row.items()}
+
+        return {
+            "schema": self.schema,
+            "float_model": self.float_path,
+            "quantized_model": self.quant_path,
+            "samples": self.samples,
+            "note": self.note,
+            "end_to_end": {k: _encode(v) for k, v in self.end_to_end.items()},
+            "ops": [enc(o) for o in self.ops],
+            "tensors": [enc(t) for t in self.tensors],
+            "weights": [enc(w) for w in self.weights],
+            "unmatched": self.unmatched,
+            **({"suggestion": self.suggestion} if self.suggestion else {}),
+        }

@@ -17,7 +17,8 @@ from quantlens.models.tflite_file import read_tflite_contents
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 
 
-def _quant_params(detail: dict[str, Any]) -> QuantParams | None:
+def quant_params(detail: dict[str, Any]) -> QuantParams | None:
+    """A tensor's quantization from the runtime's tensor details, or None when it has none."""
     qp = detail.get("quantization_parameters") or {}
     scales = np.asarray(qp.get("scales", []), dtype=np.float64)
     if scales.size == 0 or not np.any(scales):
@@ -36,7 +37,7 @@ def _spec(detail: dict[str, Any], name: str) -> TensorSpec:
     sig = detail.get("shape_signature")
     dims = sig if sig is not None and len(sig) else detail["shape"]
     shape = tuple(None if int(d) < 0 else int(d) for d in dims)
-    return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, _quant_params(detail))
+    return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, quant_params(detail))
 
 
 def _plain_name(tensor_name: str) -> str:
@@ -237,6 +238,11 @@ class LiteRTModel:
                 ]
             parts.append([o[:got] for o in self._invoke(piece, extra)])
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+    def tensor_value(self, index: int) -> np.ndarray:
+        """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by
+        ``preserve_all_tensors``."""
+        return self._interp.get_tensor(index)
 
     def tensor_details(self) -> list[dict[str, Any]]:
         """The runtime's description of every tensor (name, index, shape, dtype, quantization)."""

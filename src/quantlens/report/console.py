@@ -6,13 +6,14 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
-from quantlens.results import BenchResult, EvaluationResult, ModelResult
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, ModelResult
 
 TASK_COLUMNS = {
     "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
@@ -316,3 +317,49 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
         console.print("slower than float on this machine: " + ", ".join(rec["slower_than_float"]))
     if rec.get("note"):
         console.print(f"note: {rec['note']}")
+
+
+def _short(name: str, width: int = 48) -> str:
+    """A long fused tensor name, shortened to its first part."""
+    first = name.split(";")[0]
+    return first if len(first) <= width else "…" + first[-(width - 1) :]
+
+
+def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None = None) -> None:
+    """The ops that add the most error, the end-to-end fidelity, weights, and what is unmatched."""
+    console = console or Console()
+    console.print(f"[bold]{Path(result.quant_path).name}[/] against [bold]"
+                  f"{Path(result.float_path).name}[/] on {result.samples} samples")  # fmt: skip
+    console.print(f"[dim]{result.note}[/]")
+    for name, f in result.end_to_end.items():
+        console.print(
+            f"end to end, output {name}: SQNR {_fmt(f.get('sqnr_db'), '{:.2f}')} dB, "
+            f"cosine {_fmt(f.get('cosine_similarity'), '{:.5f}')}"
+            + (f", top-1 agreement {f['top1_agreement']:.4f}" if "top1_agreement" in f else "")
+        )
+    by_output = {t["name"]: t for t in result.tensors}
+    title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
+             "worst input and its output)")  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    for h in ("#", "op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
+              "ch. worst dB", "scale", "rmse/scale"):  # fmt: skip
+        table.add_column(h, justify="left" if h in ("op", "type", "output tensor") else "right")
+    for rank, op in enumerate(result.top_ops(top), start=1):
+        t = by_output.get(op["output"], {})
+        table.add_row(
+            str(rank), str(op["index"]), op["op_type"], _short(op["output"]),
+            f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
+            _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
+            _fmt(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
+            _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"),
+        )  # fmt: skip
+    console.print(table)
+    weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
+    if weights:
+        console.print("worst weights: " + "; ".join(
+            f"{_short(w['name'], 40)} ({w['dtype']}, op {w['op_index']}) {w['sqnr_db']:.1f} dB"
+            for w in weights))  # fmt: skip
+    unmatched = result.unmatched
+    if unmatched.get("quantized") or unmatched.get("float"):
+        q, f = len(unmatched.get("quantized", [])), len(unmatched.get("float", []))
+        console.print(f"unmatched tensors: {q} in the quantized model, {f} in the float model")

@@ -1,0 +1,306 @@
+"""diagnose(): where the quantization error comes from, tensor by tensor and op by op.
+
+Both ``.tflite`` files run on the same samples with every intermediate tensor preserved and
+without the default delegates (XNNPACK hides the tensors inside its partitions), so the
+inspection runs use the reference kernels. Tensors are matched by name, then by graph
+position and shape; QUANTIZE/DEQUANTIZE outputs stand for the tensor they convert.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens.data import load_dataset
+from quantlens.errors import ConfigError, ModelMismatchError
+from quantlens.evaluation import feed_order, match_tensors
+from quantlens.metrics import FidelityState
+from quantlens.metrics.kernels import sqnr_db
+from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
+from quantlens.models.base import QuantParams
+from quantlens.models.litert import LiteRTModel, quant_params
+from quantlens.models.quantization import dequantize
+from quantlens.models.tflite_file import Graph, GraphTensor, read_graph
+from quantlens.results import DiagnosisResult
+
+DEFAULT_SAMPLES = 256
+DEFAULT_TOP = 10
+INSPECTION_NOTE = (
+    "inspection runs use the reference kernels (default delegates off, every tensor kept); "
+    "their speed is not the deployed speed"
+)
+_VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
+_CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One model opened for inspection."""
+
+    model: LiteRTModel
+    graph: Graph
+    quant: dict[int, QuantParams]  # tensor index -> its quantization, when it has one
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> _Side:
+        p = Path(path)
+        if p.suffix.lower() != ".tflite":
+            raise ConfigError(f"diagnose compares two .tflite files; {p.name} is not one")
+        model = LiteRTModel(p, use_default_delegates=False, preserve_all_tensors=True)
+        graph = read_graph(p.read_bytes(), str(p))
+        quant = {}
+        for d in model.tensor_details():
+            qp = quant_params(d)
+            if qp is not None:
+                quant[d["index"]] = qp
+        return cls(model, graph, quant)
+
+    def activations(self) -> list[GraphTensor]:
+        """Model inputs, then every op's outputs in execution order, that hold values."""
+        tensors = self.graph.tensors
+        # outputs of ops fed only constants (a float16 weight's DEQUANTIZE) are weights
+        computed = [
+            op for op in self.graph.ops
+            if not all(i < 0 or tensors[i].constant for i in op.inputs)
+        ]  # fmt: skip
+        order = list(self.graph.inputs) + [t for op in computed for t in op.outputs]
+        seen: dict[int, GraphTensor] = {}
+        for i in order:
+            t = self.graph.tensors[i]
+            if i not in seen and not t.constant and t.dtype in _VALUE_DTYPES:
+                seen[i] = t
+        return list(seen.values())
+
+    def real(self, index: int, raw: np.ndarray) -> np.ndarray:
+        qp = self.quant.get(index)
+        if qp is not None and raw.dtype.kind in "iu":
+            return dequantize(raw, qp)
+        return raw.astype(np.float32)
+
+
+def match_activations(
+    flt: Sequence[GraphTensor], qnt: Sequence[GraphTensor], qgraph: Graph
+) -> dict[int, int]:
+    """Quantized tensor index -> float tensor index.
+
+    By name where both have the tensor; then, in graph order, the next unmatched float tensor
+    of the same per-sample shape; a QUANTIZE/DEQUANTIZE output takes its input's match.
+    """
+    by_name: dict[str, list[GraphTensor]] = {}
+    for f in flt:
+        by_name.setdefault(f.name, []).append(f)
+    pos = {f.index: k for k, f in enumerate(flt)}
+    matched: dict[int, int] = {}
+    used: set[int] = set()
+    for q in qnt:
+        cands = [f for f in by_name.get(q.name, []) if f.shape[1:] == q.shape[1:]] if q.name else []
+        if len(cands) == 1 and cands[0].index not in used:
+            matched[q.index] = cands[0].index
+            used.add(cands[0].index)
+    for op in qgraph.ops:  # a conversion's input and output stand for the same value
+        if op.op_type not in _CONVERSION_OPS or not op.inputs or not op.outputs:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        if qgraph.tensors[src].shape[1:] != qgraph.tensors[dst].shape[1:]:
+            continue
+        if src in matched and dst not in matched:
+            matched[dst] = matched[src]
+        elif dst in matched and src not in matched and not qgraph.tensors[src].constant:
+            matched[src] = matched[dst]
+    last = -1
+    for q in qnt:
+        if q.index in matched:
+            last = max(last, pos.get(matched[q.index], last))
+            continue
+        for f in flt[last + 1 :]:
+            if f.index not in used and f.shape[1:] == q.shape[1:] and len(f.shape) == len(q.shape):
+                matched[q.index] = f.index
+                used.add(f.index)
+                last = pos[f.index]
+                break
+    return matched
+
+
+def diagnose(
+    float_model: str | os.PathLike[str],
+    quant_model: str | os.PathLike[str],
+    data: Any,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> DiagnosisResult:
+    """Compare every intermediate tensor of a quantized ``.tflite`` with the float one.
+
+    Args:
+        float_model: the float ``.tflite``.
+        quant_model: a quantized ``.tflite`` made from the same source (any mode).
+        data: inputs (anything ``load_dataset`` takes); labels are not needed.
+        samples: how many samples to run.
+        batch_size: samples per invoke.
+
+    Returns:
+        A :class:`DiagnosisResult`: per-tensor and per-op metrics, weight SQNRs, what could not
+        be matched, and the end-to-end fidelity.
+    """
+    flt, qnt = _Side.open(float_model), _Side.open(quant_model)
+    match_tensors(flt.model.inputs, qnt.model.inputs, "input", qnt.model.name)
+    out_order = match_tensors(flt.model.outputs, qnt.model.outputs, "output", qnt.model.name)
+    f_acts, q_acts = flt.activations(), qnt.activations()
+    pairs = match_activations(f_acts, q_acts, qnt.graph)
+    q_idx = [q.index for q in q_acts if q.index in pairs]
+    f_idx = sorted({pairs[i] for i in q_idx})
+    states = {i: TensorErrorState() for i in q_idx}
+    end_to_end = [FidelityState() for _ in flt.model.outputs]
+    order = feed_order(flt.model.inputs, qnt.model.inputs, qnt.model.name)
+    runtime_mismatch: set[int] = set()
+    seen = 0
+    for batch in load_dataset(data).bind(flt.model.inputs, batch_size=batch_size, limit=samples):
+        f_out, f_vals = flt.model.predict_tensors(batch.inputs, f_idx)
+        q_out, q_vals = qnt.model.predict_tensors([batch.inputs[i] for i in order], q_idx)
+        f_by = {i: flt.real(i, v) for i, v in zip(f_idx, f_vals, strict=True)}
+        n = len(batch)
+        for i, raw in zip(q_idx, q_vals, strict=True):
+            ref = f_by[pairs[i]]
+            if raw.shape != ref.shape or raw.ndim == 0 or raw.shape[0] != n:
+                runtime_mismatch.add(i)
+                continue
+            states[i] = states[i].update(ref, qnt.real(i, raw))
+        for j, k in enumerate(out_order):
+            end_to_end[j] = end_to_end[j].update(f_out[j], q_out[k])
+        seen += n
+        if progress is not None:
+            progress(n)
+    if seen == 0:
+        raise ModelMismatchError("no samples ran; give data with at least one sample")
+    for i in runtime_mismatch:
+        pairs.pop(i, None)
+        states.pop(i, None)
+    tensors = _tensor_rows(qnt, flt, pairs, states)
+    return DiagnosisResult(
+        float_path=str(float_model),
+        quant_path=str(quant_model),
+        samples=seen,
+        note=INSPECTION_NOTE,
+        end_to_end={o.name: s.result() for o, s in zip(flt.model.outputs, end_to_end, strict=True)},
+        tensors=tuple(tensors),
+        ops=tuple(_op_rows(qnt, {t["index"]: t for t in tensors})),
+        weights=tuple(_weight_rows(flt, qnt, pairs)),
+        unmatched={
+            "quantized": [t.name or f"#{t.index}" for t in q_acts if t.index not in pairs],
+            "float": [
+                t.name or f"#{t.index}" for t in f_acts if t.index not in set(pairs.values())
+            ],
+        },
+    )
+
+
+def _tensor_rows(
+    qnt: _Side, flt: _Side, pairs: dict[int, int], states: dict[int, TensorErrorState]
+) -> list[dict[str, Any]]:
+    producer = {t: op for op in qnt.graph.ops for t in op.outputs}
+    rows = []
+    for i, st in states.items():
+        if st.samples == 0:
+            continue
+        t = qnt.graph.tensors[i]
+        qp = qnt.quant.get(i)
+        scale = (
+            qp.scale[0]
+            if qp and len(qp.scale) == 1 and t.dtype in ("int8", "uint8", "int16")
+            else None
+        )
+        row: dict[str, Any] = {
+            "index": i,
+            "name": t.name,
+            "float_name": flt.graph.tensors[pairs[i]].name,
+            "dtype": t.dtype,
+            "op_type": producer[i].op_type if i in producer else "INPUT",
+            **st.result(scale),
+        }
+        if scale is not None and qp is not None:
+            row["scale"] = scale
+            row["zero_point"] = qp.zero_point[0]
+        rows.append(row)
+    return rows
+
+
+#: Above this SQNR a tensor counts as lossless when computing the error an op adds (8-bit
+#: rounding alone gives about 50 dB), so an op fed a perfect input is not blamed for the
+#: huge ratio between a perfect and a merely excellent tensor.
+LOSSLESS_DB = 60.0
+
+
+def _capped(v: float) -> float:
+    return float(np.clip(v, -SQNR_CAP_DB, LOSSLESS_DB))
+
+
+def _op_rows(qnt: _Side, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per op: how much worse its output is than its worst activation input (error added),
+    on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
+    rows = []
+    for op in qnt.graph.ops:
+        out = op.outputs[0] if op.outputs else -1
+        row: dict[str, Any] = {
+            "index": op.index,
+            "op_type": op.op_type,
+            "output": qnt.graph.tensors[out].name if out >= 0 else "",
+            "error_added_db": None,
+        }
+        if out in tensors:
+            ins = [
+                _capped(tensors[i]["channel_sqnr_median_db"])
+                for i in op.inputs
+                if i >= 0 and not qnt.graph.tensors[i].constant and i in tensors
+            ]
+            worst_in = min(ins) if ins else LOSSLESS_DB
+            out_sqnr = _capped(tensors[out]["channel_sqnr_median_db"])
+            row["error_added_db"] = worst_in - out_sqnr
+            row["output_sqnr_db"] = tensors[out]["sqnr_db"]
+            row["output_channel_sqnr_median_db"] = tensors[out]["channel_sqnr_median_db"]
+            row["output_channel_sqnr_worst_db"] = tensors[out]["channel_sqnr_worst_db"]
+        rows.append(row)
+    return rows
+
+
+def _weight_rows(flt: _Side, qnt: _Side, pairs: dict[int, int]) -> list[dict[str, Any]]:
+    """SQNR of each quantized weight (dequantized) against the float weight it replaces."""
+    f_const = {t.name: t for t in flt.graph.tensors if t.constant}
+    f_ops_by_out = {out: op for op in flt.graph.ops for out in op.outputs}
+    rows = []
+    for op in qnt.graph.ops:
+        f_op = f_ops_by_out.get(pairs.get(op.outputs[0], -1)) if op.outputs else None
+        for slot, i in enumerate(op.inputs):
+            if i < 0:
+                continue
+            t = qnt.graph.tensors[i]
+            if not t.constant or (i not in qnt.quant and t.dtype != "float16"):
+                continue
+            f = f_const.get(t.name)
+            if (f is None or f.shape != t.shape) and f_op is not None and slot < len(f_op.inputs):
+                cand = flt.graph.tensors[f_op.inputs[slot]]
+                f = cand if cand.constant and cand.shape == t.shape else None
+            if f is None or f.dtype != "float32":
+                continue
+            try:
+                q_raw = qnt.model.tensor_value(i)
+                f_val = flt.model.tensor_value(f.index).astype(np.float64)
+            except (ValueError, RuntimeError):
+                continue  # e.g. int4, which the runtime does not hand out
+            q_val = qnt.real(i, q_raw).astype(np.float64)
+            err = q_val - f_val
+            rows.append({
+                "index": i,
+                "name": t.name,
+                "op_index": op.index,
+                "op_type": op.op_type,
+                "dtype": t.dtype,
+                "sqnr_db": sqnr_db(float((f_val**2).sum()), float((err**2).sum())),
+                "max_abs_error": float(np.abs(err).max(initial=0.0)),
+            })  # fmt: skip
+    return rows
