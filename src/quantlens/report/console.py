@@ -361,5 +361,5 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
             for w in weights))  # fmt: skip
     unmatched = result.unmatched
     if unmatched.get("quantized") or unmatched.get("float"):
-        q, f = len(unmatched.get("quantized", [])), len(unmatched.get("float", []))
-        console.print(f"unmatched tensors: {q} in the quantized model, {f} in the float model")
+        n_q, n_f = len(unmatched.get("quantized", [])), len(unmatched.get("float", []))
+        console.print(f"unmatched tensors: {n_q} in the quantized model, {n_f} in the float model")
