@@ -141,11 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
         "with every intermediate tensor kept, match their tensors, and rank the ops by the "
         "error they add.",
     )
-    dg.add_argument("float_model")
-    dg.add_argument("quant_model")
+    dg.add_argument("float_model", help="float .tflite, or a Keras file / SavedModel")
+    dg.add_argument("quant_model", nargs="?", help="quantized .tflite (omit for a Keras source)")
     dg.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
     dg.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
     dg.add_argument("--top", type=_positive_int, default=10, help="ops to show (default: 10)")
+    dg.add_argument(
+        "--mode",
+        help="Keras source: int8 (default), int8-io, int16x8; .tflite pair: the "
+        "ai-edge-quantizer mode to rebuild with (default: inferred)",
+    )
+    dg.add_argument("--calibration", help="calibration data (default: a built-in set's train "
+                    "split, else --data)")  # fmt: skip
+    dg.add_argument("--calibration-samples", type=_positive_int, default=200)
+    dg.add_argument("--suggest", action="store_true", help="find layers to keep in float")
+    dg.add_argument(
+        "--max-drop", type=_non_negative_float, default=0.01,
+        help="budget: accuracy points (0.01 = 1), or relative RMSE for sqnr",
+    )  # fmt: skip
+    dg.add_argument("--budget-metric", choices=["accuracy", "sqnr"], default="accuracy")
+    dg.add_argument("--out", default="quantlens-diagnose", help="where models are written")
     dg.add_argument("--json", metavar="PATH", help="write the diagnosis as JSON")
 
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
@@ -276,13 +291,49 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from quantlens.diagnose import diagnose
-    from quantlens.report.console import make_console, print_diagnosis
+    from pathlib import Path
+
+    from quantlens.compare import default_calibration
+    from quantlens.diagnose import diagnose, diagnose_source, infer_mode
+    from quantlens.report.console import make_console, print_diagnosis, print_suggestion
     from quantlens.report.json_file import write_json
 
     console = make_console()
-    result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
+    status = make_console(stderr=True)
+    calibration = args.calibration or default_calibration(args.data)
+    if args.quant_model is None:
+        mode = args.mode or "int8"
+        result = diagnose_source(
+            args.float_model, args.data, mode=mode, calibration=calibration,
+            calibration_samples=args.calibration_samples, out_dir=args.out, samples=args.samples,
+        )  # fmt: skip
+        source = Path(args.float_model)
+        float_tflite = Path(result.float_path)
+    else:
+        result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
+        mode = args.mode or infer_mode(args.quant_model)
+        source = float_tflite = Path(args.float_model)
     print_diagnosis(result, args.top, console)
+    if args.suggest:
+        import dataclasses
+
+        from quantlens.models.base import load_model
+        from quantlens.quantize import source_kind
+        from quantlens.suggest import make_builder, suggest
+
+        build = make_builder(source, mode, calibration, args.calibration_samples,
+                             load_model(source).inputs)  # fmt: skip
+        float_names = {t["name"]: t["float_name"] for t in result.tensors}
+        by_float = source_kind(source) == "tflite"  # ai-edge-quantizer scopes float names
+        suggestion = suggest(
+            result, build, float_tflite, args.data, max_drop=args.max_drop,
+            budget_metric=args.budget_metric, out_dir=args.out,
+            name_of=(lambda op: float_names.get(op["output"], op["output"])) if by_float
+            else (lambda op: op["output"]),
+            status=lambda text: status.print(text, style="dim") if status.is_terminal else None,
+        )  # fmt: skip
+        result = dataclasses.replace(result, suggestion=suggestion)
+        print_suggestion(suggestion, console)
     if args.json:
         path = write_json(result.to_dict(), args.json)
         console.print(f"report written to {path}")

@@ -63,6 +63,11 @@ def _p50(m: ModelResult) -> float | None:
     return m.performance.latency_ms["p50"] if m.performance else None
 
 
+def within(drop_value: float, max_drop: float) -> bool:
+    """``drop_value ≤ max_drop``, forgiving the float error of 1.0 − 0.99 and the like."""
+    return drop_value <= max_drop + 1e-9
+
+
 def _amount(d: float, task: str) -> str:
     """A drop in words, in the units of ``task``."""
     if task == "classification":
@@ -78,7 +83,9 @@ def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dic
     baseline = result.model(float_name)
     task = result.dataset.task
     candidates = list(result.models[1:])
-    acceptable = [m for m in candidates if (d := drop(m, ref, task)) is not None and d <= max_drop]
+    acceptable = [
+        m for m in candidates if (d := drop(m, ref, task)) is not None and within(d, max_drop)
+    ]
     worse = [m.name for m in candidates if m.paired and significantly_worse(m.paired)]
     base_p50 = _p50(baseline)
     slower = [

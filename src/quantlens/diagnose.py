@@ -8,6 +8,7 @@ position and shape; QUANTIZE/DEQUANTIZE outputs stand for the tensor they conver
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -243,6 +244,10 @@ def _capped(v: float) -> float:
 def _op_rows(qnt: _Side, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per op: how much worse its output is than its worst activation input (error added),
     on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
+    readers: dict[int, list[int]] = {}
+    for op in qnt.graph.ops:
+        for i in op.inputs:
+            readers.setdefault(i, []).append(op.index)
     rows = []
     for op in qnt.graph.ops:
         out = op.outputs[0] if op.outputs else -1
@@ -250,6 +255,7 @@ def _op_rows(qnt: _Side, tensors: dict[int, dict[str, Any]]) -> list[dict[str, A
             "index": op.index,
             "op_type": op.op_type,
             "output": qnt.graph.tensors[out].name if out >= 0 else "",
+            "consumers": readers.get(out, []),
             "error_added_db": None,
         }
         if out in tensors:
@@ -304,3 +310,87 @@ def _weight_rows(flt: _Side, qnt: _Side, pairs: dict[int, int]) -> list[dict[str
                 "max_abs_error": float(np.abs(err).max(initial=0.0)),
             })  # fmt: skip
     return rows
+
+
+def _debugger_statistics(
+    source: Path, mode: str, calibration: Any, calibration_samples: int
+) -> dict[str, dict[str, float]]:
+    """Per-layer statistics of TFLite's QuantizationDebugger, keyed by tensor name.
+
+    The debugger feeds each quantized op the float model's inputs, so its errors are local
+    to the op; quantlens' own per-tensor errors are accumulated through the whole graph.
+    """
+    import csv
+    import io
+
+    from quantlens._quiet import captured_output
+    from quantlens.quantize import calibration_arrays
+    from quantlens.quantize.tf_converter import debugger
+
+    specs = load_model_inputs(source)
+    calib = calibration_arrays(calibration, specs, calibration_samples)
+    dbg = debugger(source, mode, calib, [s.name for s in specs])
+    buffer = io.StringIO()
+    with captured_output():
+        dbg.run()
+        dbg.layer_statistics_dump(buffer)
+    stats: dict[str, dict[str, float]] = {}
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        stats[row["tensor_name"]] = {
+            k: float(row[k])
+            for k in ("mean_squared_error", "max_abs_error", "mean_error", "stddev")
+            if row.get(k) not in (None, "")
+        }
+    return stats
+
+
+def load_model_inputs(source: Path) -> Any:
+    """The input specs of a model file (loads it once)."""
+    from quantlens.models.base import load_model
+
+    return load_model(source).inputs
+
+
+def diagnose_source(
+    source: str | os.PathLike[str],
+    data: Any,
+    *,
+    mode: str = "int8",
+    calibration: Any,
+    calibration_samples: int = 200,
+    out_dir: str | os.PathLike[str],
+    samples: int = DEFAULT_SAMPLES,
+    batch_size: int = 32,
+) -> DiagnosisResult:
+    """Convert a Keras file or SavedModel to float32 and ``mode`` ``.tflite`` files in
+    ``out_dir``, diagnose the pair, and merge the QuantizationDebugger's per-layer statistics
+    (static modes) into each tensor's row as ``debugger``."""
+    from quantlens.quantize import quantize, source_kind
+    from quantlens.suggest import TF_STATIC_MODES
+
+    src = Path(source)
+    if source_kind(src) != "tf":
+        raise ConfigError(f"{src.name}: give a Keras file or SavedModel, or two .tflite files")
+    made = quantize(src, ["float32", mode], out_dir, calibration=calibration,
+                    calibration_samples=calibration_samples)  # fmt: skip
+    result = diagnose(made.variant("float32").path, made.variant(mode).path, data,
+                      samples=samples, batch_size=batch_size)  # fmt: skip
+    if mode not in TF_STATIC_MODES:
+        return result
+    stats = _debugger_statistics(src, mode, calibration, calibration_samples)
+    tensors = tuple(
+        {**t, "debugger": stats[t["name"]]} if t["name"] in stats else t for t in result.tensors
+    )
+    return dataclasses.replace(result, tensors=tensors)
+
+
+def infer_mode(quant_model: str | os.PathLike[str]) -> str:
+    """The ai-edge-quantizer mode closest to how a .tflite was quantized."""
+    info = LiteRTModel(Path(quant_model)).info()
+    if info.activation_dtypes.get("int16"):
+        return "int16x8"
+    if info.activation_dtypes.get("int8"):
+        return "int8"
+    if info.weight_dtypes.get("int4"):
+        return "dynamic-int4"
+    return "dynamic"

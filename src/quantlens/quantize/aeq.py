@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,13 @@ def quantize_tflite(
     calibration: list[np.ndarray] | None,
     input_names: list[str],
     signature: str,
+    keep_in_float: list[str] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Quantize a float .tflite with the ai-edge-quantizer recipe of ``mode``.
+
+    Args:
+        keep_in_float: output tensor names of ops to leave unquantized (the recipe gains a
+            ``no_quantize`` entry per op, which takes precedence as the latest match).
 
     Returns:
         The model bytes and the settings used (the full recipe), for the manifest.
@@ -45,7 +51,12 @@ def quantize_tflite(
 
     from ai_edge_quantizer import quantizer, recipe
 
-    rp = getattr(recipe, AEQ_MODES[mode][2])()
+    rp = list(getattr(recipe, AEQ_MODES[mode][2])())
+    rp += [
+        # an op's scope is its output names, each followed by ';'
+        {"regex": f"^{re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"}
+        for name in keep_in_float or []
+    ]
     settings: dict[str, Any] = {
         "tool": "ai_edge_quantizer",
         "ai_edge_quantizer": version("ai-edge-quantizer"),

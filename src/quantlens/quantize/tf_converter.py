@@ -23,7 +23,7 @@ TF_MODES: dict[str, tuple[str, bool]] = {
 }
 
 
-def _representative(samples: list[np.ndarray], names: list[str]) -> Callable[[], Iterator[Any]]:
+def representative(samples: list[np.ndarray], names: list[str]) -> Callable[[], Iterator[Any]]:
     """Calibration samples one at a time: a list for one input, a dict by name for several."""
 
     def gen() -> Iterator[Any]:
@@ -41,14 +41,10 @@ def _converter(tf: Any, source: Path) -> tuple[Any, str]:
     return tf.lite.TFLiteConverter.from_keras_model(model), "from_keras_model"
 
 
-def convert_tf(
+def make_converter(
     source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
-) -> tuple[bytes, dict[str, Any]]:
-    """Convert a Keras file or SavedModel directory to .tflite bytes in ``mode``.
-
-    Returns:
-        The model bytes and the converter settings used, for the manifest.
-    """
+) -> tuple[Any, dict[str, Any]]:
+    """A TFLiteConverter set up for ``mode``, and the settings it was given."""
     tf = import_tensorflow("converting a Keras model or SavedModel")
     converter, how = _converter(tf, source)
     settings: dict[str, Any] = {
@@ -63,7 +59,7 @@ def convert_tf(
         settings["supported_types"] = ["float16"]
     if TF_MODES[mode][1]:
         assert calibration is not None
-        converter.representative_dataset = _representative(calibration, input_names)
+        converter.representative_dataset = representative(calibration, input_names)
         settings["representative_dataset_samples"] = int(calibration[0].shape[0])
         ops = (
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -76,6 +72,18 @@ def convert_tf(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         settings["inference_input_type"] = settings["inference_output_type"] = "int8"
+    return converter, settings
+
+
+def convert_tf(
+    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
+) -> tuple[bytes, dict[str, Any]]:
+    """Convert a Keras file or SavedModel directory to .tflite bytes in ``mode``.
+
+    Returns:
+        The model bytes and the converter settings used, for the manifest.
+    """
+    converter, settings = make_converter(source, mode, calibration, input_names)
     with captured_output() as log:
         try:
             result = converter.convert()
@@ -95,3 +103,29 @@ def convert_keras_model(model: Any, mode: str, calibration: list[np.ndarray] | N
         model.save(path)
         names = [t.name.split(":")[0] for t in model.inputs]
         return convert_tf(path, mode, calibration, names)[0]
+
+
+def debugger(
+    source: Path,
+    mode: str,
+    calibration: list[np.ndarray],
+    input_names: list[str],
+    keep_in_float: list[str] | None = None,
+) -> Any:
+    """A ``tf.lite.experimental.QuantizationDebugger`` for a static ``mode``, with the ops whose
+    output tensors are named in ``keep_in_float`` left unquantized (``denylisted_nodes``)."""
+    tf = import_tensorflow("the TFLite quantization debugger")
+    converter, _ = make_converter(source, mode, calibration, input_names)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=list(keep_in_float or [])
+    )
+    with captured_output():
+        try:
+            return tf.lite.experimental.QuantizationDebugger(
+                converter=converter,
+                debug_dataset=representative(calibration, input_names),
+                debug_options=options,
+            )
+        except Exception as exc:  # the debugger raises many types; say what it said
+            first = " ".join(str(exc).split())[:300]
+            raise ConversionError(f"the TFLite quantization debugger failed: {first}") from exc

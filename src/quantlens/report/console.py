@@ -246,7 +246,7 @@ def _delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
 
 def compare_table(result: EvaluationResult) -> Table:
     """The ranked comparison: acceptable variants by size, then the rest by drop."""
-    from quantlens.compare import drop
+    from quantlens.compare import drop, within
 
     rec = result.recommendation or {}
     task = result.dataset.task
@@ -259,7 +259,7 @@ def compare_table(result: EvaluationResult) -> Table:
     def rank(m: ModelResult) -> tuple[bool, float]:
         """Acceptable variants first, smallest first; then the rest, smallest drop first."""
         d = drop(m, ref, task)
-        if d is not None and d <= max_drop:
+        if d is not None and within(d, max_drop):
             return (False, m.size_bytes)
         return (True, d if d is not None else math.inf)
 
@@ -281,7 +281,7 @@ def compare_table(result: EvaluationResult) -> Table:
             verdict = "reference"
         elif m.name == rec.get("model"):
             verdict = "[bold green]✓ recommended[/]"
-        elif d is not None and d <= max_drop:
+        elif d is not None and within(d, max_drop):
             verdict = "ok"
         else:
             verdict = "[red]too large a drop[/]" + (" (significant)" if worse else "")
@@ -363,3 +363,49 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     if unmatched.get("quantized") or unmatched.get("float"):
         n_q, n_f = len(unmatched.get("quantized", [])), len(unmatched.get("float", []))
         console.print(f"unmatched tensors: {n_q} in the quantized model, {n_f} in the float model")
+
+
+def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
+    """The two rankings, every measured step, the Pareto fronts and the suggested model."""
+    console = console or Console()
+    acc = s["budget_metric"] == "accuracy"
+    unit = "accuracy" if acc else "SQNR dB"
+    ranks = Table(title="candidate layers: by error added, and by the metric with only that "
+                        "layer kept in float", title_justify="left")  # fmt: skip
+    for h in ("rank", "by error added", "dB", "by sensitivity", unit):
+        ranks.add_column(h, justify="right" if h in ("rank", "dB", unit) else "left")
+    by_err, by_sens = s["rankings"]["error_added"], s["rankings"]["sensitivity"]
+    for k in range(max(len(by_err), len(by_sens))):
+        e = by_err[k] if k < len(by_err) else None
+        v = by_sens[k] if k < len(by_sens) else None
+        ranks.add_row(
+            str(k + 1),
+            f"{e['op_type']} {_short(e['tensor'], 36)}" if e else "",
+            f"{e['error_added_db']:+.1f}" if e else "",
+            f"{v['op_type']} {_short(v['tensor'], 36)}" if v else "",
+            f"{v['metric']:.4f}" if v and acc else (f"{v['metric']:.1f}" if v else ""),
+        )
+    console.print(ranks)
+    budget = f"drop ≤ {s['max_drop']:g} ({'accuracy' if acc else 'relative RMSE'})"
+    steps = Table(title=f"greedy search, budget: {budget}", title_justify="left")
+    for h in ("step", "kept in float", unit, "drop", "size", "p50 ms", "Pareto"):
+        steps.add_column(h, justify="left" if h == "kept in float" else "right")
+    front = set(s["pareto"]["latency"]) | set(s["pareto"]["size"])
+    steps.add_row("float", "everything", _fmt(s.get("float_metric"), "{:.4f}"), "0",
+                  human_size(s["float_size_bytes"]), f"{s['float_p50_ms']:.4g}", "")  # fmt: skip
+    for st in s["steps"]:
+        kept = ", ".join(_short(n, 28) for n in st["kept_in_float"][-1:])
+        steps.add_row(
+            str(st["step"]),
+            (f"+ {kept}" if kept else "nothing")
+            + (f" ({len(st['kept_in_float'])})" if kept else ""),
+            f"{st['metric']:.4f}" if acc else f"{st['metric']:.1f}",
+            f"{st['drop']:.4f}",
+            human_size(st["size_bytes"]),
+            f"{st['p50_ms']:.4g}",
+            "★" if st["step"] in front else "",
+        )
+    console.print(steps)
+    verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
+    kept = ", ".join(f"{k['op_type']} {k['tensor']}" for k in s["kept_in_float"]) or "none"
+    console.print(f"[bold]suggested model[/] ({verdict}): {s['model']}\nkept in float: {kept}")

@@ -1,0 +1,232 @@
+"""Which layers to keep in float: sensitivity rankings and a greedy, measured search.
+
+Candidates are the ops that add the most error in a diagnosis. Each is first tried alone in
+float (one-at-a-time sensitivity); then layers are added to the keep-in-float set in order
+of that sensitivity, the model rebuilt and re-measured after each step, until the drop is
+within the budget. Every step's metric, size and latency is measured, not estimated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantlens._quiet import captured_output
+from quantlens.bench import benchmark
+from quantlens.compare import within
+from quantlens.errors import ConfigError
+from quantlens.evaluation import evaluate
+from quantlens.quantize import calibration_arrays, source_kind
+from quantlens.quantize.aeq import AEQ_MODES, quantize_tflite
+from quantlens.results import DiagnosisResult, ModelResult
+
+BUDGET_METRICS = ("accuracy", "sqnr")
+SENSITIVITY_CANDIDATES = 6  # ops tried one at a time: the top ones by error added
+TF_STATIC_MODES = ("int8", "int8-io", "int16x8")
+_CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
+_NOT_CANDIDATES = _CONVERSIONS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
+
+Builder = Callable[[list[str]], bytes]
+
+
+@dataclass
+class Step:
+    """One measured keep-in-float set."""
+
+    step: int
+    kept_in_float: list[str]
+    path: str
+    metric: float
+    drop: float
+    size_bytes: int
+    p50_ms: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_builder(
+    source: Path, mode: str, calibration: Any, calibration_samples: int, input_specs: Any
+) -> Builder:
+    """A function that rebuilds the quantized model with some ops (by output tensor name)
+    kept in float: the TFLite converter's debugger for a Keras source, ai-edge-quantizer's
+    recipe for a float .tflite."""
+    names = [s.name for s in input_specs]
+    calib = calibration_arrays(calibration, input_specs, calibration_samples)
+    if source_kind(source) == "tflite":
+        if mode not in AEQ_MODES:
+            raise ConfigError(f"mode '{mode}' does not apply to a .tflite source; use one of "
+                              f"{', '.join(AEQ_MODES)}")  # fmt: skip
+
+        def build_aeq(keep: list[str]) -> bytes:
+            return quantize_tflite(source, mode, calib, names, "serving_default", keep)[0]
+
+        return build_aeq
+    if mode not in TF_STATIC_MODES:
+        modes = ", ".join(TF_STATIC_MODES)
+        raise ConfigError(
+            f"keeping layers in float needs a static mode ({modes}) for a Keras source, "
+            f"not '{mode}'"
+        )
+    from quantlens.quantize.tf_converter import debugger
+
+    def build_tf(keep: list[str]) -> bytes:
+        dbg = debugger(source, mode, calib, names, keep)
+        with captured_output():  # the converter reports its settings on stdout
+            return bytes(dbg.get_nondebug_quantized_model())
+
+    return build_tf
+
+
+def _metric(result: ModelResult, budget_metric: str) -> float:
+    if budget_metric == "accuracy":
+        if not result.task_metrics or "accuracy" not in result.task_metrics:
+            raise ConfigError("--budget-metric accuracy needs classification labels in the data; "
+                              "use --budget-metric sqnr")  # fmt: skip
+        return result.task_metrics["accuracy"]
+    assert result.fidelity is not None
+    return result.fidelity["sqnr_db"]
+
+
+def _drop(value: float, reference: float, budget_metric: str) -> float:
+    """accuracy: points lost against the float model; sqnr: relative RMSE, 10^(−SQNR/20)."""
+    if budget_metric == "accuracy":
+        return reference - value
+    return 0.0 if math.isinf(value) and value > 0 else 10 ** (-value / 20)
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (metric: higher is better, cost: lower is better) no other
+    point beats on both."""
+    front = []
+    for i, (m, c) in enumerate(points):
+        dominated = any(
+            (m2 >= m and c2 <= c) and (m2 > m or c2 < c)
+            for j, (m2, c2) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def suggest(
+    diagnosis: DiagnosisResult,
+    build: Builder,
+    float_model: str | Path,
+    data: Any,
+    *,
+    max_drop: float,
+    budget_metric: str = "accuracy",
+    out_dir: str | Path,
+    name_of: Callable[[dict[str, Any]], str] = lambda op: op["output"],
+    status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Find a keep-in-float set that brings the drop within ``max_drop``, measuring each step.
+
+    Args:
+        diagnosis: the diagnosis whose op ranking gives the candidates.
+        build: rebuilds the quantized model with the given ops kept in float.
+        float_model: the float ``.tflite`` the metric is measured against.
+        max_drop: accuracy points (0.01 = one) or, for ``sqnr``, relative RMSE.
+        name_of: the name ``build`` knows an op by (its output tensor name by default).
+    """
+    if budget_metric not in BUDGET_METRICS:
+        raise ConfigError(f"unknown budget metric '{budget_metric}'; use accuracy or sqnr")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    candidates = [
+        op for op in diagnosis.top_ops(len(diagnosis.ops))
+        if op["op_type"] not in _NOT_CANDIDATES
+    ][:SENSITIVITY_CANDIDATES]  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="quantlens-suggest-", dir=out))
+
+    def unit(op: dict[str, Any]) -> list[str]:
+        """An op and the ops reading its output: a tensor stays float only if both do."""
+        readers = [diagnosis.ops[c] for c in op.get("consumers", [])]
+        return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in _CONVERSIONS]
+
+    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult]:
+        path = work / f"{tag}.tflite"
+        path.write_bytes(build(keep))
+        result = evaluate(float_model, [path], data, task="classification"
+                          if budget_metric == "accuracy" else None)  # fmt: skip
+        return path, result.models[1]
+
+    ref = evaluate(float_model, [float_model], data).models[0]
+    ref_value = _metric(ref, budget_metric) if budget_metric == "accuracy" else math.inf
+    if status:
+        status(f"measuring each of {len(candidates)} candidate layers kept in float alone…")
+    base_path, base = measure([], "step0")
+    sensitivity = []
+    for k, op in enumerate(candidates):
+        _, res = measure(unit(op), f"alone{k}")
+        value = _metric(res, budget_metric)
+        sensitivity.append({"op_index": op["index"], "op_type": op["op_type"],
+                            "tensor": name_of(op), "with": unit(op)[1:], "metric": value,
+                            "drop": _drop(value, ref_value, budget_metric)})  # fmt: skip
+    order = sorted(range(len(candidates)), key=lambda k: sensitivity[k]["drop"])
+    value = _metric(base, budget_metric)
+    steps = [Step(0, [], str(base_path), value, _drop(value, ref_value, budget_metric),
+                  base.size_bytes)]  # fmt: skip
+    keep: list[str] = []
+    for k in order:
+        if within(steps[-1].drop, max_drop):
+            break
+        new = [n for n in unit(candidates[k]) if n not in keep]
+        if not new:
+            continue
+        keep += new
+        if status:
+            status(f"step {len(steps)}: keeping {len(keep)} layer(s) in float…")
+        path, res = measure(list(keep), f"step{len(steps)}")
+        value = _metric(res, budget_metric)
+        steps.append(Step(len(steps), list(keep), str(path), value,
+                          _drop(value, ref_value, budget_metric), res.size_bytes))  # fmt: skip
+    if status:
+        status("benchmarking every step against the float model…")
+    paths = [str(float_model)] + [s.path for s in steps]
+    bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
+    for s, e in zip(steps, bench.results[1:], strict=True):
+        s.p50_ms = e.latency_ms["p50"]
+    final = steps[-1]
+    chosen = out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}.tflite"
+    chosen.write_bytes(Path(final.path).read_bytes())
+    by_name = {name_of(op): op for op in diagnosis.ops}
+    latency_front = pareto([(s.metric, s.p50_ms) for s in steps])
+    size_front = pareto([(s.metric, float(s.size_bytes)) for s in steps])
+    return {
+        "budget_metric": budget_metric,
+        "max_drop": max_drop,
+        "float_metric": ref_value if budget_metric == "accuracy" else None,
+        "float_p50_ms": bench.results[0].latency_ms["p50"],
+        "float_size_bytes": Path(float_model).stat().st_size,
+        "rankings": {
+            "error_added": [
+                {
+                    "op_index": op["index"],
+                    "op_type": op["op_type"],
+                    "tensor": name_of(op),
+                    "error_added_db": op["error_added_db"],
+                }
+                for op in candidates
+            ],
+            "sensitivity": [sensitivity[k] for k in order],
+        },
+        "steps": [s.to_dict() for s in steps],
+        "pareto": {
+            "latency": [steps[i].step for i in latency_front],
+            "size": [steps[i].step for i in size_front],
+        },
+        "met_budget": within(final.drop, max_drop),
+        "kept_in_float": [
+            {"op_index": by_name[n]["index"], "op_type": by_name[n]["op_type"], "tensor": n}
+            for n in final.kept_in_float
+        ],
+        "model": str(chosen),
+    }
