@@ -132,3 +132,44 @@ def multi_io_models(tf, convert, tmp_path_factory) -> dict[str, Path]:
     paths["int8io"] = out / "multi_int8io.tflite"
     paths["int8io"].write_bytes(convert(model, rep, int8=True, int8_io=True))
     return paths
+
+
+@pytest.fixture(scope="session")
+def bad_layer(tf, tmp_path_factory) -> dict[str, Path]:
+    """A classifier whose middle layer 'bad' has one output channel with a range a thousand
+    times the others (its consumer compensates), so per-tensor int8 quantization of that
+    layer's output crushes every other channel. Labels are the float model's decisions on
+    samples where it is confident, so a well-quantized model keeps them all."""
+    from quantlens.quantize import quantize
+
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16,), name="x"),
+        keras.layers.Dense(32, activation="relu", name="d1"),
+        keras.layers.Dense(32, name="bad"),
+        keras.layers.Dense(32, activation="relu", name="d3"),
+        keras.layers.Dense(4, name="out"),
+    ])  # fmt: skip
+    k, b = model.get_layer("bad").get_weights()
+    k[:, 0] *= 1000
+    b[0] *= 1000
+    model.get_layer("bad").set_weights([k, b])
+    k3, b3 = model.get_layer("d3").get_weights()
+    k3[0, :] /= 1000
+    model.get_layer("d3").set_weights([k3, b3])
+    x = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+    logits = model.predict(x, verbose=0)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) > 0.5 * logits.std()
+    x, y = x[confident][:300], logits[confident][:300].argmax(1)
+    out = tmp_path_factory.mktemp("bad")
+    np.savez(out / "data.npz", x=x, y=y)
+    model.save(out / "bad.keras")
+    made = quantize(out / "bad.keras", ["float32", "int8"], out, calibration=out / "data.npz")
+    return {
+        "keras": out / "bad.keras",
+        "data": out / "data.npz",
+        "float": Path(made.variant("float32").path),
+        "int8": Path(made.variant("int8").path),
+    }

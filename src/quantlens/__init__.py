@@ -10,6 +10,7 @@ The public API::
 from quantlens.bench import benchmark
 from quantlens.compare import compare
 from quantlens.data import Batch, Dataset, load_dataset
+from quantlens.diagnose import diagnose
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
 from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec, load_model
@@ -18,6 +19,7 @@ from quantlens.results import (
     BenchEntry,
     BenchResult,
     DatasetSummary,
+    DiagnosisResult,
     EvaluationResult,
     ModelResult,
     OutputFidelity,
@@ -34,6 +36,7 @@ __all__ = [
     "BenchResult",
     "Dataset",
     "DatasetSummary",
+    "DiagnosisResult",
     "EvaluationResult",
     "Model",
     "ModelInfo",
@@ -48,6 +51,7 @@ __all__ = [
     "__version__",
     "benchmark",
     "compare",
+    "diagnose",
     "evaluate",
     "load_dataset",
     "load_model",

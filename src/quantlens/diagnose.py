@@ -103,27 +103,36 @@ def match_activations(
         if len(cands) == 1 and cands[0].index not in used:
             matched[q.index] = cands[0].index
             used.add(cands[0].index)
-    for op in qgraph.ops:  # a conversion's input and output stand for the same value
-        if op.op_type not in _CONVERSION_OPS or not op.inputs or not op.outputs:
-            continue
-        src, dst = op.inputs[0], op.outputs[0]
-        if qgraph.tensors[src].shape[1:] != qgraph.tensors[dst].shape[1:]:
-            continue
-        if src in matched and dst not in matched:
-            matched[dst] = matched[src]
-        elif dst in matched and src not in matched and not qgraph.tensors[src].constant:
-            matched[src] = matched[dst]
+    conversions = [
+        op for op in qgraph.ops
+        if op.op_type in _CONVERSION_OPS and op.inputs and op.outputs
+        and qgraph.tensors[op.inputs[0]].shape[1:] == qgraph.tensors[op.outputs[0]].shape[1:]
+    ]  # fmt: skip
+
+    def propagate() -> None:  # a conversion's input and output stand for the same value
+        for op in conversions:
+            src, dst = op.inputs[0], op.outputs[0]
+            if src in matched and dst not in matched:
+                matched[dst] = matched[src]
+            elif dst in matched and src not in matched and not qgraph.tensors[src].constant:
+                matched[src] = matched[dst]
+
+    propagate()
+    converted = {op.outputs[0] for op in conversions}
     last = -1
     for q in qnt:
         if q.index in matched:
             last = max(last, pos.get(matched[q.index], last))
             continue
+        if q.index in converted:
+            continue  # matched through its input below, never by position
         for f in flt[last + 1 :]:
             if f.index not in used and f.shape[1:] == q.shape[1:] and len(f.shape) == len(q.shape):
                 matched[q.index] = f.index
                 used.add(f.index)
                 last = pos[f.index]
                 break
+    propagate()
     return matched
 
 

@@ -197,7 +197,9 @@ def suggest(
     final = steps[-1]
     chosen = out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}.tflite"
     chosen.write_bytes(Path(final.path).read_bytes())
-    by_name = {name_of(op): op for op in diagnosis.ops}
+    by_name: dict[str, dict[str, Any]] = {}
+    for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name
+        by_name.setdefault(name_of(op), op)
     latency_front = pareto([(s.metric, s.p50_ms) for s in steps])
     size_front = pareto([(s.metric, float(s.size_bytes)) for s in steps])
     return {

@@ -1,0 +1,133 @@
+"""diagnose: the badly quantizable layer is blamed first, the metrics match NumPy on the raw
+tensors, tensors match when names differ, and --suggest keeps that layer in float."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ai_edge_litert import interpreter as litert
+
+from quantlens.cli import main
+from quantlens.diagnose import diagnose, diagnose_source
+from tests.test_models import hand_run
+
+BAD = "bad_1/MatMul"
+
+
+def test_the_bad_layer_is_ranked_first(bad_layer) -> None:
+    result = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"])
+    top = result.top_ops(3)
+    assert BAD in top[0]["output"] and top[0]["op_type"] == "FULLY_CONNECTED"
+    assert top[0]["error_added_db"] > 20 > top[1]["error_added_db"]
+    row = next(t for t in result.tensors if BAD in t["name"])
+    # the failure tensor-wide SQNR hides: the wide channel is fine, the others carry nothing
+    assert row["sqnr_db"] > 25 and row["channel_sqnr_median_db"] < 5
+    assert row["scale"] > 1 and "zero_point" in row
+    consumer = next(o for o in result.ops if o["index"] in top[0]["consumers"])
+    assert consumer["error_added_db"] < 5  # it inherits the error, it does not add it
+    assert result.end_to_end["output_0"]["top1_agreement"] < 0.9
+    assert result.unmatched == {"quantized": [], "float": []}
+    assert "reference kernels" in result.note
+
+
+def _run_all_tensors(path, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    interp = litert.Interpreter(
+        model_path=str(path), experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )  # fmt: skip
+    details = {d["name"]: d for d in interp.get_tensor_details()}
+    values: dict[str, list[np.ndarray]] = {}
+    inp = interp.get_input_details()[0]
+    interp.allocate_tensors()
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], x[i : i + 1])
+        interp.invoke()
+        for name, d in details.items():
+            if len(d["shape"]) == 2 and d["shape"][0] == 1:
+                values.setdefault(name, []).append(interp.get_tensor(d["index"]))
+    return {k: np.concatenate(v) for k, v in values.items()}, details
+
+
+def test_tensor_metrics_match_numpy_on_the_raw_tensors(bad_layer) -> None:
+    x = np.load(bad_layer["data"])["x"][:64]
+    result = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=64)
+    f_vals, _ = _run_all_tensors(bad_layer["float"], x)
+    q_vals, q_details = _run_all_tensors(bad_layer["int8"], x)
+    for row in result.tensors:
+        if row["name"] not in q_vals or row["float_name"] not in f_vals:
+            continue
+        ref = f_vals[row["float_name"]].astype(np.float64)
+        raw = q_vals[row["name"]]
+        scale, zp = q_details[row["name"]]["quantization"]
+        cand = (raw.astype(np.float64) - zp) * scale if scale else raw.astype(np.float64)
+        err = cand - ref
+        assert row["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12)
+        assert row["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-5, abs=1e-12)
+        # quantlens dequantizes to float32, this test in float64
+        assert row["max_abs_error"] == pytest.approx(np.abs(err).max(), rel=1e-5, abs=1e-9)
+        if np.sum(err**2) > 0:
+            sqnr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2))
+            assert row["sqnr_db"] == pytest.approx(sqnr, rel=1e-5)
+            live = (np.sum(ref**2, 0) > 0) | (np.sum(err**2, 0) > 0)
+            with np.errstate(divide="ignore"):
+                ch = 10 * np.log10(np.sum(ref**2, 0)[live] / np.sum(err**2, 0)[live])
+            ch = np.clip(ch, -100, 100)
+            assert row["channel_sqnr_median_db"] == pytest.approx(np.median(ch), rel=1e-5, abs=1e-6)
+            assert row["channel_sqnr_worst_db"] == pytest.approx(ch.min(), rel=1e-5, abs=1e-6)
+        if scale:
+            expected = np.sqrt(np.mean(err**2)) / scale
+            assert row["rmse_over_scale"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_tensors_match_by_position_when_names_differ(bad_layer, tmp_path) -> None:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bad_layer["int8"].read_bytes())
+    for i, t in enumerate(model.subgraphs[0].tensors):
+        t.name = f"renamed_{i}".encode()
+    renamed = tmp_path / "renamed.tflite"
+    renamed.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    original = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=64)
+    result = diagnose(bad_layer["float"], renamed, bad_layer["data"], samples=64)
+    assert [t["float_name"] for t in result.tensors] == [t["float_name"] for t in original.tensors]
+    assert result.top_ops(1)[0]["index"] == original.top_ops(1)[0]["index"]
+    assert result.unmatched == {"quantized": [], "float": []}
+
+
+def test_suggest_keeps_the_bad_layer_in_float_and_meets_the_budget(capsys, bad_layer, tmp_path):
+    out = tmp_path / "report.json"
+    code = main(["diagnose", str(bad_layer["float"]), str(bad_layer["int8"]), "--data",
+                 str(bad_layer["data"]), "--suggest", "--max-drop", "0.02", "--out",
+                 str(tmp_path / "out"), "--json", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["schema"] == "quantlens.diagnosis/1"
+    for op in report["ops"]:
+        assert {"index", "op_type", "output", "error_added_db"} <= set(op)
+    s = report["suggestion"]
+    assert s["met_budget"] is True
+    assert any(BAD in k["tensor"] for k in s["kept_in_float"])
+    assert BAD in s["rankings"]["error_added"][0]["tensor"]
+    assert BAD in s["rankings"]["sensitivity"][0]["tensor"]
+    steps = s["steps"]
+    assert steps[0]["kept_in_float"] == [] and steps[-1]["drop"] <= 0.02 + 1e-9
+    assert all(st["p50_ms"] > 0 and st["size_bytes"] > 0 for st in steps)
+    # the suggested model's accuracy, measured here by hand (with our own int8 scaling)
+    data = np.load(bad_layer["data"])
+    (logits,) = hand_run(s["model"], [data["x"]])
+    assert np.mean(logits.argmax(1) == data["y"]) >= 1.0 - 0.02 - 1e-9
+    assert 0 in s["pareto"]["size"]  # the fully quantized model is the smallest
+
+
+def test_keras_source_merges_the_quantization_debugger(bad_layer, tmp_path) -> None:
+    result = diagnose_source(
+        bad_layer["keras"], bad_layer["data"], mode="int8", calibration=bad_layer["data"],
+        out_dir=tmp_path, samples=64,
+    )  # fmt: skip
+    with_debugger = [t for t in result.tensors if "debugger" in t]
+    assert with_debugger
+    worst = max(with_debugger, key=lambda t: t["debugger"]["mean_squared_error"])
+    assert BAD in worst["name"]
+    assert BAD in result.top_ops(1)[0]["output"]
