@@ -341,17 +341,26 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
              "worst input and its output)")  # fmt: skip
     table = Table(title=title, title_justify="left")
-    for h in ("#", "op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
-              "ch. worst dB", "scale", "rmse/scale"):  # fmt: skip
+    debugged = any("debugger" in t for t in result.tensors)
+    headers = ["#", "op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
+               "ch. worst dB", "scale", "rmse/scale"]  # fmt: skip
+    if debugged:
+        headers += ["debugger mse", "debugger max |err|"]
+    for h in headers:
         table.add_column(h, justify="left" if h in ("op", "type", "output tensor") else "right")
     for rank, op in enumerate(result.top_ops(top), start=1):
         t = by_output.get(op["output"], {})
+        extra = []
+        if debugged:
+            dbg = t.get("debugger", {})
+            extra = [_fmt(dbg.get("mean_squared_error"), "{:.3g}"),
+                     _fmt(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
         table.add_row(
             str(rank), str(op["index"]), op["op_type"], _short(op["output"]),
             f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
-            _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"),
+            _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"), *extra,
         )  # fmt: skip
     console.print(table)
     weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
