@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # One stamp per extra set; reinstalled when pyproject.toml changes.
 $(STAMP)-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[tf,datasets]'
+	$(BIN)/python -m pip install --quiet -e '.[tf,datasets,report]'
 	touch $@
 
 $(STAMP)-dev: pyproject.toml | $(BIN)/python

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from quantlens.errors import ConfigError, QuantlensError
 
@@ -53,6 +54,32 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
+    parser.add_argument("--markdown", metavar="PATH.md", help="write a Markdown summary")
+    if gates:
+        parser.add_argument(
+            "--fail-on", action="append", default=[], metavar="EXPR",
+            help="gate, e.g. accuracy_drop>0.01 or int8:p50_ms>5 (repeatable); exit 1 if broken",
+        )  # fmt: skip
+
+
+def _gates(args: argparse.Namespace) -> list[Any]:
+    from quantlens.gates import parse_gate
+
+    return [parse_gate(text) for text in getattr(args, "fail_on", [])]
+
+
+def _finish(args: argparse.Namespace, result: Any, console: Any, gates: list[Any]) -> int:
+    from quantlens.report.outputs import write_outputs
+
+    return write_outputs(
+        result, console, gates=gates, json_path=args.json, html_path=args.report,
+        markdown_path=args.markdown,
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="quantlens",
@@ -77,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=_positive_int, help="runtime threads per model")
     ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
     ev.add_argument("--no-bench", action="store_true", help="skip latency and memory")
-    ev.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    _add_outputs(ev)
 
     bench = sub.add_parser(
         "bench",
@@ -94,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at least this long (default: 1)")  # fmt: skip
     bench.add_argument("--data", help="inputs from this source (default: random in range)")
     bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
-    bench.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    _add_outputs(bench)
 
     qz = sub.add_parser(
         "quantize",
@@ -132,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=_positive_int)
     cmp.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
-    cmp.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    _add_outputs(cmp)
 
     dg = sub.add_parser(
         "diagnose",
@@ -161,7 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     dg.add_argument("--budget-metric", choices=["accuracy", "sqnr"], default="accuracy")
     dg.add_argument("--out", default="quantlens-diagnose", help="where models are written")
-    dg.add_argument("--json", metavar="PATH", help="write the diagnosis as JSON")
+    _add_outputs(dg, gates=False)
+
+    chk = sub.add_parser("check", help="apply gates to a saved report")
+    chk.add_argument("report", help="JSON written by evaluate, compare or bench")
+    chk.add_argument("--fail-on", action="append", required=True, metavar="EXPR",
+                     help="gate, e.g. accuracy_drop>0.01 (repeatable)")  # fmt: skip
+
+    df = sub.add_parser("diff", help="compare two saved reports model by model")
+    df.add_argument("old")
+    df.add_argument("new")
+    df.add_argument(
+        "--threshold", type=_non_negative_float, default=0.01,
+        help="accuracy-like: points; error, size, memory: relative (default 0.01)",
+    )  # fmt: skip
+    df.add_argument("--latency-threshold", type=_non_negative_float, default=0.10,
+                    help="relative p50/p99 increase that counts (default 0.10)")  # fmt: skip
+    df.add_argument("--fail-on", action="append", default=[], metavar="EXPR",
+                    help="gates applied to the new report")  # fmt: skip
 
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
     info.add_argument("model")
@@ -188,8 +232,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from quantlens.data import load_dataset
     from quantlens.evaluation import evaluate
     from quantlens.report.console import delayed_progress, make_console, print_evaluation
-    from quantlens.report.json_file import write_json
 
+    gates = _gates(args)
     dataset = load_dataset(args.data)
     total = dataset.num_samples
     if total is not None and args.limit is not None:
@@ -209,17 +253,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             progress=advance,
         )
     print_evaluation(result, console)
-    if args.json:
-        path = write_json(result.to_dict(), args.json)
-        console.print(f"report written to {path}")
-    return EXIT_OK
+    return _finish(args, result, console, gates)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from quantlens.bench import benchmark
     from quantlens.report.console import make_console, print_bench
-    from quantlens.report.json_file import write_json
 
+    gates = _gates(args)
     console = make_console()
     status = make_console(stderr=True)
     result = benchmark(
@@ -236,10 +277,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         ),
     )
     print_bench(result, console)
-    if args.json:
-        path = write_json(result.to_dict(), args.json)
-        console.print(f"report written to {path}")
-    return EXIT_OK
+    return _finish(args, result, console, gates)
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -269,8 +307,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("give a MODEL and --data SOURCE (or --demo)")
     from quantlens.compare import compare
     from quantlens.report.console import delayed_progress, print_compare
-    from quantlens.report.json_file import write_json
 
+    gates = _gates(args)
     console = make_console()
     status_console = make_console(stderr=True)
     with delayed_progress(None, "evaluating", status_console) as advance:
@@ -284,10 +322,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             else None,
         )  # fmt: skip
     print_compare(result, console)
-    if args.json:
-        path = write_json(result.to_dict(), args.json)
-        console.print(f"report written to {path}")
-    return EXIT_OK
+    return _finish(args, result, console, gates)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -296,7 +331,6 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from quantlens.compare import default_calibration
     from quantlens.diagnose import diagnose, diagnose_source, infer_mode
     from quantlens.report.console import make_console, print_diagnosis, print_suggestion
-    from quantlens.report.json_file import write_json
 
     console = make_console()
     status = make_console(stderr=True)
@@ -334,16 +368,50 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         )  # fmt: skip
         result = dataclasses.replace(result, suggestion=suggestion)
         print_suggestion(suggestion, console)
-    if args.json:
-        path = write_json(result.to_dict(), args.json)
-        console.print(f"report written to {path}")
-    return EXIT_OK
+    return _finish(args, result, console, [])
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from quantlens.gates import check_gates, describe_failure
+    from quantlens.report.console import make_console
+    from quantlens.report.files import read_json
+
+    gates = _gates(args)
+    console = make_console()
+    outcomes = check_gates(gates, read_json(args.report))
+    for o in outcomes:
+        mark = "[bold red]FAILED[/]" if o.failed else "ok"
+        console.print(f"{mark:>8}  {o.model}: {o.gate} (value {o.value:.6g})")
+    failed = [o for o in outcomes if o.failed]
+    for o in failed:
+        console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
+    return 1 if failed else EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from quantlens.diff import diff_reports
+    from quantlens.gates import check_gates, describe_failure
+    from quantlens.report.console import make_console, print_diff
+    from quantlens.report.files import read_json
+
+    gates = _gates(args)
+    console = make_console()
+    new = read_json(args.new)
+    rows, only_old, only_new = diff_reports(
+        read_json(args.old), new, threshold=args.threshold,
+        latency_threshold=args.latency_threshold,
+    )  # fmt: skip
+    print_diff(rows, only_old, only_new, console)
+    failed = [o for o in check_gates(gates, new) if o.failed]
+    for o in failed:
+        console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
+    return 1 if failed or any(r.regression for r in rows) else EXIT_OK
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from quantlens.models.base import load_model
     from quantlens.report.console import print_model_info
-    from quantlens.report.json_file import write_json
+    from quantlens.report.files import write_json
 
     info = load_model(args.model).info()
     print_model_info(info)
@@ -365,6 +433,8 @@ COMMANDS = {
     "quantize": _cmd_quantize,
     "compare": _cmd_compare,
     "diagnose": _cmd_diagnose,
+    "check": _cmd_check,
+    "diff": _cmd_diff,
     "info": _cmd_info,
     "demo": _cmd_demo,
 }

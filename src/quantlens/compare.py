@@ -119,6 +119,23 @@ def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dic
     }
 
 
+def _speedup_against(models: list[ModelResult], baseline: str) -> list[ModelResult]:
+    """Speed-ups measured against the float .tflite rather than the (Keras) reference."""
+    base = next(m for m in models if m.name == baseline)
+    if base.performance is None:
+        return models
+    p50 = base.performance.latency_ms["p50"]
+    return [
+        dataclasses.replace(
+            m, performance=dataclasses.replace(
+                m.performance, speedup=p50 / m.performance.latency_ms["p50"]
+            ),
+        )
+        if m.performance and m.performance.latency_ms["p50"] > 0 else m
+        for m in models
+    ]  # fmt: skip
+
+
 def compare(
     model: str | os.PathLike[str],
     data: Any,
@@ -191,6 +208,7 @@ def compare(
         if source_kind(src) == "tflite"
         else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
     )
+    models = _speedup_against(models, float_name)
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
     rec = recommend(result, float_name, max_drop)
     settings = dict(result.settings)

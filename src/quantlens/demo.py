@@ -9,7 +9,7 @@ from quantlens.compare import compare
 from quantlens.data import _digits
 from quantlens.models.keras import import_tensorflow
 from quantlens.report.console import make_console, print_compare
-from quantlens.report.json_file import write_json
+from quantlens.report.outputs import write_outputs
 
 SEED = 0
 EPOCHS = 12
@@ -53,8 +53,11 @@ def run_demo(out: str | Path) -> None:
             status=lambda text: status.update(text),
         )  # fmt: skip
     print_compare(result, console)
-    report = write_json(result.to_dict(), out_dir / "compare.json")
-    console.print(f"models in {out_dir}/variants/, report in {report}")
+    write_outputs(
+        result, console, json_path=out_dir / "compare.json", html_path=out_dir / "compare.html",
+        markdown_path=out_dir / "compare.md",
+    )  # fmt: skip
+    console.print(f"quantized models in {out_dir}/variants/; open {out_dir}/compare.html")
     console.print(
         f"reproduce: quantlens compare {keras_path} --data digits --out {out_dir}/variants"
     )

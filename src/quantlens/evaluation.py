@@ -256,6 +256,7 @@ def _performance(
             size_gzip_bytes=e.size_gzip_bytes,
             speedup=base_p50 / e.latency_ms["p50"] if e.latency_ms["p50"] > 0 else float("inf"),
             warnings=e.warnings,
+            samples_ms=e.samples_ms,
         )
         for e in result.results
     ]

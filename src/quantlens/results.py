@@ -65,9 +65,11 @@ class Performance:
     size_gzip_bytes: int
     speedup: float  # reference p50 / this model's p50
     warnings: tuple[str, ...] = ()
+    samples_ms: tuple[float, ...] = ()  # the raw steady-state latencies
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "latency_samples_ms": list(self.samples_ms),
             "latency_ms": _encode(self.latency_ms),
             "throughput_sps": self.throughput_sps,
             "peak_rss_mb": self.peak_rss_mb,
@@ -87,6 +89,7 @@ class Performance:
             size_gzip_bytes=int(d["size_gzip_bytes"]),
             speedup=decode_number(d["speedup"]),
             warnings=tuple(d.get("bench_warnings", ())),
+            samples_ms=tuple(d.get("latency_samples_ms", ())),
         )
 
 

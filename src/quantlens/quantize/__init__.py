@@ -19,7 +19,7 @@ from quantlens.errors import ConfigError
 from quantlens.models.base import TensorSpec, load_model
 from quantlens.quantize.aeq import AEQ_MODES
 from quantlens.quantize.tf_converter import TF_MODES
-from quantlens.report.json_file import write_json
+from quantlens.report.files import write_json
 from quantlens.results import QuantizedVariant, QuantizeResult
 
 DEFAULT_CALIBRATION_SAMPLES = 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -418,3 +418,26 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
     verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
     kept = ", ".join(f"{k['op_type']} {k['tensor']}" for k in s["kept_in_float"]) or "none"
     console.print(f"[bold]suggested model[/] ({verdict}): {s['model']}\nkept in float: {kept}")
+
+
+def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[str],
+               console: Console | None = None) -> None:  # fmt: skip
+    """Old against new, model by model; regressions in red."""
+    console = console or Console()
+    table = Table(title="old → new (change: points for accuracy-like metrics and dB for SQNR, "
+                        "relative otherwise)", title_justify="left")  # fmt: skip
+    for h in ("model", "metric", "old", "new", "change", ""):
+        table.add_column(h, justify="left" if h in ("model", "metric", "") else "right")
+    for r in rows:
+        relative = r.metric not in ("accuracy", "top5_accuracy", "macro_f1", "r2",
+                                    "top1_agreement", "sqnr_db")  # fmt: skip
+        change = f"{r.change:+.1%}" if relative else f"{r.change:+.4g}"
+        table.add_row(r.model, r.metric, f"{r.old:.6g}", f"{r.new:.6g}", change,
+                      "[bold red]regression[/]" if r.regression else "")  # fmt: skip
+    console.print(table)
+    if only_old:
+        console.print("only in the old report: " + ", ".join(only_old))
+    if only_new:
+        console.print("only in the new report: " + ", ".join(only_new))
+    n = sum(r.regression for r in rows)
+    console.print(f"{n} regression(s)" if n else "no regressions")

@@ -1,0 +1,200 @@
+"""Gates: ``METRIC OP NUMBER`` conditions that fail a run (exit 1) when a model breaks them.
+
+A gate applies to every candidate (every model but the reference, or the first model of a
+benchmark), or to one model named as ``MODEL:METRIC>NUMBER``. The metric names are those of
+:data:`METRICS`; an unknown name is an error, and so is a known one the report lacks.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from quantlens.errors import ConfigError
+
+# name -> (what it is, where it comes from in a report's model entry)
+METRICS: dict[str, tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any]], float | None]]] = {}
+
+
+def _metric(
+    name: str, doc: str
+) -> Callable[[Callable[..., float | None]], Callable[..., float | None]]:
+    def register(fn: Callable[..., float | None]) -> Callable[..., float | None]:
+        METRICS[name] = (doc, fn)
+        return fn
+
+    return register
+
+
+def _get(d: Mapping[str, Any] | None, *keys: str) -> float | None:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d or d[k] is None:
+            return None
+        d = d[k]
+    return float(d)  # type: ignore[arg-type]
+
+
+for _name in ("accuracy", "top5_accuracy", "macro_f1", "r2"):
+    _metric(_name, f"task metric `{_name}` against the labels")(
+        lambda m, r, k=_name: _get(m, "task_metrics", k)
+    )
+for _name in ("mse", "mae", "rmse"):
+    _metric(f"task_{_name}", f"regression `{_name}` against the labels")(
+        lambda m, r, k=_name: _get(m, "task_metrics", k)
+    )
+for _name in ("sqnr_db", "mse", "mae", "rmse", "max_abs_error", "cosine_similarity",
+              "top1_agreement", "kl_divergence"):  # fmt: skip
+    _metric(_name, f"fidelity to the reference: `{_name}` (first output)")(
+        lambda m, r, k=_name: _get(m, "fidelity", k)
+    )
+for _name in ("p50", "p90", "p99", "mean", "init", "first"):
+    _metric(f"{_name}_ms", f"latency `{_name}` in milliseconds")(
+        lambda m, r, k=_name: _get(m, "latency_ms", k)
+    )
+for _name in ("throughput_sps", "peak_rss_mb", "size_bytes", "size_gzip_bytes", "speedup"):
+    _metric(_name, f"`{_name}`")(lambda m, r, k=_name: _get(m, k))
+
+
+@_metric("accuracy_drop", "reference accuracy − model accuracy (0.01 = one point)")
+def _accuracy_drop(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "task_metrics", "accuracy"), _get(m, "task_metrics", "accuracy")
+    return None if a is None or b is None else a - b
+
+
+@_metric("mae_increase", "relative increase of the regression MAE over the reference's")
+def _mae_increase(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "task_metrics", "mae"), _get(m, "task_metrics", "mae")
+    return None if a is None or b is None or a == 0 else (b - a) / a
+
+
+@_metric("size_ratio", "size on disk / the reference's")
+def _size_ratio(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "size_bytes"), _get(m, "size_bytes")
+    return None if not a or b is None else b / a
+
+
+@_metric("nonfinite_outputs", "outputs holding NaN or inf")
+def _nonfinite(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    return _get(m, "nonfinite_outputs")
+
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt, "<": operator.lt,
+}  # fmt: skip
+_GATE = re.compile(
+    r"^\s*(?:(?P<model>[^:<>=!]+):)?(?P<metric>[A-Za-z0-9_]+)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A parsed ``[MODEL:]METRIC OP NUMBER``: the run fails when the condition holds."""
+
+    text: str
+    metric: str
+    op: str
+    threshold: float
+    model: str | None = None
+
+    def violated_by(self, value: float) -> bool:
+        return OPERATORS[self.op](value, self.threshold)
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse one gate expression.
+
+    Raises:
+        ConfigError: the expression is malformed or names an unknown metric.
+    """
+    m = _GATE.match(text)
+    if m is None:
+        raise ConfigError(
+            f"cannot read gate '{text}': write METRIC OP NUMBER, e.g. accuracy_drop>0.01 or "
+            "int8:p50_ms>5 (OP is one of > >= < <= == !=)"
+        )
+    metric = m["metric"]
+    if metric not in METRICS:
+        raise ConfigError(
+            f"unknown metric '{metric}' in gate '{text}'; known: {', '.join(sorted(METRICS))}"
+        )
+    value = float(m["value"])
+    if not math.isfinite(value):
+        raise ConfigError(f"gate '{text}' needs a finite number")
+    model = m["model"].strip() if m["model"] else None
+    return Gate(text.strip(), metric, m["op"], value, model)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """One gate checked against one model."""
+
+    gate: str
+    model: str
+    value: float
+    failed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "model": self.model, "value": self.value, "failed": self.failed}
+
+
+def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOutcome]:
+    """Check every gate against the models of a report (a dict as in its JSON).
+
+    Raises:
+        ConfigError: the report is not a quantlens report, or a gate names a model it lacks,
+            or a metric it has no value for.
+    """
+    entries, reference, candidates = report_models(report)
+    outcomes = []
+    names = [m["name"] for m in entries]
+    for g in gates:
+        if g.model is not None and g.model not in names:
+            raise ConfigError(f"gate '{g.text}': no model '{g.model}' in the report "
+                              f"(models: {', '.join(names)})")  # fmt: skip
+        targets = [m for m in entries if m["name"] == g.model] if g.model else candidates
+        for m in targets:
+            value = METRICS[g.metric][1](m, reference)
+            if value is None:
+                raise ConfigError(f"gate '{g.text}': the report has no {g.metric} for "
+                                  f"'{m['name']}'")  # fmt: skip
+            outcomes.append(GateOutcome(g.text, m["name"], value, g.violated_by(value)))
+    return outcomes
+
+
+def describe_failure(o: GateOutcome, gates: Sequence[Gate]) -> str:
+    """'model broke gate: value (by how much)'."""
+    g = next(g for g in gates if g.text == o.gate)
+    by = abs(o.value - g.threshold)
+    return f"{o.model} broke gate {g.text}: {g.metric} = {o.value:.6g} (by {by:.6g})"
+
+
+def report_models(
+    report: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """A saved report's model entries, its reference, and the candidates gates apply to.
+
+    Benchmark entries are named ``model@threads×batch`` when several configurations ran, and
+    gain ``speedup`` (1 / the p50 ratio to the first model).
+    """
+    schema = str(report.get("schema", ""))
+    if schema.startswith("quantlens.bench/"):
+        entries = [dict(e) for e in report["results"]]
+        configs = {(e["threads"], e["batch_size"]) for e in entries}
+        for e in entries:
+            ratio = (e.get("ratio_to_first") or {}).get("ratio", 1.0)
+            e["speedup"] = 1.0 / float(ratio) if ratio else None
+            if len(configs) > 1:
+                e["name"] = f"{e['name']}@{e['threads']}x{e['batch_size']}"
+        return entries, entries[0], [e for e in entries if e.get("ratio_to_first") is not None]
+    if schema.startswith(("quantlens.evaluation/", "quantlens.compare/")):
+        entries = [dict(m) for m in report["models"]]
+        ref = next((m for m in entries if m.get("role") == "reference"), entries[0])
+        return entries, ref, [m for m in entries if m is not ref]
+    raise ConfigError(f"not a quantlens report (schema {schema!r}); give the JSON of "
+                      "evaluate, compare or bench")  # fmt: skip

@@ -1,0 +1,320 @@
+"""Self-contained HTML reports: inline CSS and SVG, no scripts, fonts or network access."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from quantlens.report import plots
+from quantlens.report.console import human_size
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
+color:#222;line-height:1.4}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+th{background:#f4f4f4}td.name,th.name{text-align:left}
+.banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
+.fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
+.note{color:#666;font-size:.85rem}code{background:#f4f4f4;padding:0 .2rem}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots svg{max-width:100%;height:auto}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(v: Any, fmt: str = "{:.4g}") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and not math.isfinite(v):
+        return _e(v)
+    return fmt.format(v) if isinstance(v, int | float) else _e(v)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(
+        f'<th class="{"name" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(headers)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{"name" if i == 0 else ""}">{c}</td>' for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A complete HTML document from (heading, body HTML) sections."""
+    parts = "".join(f"<section><h2>{_e(h)}</h2>{b}</section>" for h, b in sections if b)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
+        f"<body><h1>{_e(title)}</h1>{parts}</body></html>"
+    )
+
+
+def environment_section(env: dict[str, Any]) -> str:
+    pkgs = ", ".join(f"{_e(k)} {_e(v)}" for k, v in env.get("packages", {}).items())
+    cmd = env.get("command") or "(run from Python)"
+    return (
+        f"<p><b>reproduce:</b> <code>{_e(cmd)}</code></p>"
+        f'<p class="note">{pkgs}<br>Python {_e(env.get("python"))} · {_e(env.get("platform"))}'
+        f"<br>CPU: {_e(env.get('cpu'))} ({_e(env.get('cpu_count'))} logical cores) · "
+        f"threads per model: {_e(env.get('threads') or 'runtime default')}</p>"
+    )
+
+
+def gates_section(outcomes: Sequence[dict[str, Any]]) -> str:
+    if not outcomes:
+        return ""
+    failed = [o for o in outcomes if o["failed"]]
+    banner = (
+        f'<p class="fail">{len(failed)} gate check(s) failed</p>'
+        if failed
+        else '<p class="banner">every gate passed</p>'
+    )
+    rows = [
+        [_e(o["model"]), _e(o["gate"]), _num(o["value"]), "FAILED" if o["failed"] else "ok"]
+        for o in outcomes
+    ]
+    return banner + _table(["model", "gate", "value", "outcome"], rows)
+
+
+def _task_metric(result: EvaluationResult) -> tuple[str, str] | None:
+    """(key, label) of the metric the trade-off plots put on the y axis (higher is better)."""
+    if result.dataset.task == "classification":
+        return "accuracy", "accuracy"
+    if result.dataset.task == "regression":
+        return "r2", "R²"
+    return None
+
+
+def evaluation_html(
+    result: EvaluationResult, env: dict[str, Any], gates: Sequence[dict[str, Any]] = ()
+) -> str:
+    """The report of an evaluate or compare run."""
+    models = result.models
+    rec = result.recommendation or {}
+    task_keys = {
+        "classification": ["accuracy", "top5_accuracy", "macro_f1"],
+        "regression": ["mse", "mae", "r2"],
+    }.get(result.dataset.task, [])
+    headers = [
+        "model",
+        "format",
+        "size",
+        *task_keys,
+        "SQNR dB",
+        "top-1 agree",
+        "p50 ms",
+        "speed-up",
+        "Δ [95% CI]",
+    ]
+    rows = []
+    for m in models:
+        p = m.paired or {}
+        delta_key = "accuracy_delta" if "accuracy_delta" in p else "mae_delta"
+        delta = f"{p[delta_key]:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if p else "—"
+        name = _e(m.name) + (" <b>✓ recommended</b>" if m.name == rec.get("model") else "")
+        name += " (reference)" if m.role == "reference" else ""
+        rows.append(
+            [
+                name,
+                _e(m.format),
+                human_size(m.size_bytes),
+                *(_num((m.task_metrics or {}).get(k)) for k in task_keys),
+                _num((m.fidelity or {}).get("sqnr_db"), "{:.1f}"),
+                _num((m.fidelity or {}).get("top1_agreement")),
+                _num(m.performance.latency_ms["p50"] if m.performance else None),
+                _num(m.performance.speedup if m.performance else None, "{:.2f}×"),
+                delta,
+            ]
+        )
+    summary = (
+        f"<p>{result.dataset.samples} samples from <code>{_e(result.dataset.source)}</code>, "
+        f"task: {_e(result.dataset.task)}, fidelity against <b>{_e(result.reference)}</b>.</p>"
+    )
+    if rec:
+        summary = (
+            f'<p class="banner"><b>Ship {_e(rec["model"])}</b>: {_e(rec["reason"])}</p>' + summary
+        )
+    sections = [("Summary", summary + _table(headers, rows)), ("Gates", gates_section(gates))]
+    sections += [("Trade-off", _tradeoff_plots(result)), ("Latency", _latency_plot(result))]
+    sections.append(("Environment", environment_section(env)))
+    kind = "Comparison" if rec else "Evaluation"
+    return page(f"quantlens · {kind} on {result.dataset.source}", sections)
+
+
+def _tradeoff_plots(result: EvaluationResult) -> str:
+    metric = _task_metric(result)
+    models = [m for m in result.models if (m.fidelity or m.task_metrics)]
+    if metric:
+        values = [(m.task_metrics or {}).get(metric[0]) for m in models]
+        label = metric[1]
+    else:  # no labels: fidelity of the candidates
+        models = [m for m in models if m.fidelity and math.isfinite(m.fidelity["sqnr_db"])]
+        values = [m.fidelity["sqnr_db"] for m in models]  # type: ignore[index]
+        label = "SQNR vs the reference (dB)"
+    keep = [i for i, v in enumerate(values) if v is not None]
+    models = [models[i] for i in keep]
+    ys: list[float] = [float(values[i]) for i in keep]  # type: ignore[arg-type]
+    if not models:
+        return ""
+    rec = (result.recommendation or {}).get("model")
+    names = [m.name for m in models]
+    svgs = [
+        plots.tradeoff(
+            names,
+            [float(m.size_bytes) for m in models],
+            ys,
+            xlabel="size on disk (bytes)",
+            ylabel=label,
+            recommended=rec,
+            logx=True,
+        )
+    ]
+    if all(m.performance for m in models):
+        p50 = [m.performance.latency_ms["p50"] for m in models]  # type: ignore[union-attr]
+        svgs.insert(
+            0,
+            plots.tradeoff(
+                names,
+                p50,
+                ys,
+                xlabel="p50 latency (ms)",
+                ylabel=label,
+                recommended=rec,
+                logx=True,
+            ),
+        )
+    return f'<div class="plots">{"".join(svgs)}</div>'
+
+
+def _latency_plot(result: EvaluationResult) -> str:
+    models = [m for m in result.models if m.performance and m.performance.samples_ms]
+    if not models:
+        return ""
+    samples = [m.performance.samples_ms for m in models]  # type: ignore[union-attr]
+    return plots.latency_boxes([m.name for m in models], samples)
+
+
+def bench_html(
+    result: BenchResult, env: dict[str, Any], gates: Sequence[dict[str, Any]] = ()
+) -> str:
+    """The report of a bench run."""
+    headers = [
+        "model",
+        "threads",
+        "batch",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "cv",
+        "init ms",
+        "first ms",
+        "samples/s",
+        "peak RSS",
+        "size",
+        "gzip",
+        "ratio [95% CI]",
+    ]
+    rows = []
+    for e in result.results:
+        lat, r = e.latency_ms, e.ratio_to_first
+        ratio = f"{r['ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]" if r else "1 (base)"
+        rows.append(
+            [
+                _e(e.name) + (" ⚠ " + _e("; ".join(e.warnings)) if e.warnings else ""),
+                _e(e.threads if e.threads is not None else "default"),
+                str(e.batch_size),
+                *(_num(lat.get(k)) for k in ("p50", "p90", "p99")),
+                f"{lat['cv']:.0%}",
+                _num(lat.get("init"), "{:.3g}"),
+                _num(lat.get("first"), "{:.3g}"),
+                f"{e.throughput_sps:,.0f}",
+                _num(e.peak_rss_mb, "{:.1f} MiB"),
+                human_size(e.size_bytes),
+                human_size(e.size_gzip_bytes),
+                ratio,
+            ]
+        )
+    labels = [f"{e.name} t={e.threads} b={e.batch_size}" for e in result.results]
+    sections = [
+        ("Summary", _table(headers, rows)),
+        ("Gates", gates_section(gates)),
+        ("Latency", plots.latency_boxes(labels, [e.samples_ms for e in result.results])),
+        ("Environment", environment_section(env)),
+    ]
+    return page("quantlens · Benchmark", sections)
+
+
+def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) -> str:
+    """The report of a diagnose run: the worst ops, the per-layer bars, the suggestion."""
+    ops = [o for o in result.ops if o.get("error_added_db") is not None]
+    rows = [
+        [
+            _e(o["index"]),
+            _e(o["op_type"]),
+            _e(o["output"].split(";")[0]),
+            _num(o["error_added_db"], "{:+.1f}"),
+            _num(o.get("output_sqnr_db"), "{:.1f}"),
+            _num(o.get("output_channel_sqnr_median_db"), "{:.1f}"),
+            _num(o.get("output_channel_sqnr_worst_db"), "{:.1f}"),
+        ]
+        for o in result.top_ops(top)
+    ]
+    table = _table(
+        [
+            "op",
+            "type",
+            "output tensor",
+            "error added dB",
+            "SQNR dB",
+            "ch. median dB",
+            "ch. worst dB",
+        ],
+        rows,
+    )
+    e2e = "; ".join(
+        f"{_e(k)}: SQNR {_num(v.get('sqnr_db'), '{:.2f}')} dB" for k, v in result.end_to_end.items()
+    )
+    head = (
+        f"<p>{_e(result.quant_path)} against {_e(result.float_path)} on {result.samples} "
+        f'samples; end to end {e2e}.</p><p class="note">{_e(result.note)}</p>'
+    )
+    bars = ""
+    if ops:
+        bars = plots.layer_bars(
+            [f"{o['index']} {o['op_type']}" for o in ops],
+            [min(o.get("output_sqnr_db") or 0.0, 100.0) for o in ops],
+            [o["error_added_db"] for o in ops],
+        )
+    sections = [("Where the error comes from", head + table), ("Per layer", bars)]
+    s = result.suggestion
+    if s:
+        steps = [
+            [
+                _e(st["step"]),
+                _e(", ".join(n.split(";")[0] for n in st["kept_in_float"]) or "nothing"),
+                _num(st["metric"]),
+                _num(st["drop"]),
+                human_size(st["size_bytes"]),
+                _num(st["p50_ms"]),
+            ]
+            for st in s["steps"]
+        ]
+        verdict = "meets" if s["met_budget"] else "does not meet"
+        banner = f"suggested model ({verdict} the budget): <code>{_e(s['model'])}</code>"
+        headers = ["step", "kept in float", s["budget_metric"], "drop", "size", "p50 ms"]
+        sections.append(
+            ("Keep in float", f'<p class="banner">{banner}</p>' + _table(headers, steps))
+        )
+    sections.append(("Environment", environment_section(env)))
+    return page("quantlens · Diagnosis", sections)

@@ -1,0 +1,110 @@
+"""Markdown summaries fit for a pull-request comment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from quantlens.report.console import human_size
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+
+
+def _n(v: Any, fmt: str = "{:.4g}") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return fmt.format(v)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    align = ["---"] + ["---:"] * (len(headers) - 1)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _gates(outcomes: Sequence[dict[str, Any]]) -> str:
+    if not outcomes:
+        return ""
+    failed = [o for o in outcomes if o["failed"]]
+    if not failed:
+        return f"\n\n✅ all {len(outcomes)} gate checks passed"
+    lines = [f"- ❌ `{o['model']}` broke `{o['gate']}` (value {o['value']:.6g})" for o in failed]
+    return "\n\n**Gates failed**\n\n" + "\n".join(lines)
+
+
+def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]] = ()) -> str:
+    """The summary table and the recommendation of an evaluate or compare run."""
+    rec = result.recommendation or {}
+    task = result.dataset.task
+    metric = {"classification": "accuracy", "regression": "mae"}.get(task)
+    headers = ["model", "size"] + ([metric, "Δ [95% CI]", "p"] if metric else [])
+    headers += ["SQNR dB", "top-1 agree", "p50 ms", "speed-up"]
+    rows = []
+    for m in result.models:
+        label = f"`{m.name}`" + (" (reference)" if m.role == "reference" else "")
+        label += " ✅" if m.name == rec.get("model") else ""
+        row = [label, human_size(m.size_bytes)]
+        if metric:
+            p = m.paired or {}
+            key = "accuracy_delta" if task == "classification" else "mae_delta"
+            delta = f"{p[key]:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if p else "—"
+            pv = p.get("mcnemar_p", p.get("wilcoxon_p"))
+            row += [_n((m.task_metrics or {}).get(metric)), delta, _n(pv, "{:.2g}")]
+        fid = m.fidelity or {}
+        perf = m.performance
+        row += [
+            _n(fid.get("sqnr_db"), "{:.1f}"),
+            _n(fid.get("top1_agreement")),
+            _n(perf.latency_ms["p50"] if perf else None),
+            _n(perf.speedup if perf else None, "{:.2f}×"),
+        ]
+        rows.append(row)
+    kind = "comparison" if rec else "evaluation"
+    head = (f"### quantlens {kind}: {result.dataset.samples} samples from "
+            f"`{result.dataset.source}` ({task})")  # fmt: skip
+    body = ""
+    if rec:
+        body = f"\n\n**Recommendation: ship `{rec['model']}`** — {rec['reason']}"
+        if rec.get("significantly_worse"):
+            body += "\n\nSignificantly worse than the reference: " + ", ".join(
+                f"`{n}`" for n in rec["significantly_worse"]
+            )
+        if rec.get("slower_than_float"):
+            body += "\n\nSlower than float: " + ", ".join(
+                f"`{n}`" for n in rec["slower_than_float"]
+            )
+    return head + body + "\n\n" + _table(headers, rows) + _gates(gates) + "\n"
+
+
+def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) -> str:
+    """The benchmark table."""
+    rows = []
+    for e in result.results:
+        r = e.ratio_to_first
+        rows.append([
+            f"`{e.name}`", str(e.threads if e.threads is not None else "default"),
+            str(e.batch_size), _n(e.latency_ms["p50"]), _n(e.latency_ms["p99"]),
+            f"{e.throughput_sps:,.0f}", human_size(e.size_bytes),
+            f"{r['ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]" if r else "1 (base)",
+        ])  # fmt: skip
+    headers = ["model", "threads", "batch", "p50 ms", "p99 ms", "samples/s", "size", "p50 ratio"]
+    return "### quantlens benchmark\n\n" + _table(headers, rows) + _gates(gates) + "\n"
+
+
+def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
+    """The ops that add the most error, and the suggestion when one was made."""
+    rows = [[str(o["index"]), o["op_type"], f"`{o['output'].split(';')[0]}`",
+             f"{o['error_added_db']:+.1f}", _n(o.get("output_channel_sqnr_median_db"), "{:.1f}")]
+            for o in result.top_ops(top)]  # fmt: skip
+    headers = ["op", "type", "output", "error added dB", "ch. median SQNR dB"]
+    text = f"### quantlens diagnosis: `{result.quant_path}` against `{result.float_path}`\n\n"
+    text += _table(headers, rows)
+    s = result.suggestion
+    if s:
+        kept = ", ".join(f"`{k['tensor'].split(';')[0]}`" for k in s["kept_in_float"]) or "nothing"
+        verdict = "meets" if s["met_budget"] else "does not meet"
+        text += f"\n\n**Keep in float:** {kept} — the result {verdict} the budget."
+    return text + "\n"

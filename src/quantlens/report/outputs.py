@@ -1,0 +1,76 @@
+"""The end of every command: check the gates, write JSON, HTML and Markdown, say what failed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from quantlens.gates import Gate, check_gates, describe_failure
+from quantlens.report.environment import environment
+from quantlens.report.files import write_json, write_text
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+
+Result = EvaluationResult | BenchResult | DiagnosisResult
+
+EXIT_GATE_FAILED = 1
+
+
+def render_html(result: Result, env: dict[str, Any], gates: Sequence[dict[str, Any]]) -> str:
+    """The HTML report of any result."""
+    from quantlens.report import html
+
+    if isinstance(result, EvaluationResult):
+        return html.evaluation_html(result, env, gates)
+    if isinstance(result, BenchResult):
+        return html.bench_html(result, env, gates)
+    return html.diagnosis_html(result, env)
+
+
+def render_markdown(result: Result, gates: Sequence[dict[str, Any]]) -> str:
+    """The Markdown summary of any result."""
+    from quantlens.report import markdown
+
+    if isinstance(result, EvaluationResult):
+        return markdown.evaluation_markdown(result, gates)
+    if isinstance(result, BenchResult):
+        return markdown.bench_markdown(result, gates)
+    return markdown.diagnosis_markdown(result)
+
+
+def write_outputs(
+    result: Result,
+    console: Console,
+    *,
+    gates: Sequence[Gate] = (),
+    json_path: str | os.PathLike[str] | None = None,
+    html_path: str | os.PathLike[str] | None = None,
+    markdown_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Check ``gates``, write the requested files, print any violation; returns the exit code
+    (0, or 1 when a gate failed). The JSON records the gates and their outcome."""
+    data = result.to_dict()
+    checked = check_gates(gates, data) if gates else []
+    outcomes = [o.to_dict() for o in checked]
+    settings = getattr(result, "settings", {}) or {}
+    env = environment(settings)
+    data["environment"] = env
+    if gates:
+        data["gates"] = outcomes
+    for path, text in (
+        (json_path, None),
+        (html_path, lambda: render_html(result, env, outcomes)),
+        (markdown_path, lambda: render_markdown(result, outcomes)),
+    ):
+        if path is None:
+            continue
+        written = write_json(data, path) if text is None else write_text(text(), path)
+        console.print(f"written: {written}")
+    failed = [o for o in checked if o.failed]
+    for o in failed:
+        console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
+    if gates and not failed:
+        console.print(f"all {len(outcomes)} gate checks passed")
+    return EXIT_GATE_FAILED if failed else 0

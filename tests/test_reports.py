@@ -1,0 +1,249 @@
+"""Reports (HTML, Markdown), gates, check and diff."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from quantlens.cli import main
+from quantlens.diff import diff_reports
+from quantlens.errors import ConfigError
+from quantlens.gates import METRICS, check_gates, parse_gate
+from quantlens.report.environment import environment
+from quantlens.report.html import bench_html, diagnosis_html, evaluation_html
+from quantlens.report.markdown import bench_markdown, evaluation_markdown
+from quantlens.results import (
+    BenchEntry,
+    BenchResult,
+    DatasetSummary,
+    DiagnosisResult,
+    EvaluationResult,
+    ModelResult,
+    Performance,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def perf(p50: float, speedup: float) -> Performance:
+    samples = tuple(p50 * (1 + 0.01 * k) for k in range(-5, 6))
+    latency = {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.2, "mean": p50, "std": 0.01,
+               "init": 2.0, "first": 0.5}  # fmt: skip
+    return Performance(latency, 1000 / p50, 3.5, 1000, speedup, (), samples)
+
+
+def paired(delta: float) -> dict:
+    return {"samples": 400, "accuracy_delta": delta, "ci95_low": delta - 0.01,
+            "ci95_high": delta + 0.01, "resamples": 2000, "mcnemar_p": 0.5,
+            "flips": {"correct_to_wrong": 3, "wrong_to_correct": 1}}  # fmt: skip
+
+
+def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResult:
+    fid = {"mse": 1e-4, "mae": 1e-3, "rmse": 1e-2, "max_abs_error": 0.1, "sqnr_db": 35.0,
+           "cosine_similarity": 0.999, "top1_agreement": 0.98, "kl_divergence": 0.01}  # fmt: skip
+    models = (
+        ModelResult("float", "float.tflite", "tflite", "reference", 4_000_000,
+                    {"accuracy": 0.95, "macro_f1": 0.95}, None, (), perf(2.0, 1.0)),
+        ModelResult("int8", "int8.tflite", "tflite", "candidate", 1_000_000,
+                    {"accuracy": acc_int8, "macro_f1": 0.93}, fid, (),
+                    perf(p50_int8, 2.0 / p50_int8),
+                    paired(acc_int8 - 0.95), {"mode": "int8", "settings": {}}),
+        ModelResult("fp16", "fp16.tflite", "tflite", "candidate", 2_000_000,
+                    {"accuracy": 0.95, "macro_f1": 0.95}, {**fid, "sqnr_db": 70.0}, (),
+                    perf(1.8, 2.0 / 1.8), paired(0.0), {"mode": "float16", "settings": {}}),
+    )  # fmt: skip
+    rec = {"model": "int8", "reason": "the smallest variant within the allowed drop",
+           "max_drop": 0.01, "float_baseline": "float", "significantly_worse": [],
+           "slower_than_float": []}  # fmt: skip
+    return EvaluationResult(DatasetSummary("test.npz", 400, "classification"), "float", models,
+                            {"num_threads": 1}, rec, "quantlens.compare/1")  # fmt: skip
+
+
+def bench() -> BenchResult:
+    entries = []
+    for name, p50, ratio in (("float", 2.0, None), ("int8", 0.5, 0.25)):
+        lat = {"p50": p50, "p90": p50, "p95": p50, "p99": p50, "mean": p50, "std": 0.0,
+               "min": p50, "max": p50, "cv": 0.0, "init": 1.0, "first": 1.0}  # fmt: skip
+        entries.append(BenchEntry(name, f"{name}.tflite", "tflite", 1, 1, lat, (p50,) * 40,
+                                  1000 / p50, 3.0, 1000, 900, (),
+                                  {"ratio": ratio, "ci95_low": ratio, "ci95_high": ratio,
+                                   "resamples": 2000} if ratio else None))  # fmt: skip
+    return BenchResult(tuple(entries), {"threads": [1]})
+
+
+class Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data) -> None:
+        self.text.append(data)
+
+
+def parse(page: str) -> Collector:
+    c = Collector()
+    c.feed(page)
+    c.close()
+    return c
+
+
+def assert_self_contained(c: Collector) -> None:
+    names = {t for t, _ in c.tags}
+    assert not names & {"script", "link", "img", "iframe", "object", "embed"}
+    for _, attrs in c.tags:
+        for key, value in attrs.items():
+            if key in ("src", "href", "xlink:href"):
+                assert value is None or value.startswith("#"), (key, value)
+
+
+def test_html_report_of_a_comparison() -> None:
+    c = parse(evaluation_html(evaluation(), environment({"num_threads": 1}), []))
+    headings = [t for t in c.text if t in ("Summary", "Trade-off", "Latency", "Environment")]
+    assert headings == ["Summary", "Trade-off", "Latency", "Environment"]
+    assert sum(1 for t, _ in c.tags if t == "svg") == 3  # two trade-offs, one latency plot
+    text = " ".join(c.text)
+    assert "Ship int8" in text and "Pareto front" in text and "recommended" in text
+    assert "numpy" in text and "reproduce" in text
+    assert_self_contained(c)
+
+
+def test_html_reports_of_bench_and_diagnosis() -> None:
+    c = parse(bench_html(bench(), environment(), []))
+    assert any(t == "svg" for t, _ in c.tags)
+    assert_self_contained(c)
+    ops = tuple({"index": i, "op_type": "CONV_2D", "output": f"t{i}", "consumers": [],
+                 "error_added_db": float(i), "output_sqnr_db": 40.0 - i,
+                 "output_channel_sqnr_median_db": 40.0 - i, "output_channel_sqnr_worst_db": 30.0}
+                for i in range(5))  # fmt: skip
+    diag = DiagnosisResult("f.tflite", "q.tflite", 10, "note", {"out": {"sqnr_db": 30.0}}, (),
+                           ops, (), {"quantized": [], "float": []})  # fmt: skip
+    c = parse(diagnosis_html(diag, environment()))
+    assert any(t == "svg" for t, _ in c.tags)
+    assert "4 CONV_2D" in " ".join(c.text)  # the worst layer is labelled
+    assert_self_contained(c)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_html_renders_in_headless_chromium_without_console_errors(tmp_path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(evaluation_html(evaluation(), environment(), []))
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+         "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "quantlens" in proc.stdout and "<svg" in proc.stdout
+    console_errors = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln and "ERROR" in ln]
+    assert not console_errors
+
+
+@pytest.mark.parametrize(("name", "render"), [
+    ("compare.md", lambda: evaluation_markdown(evaluation(), [])),
+    ("bench.md", lambda: bench_markdown(bench(), [])),
+    ("gates.md", lambda: evaluation_markdown(evaluation(), [
+        {"gate": "accuracy_drop>0.005", "model": "int8", "value": 0.01, "failed": True}])),
+])  # fmt: skip
+def test_markdown_against_golden_files(name: str, render) -> None:
+    assert render() == (GOLDEN / name).read_text()
+
+
+@pytest.mark.parametrize(("text", "metric", "op", "value", "model"), [
+    ("accuracy_drop>0.01", "accuracy_drop", ">", 0.01, None),
+    (" p50_ms >= 5 ", "p50_ms", ">=", 5.0, None),
+    ("size_bytes>4e6", "size_bytes", ">", 4e6, None),
+    ("int8:sqnr_db<20", "sqnr_db", "<", 20.0, "int8"),
+    ("speedup<1", "speedup", "<", 1.0, None),
+    ("my-model_v2:nonfinite_outputs!=0", "nonfinite_outputs", "!=", 0.0, "my-model_v2"),
+])  # fmt: skip
+def test_gate_parsing(text: str, metric: str, op: str, value: float, model: str | None) -> None:
+    g = parse_gate(text)
+    assert (g.metric, g.op, g.threshold, g.model) == (metric, op, value, model)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("accuracy_drop", "cannot read gate"),
+    ("accuracy_drop>", "cannot read gate"),
+    ("accuracy_drop=>0.1", "cannot read gate"),
+    ("accuracy_drop>abc", "cannot read gate"),
+    ("bogus_metric>1", "unknown metric 'bogus_metric'"),
+    ("", "cannot read gate"),
+])  # fmt: skip
+def test_gate_parse_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_gate(text)
+
+
+def test_gate_evaluation() -> None:
+    report = evaluation(acc_int8=0.93).to_dict()
+    outcomes = check_gates([parse_gate("accuracy_drop>0.01")], report)
+    by_model = {o.model: o for o in outcomes}
+    assert set(by_model) == {"int8", "fp16"}  # every candidate, not the reference
+    assert by_model["int8"].value == pytest.approx(0.02) and by_model["int8"].failed
+    assert not by_model["fp16"].failed
+    only = check_gates([parse_gate("fp16:p50_ms>1")], report)
+    assert [(o.model, o.failed) for o in only] == [("fp16", True)]
+    with pytest.raises(ConfigError, match="no model 'nope'"):
+        check_gates([parse_gate("nope:p50_ms>1")], report)
+    with pytest.raises(ConfigError, match="no r2"):
+        check_gates([parse_gate("r2<0.5")], report)
+    assert "accuracy_drop" in METRICS and "speedup" in METRICS
+
+
+def test_cli_gates_fail_with_exit_1_and_are_recorded(capsys, tmp_path, digits_models) -> None:
+    out = tmp_path / "r.json"
+    args = ["evaluate", str(digits_models["float"]), str(digits_models["int8io"]), "--data",
+            "digits", "--limit", "60", "--no-bench", "--json", str(out)]  # fmt: skip
+    code = main([*args, "--fail-on", "sqnr_db<1000", "--fail-on", "top1_agreement<0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "cnn_int8io broke gate sqnr_db<1000" in captured.out
+    gates = json.loads(out.read_text())["gates"]
+    assert [(g["gate"], g["failed"]) for g in gates] == [("sqnr_db<1000", True),
+                                                         ("top1_agreement<0", False)]  # fmt: skip
+    out.unlink()
+    code = main([*args, "--fail-on", "latency_p50>1"])
+    assert code == 2 and "unknown metric" in capsys.readouterr().err
+    assert not out.exists()  # refused before running
+
+
+def test_check_a_saved_report(capsys, tmp_path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(evaluation().to_dict()))
+    assert main(["check", str(path), "--fail-on", "accuracy_drop>0.02"]) == 0
+    assert main(["check", str(path), "--fail-on", "accuracy_drop>0.005"]) == 1
+    assert "int8 broke gate accuracy_drop>0.005" in capsys.readouterr().out
+    (tmp_path / "bench.json").write_text(json.dumps(bench().to_dict()))
+    assert main(["check", str(tmp_path / "bench.json"), "--fail-on", "speedup<2"]) == 0
+    assert main(["check", str(tmp_path / "bench.json"), "--fail-on", "p50_ms>0.4"]) == 1
+    (tmp_path / "junk.json").write_text("{not json")
+    assert main(["check", str(tmp_path / "junk.json"), "--fail-on", "p50_ms>1"]) == 2
+
+
+def test_diff_marks_regressions(capsys, tmp_path) -> None:
+    old, new = evaluation().to_dict(), evaluation(acc_int8=0.92, p50_int8=0.6).to_dict()
+    rows, only_old, only_new = diff_reports(old, new)
+    flagged = {(r.model, r.metric) for r in rows if r.regression}
+    assert flagged == {("int8", "accuracy"), ("int8", "p50_ms"), ("int8", "p99_ms")}
+    acc = next(r for r in rows if (r.model, r.metric) == ("int8", "accuracy"))
+    assert acc.change == pytest.approx(-0.02)
+    assert only_old == only_new == []
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert main(["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 1
+    assert "regression" in capsys.readouterr().out
+    assert main(["diff", str(tmp_path / "old.json"), str(tmp_path / "old.json")]) == 0
+    code = main(["diff", str(tmp_path / "old.json"), str(tmp_path / "old.json"), "--fail-on",
+                 "accuracy_drop>0.001"])  # fmt: skip
+    assert code == 1
