@@ -119,6 +119,7 @@ class _Run:
     outputs_order: list[int]  # reference output j matches candidate output outputs_order[j]
     task: TaskState | None = None
     fidelity: list[FidelityState] | None = None
+    nonfinite: int = 0  # samples with NaN or inf in any output, left out of the metrics
 
 
 def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
@@ -188,22 +189,27 @@ def evaluate(
         ref.inputs, batch_size=batch_size, limit=limit, allow_nonfinite=allow_nonfinite
     ):
         ref_out: list[np.ndarray] = []
+        ref_ok = np.ones(len(batch), dtype=bool)
         for run in runs:
             raw = run.model.predict([batch.inputs[i] for i in run.inputs_order])
             outs = [raw[j] for j in run.outputs_order]
+            ok = finite_rows(outs)
+            run.nonfinite += int((~ok).sum())
             if run.model is ref:
-                ref_out = outs
+                ref_out, ref_ok = outs, ok
                 if resolved_task is None:
                     resolved_task = infer_task(batch.labels, outs[0], task)
             if run.fidelity is not None:
+                both = ok & ref_ok
                 run.fidelity = [
-                    _update_fidelity(st, r, o, run.model.name, spec.name)
+                    _update_fidelity(st, r[both], o[both], run.model.name, spec.name)
+                    if both.any() else st
                     for st, r, o, spec in zip(run.fidelity, ref_out, outs, ref.outputs, strict=True)
-                ]
+                ]  # fmt: skip
             if resolved_task != "none" and batch.labels is not None:
                 if run.task is None:
                     run.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
-                run.task = run.task.update(batch.labels, outs[0])
+                run.task = run.task.update(batch.labels, outs[0], ok)
         if not first_sample:
             first_sample = [x[:1] for x in batch.inputs]
         samples += len(batch)
@@ -224,6 +230,16 @@ def evaluate(
         models=models,
         settings={"batch_size": batch_size, "limit": limit, "num_threads": num_threads},
     )
+
+
+def finite_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per sample: every output value is finite."""
+    n = outputs[0].shape[0]
+    ok = np.ones(n, dtype=bool)
+    for o in outputs:
+        if np.issubdtype(o.dtype, np.floating):
+            ok &= np.isfinite(o.reshape(n, -1)).all(axis=1)
+    return ok
 
 
 def _update_fidelity(
@@ -270,14 +286,24 @@ def _model_result(
     is_reference = run is ref_run
     both = run.task is not None and ref_run.task is not None
     paired_stats = paired(ref_run.task, run.task) if both and not is_reference else None  # type: ignore[arg-type]
-    fidelity = [st.result() for st in run.fidelity] if run.fidelity else None
+    fidelity = (
+        [_noting(st.result(), run.nonfinite) if st.samples else {} for st in run.fidelity]
+        if run.fidelity
+        else None
+    )
+    task_metrics = None
+    if run.task is not None:
+        try:
+            task_metrics = _noting(run.task.result(), run.nonfinite)
+        except ValueError:  # every sample had a non-finite output
+            task_metrics = {"excluded_nonfinite": float(run.nonfinite)}
     return ModelResult(
         name=name,
         path=m.path,
         format=m.format,
         role="reference" if is_reference else "candidate",
         size_bytes=m.info().size_bytes,
-        task_metrics=run.task.result() if run.task is not None else None,
+        task_metrics=task_metrics,
         fidelity=fidelity[0] if fidelity else None,
         outputs=tuple(
             OutputFidelity(spec.name, f) for spec, f in zip(ref.outputs, fidelity, strict=True)
@@ -286,4 +312,10 @@ def _model_result(
         else (),
         performance=performance,
         paired=paired_stats,
+        nonfinite_outputs=run.nonfinite,
     )
+
+
+def _noting(metrics: dict[str, float], excluded: int) -> dict[str, float]:
+    """Metrics that say how many samples they left out for non-finite outputs."""
+    return {**metrics, "excluded_nonfinite": float(excluded)} if excluded else metrics

@@ -6,6 +6,8 @@ difference, resampling samples as pairs, and an exact test on the per-sample out
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from quantlens.metrics import ClassificationState, RegressionState
@@ -23,6 +25,8 @@ def _bootstrap_mean_interval(d: np.ndarray) -> tuple[float, float]:
     """
     from scipy import stats
 
+    if d.size == 0:
+        return math.nan, math.nan
     if d.size < 2 or np.all(d == d[0]):
         return float(d.mean()), float(d.mean())  # no spread to resample
     res = stats.bootstrap(
@@ -37,13 +41,21 @@ def _bootstrap_mean_interval(d: np.ndarray) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _both_valid(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples both models produced finite outputs for (NaN marks the others)."""
+    r = np.asarray(ref, dtype=np.float64)
+    c = np.asarray(cand, dtype=np.float64)
+    keep = ~np.isnan(r) & ~np.isnan(c)
+    return r[keep], c[keep]
+
+
 def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> dict[str, object]:
     """accuracy_delta (candidate − reference) with its 95% bootstrap interval, the exact
     McNemar p-value on the discordant pairs, and the flips between them."""
     from scipy import stats
 
-    r = np.asarray(ref_correct, dtype=bool)
-    c = np.asarray(cand_correct, dtype=bool)
+    r, c = _both_valid(ref_correct, cand_correct)
+    r, c = r > 0.5, c > 0.5
     d = c.astype(np.float64) - r.astype(np.float64)
     low, high = _bootstrap_mean_interval(d)
     to_wrong = int(np.sum(r & ~c))
@@ -52,7 +64,7 @@ def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> 
     p = stats.binomtest(to_wrong, discordant, 0.5).pvalue if discordant else 1.0
     return {
         "samples": int(r.size),
-        "accuracy_delta": float(d.mean()),
+        "accuracy_delta": float(d.mean()) if d.size else math.nan,
         "ci95_low": low,
         "ci95_high": high,
         "resamples": BOOTSTRAP_RESAMPLES,
@@ -66,14 +78,13 @@ def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> dict
     signed-rank p-value on the per-sample absolute errors."""
     from scipy import stats
 
-    r = np.asarray(ref_abs_err, dtype=np.float64)
-    c = np.asarray(cand_abs_err, dtype=np.float64)
+    r, c = _both_valid(ref_abs_err, cand_abs_err)
     d = c - r
     low, high = _bootstrap_mean_interval(d)
     p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(c, r).pvalue)
     return {
         "samples": int(r.size),
-        "mae_delta": float(d.mean()),
+        "mae_delta": float(d.mean()) if d.size else math.nan,
         "ci95_low": low,
         "ci95_high": high,
         "resamples": BOOTSTRAP_RESAMPLES,

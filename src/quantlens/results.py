@@ -24,6 +24,17 @@ def encode_number(x: float) -> float | str:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
+def encode_tree(obj: Any) -> Any:
+    """:func:`encode_number` applied to every float in nested dicts and lists."""
+    if isinstance(obj, float):
+        return encode_number(obj)
+    if isinstance(obj, Mapping):
+        return {k: encode_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [encode_tree(v) for v in obj]
+    return obj
+
+
 def decode_number(x: float | str) -> float:
     """The inverse of :func:`encode_number`."""
     return float(x)
@@ -108,6 +119,7 @@ class ModelResult:
     performance: Performance | None = None  # when the run was benchmarked
     paired: dict[str, Any] | None = None  # candidates with labels: paired statistics
     quantization: dict[str, Any] | None = None  # compare: {"mode", "settings"}
+    nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -116,6 +128,7 @@ class ModelResult:
             "format": self.format,
             "role": self.role,
             "size_bytes": self.size_bytes,
+            "nonfinite_outputs": self.nonfinite_outputs,
         }
         if self.task_metrics is not None:
             d["task_metrics"] = _encode(self.task_metrics)
@@ -126,7 +139,7 @@ class ModelResult:
         if self.performance is not None:
             d.update(self.performance.to_dict())
         if self.paired is not None:
-            d["paired"] = self.paired
+            d["paired"] = encode_tree(self.paired)
         if self.quantization is not None:
             d["quantization"] = self.quantization
         return d
@@ -145,6 +158,7 @@ class ModelResult:
             performance=Performance.from_dict(d),
             paired=d.get("paired"),
             quantization=d.get("quantization"),
+            nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
         )
 
 
@@ -403,9 +417,6 @@ class DiagnosisResult:
         return sorted(measured, key=lambda o: -o["error_added_db"])[:k]
 
     def to_dict(self) -> dict[str, Any]:
-        def enc(row: dict[str, Any]) -> dict[str, Any]:
-            return {k: encode_number(v) if isinstance(v, float) else v for k, v in row.items()}
-
         return {
             "schema": self.schema,
             "float_model": self.float_path,
@@ -413,9 +424,9 @@ class DiagnosisResult:
             "samples": self.samples,
             "note": self.note,
             "end_to_end": {k: _encode(v) for k, v in self.end_to_end.items()},
-            "ops": [enc(o) for o in self.ops],
-            "tensors": [enc(t) for t in self.tensors],
-            "weights": [enc(w) for w in self.weights],
+            "ops": [encode_tree(o) for o in self.ops],
+            "tensors": [encode_tree(t) for t in self.tensors],
+            "weights": [encode_tree(w) for w in self.weights],
             "unmatched": self.unmatched,
-            **({"suggestion": self.suggestion} if self.suggestion else {}),
+            **({"suggestion": encode_tree(self.suggestion)} if self.suggestion else {}),
         }

@@ -56,7 +56,8 @@ def predicted_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ClassificationState:
     """A confusion matrix and top-5 hits: enough for accuracy, top-5 accuracy and macro F1.
 
-    ``correct`` keeps one boolean per sample (in the order seen) for paired statistics.
+    ``correct`` keeps one flag per sample (1, 0, or NaN when left out) in the order seen, for
+    paired statistics.
     """
 
     num_classes: int
@@ -69,22 +70,32 @@ class ClassificationState:
         k = max(num_classes, 2)
         return cls(num_classes, np.zeros((k, k), dtype=np.int64))
 
-    def update(self, labels: np.ndarray, outputs: np.ndarray) -> ClassificationState:
-        """Add one batch of labels and (N, C) scores; returns the new state."""
+    def update(
+        self, labels: np.ndarray, outputs: np.ndarray, valid: np.ndarray | None = None
+    ) -> ClassificationState:
+        """Add one batch of labels and (N, C) scores; returns the new state.
+
+        Rows where ``valid`` is False (a non-finite output) are left out of the metrics and
+        recorded as NaN in ``correct``.
+        """
         y = class_labels(labels, self.num_classes)
         pred, scores = predicted_classes(outputs)
+        ok = np.ones(len(y), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         k = self.confusion.shape[0]
-        confusion = self.confusion + np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+        cells = y[ok] * k + pred[ok]
+        confusion = self.confusion + np.bincount(cells, minlength=k * k).reshape(k, k)
         top5 = 0
         if self.num_classes >= 5:
             # A label is in the top 5 when fewer than 5 classes score strictly higher.
             label_scores = scores[np.arange(len(y)), y]
-            top5 = int(((scores > label_scores[:, None]).sum(axis=1) < 5).sum())
+            hits = (scores > label_scores[:, None]).sum(axis=1) < 5
+            top5 = int(hits[ok].sum())
+        correct = np.where(ok, (pred == y).astype(np.float32), np.float32(np.nan))
         return replace(
             self,
             confusion=confusion,
             top5_hits=self.top5_hits + top5,
-            correct=(*self.correct, pred == y),
+            correct=(*self.correct, correct),
         )
 
     def merge(self, other: ClassificationState) -> ClassificationState:
@@ -125,8 +136,14 @@ class RegressionState:
     # Mean absolute error of each sample (over its targets), in the order seen, for paired tests.
     abs_err: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
-    def update(self, labels: np.ndarray, outputs: np.ndarray) -> RegressionState:
-        """Add one batch of targets and predictions; returns the new state."""
+    def update(
+        self, labels: np.ndarray, outputs: np.ndarray, valid: np.ndarray | None = None
+    ) -> RegressionState:
+        """Add one batch of targets and predictions; returns the new state.
+
+        Rows where ``valid`` is False (a non-finite output) are left out of the metrics and
+        recorded as NaN in ``abs_err``.
+        """
         pred = flat(outputs)
         y = flat(labels)
         if y.shape[1] != pred.shape[1]:
@@ -134,6 +151,12 @@ class RegressionState:
                 f"labels have {y.shape[1]} value(s) per sample but the model predicts "
                 f"{pred.shape[1]}; give one target per model output value"
             )
+        ok = np.ones(len(y), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+        per_sample = np.full(len(y), np.nan)
+        per_sample[ok] = np.abs(pred[ok] - y[ok]).mean(axis=1)
+        if not ok.any():
+            return replace(self, abs_err=(*self.abs_err, per_sample))
+        pred, y = pred[ok], y[ok]
         err = pred - y
         mean = y.mean(axis=0)
         batch = RegressionState(
@@ -142,16 +165,16 @@ class RegressionState:
             sum_abs_err=np.abs(err).sum(axis=0),
             mean_y=mean,
             m2_y=((y - mean) ** 2).sum(axis=0),
-            abs_err=(np.abs(err).mean(axis=1),),
+            abs_err=(per_sample,),
         )
         return self.merge(batch)
 
     def merge(self, other: RegressionState) -> RegressionState:
         """Combine two disjoint sets of samples (``abs_err`` keeps self's samples first)."""
         if self.count == 0:
-            return other
+            return replace(other, abs_err=self.abs_err + other.abs_err)
         if other.count == 0:
-            return self
+            return replace(self, abs_err=self.abs_err + other.abs_err)
         assert self.mean_y is not None and other.mean_y is not None
         assert self.m2_y is not None and other.m2_y is not None
         assert self.sum_sq_err is not None and other.sum_sq_err is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,21 @@ def _plain_name(tensor_name: str) -> str:
     return name.removeprefix("serving_default_")
 
 
+def _load_error(path: str, exc: Exception) -> ModelLoadError:
+    """A one-line, actionable error from what the runtime said about a model it refused."""
+    text = " ".join(str(exc).split())
+    custom = sorted(set(re.findall(r"unresolved custom op: ([^\s.]+)", text)))
+    if custom:
+        return ModelLoadError(
+            f"{path} needs custom op(s) {', '.join(custom)} that ai_edge_litert does not "
+            "provide; re-convert the model with builtin ops only"
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(
+        f"cannot load {path}: {first} (the file may be truncated or corrupt; re-export it)"
+    )
+
+
 class LiteRTModel:
     """A ``.tflite`` model run by ai_edge_litert's Interpreter.
 
@@ -67,8 +83,14 @@ class LiteRTModel:
 
         self.path = str(path)
         self.name = Path(path).stem
-        data = Path(path).read_bytes()
-        self._contents = read_tflite_contents(data, self.path)
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise ModelLoadError(
+                f"{self.path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
+            )
         resolver = (
             litert.OpResolverType.AUTO
             if use_default_delegates
@@ -84,14 +106,9 @@ class LiteRTModel:
                 )
                 self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
-            if self._contents.custom_ops:
-                ops = ", ".join(self._contents.custom_ops)
-                raise ModelLoadError(
-                    f"{self.path} needs custom op(s) {ops} that ai_edge_litert does not provide; "
-                    "re-convert the model with builtin ops only"
-                ) from exc
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"cannot load {self.path}: {first}") from exc
+            raise _load_error(self.path, exc) from exc
+        # The runtime has verified the flatbuffer above; only now is it safe to walk it here.
+        self._contents = read_tflite_contents(data, self.path)
         self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
         in_details = self._interp.get_input_details()
         out_details = self._interp.get_output_details()

@@ -106,6 +106,10 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     console = console or Console()
     console.print(evaluation_table(result))
     for m in result.models:
+        if m.nonfinite_outputs:
+            console.print(f"  ⚠ {m.name} produced NaN or inf on {m.nonfinite_outputs} sample(s); "
+                          "they are left out of its metrics")  # fmt: skip
+    for m in result.models:
         for o in m.outputs:
             f = o.fidelity
             sqnr = _fmt(f.get("sqnr_db"), "{:.2f}")
