@@ -66,8 +66,13 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
 
 
 def _gates(args: argparse.Namespace) -> list[Any]:
+    """Parse the gates and check the report paths before any work is done."""
     from quantlens.gates import parse_gate
+    from quantlens.report.files import check_writable
 
+    for name in ("json", "report", "markdown"):
+        if getattr(args, name, None):
+            check_writable(getattr(args, name))
     return [parse_gate(text) for text in getattr(args, "fail_on", [])]
 
 
@@ -216,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a small digits CNN, quantize it every way and compare (= compare --demo)",
     )
     demo.add_argument("--out", default="quantlens-demo", help="default: ./quantlens-demo")
+    for command in (ev, bench, qz, cmp, dg, info):
+        command.add_argument(
+            "--trust-model", action="store_true",
+            help="let Keras models run the code they carry (Lambda layers, custom objects)",
+        )  # fmt: skip
     return parser
 
 
@@ -332,6 +342,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from quantlens.diagnose import diagnose, diagnose_source, infer_mode
     from quantlens.report.console import make_console, print_diagnosis, print_suggestion
 
+    _gates(args)
     console = make_console()
     status = make_console(stderr=True)
     calibration = args.calibration or default_calibration(args.data)
@@ -442,15 +453,19 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv``; returns the exit code."""
+    from quantlens.models.base import trusted_models
+
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with trusted_models(getattr(args, "trust_model", False)):
+            return COMMANDS[args.command](args)
     except QuantlensError as exc:
         message = " ".join(str(exc).split())
         print(f"quantlens: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("quantlens: interrupted", file=sys.stderr)
+        print("quantlens: interrupted before the run finished; no report was written",
+              file=sys.stderr)  # fmt: skip
         return 130
 
 

@@ -7,6 +7,8 @@ inputs before anything runs and yields :class:`Batch` es whose inputs are in the
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -302,11 +304,15 @@ def _from_arrays(source: str, inputs: Inputs, labels: np.ndarray | None) -> Data
     return Dataset(source, lambda: [(inputs, labels)], n)
 
 
+# What NumPy and zipfile raise on a file that is not what its name says.
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def _from_npz(path: Path) -> Dataset:
     try:
         npz = np.load(path, allow_pickle=False)
         arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except _UNREADABLE as exc:
         raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from exc
     inputs, labels = _split_labels(arrays)
     return _from_arrays(str(path), inputs, labels)
@@ -315,7 +321,7 @@ def _from_npz(path: Path) -> Dataset:
 def _from_npy(path: Path) -> Dataset:
     try:
         x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except _UNREADABLE as exc:
         raise DataError(f"cannot read {path} as .npy ({exc}); save it with numpy.save") from exc
     return _from_arrays(str(path), [x], None)
 

@@ -11,6 +11,10 @@ class ModelLoadError(QuantlensError):
     """A model file is missing, of an unknown kind, corrupt or needs what the runtime lacks."""
 
 
+class ModelRunError(QuantlensError):
+    """The runtime refused to run a model it had loaded (a corrupt or unsupported graph)."""
+
+
 class DataError(QuantlensError):
     """A data source is missing, empty, malformed, or does not fit the model."""
 

@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from quantlens.models.base import models_trusted, trusted_models
+
+TRUST_ENV = "QUANTLENS_TRUST_MODELS"  # the parent's --trust-model, for the child
 PROBE_RUNS = 5  # invokes after the first, so that lazily grown buffers count in the peak
 TIMEOUT_S = 600
 
@@ -107,6 +110,7 @@ def measure_in_child(path: str, threads: int | None, inputs: list[np.ndarray]) -
         )
         np.savez(request, **arrays)  # type: ignore[arg-type]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        env[TRUST_ENV] = "1" if models_trusted() else "0"
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "quantlens.bench.probe", str(request)],
@@ -123,4 +127,5 @@ def measure_in_child(path: str, threads: int | None, inputs: list[np.ndarray]) -
 
 
 if __name__ == "__main__":
-    print(json.dumps(_child(Path(sys.argv[1]))))
+    with trusted_models(os.environ.get(TRUST_ENV) == "1"):
+        print(json.dumps(_child(Path(sys.argv[1]))))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -130,6 +132,27 @@ def gzip_size(path: str | os.PathLike[str]) -> int:
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     return sum(len(gzip.compress(f.read_bytes(), compresslevel=9)) for f in files)
+
+
+_TRUSTED: ContextVar[bool] = ContextVar("quantlens_trusted_models", default=False)
+
+
+@contextmanager
+def trusted_models(trust: bool = True) -> Iterator[None]:
+    """Within the block, Keras models may run code to load (Lambda layers, custom objects).
+
+    Off by default: a model file is data, and loading it must not execute what it carries.
+    """
+    token = _TRUSTED.set(trust)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def models_trusted() -> bool:
+    """Whether loading may execute code a model file carries (see :func:`trusted_models`)."""
+    return _TRUSTED.get()
 
 
 def _load_tflite(path: Path, num_threads: int | None) -> Model:

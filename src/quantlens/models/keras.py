@@ -12,7 +12,7 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ModelLoadError, require
-from quantlens.models.base import ModelInfo, TensorSpec, natural_key, path_size
+from quantlens.models.base import ModelInfo, TensorSpec, models_trusted, natural_key, path_size
 
 
 def import_tensorflow(purpose: str) -> Any:
@@ -43,6 +43,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def load_keras(tf: Any, path: str) -> Any:
+    """Load a .keras/.h5 file in Keras' safe mode unless models are trusted.
+
+    Raises:
+        ModelLoadError: the file cannot be loaded, or needs code execution and is not trusted.
+    """
+    try:
+        return tf.keras.models.load_model(path, compile=False, safe_mode=not models_trusted())
+    except Exception as exc:  # Keras raises many types for a bad file
+        text = " ".join(str(exc).split())
+        if "safe_mode" in text or "arbitrary code" in text:
+            raise ModelLoadError(
+                f"{path} runs code to load (a Lambda layer or a custom object); pass "
+                "--trust-model only if you trust where it came from"
+            ) from exc
+        raise ModelLoadError(f"cannot load Keras model {path}: {_first_line(exc)}") from exc
+
+
 class KerasModel:
     """A ``.keras`` or ``.h5`` model run in TensorFlow."""
 
@@ -53,12 +71,7 @@ class KerasModel:
         _set_threads(tf, num_threads)
         self.path = str(path)
         self.name = Path(path).stem
-        try:
-            self._model = tf.keras.models.load_model(self.path, compile=False)
-        except Exception as exc:  # Keras raises many types for a bad file
-            raise ModelLoadError(
-                f"cannot load Keras model {self.path}: {_first_line(exc)}"
-            ) from exc
+        self._model = load_keras(tf, self.path)
         model = self._model
         names = list(getattr(model, "output_names", None) or [])
         if len(names) != len(model.outputs):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, DataError, ModelLoadError
+from quantlens.errors import ConfigError, DataError, ModelLoadError, ModelRunError
 from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, natural_key, path_size
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import read_tflite_contents
@@ -96,20 +96,35 @@ class LiteRTModel:
             if use_default_delegates
             else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
-        try:
+
+        def new_interpreter() -> Any:
             with captured_output():  # the runtime logs its delegate choice to fd 2
-                self._interp = litert.Interpreter(
+                interp = litert.Interpreter(
                     model_content=data,
                     num_threads=num_threads,
                     experimental_op_resolver_type=resolver,
                     experimental_preserve_all_tensors=preserve_all_tensors,
                 )
-                self._interp.allocate_tensors()
+                interp.allocate_tensors()
+            return interp
+
+        try:
+            self._interp = new_interpreter()
         except (RuntimeError, ValueError) as exc:
             raise _load_error(self.path, exc) from exc
+        self._new_interpreter = new_interpreter
         # The runtime has verified the flatbuffer above; only now is it safe to walk it here.
         self._contents = read_tflite_contents(data, self.path)
         self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
+        # A resource variable keeps the shape it was made with: resizing the batch of a
+        # stateful model would write a larger batch into it (heap corruption in the runtime).
+        try:
+            self._describe()
+        except (RuntimeError, ValueError) as exc:  # e.g. tensor names that are not UTF-8
+            raise _load_error(self.path, exc) from exc
+
+    def _describe(self) -> None:
+        """Inputs and outputs, named and ordered by the signature when there is one."""
         in_details = self._interp.get_input_details()
         out_details = self._interp.get_output_details()
         in_names = {d["index"]: _plain_name(d["name"]) for d in in_details}
@@ -134,7 +149,7 @@ class LiteRTModel:
         self.outputs = tuple(_spec(d, out_names[d["index"]]) for d in out_order)
         self._base_shapes = [tuple(int(s) for s in d["shape"]) for d in in_details]
         self._alloc_batch = self._base_shapes[0][0] if self._base_shapes[0] else 1
-        self._can_resize: bool | None = None  # unknown until tried
+        self._can_resize: bool | None = False if self._stateful else None  # None: not tried
 
     @property
     def batching(self) -> str:
@@ -162,9 +177,11 @@ class LiteRTModel:
     def _invoke(self, arrays: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
         """Set inputs, invoke, and read the outputs (real-valued) then the ``extra`` tensors
         (raw, as the runtime holds them)."""
-        interp = self._interp
         if self._stateful:
-            interp.reset_all_variables()  # independent samples must not share state
+            # Independent samples must not share state, and reset_all_variables() does not
+            # reset resource variables (their CALL_ONCE initialiser runs once per interpreter).
+            self._interp = self._new_interpreter()
+        interp = self._interp
         for idx, spec, x in zip(self._in_idx, self.inputs, arrays, strict=True):
             interp.set_tensor(idx, self._to_runtime(x, spec))
         interp.invoke()
@@ -208,6 +225,15 @@ class LiteRTModel:
         return got[: len(self.outputs)], got[len(self.outputs) :]
 
     def _run(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
+        try:
+            return self._run_batch(inputs, extra)
+        except (RuntimeError, ValueError) as exc:  # raised by the runtime, not by us
+            first = " ".join(str(exc).split())[:300]
+            raise ModelRunError(
+                f"{self.path} failed to run: {first} (the file may be corrupt; re-export it)"
+            ) from exc
+
+    def _run_batch(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
             raise DataError(f"{self.name} takes {len(self.inputs)} input(s), got {len(inputs)}")
         n = int(inputs[0].shape[0])

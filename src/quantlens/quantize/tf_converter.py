@@ -10,7 +10,7 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConversionError
-from quantlens.models.keras import import_tensorflow
+from quantlens.models.keras import import_tensorflow, load_keras
 
 #: Mode -> (description, needs calibration data).
 TF_MODES: dict[str, tuple[str, bool]] = {
@@ -37,7 +37,7 @@ def representative(samples: list[np.ndarray], names: list[str]) -> Callable[[], 
 def _converter(tf: Any, source: Path) -> tuple[Any, str]:
     if source.is_dir():
         return tf.lite.TFLiteConverter.from_saved_model(str(source)), "from_saved_model"
-    model = tf.keras.models.load_model(str(source), compile=False)
+    model = load_keras(tf, str(source))
     return tf.lite.TFLiteConverter.from_keras_model(model), "from_keras_model"
 
 

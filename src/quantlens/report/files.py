@@ -17,6 +17,23 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early, before any work, when a report could not be written to ``path``.
+
+    Raises:
+        ConfigError: the path is a directory, or its nearest existing ancestor is not a
+            writable directory.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{target} is a directory; give a file path for the report")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write {target}: {parent} is not a writable directory")
+
+
 def write_text(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory.
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from quantlens.gates import Gate, check_gates, describe_failure
 from quantlens.report.environment import environment
-from quantlens.report.files import write_json, write_text
+from quantlens.report.files import write_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 Result = EvaluationResult | BenchResult | DiagnosisResult
@@ -59,15 +61,25 @@ def write_outputs(
     data["environment"] = env
     if gates:
         data["gates"] = outcomes
-    for path, text in (
-        (json_path, None),
-        (html_path, lambda: render_html(result, env, outcomes)),
-        (markdown_path, lambda: render_markdown(result, outcomes)),
-    ):
-        if path is None:
-            continue
-        written = write_json(data, path) if text is None else write_text(text(), path)
-        console.print(f"written: {written}")
+    texts = {  # rendered before anything is written: all reports or none
+        path: render()
+        for path, render in (
+            (json_path, lambda: json.dumps(data, indent=2, allow_nan=False) + "\n"),
+            (html_path, lambda: render_html(result, env, outcomes)),
+            (markdown_path, lambda: render_markdown(result, outcomes)),
+        )
+        if path is not None
+    }
+    written: list[Path] = []
+    try:
+        for path, text in texts.items():
+            written.append(write_text(text, path))
+    except BaseException:
+        for done in written:
+            done.unlink(missing_ok=True)
+        raise
+    for done in written:
+        console.print(f"written: {done}")
     failed = [o for o in checked if o.failed]
     for o in failed:
         console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")

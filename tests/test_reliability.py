@@ -1,0 +1,220 @@
+"""Bad input gets a clear one-line error and exit 2, malformed models never take the process
+down, non-finite numbers are handled, state does not leak between samples, and model files
+stay data."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+import quantlens
+from quantlens.cli import main
+from quantlens.errors import ConfigError, DataError, QuantlensError
+from quantlens.gates import parse_gate
+from tests.test_models import hand_run
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, digits_models):
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    (d / "random.tflite").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (d / "random.onnx").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (d / "model.pt").write_bytes(b"not a model")
+    (d / "notsaved").mkdir()
+    data = digits_models["int8io"].read_bytes()
+    (d / "truncated.tflite").write_bytes(data[: len(data) // 2])
+    np.savez(d / "flat.npz", x=np.zeros((4, 64), np.float32), y=np.zeros(4, np.int64))
+    np.savez(d / "text.npz", x=np.full((4, 8, 8, 1), "a"), y=np.zeros(4, np.int64))
+    np.savez(d / "empty.npz", x=np.zeros((0, 8, 8, 1), np.float32))
+    np.savez(d / "labels9.npz", x=np.zeros((10, 8, 8, 1), np.float32), y=np.zeros(9, np.int64))
+    np.savez(d / "labels99.npz", x=np.zeros((10, 8, 8, 1), np.float32), y=np.full(10, 99))
+    nan = np.zeros((10, 8, 8, 1), np.float32)
+    nan[3, 0, 0, 0] = np.nan
+    np.savez(d / "nan.npz", x=nan, y=np.zeros(10, np.int64))
+    (d / "afile").write_text("x")
+    return d
+
+
+def custom_op_model(path: Path, out: Path) -> Path:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.read_model_from_bytearray(path.read_bytes())
+    code = model.operatorCodes[0]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = b"MyFancyOp"
+    out.write_bytes(bytes(fu.convert_object_to_bytearray(model)))
+    return out
+
+
+CASES = {
+    "missing model": (["evaluate", "{d}/nope.tflite", "{float}", "--data", "digits"], "model not found"),
+    "not a SavedModel": (["evaluate", "{d}/notsaved", "{float}", "--data", "digits"], "not a SavedModel"),
+    "unknown extension": (["evaluate", "{d}/model.pt", "{float}", "--data", "digits"], "unknown model type"),
+    "random .tflite": (["evaluate", "{d}/random.tflite", "{float}", "--data", "digits"], "not a TFLite model"),
+    "random .onnx": (["evaluate", "{d}/random.onnx", "{float}", "--data", "digits"], ".onnx"),
+    "truncated .tflite": (["evaluate", "{float}", "{d}/truncated.tflite", "--data", "digits"], "truncated or corrupt"),
+    "custom op": (["evaluate", "{float}", "{d}/custom.tflite", "--data", "digits"], "MyFancyOp"),
+    "shape mismatch": (["evaluate", "{float}", "{int8}", "--data", "{d}/flat.npz"], "expects samples of shape (8, 8, 1) float32"),
+    "dtype mismatch": (["evaluate", "{float}", "{int8}", "--data", "{d}/text.npz"], "gives (8, 8, 1) str"),
+    "different graphs": (["evaluate", "{float}", "{multi}", "--data", "digits"], "reference has"),
+    "empty data": (["evaluate", "{float}", "{int8}", "--data", "{d}/empty.npz"], "empty"),
+    "label count": (["evaluate", "{float}", "{int8}", "--data", "{d}/labels9.npz"], "9 labels for 10 samples"),
+    "label range": (["evaluate", "{float}", "{int8}", "--data", "{d}/labels99.npz"], "label 99 is outside"),
+    "nan input": (["evaluate", "{float}", "{int8}", "--data", "{d}/nan.npz"], "NaN or inf at sample 3"),
+    "mode for source": (["quantize", "{float}", "--modes", "float16", "--out", "{d}/q1"], "does not apply"),
+    "no calibration": (["quantize", "{keras}", "--modes", "int8", "--out", "{d}/q2"], "--calibration"),
+    "unknown gate": (["evaluate", "{float}", "{int8}", "--data", "digits", "--fail-on", "acc>1"], "unknown metric 'acc'"),
+    "unwritable report": (["evaluate", "{float}", "{int8}", "--data", "digits", "--limit", "5",
+                           "--no-bench", "--markdown", "{d}/afile/r.md"], "cannot write"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_matrix(
+    case, capsys, bad_files, digits_models, multi_io_models, tmp_path
+) -> None:
+    custom_op_model(digits_models["float"], bad_files / "custom.tflite")
+    argv, message = CASES[case]
+    values = {"d": bad_files, "float": digits_models["float"], "int8": digits_models["int8io"],
+              "multi": multi_io_models["int8io"], "keras": digits_models["keras"]}  # fmt: skip
+    report = tmp_path / "report.json"
+    args = [a.format(**values) for a in argv]
+    if args[0] == "evaluate":
+        args += ["--json", str(report)]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err, err
+    assert err.count("\n") == 1 and err.startswith("quantlens: error: ") and "Traceback" not in err
+    assert not report.exists()
+
+
+def test_fuzzed_models_load_or_raise_a_quantlens_error(digits_models, tmp_path) -> None:
+    data = digits_models["int8io"].read_bytes()
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    outcomes = {"ok": 0, "error": 0}
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        b = bytearray(data)
+        if seed % 3 == 0:
+            for _ in range(int(rng.integers(1, 30))):
+                b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        elif seed % 3 == 1:
+            b = b[: int(rng.integers(8, len(b)))]
+        else:
+            i = int(rng.integers(0, len(b) - 4))
+            b[i : i + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+        path = tmp_path / "m.tflite"
+        path.write_bytes(bytes(b))
+        try:
+            model = quantlens.load_model(path)
+            model.predict([x])
+            model.info()
+            outcomes["ok"] += 1
+        except QuantlensError:
+            outcomes["error"] += 1
+    assert outcomes["ok"] + outcomes["error"] == 300 and outcomes["error"] > 50
+
+
+def test_stateful_model_is_reset_between_samples(tf, tmp_path) -> None:
+    class Accumulator(tf.Module):
+        def __init__(self) -> None:
+            self.total = tf.Variable(tf.zeros([1, 4]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            self.total.assign_add(x)
+            return {"y": self.total + 0.0}
+
+    module = Accumulator()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.__call__.get_concrete_function()], module
+    )
+    converter.experimental_enable_resource_variables = True
+    path = tmp_path / "stateful.tflite"
+    path.write_bytes(converter.convert())
+    model = quantlens.load_model(path)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    first = model.predict([x])[0]
+    np.testing.assert_array_equal(first, x)  # each sample sees a fresh state: total = x
+    np.testing.assert_array_equal(model.predict([x])[0], first)
+
+
+def test_keras_models_that_run_code_need_trust(tf, tmp_path, capsys) -> None:
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t * 2.0)])
+    model.save(tmp_path / "lambda.keras")
+    code = main(["info", str(tmp_path / "lambda.keras")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--trust-model" in err and "Traceback" not in err
+    assert main(["info", str(tmp_path / "lambda.keras"), "--trust-model"]) == 0
+
+
+def test_nonfinite_outputs_are_counted_and_left_out(tf, convert, tmp_path) -> None:
+    keras = tf.keras
+    inp = keras.Input((4,))
+    ref = keras.Model(inp, keras.layers.Lambda(lambda t: tf.math.log(tf.abs(t) + 1.0))(inp))
+    cand = keras.Model(inp, keras.layers.Lambda(lambda t: tf.math.log(t + 1.0))(inp))
+    (tmp_path / "ref.tflite").write_bytes(convert(ref))
+    (tmp_path / "cand.tflite").write_bytes(convert(cand))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = rng.normal(size=(50, 4)).astype(np.float32)
+    result = quantlens.evaluate(tmp_path / "ref.tflite", [tmp_path / "cand.tflite"], (x, y))
+    (c,) = hand_run(tmp_path / "cand.tflite", [x])
+    (r,) = hand_run(tmp_path / "ref.tflite", [x])
+    bad = ~np.isfinite(c).all(axis=1)
+    assert 0 < bad.sum() < 50
+    m = result.model("cand")
+    assert m.nonfinite_outputs == int(bad.sum())
+    assert m.task_metrics["excluded_nonfinite"] == bad.sum()
+    assert m.task_metrics["mae"] == pytest.approx(
+        skm.mean_absolute_error(y[~bad], c[~bad]), rel=1e-5
+    )
+    assert m.fidelity["mse"] == pytest.approx(np.mean((c[~bad] - r[~bad]) ** 2), rel=1e-5)
+    assert m.paired["samples"] == int((~bad).sum())
+    report = json.loads(json.dumps(result.to_dict()))
+    assert report["models"][1]["nonfinite_outputs"] == int(bad.sum())
+    gate = parse_gate("nonfinite_outputs>0")
+    from quantlens.gates import check_gates
+
+    assert check_gates([gate], report)[0].failed
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=st.binary(max_size=600), suffix=st.sampled_from([".npz", ".npy"]))
+def test_data_loaders_work_or_raise_data_errors(tmp_path, payload: bytes, suffix: str) -> None:
+    from quantlens.models.base import TensorSpec
+
+    path = tmp_path / f"data{suffix}"
+    path.write_bytes(payload)
+    with contextlib.suppress(DataError):
+        list(quantlens.load_dataset(path).bind([TensorSpec("x", (None, 3), "float32")]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_gate_parser_works_or_raises_config_errors(text: str) -> None:
+    try:
+        gate = parse_gate(text)
+    except ConfigError:
+        return
+    assert gate.metric and gate.op
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.from_regex(r"[a-z0-9_:]{1,20}(>|<|>=|<=|==|!=)-?[0-9.e]{1,8}", fullmatch=True))
+def test_gate_parser_on_near_misses(text: str) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_gate(text)
