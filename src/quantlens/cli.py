@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--trust-model", action="store_true",
             help="let Keras models run the code they carry (Lambda layers, custom objects)",
         )  # fmt: skip
+    for command in (ev, bench, qz, cmp, dg):
+        command.add_argument(
+            "--config", metavar="FILE.toml", help="options from a TOML file (command line wins)"
+        )
     return parser
 
 
@@ -453,9 +457,16 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv``; returns the exit code."""
+    from quantlens.config import merge_argv
     from quantlens.models.base import trusted_models
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        tokens = merge_argv(sys.argv[1:] if argv is None else argv, parser)
+    except QuantlensError as exc:
+        print(f"quantlens: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    args = parser.parse_args(tokens)
     try:
         with trusted_models(getattr(args, "trust_model", False)):
             return COMMANDS[args.command](args)
