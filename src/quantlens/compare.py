@@ -205,7 +205,7 @@ def compare(
     ]
     float_name = (
         models[0].name
-        if source_kind(src) == "tflite"
+        if source_kind(src) in ("tflite", "onnx")  # the source itself is the float baseline
         else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
     )
     models = _speedup_against(models, float_name)

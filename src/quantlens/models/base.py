@@ -173,15 +173,22 @@ def _load_saved_model(path: Path, num_threads: int | None) -> Model:
     return SavedModelModel(path, num_threads=num_threads)
 
 
+def _load_onnx(path: Path, num_threads: int | None) -> Model:
+    from quantlens.models.onnx import OnnxModel
+
+    return OnnxModel(path, num_threads=num_threads)
+
+
 # Keyed on file suffix; a directory holding saved_model.pb is a SavedModel.
 _LOADERS: dict[str, Callable[[Path, int | None], Model]] = {
     ".tflite": _load_tflite,
+    ".onnx": _load_onnx,
     ".keras": _load_keras,
     ".h5": _load_keras,
     ".hdf5": _load_keras,
 }
 
-SUPPORTED = ".tflite, .keras, .h5, or a SavedModel directory"
+SUPPORTED = ".tflite, .onnx, .keras, .h5, or a SavedModel directory"
 
 
 def load_model(path: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:

@@ -18,6 +18,7 @@ from quantlens.data import load_dataset
 from quantlens.errors import ConfigError
 from quantlens.models.base import TensorSpec, load_model
 from quantlens.quantize.aeq import AEQ_MODES
+from quantlens.quantize.ort import ONNX_MODES
 from quantlens.quantize.tf_converter import TF_MODES
 from quantlens.report.files import write_json
 from quantlens.results import QuantizedVariant, QuantizeResult
@@ -27,14 +28,18 @@ MANIFEST = "manifest.json"
 
 
 def source_kind(path: Path) -> str:
-    """'tflite' for a .tflite file, 'tf' for a Keras file or SavedModel directory."""
-    return "tflite" if path.suffix.lower() == ".tflite" else "tf"
+    """'tflite', 'onnx', or 'tf' (a Keras file or SavedModel directory)."""
+    suffix = path.suffix.lower()
+    return {".tflite": "tflite", ".onnx": "onnx"}.get(suffix, "tf")
 
 
 def available_modes(path: str | os.PathLike[str]) -> dict[str, tuple[str, bool]]:
     """Mode -> (description, needs calibration) for a source model."""
-    if source_kind(Path(path)) == "tflite":
+    kind = source_kind(Path(path))
+    if kind == "tflite":
         return {m: (d, c) for m, (d, c, _) in AEQ_MODES.items()}
+    if kind == "onnx":
+        return dict(ONNX_MODES)
     return dict(TF_MODES)
 
 
@@ -53,7 +58,9 @@ def resolve_modes(path: str | os.PathLike[str], modes: str | list[str]) -> list[
         return list(options)
     for m in wanted:
         if m not in options:
-            kind = "a .tflite source" if source_kind(Path(path)) == "tflite" else "a Keras source"
+            kind = {"tflite": "a .tflite source", "onnx": "an .onnx source"}.get(
+                source_kind(Path(path)), "a Keras source"
+            )
             raise ConfigError(
                 f"mode '{m}' does not apply to {kind}; use one of {', '.join(options)} or all"
             )
@@ -107,16 +114,22 @@ def quantize(
     out.mkdir(parents=True, exist_ok=True)
     variants = []
     for mode in chosen:
+        suffix = ".tflite"
         if source_kind(src) == "tflite":
             from quantlens.quantize.aeq import quantize_tflite
 
             signature = _signature_key(reference)
             data, settings = quantize_tflite(src, mode, calib, names, signature)
+        elif source_kind(src) == "onnx":
+            from quantlens.quantize.ort import quantize_onnx
+
+            data, settings = quantize_onnx(src, mode, calib if options[mode][1] else None, names)
+            suffix = ".onnx"
         else:
             from quantlens.quantize.tf_converter import convert_tf
 
             data, settings = convert_tf(src, mode, calib if options[mode][1] else None, names)
-        path = out / f"{src.stem}_{mode}.tflite"
+        path = out / f"{src.stem}_{mode}{suffix}"
         path.write_bytes(data)
         variants.append(QuantizedVariant(mode, settings, str(path), len(data)))
     result = QuantizeResult(

@@ -1,0 +1,140 @@
+"""``.onnx`` models through onnxruntime (float, QDQ and QOperator), imported lazily."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens.errors import ModelLoadError, ModelRunError, require
+from quantlens.models.base import ModelInfo, TensorSpec, path_size
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
+    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
+}  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def load_checked(path: str) -> Any:
+    """Load an ONNX file and run ``onnx.checker`` on it before any runtime sees it.
+
+    Raises:
+        ModelLoadError: the file is not a valid ONNX model.
+    """
+    onnx = require("onnx", "onnx", "loading an .onnx model")
+    try:
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises protobuf, checker and OS errors alike
+        raise ModelLoadError(
+            f"{path} is not a valid ONNX model ({_first_line(exc)}); re-export it"
+        ) from exc
+    return model
+
+
+def _shape(dims: Sequence[Any]) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+
+
+def session(path: str, num_threads: int | None, *, profile_prefix: str | None = None,
+            model_bytes: bytes | None = None) -> Any:  # fmt: skip
+    """An onnxruntime CPU session with ``num_threads`` intra-op threads."""
+    ort = require("onnxruntime", "onnx", "running an .onnx model")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    try:
+        return ort.InferenceSession(
+            model_bytes if model_bytes is not None else path, sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )  # fmt: skip
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelLoadError(f"onnxruntime cannot run {path}: {_first_line(exc)}") from exc
+
+
+class OnnxModel:
+    """An ``.onnx`` model run by onnxruntime on the CPU, verified by ``onnx.checker`` first."""
+
+    format = "onnx"
+
+    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+        self.path = str(path)
+        self.name = Path(path).stem
+        self._num_threads = num_threads
+        self._proto = load_checked(self.path)
+        self._session = session(self.path, num_threads)
+        self.inputs = tuple(
+            TensorSpec(i.name, _shape(i.shape), _ORT_TYPES.get(i.type, "float32"))
+            for i in self._session.get_inputs()
+        )
+        self.outputs = tuple(
+            TensorSpec(o.name, _shape(o.shape), _ORT_TYPES.get(o.type, "float32"))
+            for o in self._session.get_outputs()
+        )
+
+    def _feed(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {
+            s.name: np.ascontiguousarray(x, dtype=s.dtype)
+            for s, x in zip(self.inputs, inputs, strict=True)
+        }
+
+    def run(self, inputs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[Any]:
+        """Run one batch and return the named tensors (every output when ``names`` is None).
+
+        A fixed batch dimension that differs from the batch's is run in chunks of it.
+        """
+        n = int(inputs[0].shape[0])
+        fixed = self.inputs[0].shape[0] if self.inputs[0].shape else None
+        try:
+            if fixed is None or fixed == n:
+                return list(self._session.run(names, self._feed(inputs)))
+            parts = []
+            for start in range(0, n, fixed):
+                piece = [x[start : start + fixed] for x in inputs]
+                got = piece[0].shape[0]
+                if got < fixed:
+                    piece = [np.concatenate([p, np.zeros((fixed - got, *p.shape[1:]), p.dtype)])
+                             for p in piece]  # fmt: skip
+                parts.append([o[:got] for o in self._session.run(names, self._feed(piece))])
+            return [np.concatenate(col) for col in zip(*parts, strict=True)]
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # onnxruntime's own error types
+            raise ModelRunError(f"{self.path} failed to run: {_first_line(exc)}") from exc
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch; returns one array per output (ONNX models take real-valued I/O)."""
+        return [np.asarray(o) for o in self.run(inputs)]
+
+    def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
+        """A function running the session on prepared inputs."""
+        feed = self._feed(inputs)
+        run = self._session.run
+        return lambda: run(None, feed)
+
+    def info(self) -> ModelInfo:
+        """Format, size, I/O, op counts by type and weight elements by dtype."""
+        onnx = require("onnx", "onnx", "describing an .onnx model")
+        graph = self._proto.graph
+        ops = Counter(node.op_type for node in graph.node)
+        weights: Counter[str] = Counter()
+        for init in graph.initializer:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).name
+            weights[dtype] += int(np.prod(init.dims)) if init.dims else 1
+        return ModelInfo(
+            self.name, self.path, self.format, path_size(self.path), self.inputs, self.outputs,
+            op_counts=dict(sorted(ops.items())), weight_dtypes=dict(sorted(weights.items())),
+        )  # fmt: skip

@@ -1,0 +1,97 @@
+"""Quantized variants of a float .onnx through onnxruntime.quantization and onnxconverter-common."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens._quiet import captured_output
+from quantlens.errors import ConversionError, require
+
+#: Mode -> (description, needs calibration data).
+ONNX_MODES: dict[str, tuple[str, bool]] = {
+    "float16": ("float16 weights and compute, float32 input/output (onnxconverter-common)", False),
+    "dynamic": ("int8 weights, activations quantized on the fly (quantize_dynamic)", False),
+    "int8": ("static int8 QDQ, MinMax calibration (quantize_static)", True),
+    "int8-percentile": ("static int8 QDQ, percentile calibration", True),
+    "int8-entropy": ("static int8 QDQ, entropy calibration", True),
+    "int8-qoperator": ("static int8 in QOperator format (QLinearConv, QLinearMatMul, ...)", True),
+}
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over arrays: one sample per call."""
+
+    def __init__(self, samples: list[np.ndarray], names: list[str]) -> None:
+        self._rows = iter(range(samples[0].shape[0]))
+        self._samples, self._names = samples, names
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        i = next(self._rows, None)
+        if i is None:
+            return None
+        return {
+            n: s[i : i + 1].astype(np.float32)
+            for n, s in zip(self._names, self._samples, strict=True)
+        }
+
+    def rewind(self) -> None:
+        self._rows = iter(range(self._samples[0].shape[0]))
+
+
+def quantize_onnx(
+    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
+) -> tuple[bytes, dict[str, Any]]:
+    """Quantize a float .onnx in ``mode``; returns the model bytes and the settings used."""
+    require("onnxruntime", "onnx", "quantizing an .onnx model")
+    from importlib.metadata import version
+
+    settings: dict[str, Any] = {"onnxruntime": version("onnxruntime")}
+    try:
+        with tempfile.TemporaryDirectory() as tmp, captured_output():
+            out = Path(tmp) / "model.onnx"
+            if mode == "float16":
+                require("onnxconverter_common", "onnx", "float16 conversion")
+                import onnx
+                from onnxconverter_common import float16
+
+                model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+                onnx.save(model, str(out))
+                settings.update(tool="onnxconverter_common.float16.convert_float_to_float16",
+                                keep_io_types=True)  # fmt: skip
+            elif mode == "dynamic":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8)
+                settings.update(tool="onnxruntime.quantization.quantize_dynamic",
+                                weight_type="QInt8")  # fmt: skip
+            else:
+                from onnxruntime.quantization import (
+                    CalibrationMethod,
+                    QuantFormat,
+                    QuantType,
+                    quantize_static,
+                )
+
+                assert calibration is not None
+                methods = {"int8-percentile": CalibrationMethod.Percentile,
+                           "int8-entropy": CalibrationMethod.Entropy}  # fmt: skip
+                method = methods.get(mode, CalibrationMethod.MinMax)
+                fmt = QuantFormat.QOperator if mode == "int8-qoperator" else QuantFormat.QDQ
+                quantize_static(
+                    str(source), str(out), _Reader(calibration, input_names), quant_format=fmt,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=method, per_channel=True,
+                )  # fmt: skip
+                settings.update(
+                    tool="onnxruntime.quantization.quantize_static", quant_format=fmt.name,
+                    activation_type="QInt8", weight_type="QInt8", per_channel=True,
+                    calibrate_method=method.name, calibration_samples=int(calibration[0].shape[0]),
+                )  # fmt: skip
+            return out.read_bytes(), settings
+    except Exception as exc:  # the quantizers raise many types; say what they said
+        first = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"onnxruntime quantization failed in mode '{mode}': {first}") from exc
