@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at least this long (default: 1)")  # fmt: skip
     bench.add_argument("--data", help="inputs from this source (default: random in range)")
     bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
+    bench.add_argument(
+        "--profile", action="store_true", help="ONNX: time by node and op type (ORT profiler)"
+    )
     _add_outputs(bench)
 
     qz = sub.add_parser(
@@ -286,6 +289,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
         data=args.data,
         measure_memory=not args.no_memory,
+        profile=args.profile,
         progress=lambda text: (
             status.print(f"benchmarking {text}…", style="dim") if status.is_terminal else None
         ),
@@ -359,8 +363,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         source = Path(args.float_model)
         float_tflite = Path(result.float_path)
     else:
+        if args.suggest and Path(args.float_model).suffix.lower() == ".onnx":
+            raise ConfigError("--suggest works on .tflite and Keras sources; for ONNX, exclude "
+                              "nodes with quantize_static(nodes_to_exclude=...)")  # fmt: skip
         result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
-        mode = args.mode or infer_mode(args.quant_model)
+        mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
         source = float_tflite = Path(args.float_model)
     print_diagnosis(result, args.top, console)
     if args.suggest:

@@ -35,6 +35,10 @@ INSPECTION_NOTE = (
     "inspection runs use the reference kernels (default delegates off, every tensor kept); "
     "their speed is not the deployed speed"
 )
+ONNX_NOTE = (
+    "every intermediate tensor is added to the ONNX graph's outputs, which can change how "
+    "onnxruntime fuses nodes; matched by name as onnxruntime's qdq_loss_debug does"
+)
 _VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
 _CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
@@ -50,8 +54,6 @@ class _Side:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> _Side:
         p = Path(path)
-        if p.suffix.lower() != ".tflite":
-            raise ConfigError(f"diagnose compares two .tflite files; {p.name} is not one")
         model = LiteRTModel(p, use_default_delegates=False, preserve_all_tensors=True)
         graph = read_graph(p.read_bytes(), str(p))
         quant = {}
@@ -82,6 +84,27 @@ class _Side:
         if qp is not None and raw.dtype.kind in "iu":
             return dequantize(raw, qp)
         return raw.astype(np.float32)
+
+    def match(self, flt: Any) -> dict[int, int]:
+        """This (quantized) model's tensor index -> the float model's."""
+        return match_activations(flt.activations(), self.activations(), self.graph)
+
+    def weight_rows(self, flt: Any, pairs: dict[int, int]) -> list[dict[str, Any]]:
+        return _weight_rows(flt, self, pairs)
+
+
+def open_side(path: str | os.PathLike[str]) -> Any:
+    """A model opened for inspection: a .tflite or an .onnx file."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tflite":
+        return _Side.open(path)
+    if suffix == ".onnx":
+        from quantlens.diagnose_onnx import OnnxSide
+
+        return OnnxSide.open(path)
+    raise ConfigError(
+        f"diagnose compares two .tflite or two .onnx files; {Path(path).name} is neither"
+    )
 
 
 def match_activations(
@@ -158,11 +181,13 @@ def diagnose(
         A :class:`DiagnosisResult`: per-tensor and per-op metrics, weight SQNRs, what could not
         be matched, and the end-to-end fidelity.
     """
-    flt, qnt = _Side.open(float_model), _Side.open(quant_model)
+    flt, qnt = open_side(float_model), open_side(quant_model)
+    if type(flt) is not type(qnt):
+        raise ConfigError("diagnose compares two models of the same format (.tflite or .onnx)")
     match_tensors(flt.model.inputs, qnt.model.inputs, "input", qnt.model.name)
     out_order = match_tensors(flt.model.outputs, qnt.model.outputs, "output", qnt.model.name)
     f_acts, q_acts = flt.activations(), qnt.activations()
-    pairs = match_activations(f_acts, q_acts, qnt.graph)
+    pairs = qnt.match(flt)
     q_idx = [q.index for q in q_acts if q.index in pairs]
     f_idx = sorted({pairs[i] for i in q_idx})
     states = {i: TensorErrorState() for i in q_idx}
@@ -196,11 +221,11 @@ def diagnose(
         float_path=str(float_model),
         quant_path=str(quant_model),
         samples=seen,
-        note=INSPECTION_NOTE,
+        note=getattr(qnt, "note", INSPECTION_NOTE),
         end_to_end={o.name: s.result() for o, s in zip(flt.model.outputs, end_to_end, strict=True)},
         tensors=tuple(tensors),
         ops=tuple(_op_rows(qnt, {t["index"]: t for t in tensors})),
-        weights=tuple(_weight_rows(flt, qnt, pairs)),
+        weights=tuple(qnt.weight_rows(flt, pairs)),
         unmatched={
             "quantized": [t.name or f"#{t.index}" for t in q_acts if t.index not in pairs],
             "float": [
@@ -211,7 +236,7 @@ def diagnose(
 
 
 def _tensor_rows(
-    qnt: _Side, flt: _Side, pairs: dict[int, int], states: dict[int, TensorErrorState]
+    qnt: Any, flt: Any, pairs: dict[int, int], states: dict[int, TensorErrorState]
 ) -> list[dict[str, Any]]:
     producer = {t: op for op in qnt.graph.ops for t in op.outputs}
     rows = []
@@ -250,16 +275,18 @@ def _capped(v: float) -> float:
     return float(np.clip(v, -SQNR_CAP_DB, LOSSLESS_DB))
 
 
-def _op_rows(qnt: _Side, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per op: how much worse its output is than its worst activation input (error added),
     on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
     readers: dict[int, list[int]] = {}
     for op in qnt.graph.ops:
         for i in op.inputs:
             readers.setdefault(i, []).append(op.index)
+    aliases: dict[int, int] = getattr(qnt, "aliases", {})
     rows = []
     for op in qnt.graph.ops:
         out = op.outputs[0] if op.outputs else -1
+        out = aliases.get(out, out)  # ONNX QDQ: an op's value as the next op sees it
         row: dict[str, Any] = {
             "index": op.index,
             "op_type": op.op_type,
@@ -267,7 +294,7 @@ def _op_rows(qnt: _Side, tensors: dict[int, dict[str, Any]]) -> list[dict[str, A
             "consumers": readers.get(out, []),
             "error_added_db": None,
         }
-        if out in tensors:
+        if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
             ins = [
                 _capped(tensors[i]["channel_sqnr_median_db"])
                 for i in op.inputs

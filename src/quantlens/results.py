@@ -248,6 +248,7 @@ class BenchEntry:
     size_gzip_bytes: int
     warnings: tuple[str, ...] = ()
     ratio_to_first: dict[str, float] | None = None  # p50 ratio to the first model, with CI
+    profile: dict[str, Any] | None = None  # ONNX: time by node and op type (--profile)
 
     @property
     def runs(self) -> int:
@@ -269,6 +270,7 @@ class BenchEntry:
             "size_gzip_bytes": self.size_gzip_bytes,
             "warnings": list(self.warnings),
             "ratio_to_first": _encode(self.ratio_to_first),
+            **({"profile": encode_tree(self.profile)} if self.profile else {}),
         }
 
     @classmethod
@@ -287,6 +289,7 @@ class BenchEntry:
             size_gzip_bytes=int(d["size_gzip_bytes"]),
             warnings=tuple(d.get("warnings", ())),
             ratio_to_first=_decode(d.get("ratio_to_first")),
+            profile=d.get("profile"),
         )
 
 

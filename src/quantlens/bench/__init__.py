@@ -13,6 +13,7 @@ from typing import Any
 
 from quantlens.bench.inputs import data_inputs, synthetic_inputs
 from quantlens.bench.probe import measure_in_child
+from quantlens.bench.profile import profile_onnx
 from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
 from quantlens.errors import ConfigError
@@ -52,6 +53,7 @@ def benchmark(
     min_seconds: float = DEFAULT_MIN_SECONDS,
     data: Any = None,
     measure_memory: bool = True,
+    profile: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Measure latency, throughput, memory and size of each model under each configuration.
@@ -67,6 +69,8 @@ def benchmark(
         data: inputs from this source (anything ``load_dataset`` takes); random values
             spanning each input's real range otherwise.
         measure_memory: run the child-process probe (init, first inference, peak RSS).
+        profile: for ONNX models, also collect onnxruntime's profiler output and aggregate
+            kernel time by node and op type (in a separate session, after the timing).
         progress: called with a short description before each configuration.
 
     Returns:
@@ -83,7 +87,7 @@ def benchmark(
             if progress is not None:
                 progress(f"threads={t if t is not None else 'default'} batch={b}")
             entries += _bench_config(loaded, names, t, b, warmup_runs, runs, min_seconds, data,
-                                     measure_memory)  # fmt: skip
+                                     measure_memory, profile)  # fmt: skip
     return BenchResult(
         tuple(entries),
         settings={
@@ -109,7 +113,7 @@ def _unique(names: list[str]) -> list[str]:
 
 def _bench_config(
     models: list[Model], names: list[str], threads: int | None, batch: int, warmup_runs: int,
-    runs: int, min_seconds: float, data: Any, measure_memory: bool,
+    runs: int, min_seconds: float, data: Any, measure_memory: bool, profile: bool,
 ) -> list[BenchEntry]:  # fmt: skip
     from quantlens.evaluation import feed_order
 
@@ -147,6 +151,9 @@ def _bench_config(
                 size_gzip_bytes=gzip_size(m.path),
                 warnings=tuple(notes),
                 ratio_to_first=median_ratio(samples[0], s) if i > 0 else None,
+                profile=profile_onnx(m.path, x, threads)
+                if profile and m.format == "onnx"
+                else None,
             )
         )
     return entries

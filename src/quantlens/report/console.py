@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
-from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, ModelResult
+from quantlens.results import (
+    BenchEntry,
+    BenchResult,
+    DiagnosisResult,
+    EvaluationResult,
+    ModelResult,
+)
 
 TASK_COLUMNS = {
     "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
@@ -235,6 +241,23 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     for e in result.results:
         for w in e.warnings:
             console.print(f"  ⚠ {e.name} (threads={e.threads}, batch={e.batch_size}): {w}")
+    for e in result.results:
+        if e.profile:
+            console.print(profile_table(e))
+
+
+def profile_table(e: BenchEntry, top: int = 8) -> Table:
+    """Where an ONNX model spends its time: op types, then the slowest nodes."""
+    p = e.profile or {}
+    table = Table(title=f"{e.name} (threads={e.threads}, batch={e.batch_size}): kernel time "
+                        f"{p.get('total_us', 0):.1f} µs per run", title_justify="left")  # fmt: skip
+    for h in ("op type / node", "share", "µs per run"):
+        table.add_column(h, justify="left" if h.startswith("op") else "right")
+    for r in p.get("by_op_type", []):
+        table.add_row(f"[bold]{r['op_type']}[/]", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
+    for r in p.get("by_node", [])[:top]:
+        table.add_row(f"  {r['node']} ({r['op_type']})", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
+    return table
 
 
 def _delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:

@@ -245,11 +245,22 @@ def bench_html(
                 ratio,
             ]
         )
+    profiles = ""
+    for e in result.results:
+        if e.profile:
+            prof = [[_e(r["op_type"]), f"{r['share']:.1%}", _num(r["mean_us"], "{:.1f}")]
+                    for r in e.profile["by_op_type"]]  # fmt: skip
+            nodes = [[_e(r["node"]), _e(r["op_type"]), f"{r['share']:.1%}",
+                      _num(r["mean_us"], "{:.1f}")] for r in e.profile["by_node"][:15]]  # fmt: skip
+            profiles += (f"<h3>{_e(e.name)} (threads {e.threads}, batch {e.batch_size})</h3>"
+                         + _table(["op type", "share", "µs per run"], prof)
+                         + _table(["node", "op type", "share", "µs per run"], nodes))  # fmt: skip
     labels = [f"{e.name} t={e.threads} b={e.batch_size}" for e in result.results]
     sections = [
         ("Summary", _table(headers, rows)),
         ("Gates", gates_section(gates)),
         ("Latency", plots.latency_boxes(labels, [e.samples_ms for e in result.results])),
+        ("Time by node (onnxruntime profiler)", profiles),
         ("Environment", environment_section(env)),
     ]
     return page("quantlens · Benchmark", sections)
