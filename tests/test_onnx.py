@@ -1,0 +1,197 @@
+"""ONNX models: evaluate, quantize, diagnose, profile, and across runtimes, against an
+independent computation with onnxruntime and NumPy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from sklearn import metrics as skm
+
+import quantlens
+from quantlens.bench.profile import aggregate
+from quantlens.cli import main
+from quantlens.errors import ModelLoadError
+
+RNG = np.random.default_rng(0)
+W1, B1 = RNG.normal(size=(8, 16)).astype(np.float32), RNG.normal(size=16).astype(np.float32)
+W2, B2 = RNG.normal(size=(16, 4)).astype(np.float32), RNG.normal(size=4).astype(np.float32)
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, x: np.ndarray) -> None:
+        self.rows = iter(x)
+
+    def get_next(self):
+        row = next(self.rows, None)
+        return None if row is None else {"x": row[None]}
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h0"], name="mm1"),
+        helper.make_node("Add", ["h0", "B1"], ["h1"], name="add1"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="relu"),
+        helper.make_node("MatMul", ["h2", "W2"], ["h3"], name="mm2"),
+        helper.make_node("Add", ["h3", "B2"], ["logits"], name="add2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(a, n) for a, n in ((W1, "W1"), (B1, "B1"), (W2, "W2"), (B2, "B2"))],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, out / "mlp.onnx")
+    x = RNG.normal(size=(300, 8)).astype(np.float32)
+    y = ort.InferenceSession(str(out / "mlp.onnx")).run(None, {"x": x})[0].argmax(1)
+    np.savez(out / "data.npz", x=x, y=y)
+    quantize_static(str(out / "mlp.onnx"), str(out / "mlp_qdq.onnx"), Reader(x[:100]),
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)  # fmt: skip
+    return {"float": out / "mlp.onnx", "qdq": out / "mlp_qdq.onnx", "data": out / "data.npz"}
+
+
+def ort_run(path, x: np.ndarray, names=None) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path)).run(names, {"x": x})
+
+
+def test_evaluate_onnx_equals_onnxruntime_and_numpy(capsys, tmp_path, onnx_models) -> None:
+    out = tmp_path / "r.json"
+    code = main(["evaluate", str(onnx_models["float"]), str(onnx_models["qdq"]), "--data",
+                 str(onnx_models["data"]), "--batch-size", "32", "--no-bench", "--json", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    data = np.load(onnx_models["data"])
+    (ref,) = ort_run(onnx_models["float"], data["x"])
+    (cand,) = ort_run(onnx_models["qdq"], data["x"])
+    m = report["models"][1]
+    assert m["format"] == "onnx"
+    err = cand.astype(np.float64) - ref
+    assert m["fidelity"]["mse"] == pytest.approx(np.mean(err**2), rel=1e-5)
+    assert m["fidelity"]["sqnr_db"] == pytest.approx(
+        10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum(err**2)), rel=1e-5
+    )
+    assert m["task_metrics"]["accuracy"] == pytest.approx(
+        skm.accuracy_score(data["y"], cand.argmax(1))
+    )
+    assert report["models"][0]["task_metrics"]["accuracy"] == 1.0
+
+
+def test_onnx_model_info(onnx_models) -> None:
+    info = quantlens.load_model(onnx_models["qdq"], num_threads=1).info()
+    graph = onnx.load(str(onnx_models["qdq"])).graph
+    assert info.format == "onnx" and info.size_bytes == onnx_models["qdq"].stat().st_size
+    assert sum(info.op_counts.values()) == len(graph.node)
+    assert info.op_counts["QuantizeLinear"] >= 2 and info.op_counts["DequantizeLinear"] >= 2
+    int8 = sum(numpy_helper.to_array(i).size for i in graph.initializer
+               if numpy_helper.to_array(i).dtype == np.int8)  # fmt: skip
+    assert info.weight_dtypes["int8"] == int8 >= W1.size + W2.size
+    assert [t.name for t in info.inputs] == ["x"] and info.inputs[0].shape == (None, 8)
+
+
+def test_quantize_onnx_modes(tmp_path, onnx_models) -> None:
+    made = quantlens.quantize(onnx_models["float"], "all", tmp_path, calibration=onnx_models["data"],
+                              calibration_samples=50)  # fmt: skip
+    modes = {v.mode for v in made.variants}
+    assert modes == {
+        "float16",
+        "dynamic",
+        "int8",
+        "int8-percentile",
+        "int8-entropy",
+        "int8-qoperator",
+    }
+    ops = {v.mode: {n.op_type for n in onnx.load(v.path).graph.node} for v in made.variants}
+    inits = {v.mode: {numpy_helper.to_array(i).dtype.name for i in onnx.load(v.path).graph.initializer}
+             for v in made.variants}  # fmt: skip
+    assert "float16" in inits["float16"]
+    assert "DynamicQuantizeLinear" in ops["dynamic"] or "MatMulInteger" in ops["dynamic"]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops["int8"] and "int8" in inits["int8"]
+    assert "QLinearMatMul" in ops["int8-qoperator"]
+    assert made.variant("int8-entropy").settings["calibrate_method"] == "Entropy"
+    x = np.load(onnx_models["data"])["x"][:50]
+    (ref,) = ort_run(onnx_models["float"], x)
+    for v in made.variants:
+        (out,) = ort_run(v.path, x)
+        assert np.mean(out.argmax(1) == ref.argmax(1)) > 0.9, v.mode
+
+
+def test_diagnose_onnx_matches_numpy_on_the_raw_tensors(onnx_models) -> None:
+    result = quantlens.diagnose(onnx_models["float"], onnx_models["qdq"], onnx_models["data"],
+                                samples=100)  # fmt: skip
+    x = np.load(onnx_models["data"])["x"][:100]
+    rows = {t["float_name"]: t for t in result.tensors}
+    assert {"h0", "h2", "logits"} <= set(rows)
+
+    def with_outputs(path, names):
+        model = onnx.load(str(path))
+        for n in names:
+            model.graph.output.append(onnx.ValueInfoProto(name=n))
+        return ort.InferenceSession(model.SerializeToString()).run(names, {"x": x})
+
+    for name, row in rows.items():
+        (f,) = with_outputs(onnx_models["float"], [name])
+        (q,) = with_outputs(onnx_models["qdq"], [row["name"]])
+        err = q.astype(np.float64) - f
+        assert row["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12), name
+    ranked = [o for o in result.top_ops(10)]
+    assert ranked and all(
+        o["op_type"] not in ("QuantizeLinear", "DequantizeLinear") for o in ranked
+    )
+    assert {w["name"] for w in result.weights} >= {"W1", "W2"}
+    assert all(w["sqnr_db"] > 30 for w in result.weights if w["name"] in ("W1", "W2"))
+
+
+def test_profile_aggregation() -> None:
+    events = [
+        {"cat": "Node", "name": "a_kernel_time", "dur": 30, "args": {"op_name": "MatMul"}},
+        {"cat": "Node", "name": "a_kernel_time", "dur": 10, "args": {"op_name": "MatMul"}},
+        {"cat": "Node", "name": "b_kernel_time", "dur": 40, "args": {"op_name": "Relu"}},
+        {"cat": "Node", "name": "b_kernel_time", "dur": 20, "args": {"op_name": "Relu"}},
+        {"cat": "Node", "name": "b_fence_before", "dur": 99, "args": {"op_name": "Relu"}},
+        {"cat": "Session", "name": "model_run", "dur": 500},
+    ]
+    got = aggregate(events)
+    assert got["runs"] == 2 and got["total_us"] == pytest.approx(50.0)
+    assert [(r["op_type"], r["share"]) for r in got["by_op_type"]] == [
+        ("Relu", 0.6),
+        ("MatMul", 0.4),
+    ]
+    assert [(r["node"], r["mean_us"]) for r in got["by_node"]] == [("b", 30.0), ("a", 20.0)]
+
+
+def test_bench_profile_of_an_onnx_model(onnx_models) -> None:
+    result = quantlens.benchmark([onnx_models["qdq"]], runs=5, min_seconds=0, measure_memory=False,
+                                 profile=True)  # fmt: skip
+    prof = result.results[0].profile
+    assert prof and prof["runs"] >= 5
+    assert sum(r["share"] for r in prof["by_op_type"]) == pytest.approx(1.0)
+    assert {"QuantizeLinear", "DequantizeLinear"} & {r["op_type"] for r in prof["by_op_type"]}
+
+
+def test_tflite_candidate_against_an_onnx_reference(tf, convert, tmp_path, onnx_models) -> None:
+    keras = tf.keras
+    inp = keras.Input((8,), name="x")
+    h = keras.layers.Dense(16, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(4)(h))
+    model.layers[1].set_weights([W1, B1])
+    model.layers[2].set_weights([W2, B2])
+    (tmp_path / "mlp.tflite").write_bytes(convert(model))
+    result = quantlens.evaluate(
+        onnx_models["float"], [tmp_path / "mlp.tflite"], onnx_models["data"]
+    )
+    assert result.models[1].format == "tflite" and result.models[1].fidelity["sqnr_db"] > 100
+
+
+def test_random_bytes_are_not_an_onnx_model(tmp_path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(RNG.integers(0, 256, 2048, dtype=np.uint8).tobytes())
+    with pytest.raises(ModelLoadError, match="not a valid ONNX model"):
+        quantlens.load_model(tmp_path / "junk.onnx")
