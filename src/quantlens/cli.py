@@ -54,6 +54,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """What evaluate and compare share: task, batching, threads, benchmark."""
+    parser.add_argument(
+        "--task", choices=["classification", "regression"], help="default: inferred"
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    parser.add_argument("--limit", type=_positive_int, help="use at most N samples")
+    parser.add_argument("--threads", type=_positive_int, help="runtime threads per model")
+    parser.add_argument("--no-bench", action="store_true", help="skip latency and memory")
+
+
 def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
@@ -103,12 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("reference", help="the float model (.tflite, .keras, .h5, SavedModel dir)")
     ev.add_argument("candidates", nargs="+", metavar="candidate", help="quantized model(s)")
     ev.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
-    ev.add_argument("--task", choices=["classification", "regression"], help="default: inferred")
-    ev.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
-    ev.add_argument("--limit", type=_positive_int, help="use at most N samples")
-    ev.add_argument("--threads", type=_positive_int, help="runtime threads per model")
+    _add_run_options(ev)
     ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
-    ev.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     _add_outputs(ev)
 
     bench = sub.add_parser(
@@ -161,11 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-drop", type=_non_negative_float, default=0.01,
         help="largest acceptable drop: 0.01 = 1 accuracy point, or 1%% more MAE",
     )  # fmt: skip
-    cmp.add_argument("--task", choices=["classification", "regression"])
-    cmp.add_argument("--batch-size", type=_positive_int, default=32)
-    cmp.add_argument("--limit", type=_positive_int)
-    cmp.add_argument("--threads", type=_positive_int)
-    cmp.add_argument("--no-bench", action="store_true", help="skip latency and memory")
+    _add_run_options(cmp)
     cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
     _add_outputs(cmp)
 

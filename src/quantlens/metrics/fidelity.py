@@ -39,6 +39,7 @@ class FidelityState:
     class_axis: bool | None = None  # None until the first update
     top1_agree: int = 0
     sum_kl: float = 0.0
+    scores: bool = True  # read (N, C) outputs as class scores (top-1 agreement, KL)
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> FidelityState:
         """Add one batch of (N, ...) reference and candidate outputs; returns the new state."""
@@ -47,7 +48,7 @@ class FidelityState:
         r, c = flat(ref), flat(cand)
         err = c - r
         sq = err * err
-        classes = has_class_axis(ref)
+        classes = self.scores and has_class_axis(ref)
         state = replace(
             self,
             samples=self.samples + r.shape[0],
@@ -84,6 +85,7 @@ class FidelityState:
             class_axis=self.class_axis and other.class_axis,
             top1_agree=self.top1_agree + other.top1_agree,
             sum_kl=self.sum_kl + other.sum_kl,
+            scores=self.scores,
         )
 
     def result(self) -> dict[str, float]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from quantlens.metrics.kernels import cosine_per_sample, flat, sqnr_db
+from quantlens.metrics.fidelity import FidelityState
+from quantlens.metrics.kernels import sqnr_db
 
 #: Channel SQNRs are clipped to ±SQNR_CAP_DB in summaries; identical tensors are +inf.
 SQNR_CAP_DB = 100.0
@@ -20,15 +21,13 @@ class TensorErrorState:
     the failure tensor-wide SQNR hides: one wide channel whose scale crushes all the others.
     """
 
-    samples: int = 0
-    elements: int = 0
-    sum_sq_err: float = 0.0
-    sum_abs_err: float = 0.0
-    max_abs_err: float = 0.0
-    sum_ref_sq: float = 0.0
-    sum_cosine: float = 0.0
+    tensor: FidelityState = field(default_factory=lambda: FidelityState(scores=False))
     channel_ref_sq: np.ndarray | None = field(default=None, repr=False)
     channel_sq_err: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def samples(self) -> int:
+        return self.tensor.samples
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> TensorErrorState:
         """Add one batch of (N, ..., C) float and dequantized values; returns the new state."""
@@ -38,17 +37,10 @@ class TensorErrorState:
         channels = r.shape[-1] if r.ndim > 1 else 1
         ch_ref = (r * r).reshape(-1, channels).sum(axis=0)
         ch_err = (err * err).reshape(-1, channels).sum(axis=0)
-        return replace(
-            self,
-            samples=self.samples + r.shape[0],
-            elements=self.elements + r.size,
-            sum_sq_err=self.sum_sq_err + float(ch_err.sum()),
-            sum_abs_err=self.sum_abs_err + float(np.abs(err).sum()),
-            max_abs_err=max(self.max_abs_err, float(np.abs(err).max(initial=0.0))),
-            sum_ref_sq=self.sum_ref_sq + float(ch_ref.sum()),
-            sum_cosine=self.sum_cosine + float(cosine_per_sample(flat(r), flat(c)).sum()),
-            channel_ref_sq=ch_ref if self.channel_ref_sq is None else self.channel_ref_sq + ch_ref,
-            channel_sq_err=ch_err if self.channel_sq_err is None else self.channel_sq_err + ch_err,
+        return TensorErrorState(
+            self.tensor.update(r, c),
+            ch_ref if self.channel_ref_sq is None else self.channel_ref_sq + ch_ref,
+            ch_err if self.channel_sq_err is None else self.channel_sq_err + ch_err,
         )
 
     def merge(self, other: TensorErrorState) -> TensorErrorState:
@@ -59,13 +51,7 @@ class TensorErrorState:
             return other
         assert self.channel_sq_err is not None and other.channel_sq_err is not None
         return TensorErrorState(
-            self.samples + other.samples,
-            self.elements + other.elements,
-            self.sum_sq_err + other.sum_sq_err,
-            self.sum_abs_err + other.sum_abs_err,
-            max(self.max_abs_err, other.max_abs_err),
-            self.sum_ref_sq + other.sum_ref_sq,
-            self.sum_cosine + other.sum_cosine,
+            self.tensor.merge(other.tensor),
             self.channel_ref_sq + other.channel_ref_sq,
             self.channel_sq_err + other.channel_sq_err,
         )
@@ -80,22 +66,13 @@ class TensorErrorState:
         )  # fmt: skip
 
     def result(self, scale: float | None = None) -> dict[str, float]:
-        """mse, mae, max_abs_error, sqnr_db, cosine_similarity, channel_sqnr_median_db and
-        channel_sqnr_worst_db (clipped to ±SQNR_CAP_DB); rmse_over_scale for a quantized
-        tensor (≈ 0.29 when its only error is rounding to its scale)."""
-        if self.samples == 0:
-            raise ValueError("no samples were accumulated")
-        mse = self.sum_sq_err / self.elements
+        """The tensor-wide fidelity metrics, channel_sqnr_median_db and channel_sqnr_worst_db
+        (clipped to ±SQNR_CAP_DB), and rmse_over_scale for a quantized tensor (≈ 0.29 when
+        its only error is rounding to its scale)."""
+        out = self.tensor.result()
         channels = np.clip(self.channel_sqnr_db(), -SQNR_CAP_DB, SQNR_CAP_DB)
-        out = {
-            "mse": mse,
-            "mae": self.sum_abs_err / self.elements,
-            "max_abs_error": self.max_abs_err,
-            "sqnr_db": sqnr_db(self.sum_ref_sq, self.sum_sq_err),
-            "cosine_similarity": self.sum_cosine / self.samples,
-            "channel_sqnr_median_db": float(np.median(channels)) if channels.size else SQNR_CAP_DB,
-            "channel_sqnr_worst_db": float(channels.min()) if channels.size else SQNR_CAP_DB,
-        }
+        out["channel_sqnr_median_db"] = float(np.median(channels)) if channels.size else SQNR_CAP_DB
+        out["channel_sqnr_worst_db"] = float(channels.min()) if channels.size else SQNR_CAP_DB
         if scale:
-            out["rmse_over_scale"] = float(np.sqrt(mse) / scale)
+            out["rmse_over_scale"] = out["rmse"] / scale
         return out

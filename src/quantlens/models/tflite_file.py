@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
@@ -42,22 +43,36 @@ def _opcode_names(model: Any) -> list[str]:
     return codes
 
 
-def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
-    """Count ops by type and weight elements by dtype in a .tflite flatbuffer.
-
-    Raises:
-        ModelLoadError: the bytes are not a TFLite flatbuffer.
-    """
+def _open(data: bytes, path: str) -> tuple[Any, list[str], dict[int, str]]:
+    """The flatbuffer's root, its op type names, and the tensor type names."""
     from ai_edge_litert import schema_py_generated as schema
 
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(
             f"{path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
         )
-    types = _enum_names(schema.TensorType)
     try:
         model = schema.Model.GetRootAs(data, 0)
-        codes = _opcode_names(model)
+        return model, _opcode_names(model), _enum_names(schema.TensorType)
+    except (IndexError, ValueError, TypeError, struct.error) as exc:
+        raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
+
+
+def _is_constant(model: Any, tensor: Any) -> bool:
+    """The tensor holds data in the file (a weight, a bias, a shape)."""
+    b = tensor.Buffer()
+    buf = model.Buffers(b) if 0 < b < model.BuffersLength() else None
+    return buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
+
+
+def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
+    """Count ops by type and weight elements by dtype in a .tflite flatbuffer.
+
+    Raises:
+        ModelLoadError: the bytes are not a TFLite flatbuffer.
+    """
+    model, codes, types = _open(data, path)
+    try:
         op_counts: Counter[str] = Counter()
         weights: Counter[str] = Counter()
         activations: Counter[str] = Counter()
@@ -68,16 +83,14 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
             for t in range(sg.TensorsLength()):
                 tensor = sg.Tensors(t)
                 dtype = types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
-                b = tensor.Buffer()
-                buf = model.Buffers(b) if 0 < b < model.BuffersLength() else None
-                if buf is None or (buf.DataLength() == 0 and buf.Size() == 0):
+                if not _is_constant(model, tensor):
                     activations[dtype] += 1
                     continue
                 n = 1
                 for d in range(tensor.ShapeLength()):
                     n *= max(tensor.Shape(d), 1)
                 weights[dtype] += n
-    except (IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (IndexError, ValueError, TypeError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
     custom_ops = tuple(sorted(c.split(":", 1)[1] for c in set(codes) if c.startswith("CUSTOM:")))
     return TfliteContents(dict(op_counts), dict(weights), dict(activations), custom_ops)
@@ -120,23 +133,13 @@ def read_graph(data: bytes, path: str) -> Graph:
     Raises:
         ModelLoadError: the bytes are not a readable TFLite model.
     """
-    from ai_edge_litert import schema_py_generated as schema
-
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelLoadError(
-            f"{path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
-        )
-    types = _enum_names(schema.TensorType)
+    model, codes, types = _open(data, path)
     try:
-        model = schema.Model.GetRootAs(data, 0)
-        codes = _opcode_names(model)
         sg = model.Subgraphs(0)
         tensors = []
         for t in range(sg.TensorsLength()):
             tensor = sg.Tensors(t)
-            b = tensor.Buffer()
-            buf = model.Buffers(b) if 0 < b < model.BuffersLength() else None
-            constant = buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
+            constant = _is_constant(model, tensor)
             name = tensor.Name().decode(errors="replace") if tensor.Name() else ""
             shape = tuple(int(tensor.Shape(d)) for d in range(tensor.ShapeLength()))
             dtype = types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
@@ -154,6 +157,6 @@ def read_graph(data: bytes, path: str) -> Graph:
             )
         inputs = tuple(int(sg.Inputs(i)) for i in range(sg.InputsLength()))
         outputs = tuple(int(sg.Outputs(i)) for i in range(sg.OutputsLength()))
-    except (IndexError, ValueError, TypeError) as exc:
+    except (IndexError, ValueError, TypeError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
     return Graph(tuple(graph_ops), tuple(tensors), inputs, outputs)
