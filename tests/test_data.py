@@ -106,9 +106,9 @@ def test_empty_missing_and_unknown_sources(tmp_path) -> None:
         load_dataset(iter(())).bind(IMAGE)
     with pytest.raises(DataError, match="data not found"):
         load_dataset(tmp_path / "nope.npz")
-    (tmp_path / "d.csv").write_text("1,2\n")
+    (tmp_path / "d.txt").write_text("1,2\n")
     with pytest.raises(DataError, match="unknown data type"):
-        load_dataset(tmp_path / "d.csv")
+        load_dataset(tmp_path / "d.txt")
 
 
 def test_nonfinite_inputs_are_refused_unless_allowed() -> None:

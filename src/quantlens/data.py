@@ -7,11 +7,9 @@ inputs before anything runs and yields :class:`Batch` es whose inputs are in the
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,17 @@ import numpy as np
 
 from quantlens.errors import DataError, require
 from quantlens.models.base import TensorSpec
-
-LABEL_KEYS = ("y", "label", "labels")
+from quantlens.sources import (
+    ArraySource,
+    CsvSource,
+    ImageFolderSource,
+    ImageSpec,
+    Inputs,
+    IterableSource,
+    NpySource,
+    NpzSource,
+    split_labels,
+)
 
 #: The built-in samples: name -> (description, loader). Each has a fixed test split.
 BUILTIN_TEST_FRACTION = 0.25
@@ -36,10 +43,6 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
-
-
-# A chunk before binding: inputs positional (list) or by name (dict), plus optional labels.
-Inputs = list[np.ndarray] | dict[str, np.ndarray]
 
 
 def _sklearn_split(x: np.ndarray, y: np.ndarray, split: str, stratify: bool) -> tuple[Any, Any]:
@@ -81,15 +84,24 @@ class Dataset:
     tell without reading it (an iterable).
     """
 
-    def __init__(
-        self,
-        source: str,
-        chunks: Callable[[], Iterable[tuple[Inputs, np.ndarray | None]]],
-        num_samples: int | None,
-    ) -> None:
+    def __init__(self, source: str, reader: Any) -> None:
         self.source = source
-        self._chunks = chunks
-        self.num_samples = num_samples
+        self.reader = reader  # a quantlens.sources source: picklable, shardable when sized
+
+    @property
+    def num_samples(self) -> int | None:
+        return self.reader.num_samples
+
+    def shards(self, n: int, limit: int | None = None) -> list[Dataset] | None:
+        """Up to ``n`` contiguous shards of the first ``limit`` samples (None: cannot shard)."""
+        total = self.num_samples
+        if total is None or not hasattr(self.reader, "shard"):
+            return None
+        total = min(total, limit) if limit is not None else total
+        n = max(1, min(n, total))
+        bounds = [round(k * total / n) for k in range(n + 1)]
+        return [Dataset(self.source, self.reader.shard(a, b))
+                for a, b in pairwise(bounds) if b > a]  # fmt: skip
 
     def bind(
         self,
@@ -111,7 +123,7 @@ class Dataset:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if limit is not None and limit < 1:
             raise DataError(f"limit must be at least 1, got {limit}")
-        stream = iter(self._chunks())
+        stream = iter(self.reader.chunks())
         first = next(stream, None)
         if first is None:
             raise DataError(f"the data set {self.source} is empty; give at least one sample")
@@ -265,9 +277,7 @@ def _rebatch(
 
 
 def _split_labels(mapping: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    inputs = {k: v for k, v in mapping.items() if k not in LABEL_KEYS}
-    label_keys = [k for k in LABEL_KEYS if k in mapping]
-    labels = mapping[label_keys[0]] if label_keys else None
+    inputs, labels = split_labels(dict(mapping))
     if "x" in inputs and len(inputs) == 1:
         return {"x": inputs["x"]}, labels
     return inputs, labels
@@ -301,29 +311,18 @@ def _from_arrays(source: str, inputs: Inputs, labels: np.ndarray | None) -> Data
         raise DataError(f"the data set {source} is empty; give at least one sample")
     if labels is not None and len(labels) != n:
         raise DataError(f"{source} has {len(labels)} labels for {n} samples; give one per sample")
-    return Dataset(source, lambda: [(inputs, labels)], n)
+    return Dataset(source, ArraySource(inputs, labels))
 
 
-# What NumPy and zipfile raise on a file that is not what its name says.
-_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
-def _from_npz(path: Path) -> Dataset:
-    try:
-        npz = np.load(path, allow_pickle=False)
-        arrays = {k: npz[k] for k in npz.files}
-    except _UNREADABLE as exc:
-        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from exc
-    inputs, labels = _split_labels(arrays)
-    return _from_arrays(str(path), inputs, labels)
-
-
-def _from_npy(path: Path) -> Dataset:
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except _UNREADABLE as exc:
-        raise DataError(f"cannot read {path} as .npy ({exc}); save it with numpy.save") from exc
-    return _from_arrays(str(path), [x], None)
+def _from_file(reader: Any, source: str) -> Dataset:
+    """A file source, with the same checks as for arrays (read lazily: only the first chunk)."""
+    if reader.num_samples == 0:
+        raise DataError(f"the data set {source} is empty; give at least one sample")
+    _, labels = next(iter(reader.chunks()))
+    if labels is not None and isinstance(reader, NpzSource) and len(labels) != reader.num_samples:
+        n = reader.num_samples
+        raise DataError(f"{source} has {len(labels)} labels for {n} samples; give one per sample")
+    return Dataset(source, reader)
 
 
 def _from_builtin(source: str) -> Dataset:
@@ -335,13 +334,18 @@ def _from_builtin(source: str) -> Dataset:
     return _from_arrays(source if split == "train" else name, [x], y)
 
 
-def load_dataset(source: Any, labels: Any = None) -> Dataset:
+def load_dataset(
+    source: Any, labels: Any = None, *, preprocess: str = "", label_column: str | None = None
+) -> Dataset:
     """Make a :class:`Dataset` from a file, a built-in sample, arrays or an iterable.
 
     Args:
         source: one of
             - a path to ``.npz`` (arrays ``x`` and optional ``y``, or one array per model
-              input name plus ``y``) or ``.npy`` (inputs only, memory-mapped);
+              input name plus ``y``; memory-mapped when saved uncompressed) or ``.npy``
+              (inputs only, memory-mapped);
+            - a ``.csv`` with a header: numeric feature columns and a label column;
+            - a folder with one subfolder of images per class (decoded with Pillow);
             - ``"digits"`` or ``"diabetes"``: scikit-learn's samples, test split (25%,
               ``random_state=0``, stratified for digits); append ``:train`` for the rest;
             - a NumPy array of inputs, a list of arrays (one per input), or a dict by name;
@@ -350,6 +354,9 @@ def load_dataset(source: Any, labels: Any = None) -> Dataset:
               ``tf.data.Dataset`` of those;
             - a :class:`Dataset` (returned as is).
         labels: labels for array inputs, when not given inside ``source``.
+        preprocess: for image folders, a :class:`quantlens.sources.ImageSpec` string, e.g.
+            ``size=224x224,scale=1/255,mean=0.485:0.456:0.406,std=0.229:0.224:0.225``.
+        label_column: for CSV, the label column (default: ``label``, ``y`` or ``target``).
 
     Raises:
         DataError: the source does not exist, cannot be read, or is empty.
@@ -364,11 +371,18 @@ def load_dataset(source: Any, labels: Any = None) -> Dataset:
         if not path.exists():
             names = ", ".join(BUILTINS)
             raise DataError(f"data not found: {path} (give a .npz or .npy file, or one of {names})")
+        if path.is_dir():
+            return _from_file(ImageFolderSource.open(path, ImageSpec.parse(preprocess)), text)
         if path.suffix == ".npz":
-            return _from_npz(path)
+            return _from_file(NpzSource.open(path), text)
         if path.suffix == ".npy":
-            return _from_npy(path)
-        raise DataError(f"unknown data type '{path.suffix}' for {path}; give a .npz or .npy file")
+            return _from_file(NpySource.open(path), text)
+        if path.suffix == ".csv":
+            return _from_file(CsvSource.open(path, label_column), text)
+        raise DataError(
+            f"unknown data type '{path.suffix}' for {path}; give a .npz, .npy or .csv file, "
+            "or a folder of class subfolders of images"
+        )
     if isinstance(source, np.ndarray):
         return _from_arrays("array", [source], None if labels is None else np.asarray(labels))
     if isinstance(source, tuple) and len(source) == 2 and labels is None:
@@ -378,9 +392,11 @@ def load_dataset(source: Any, labels: Any = None) -> Dataset:
         inputs, _ = _element(source)
         return _from_arrays("arrays", inputs, None if labels is None else np.asarray(labels))
     if hasattr(source, "as_numpy_iterator"):  # tf.data.Dataset
-        return Dataset("tf.data.Dataset", lambda: map(_element, source.as_numpy_iterator()), None)
+        return Dataset(
+            "tf.data.Dataset", IterableSource(lambda: map(_element, source.as_numpy_iterator()))
+        )
     if isinstance(source, Iterable):
-        return Dataset("iterable", lambda: map(_element, source), None)
+        return Dataset("iterable", IterableSource(lambda: map(_element, source)))
     raise DataError(f"cannot read data from a {type(source).__name__}; see load_dataset's doc")
 
 

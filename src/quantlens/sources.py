@@ -1,0 +1,343 @@
+"""Where samples come from: arrays, memory-mapped .npy/.npz, image folders, CSV, iterables.
+
+Each source yields chunks of ``(inputs, labels)`` and, when it knows its size, can be cut into
+shards that other processes open by themselves (sources are small and picklable: they hold
+paths and ranges, never the data of a file). Memory does not grow with the size of the set.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlens.errors import DataError, require
+
+Inputs = list[np.ndarray] | dict[str, np.ndarray]
+Chunk = tuple[Inputs, np.ndarray | None]
+LABEL_KEYS = ("y", "label", "labels")
+CHUNK = 256  # samples decoded at a time for images and CSV
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+# What NumPy and zipfile raise on a file that is not what its name says.
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def split_labels(mapping: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Inputs by name, and the labels array when one of LABEL_KEYS holds it."""
+    inputs = {k: v for k, v in mapping.items() if k not in LABEL_KEYS}
+    label_keys = [k for k in LABEL_KEYS if k in mapping]
+    return inputs, (mapping[label_keys[0]] if label_keys else None)
+
+
+def _cut(arrays: Inputs, start: int, stop: int) -> Inputs:
+    if isinstance(arrays, dict):
+        return {k: v[start:stop] for k, v in arrays.items()}
+    return [a[start:stop] for a in arrays]
+
+
+@dataclass(frozen=True)
+class ArraySource:
+    """Arrays already in memory (or memory-mapped), one per input, plus optional labels."""
+
+    inputs: Inputs
+    labels: np.ndarray | None
+    start: int = 0
+    stop: int | None = None
+
+    @property
+    def num_samples(self) -> int:
+        first = (
+            next(iter(self.inputs.values())) if isinstance(self.inputs, dict) else self.inputs[0]
+        )
+        return (len(first) if self.stop is None else self.stop) - self.start
+
+    def chunks(self) -> Iterator[Chunk]:
+        stop = self.start + self.num_samples
+        labels = None if self.labels is None else self.labels[self.start : stop]
+        yield _cut(self.inputs, self.start, stop), labels
+
+    def shard(self, start: int, stop: int) -> ArraySource:
+        return replace(self, start=self.start + start, stop=self.start + stop)
+
+
+def _npz_member(path: Path, name: str) -> np.ndarray:
+    """One array of an .npz: memory-mapped when stored uncompressed (numpy.savez), read
+    whole when compressed (numpy.savez_compressed: a zip member cannot be mapped)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name + ".npy")
+        if info.compress_type == zipfile.ZIP_STORED:
+            with path.open("rb") as f:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                name_len = int.from_bytes(local[26:28], "little")
+                extra_len = int.from_bytes(local[28:30], "little")
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                major, _ = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, fortran, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise ValueError("object arrays (pickles) are not loaded")
+                offset = f.tell()
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                             order="F" if fortran else "C")  # fmt: skip
+        with zf.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+
+
+@dataclass(frozen=True)
+class NpzSource:
+    """An .npz file: arrays ``x`` and optional ``y``, or one array per input name plus ``y``."""
+
+    path: Path
+    start: int = 0
+    stop: int | None = None
+    total: int = 0
+
+    @classmethod
+    def open(cls, path: Path) -> NpzSource:
+        source = cls(path)
+        inputs, _ = source._arrays()
+        arrays = list(inputs.values())
+        if not arrays:
+            raise DataError(f"{path} holds no input arrays; save at least one (x=...)")
+        return replace(source, total=int(arrays[0].shape[0]) if arrays[0].ndim else 0)
+
+    def _arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                names = [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
+            arrays = {n: _npz_member(self.path, n) for n in names}
+        except UNREADABLE as exc:
+            raise DataError(
+                f"cannot read {self.path} as .npz ({exc}); save it with numpy.savez"
+            ) from exc
+        return split_labels(arrays)
+
+    @property
+    def num_samples(self) -> int:
+        return (self.total if self.stop is None else self.stop) - self.start
+
+    def chunks(self) -> Iterator[Chunk]:
+        inputs, labels = self._arrays()
+        yield from ArraySource(inputs, labels, self.start, self.start + self.num_samples).chunks()
+
+    def shard(self, start: int, stop: int) -> NpzSource:
+        return replace(self, start=self.start + start, stop=self.start + stop)
+
+
+@dataclass(frozen=True)
+class NpySource:
+    """An .npy file of inputs, memory-mapped."""
+
+    path: Path
+    start: int = 0
+    stop: int | None = None
+    total: int = 0
+
+    @classmethod
+    def open(cls, path: Path) -> NpySource:
+        return replace(cls(path), total=int(cls(path)._array().shape[0]))
+
+    def _array(self) -> np.ndarray:
+        try:
+            array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except UNREADABLE as exc:
+            raise DataError(
+                f"cannot read {self.path} as .npy ({exc}); save it with numpy.save"
+            ) from exc
+        if array.ndim == 0:
+            raise DataError(f"{self.path} holds a scalar; save one sample per row")
+        return array
+
+    @property
+    def num_samples(self) -> int:
+        return (self.total if self.stop is None else self.stop) - self.start
+
+    def chunks(self) -> Iterator[Chunk]:
+        yield from ArraySource(
+            [self._array()], None, self.start, self.start + self.num_samples
+        ).chunks()
+
+    def shard(self, start: int, stop: int) -> NpySource:
+        return replace(self, start=self.start + start, stop=self.start + stop)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How images become model inputs: ``size`` (width, height), ``scale`` applied to 0..255
+    pixel values, then ``(x − mean) / std`` per channel, ``channels`` order (rgb, bgr or l),
+    ``layout`` nhwc or nchw."""
+
+    size: tuple[int, int] = (224, 224)
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    channels: str = "rgb"
+    layout: str = "nhwc"
+
+    @classmethod
+    def parse(cls, text: str) -> ImageSpec:
+        """Read ``size=224x224,scale=0.00392,mean=0.485:0.456:0.406,std=...,channels=rgb,
+        layout=nchw`` (any subset; the rest keeps its default)."""
+        spec: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = part.partition("=")
+            try:
+                if key == "size":
+                    w, _, h = value.lower().partition("x")
+                    spec["size"] = (int(w), int(h or w))
+                elif key == "scale":
+                    num, _, den = value.partition("/")
+                    spec["scale"] = float(num) / float(den or 1)
+                elif key in ("mean", "std"):
+                    spec[key] = tuple(float(v) for v in value.split(":"))
+                elif value in {"channels": ("rgb", "bgr", "l"), "layout": ("nhwc", "nchw")}.get(
+                    key, ()
+                ):
+                    spec[key] = value
+                else:
+                    raise ValueError(key)
+            except ValueError:
+                raise DataError(
+                    f"cannot read '{part}' in the preprocessing spec; use size=WxH, scale=1/255, "
+                    "mean=a:b:c, std=a:b:c, channels=rgb|bgr|l, layout=nhwc|nchw"
+                ) from None
+        return cls(**spec)
+
+    def apply(self, image: Any) -> np.ndarray:
+        """One PIL image to a float32 (H, W, C) or (C, H, W) array."""
+        image = image.convert("L" if self.channels == "l" else "RGB").resize(self.size)
+        x: np.ndarray = np.asarray(image, dtype=np.float32)
+        x = x[..., None] if x.ndim == 2 else x
+        if self.channels == "bgr":
+            x = x[..., ::-1]
+        x = (x * self.scale - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1) if self.layout == "nchw" else x)
+
+
+@dataclass(frozen=True)
+class ImageFolderSource:
+    """A folder with one subfolder of images per class (sorted names give class indices)."""
+
+    root: Path
+    spec: ImageSpec
+    files: tuple[tuple[str, int], ...] = field(repr=False, default=())
+    classes: tuple[str, ...] = ()
+
+    @classmethod
+    def open(cls, root: Path, spec: ImageSpec) -> ImageFolderSource:
+        classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
+        files = tuple(
+            (str(f), k)
+            for k, c in enumerate(classes)
+            for f in sorted((root / c).iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not classes:
+            raise DataError(f"{root} has no class subfolders; put each class's images in one")
+        return cls(root, spec, files, classes)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.files)
+
+    def chunks(self) -> Iterator[Chunk]:
+        pil = require("PIL.Image", "datasets", "reading image folders")
+        for start in range(0, len(self.files), CHUNK):
+            part = self.files[start : start + CHUNK]
+            images = []
+            for path, _ in part:
+                try:
+                    with pil.open(path) as im:
+                        images.append(self.spec.apply(im))
+                except OSError as exc:
+                    raise DataError(f"cannot read image {path} ({exc}); remove or fix it") from exc
+            yield [np.stack(images)], np.array([k for _, k in part], dtype=np.int64)
+
+    def shard(self, start: int, stop: int) -> ImageFolderSource:
+        return replace(self, files=self.files[start:stop])
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """A CSV file with a header: every numeric column but the label column is a feature."""
+
+    path: Path
+    label_column: str | None
+    start: int = 0
+    stop: int | None = None
+    total: int = 0
+
+    @classmethod
+    def open(cls, path: Path, label_column: str | None = None) -> CsvSource:
+        try:
+            with path.open(newline="") as f:
+                header = next(csv.reader(f), None)
+                total = sum(1 for _ in f)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read {path} as CSV ({exc})") from exc
+        if not header:
+            raise DataError(f"{path} has no header row; name the columns in the first line")
+        if label_column is None:
+            label_column = next((c for c in ("label", "y", "target") if c in header), None)
+        elif label_column not in header:
+            raise DataError(f"{path} has no column '{label_column}' (columns: {', '.join(header)})")
+        return cls(path, label_column, total=total)
+
+    @property
+    def num_samples(self) -> int:
+        return (self.total if self.stop is None else self.stop) - self.start
+
+    def chunks(self) -> Iterator[Chunk]:
+        with self.path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            label_at = header.index(self.label_column) if self.label_column else None
+            features = [i for i in range(len(header)) if i != label_at]
+            rows: list[list[str]] = []
+            for n, row in enumerate(reader):
+                if n < self.start:
+                    continue
+                if n >= self.start + self.num_samples:
+                    break
+                rows.append(row)
+                if len(rows) == CHUNK:
+                    yield self._chunk(rows, features, label_at, n)
+                    rows = []
+            if rows:
+                yield self._chunk(rows, features, label_at, self.start + self.num_samples)
+
+    def _chunk(self, rows: list[list[str]], features: list[int], label_at: int | None,
+               line: int) -> Chunk:  # fmt: skip
+        try:
+            x = np.array([[float(r[i]) for i in features] for r in rows], dtype=np.float32)
+            y = None if label_at is None else np.array([float(r[label_at]) for r in rows])
+        except (ValueError, IndexError) as exc:
+            raise DataError(
+                f"{self.path} near line {line + 2}: {exc}; every feature must be a number"
+            ) from exc
+        if y is not None and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        return [x], y
+
+    def shard(self, start: int, stop: int) -> CsvSource:
+        return replace(self, start=self.start + start, stop=self.start + stop)
+
+
+@dataclass(frozen=True)
+class IterableSource:
+    """Any iterable of samples or batches (or a tf.data.Dataset): read once, never sharded."""
+
+    make: Callable[[], Iterable[Chunk]]
+    num_samples: None = None
+
+    def chunks(self) -> Iterable[Chunk]:
+        return self.make()
