@@ -43,3 +43,22 @@ def conv_net(out_dir: Path, size: int = 96, int8: bool = False) -> Path:
     path = out_dir / f"convnet{size}_{'int8' if int8 else 'float'}.tflite"
     path.write_bytes(data)
     return path
+
+
+def mlp(out_dir: Path, width: int = 1024, depth: int = 4, features: int = 64) -> Path:
+    """A deep float MLP (random weights): milliseconds of compute on a tiny input."""
+    from quantlens._quiet import captured_output
+    from quantlens.models.keras import import_tensorflow
+
+    tf = import_tensorflow("building the benchmark models")
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((features,))]
+    layers += [keras.layers.Dense(width, activation="relu") for _ in range(depth)]
+    layers.append(keras.layers.Dense(10))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Sequential(layers))
+    with captured_output():
+        data = converter.convert()
+    path = out_dir / f"mlp{width}x{depth}.tflite"
+    path.write_bytes(data)
+    return path

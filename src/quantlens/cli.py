@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user error (printed on one line, no traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -63,6 +64,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=_positive_int, help="use at most N samples")
     parser.add_argument("--threads", type=_positive_int, help="runtime threads per model")
     parser.add_argument("--no-bench", action="store_true", help="skip latency and memory")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=os.cpu_count() or 1,
+        help="worker processes (default: the number of cores; at least 512 samples each)",
+    )  # fmt: skip
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="where workers run (default: local processes)")  # fmt: skip
+    parser.add_argument("--ray-address", help="an existing Ray cluster (default: start one)")
+    parser.add_argument(
+        "--preprocess", default="", metavar="SPEC",
+        help="image folders: size=WxH,scale=1/255,mean=a:b:c,std=a:b:c,channels,layout",
+    )  # fmt: skip
+    parser.add_argument("--label-column", help="CSV: the label column (default: label, y, target)")
 
 
 def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
@@ -254,7 +267,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from quantlens.report.console import delayed_progress, make_console, print_evaluation
 
     gates = _gates(args)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, preprocess=args.preprocess, label_column=args.label_column)
     total = dataset.num_samples
     if total is not None and args.limit is not None:
         total = min(total, args.limit)
@@ -270,6 +283,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             num_threads=args.threads,
             allow_nonfinite=args.allow_nonfinite,
             bench=not args.no_bench,
+            workers=args.workers,
+            engine=args.engine,
+            ray_address=args.ray_address,
             progress=advance,
         )
     print_evaluation(result, console)
@@ -327,17 +343,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.model is None or args.data is None:
         raise ConfigError("give a MODEL and --data SOURCE (or --demo)")
     from quantlens.compare import compare
+    from quantlens.data import load_dataset
     from quantlens.report.console import delayed_progress, print_compare
 
     gates = _gates(args)
     console = make_console()
     status_console = make_console(stderr=True)
     with delayed_progress(None, "evaluating", status_console) as advance:
+        data = args.data
+        if args.preprocess or args.label_column:
+            data = load_dataset(data, preprocess=args.preprocess, label_column=args.label_column)
         result = compare(
-            args.model, args.data, modes=args.modes, calibration=args.calibration,
+            args.model, data, modes=args.modes, calibration=args.calibration,
             calibration_samples=args.calibration_samples, max_drop=args.max_drop,
             out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
-            num_threads=args.threads, bench=not args.no_bench, progress=advance,
+            num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
+            engine=args.engine, ray_address=args.ray_address, progress=advance,
             status=lambda text: status_console.print(text, style="dim")
             if status_console.is_terminal
             else None,

@@ -150,6 +150,9 @@ def compare(
     limit: int | None = None,
     num_threads: int | None = None,
     bench: bool = True,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
@@ -164,6 +167,7 @@ def compare(
         max_drop: the largest acceptable drop (0.01: one accuracy point, or 1% more MAE).
         out_dir: where the variants are written (a temporary directory when ``None``).
         bench: measure latency (the speed-up is against the float ``.tflite``).
+        workers, engine, ray_address: where the evaluation runs (see :func:`evaluate`).
         status: called with a line of text before each stage.
 
     Returns:
@@ -194,7 +198,8 @@ def compare(
             status("evaluating and benchmarking every variant…")
         result = evaluate(
             src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
-            limit=limit, num_threads=num_threads, bench=bench, progress=progress,
+            limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
+            ray_address=ray_address, progress=progress,
         )  # fmt: skip
     by_path = {v.path: v for v in made.variants}
     models = [result.models[0]] + [

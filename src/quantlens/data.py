@@ -315,13 +315,9 @@ def _from_arrays(source: str, inputs: Inputs, labels: np.ndarray | None) -> Data
 
 
 def _from_file(reader: Any, source: str) -> Dataset:
-    """A file source, with the same checks as for arrays (read lazily: only the first chunk)."""
+    """A file source (read lazily: opening reads headers, not data)."""
     if reader.num_samples == 0:
         raise DataError(f"the data set {source} is empty; give at least one sample")
-    _, labels = next(iter(reader.chunks()))
-    if labels is not None and isinstance(reader, NpzSource) and len(labels) != reader.num_samples:
-        n = reader.num_samples
-        raise DataError(f"{source} has {len(labels)} labels for {n} samples; give one per sample")
     return Dataset(source, reader)
 
 

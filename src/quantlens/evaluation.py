@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from quantlens.data import load_dataset
+from quantlens.data import Dataset, load_dataset
 from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
-from quantlens.models.base import Model, TensorSpec, load_model
+from quantlens.models.base import Model, TensorSpec, load_model, models_trusted
 from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
@@ -25,6 +26,8 @@ from quantlens.results import (
 )
 
 TASKS = ("classification", "regression")
+SHARDS_PER_WORKER = 4  # more shards than workers: balanced load and a moving progress bar
+MIN_SAMPLES_PER_WORKER = 512
 DEFAULT_BATCH_SIZE = 32
 
 TaskState = ClassificationState | RegressionState
@@ -111,15 +114,110 @@ def _new_task_state(task: str, output: np.ndarray) -> TaskState:
 
 
 @dataclass
-class _Run:
-    """One model's accumulators during a run."""
+class RunState:
+    """One model's accumulators over the samples a shard saw (picklable, mergeable)."""
 
-    model: Model
-    inputs_order: list[int]  # candidate input i takes reference input inputs_order[i]
-    outputs_order: list[int]  # reference output j matches candidate output outputs_order[j]
     task: TaskState | None = None
     fidelity: list[FidelityState] | None = None
     nonfinite: int = 0  # samples with NaN or inf in any output, left out of the metrics
+
+    def merge(self, other: RunState) -> RunState:
+        """This shard's samples, then the other's."""
+        task = other.task if self.task is None else (
+            self.task if other.task is None else self.task.merge(other.task)  # type: ignore[arg-type]
+        )  # fmt: skip
+        fidelity = None
+        if self.fidelity is not None and other.fidelity is not None:
+            fidelity = [a.merge(b) for a, b in zip(self.fidelity, other.fidelity, strict=True)]
+        return RunState(
+            task, fidelity or self.fidelity or other.fidelity, self.nonfinite + other.nonfinite
+        )
+
+
+@dataclass
+class ShardOutcome:
+    """What one shard of the data produced: every model's state, in the models' order."""
+
+    samples: int
+    task: str | None
+    states: list[RunState]
+    first_sample: list[np.ndarray]
+
+    def merge(self, other: ShardOutcome) -> ShardOutcome:
+        return ShardOutcome(
+            self.samples + other.samples,
+            self.task or other.task,
+            [a.merge(b) for a, b in zip(self.states, other.states, strict=True)],
+            self.first_sample or other.first_sample,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs to evaluate a shard by itself (picklable)."""
+
+    paths: tuple[str, ...]  # the reference first
+    task: str | None
+    batch_size: int
+    num_threads: int | None
+    allow_nonfinite: bool
+    trusted: bool = False
+
+
+def wire(models: Sequence[Model]) -> list[tuple[list[int], list[int]]]:
+    """Per model: (reference input feeding each of its inputs, its output matching each
+    reference output)."""
+    ref = models[0]
+    wiring = [(list(range(len(ref.inputs))), list(range(len(ref.outputs))))]
+    for c in models[1:]:
+        wiring.append((feed_order(ref.inputs, c.inputs, c.name),
+                       match_tensors(ref.outputs, c.outputs, "output", c.name)))  # fmt: skip
+    return wiring
+
+
+def run_shard(
+    models: Sequence[Model], dataset: Dataset, plan: Plan, *, limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ShardOutcome:  # fmt: skip
+    """Run every model on one shard of the data and accumulate their metric states."""
+    ref = models[0]
+    wiring = wire(models)
+    states = [RunState(fidelity=None if i == 0 else [FidelityState() for _ in ref.outputs])
+              for i in range(len(models))]  # fmt: skip
+    resolved_task: str | None = None
+    samples = 0
+    first_sample: list[np.ndarray] = []
+    for batch in dataset.bind(
+        ref.inputs, batch_size=plan.batch_size, limit=limit, allow_nonfinite=plan.allow_nonfinite
+    ):
+        ref_out: list[np.ndarray] = []
+        ref_ok = np.ones(len(batch), dtype=bool)
+        for model, (ins, outs_order), st in zip(models, wiring, states, strict=True):
+            raw = model.predict([batch.inputs[i] for i in ins])
+            outs = [raw[j] for j in outs_order]
+            ok = finite_rows(outs)
+            st.nonfinite += int((~ok).sum())
+            if model is ref:
+                ref_out, ref_ok = outs, ok
+                if resolved_task is None:
+                    resolved_task = infer_task(batch.labels, outs[0], plan.task)
+            if st.fidelity is not None:
+                both = ok & ref_ok
+                st.fidelity = [
+                    _update_fidelity(f, r[both], o[both], model.name, spec.name)
+                    if both.any() else f
+                    for f, r, o, spec in zip(st.fidelity, ref_out, outs, ref.outputs, strict=True)
+                ]  # fmt: skip
+            if resolved_task != "none" and batch.labels is not None:
+                if st.task is None:
+                    st.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
+                st.task = st.task.update(batch.labels, outs[0], ok)
+        if not first_sample:
+            first_sample = [x[:1] for x in batch.inputs]
+        samples += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return ShardOutcome(samples, resolved_task, states, first_sample)
 
 
 def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
@@ -148,6 +246,9 @@ def evaluate(
     num_threads: int | None = None,
     allow_nonfinite: bool = False,
     bench: bool = False,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
@@ -164,6 +265,12 @@ def evaluate(
         allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
         bench: also measure each model's latency (batch of 1, the data's first sample),
             throughput, peak memory and compressed size, as :func:`quantlens.benchmark`.
+        workers: split the data into shards run by this many worker processes (each with
+            its own interpreters; threads per interpreter default to cores / workers) and
+            merge their metric states; 1 runs inline.
+        engine: ``"local"`` (a process pool) or ``"ray"`` (a Ray cluster; local when
+            ``ray_address`` is None), used when ``workers > 1``.
+        ray_address: the address of an existing Ray cluster.
         progress: called with the number of samples after each batch.
 
     Returns:
@@ -173,63 +280,58 @@ def evaluate(
     Raises:
         QuantlensError: a model or the data cannot be loaded, or they do not fit each other.
     """
-    ref = _as_model(reference, num_threads)
-    cands = [_as_model(c, num_threads) for c in candidates]
     dataset = load_dataset(data, labels)
-    runs = [_Run(ref, list(range(len(ref.inputs))), list(range(len(ref.outputs))))]
-    for c in cands:
-        in_order = feed_order(ref.inputs, c.inputs, c.name)
-        out_order = match_tensors(ref.outputs, c.outputs, "output", c.name)
-        runs.append(_Run(c, in_order, out_order, fidelity=[FidelityState() for _ in ref.outputs]))
+    workers = _useful_workers(workers, dataset.num_samples, limit)
+    shards = dataset.shards(workers * SHARDS_PER_WORKER, limit) if workers > 1 else None
+    if workers > 1 and shards is None:
+        raise ConfigError("--workers needs data of known size (a file or arrays); "
+                          "an iterable or tf.data.Dataset runs with one worker")  # fmt: skip
+    threads = num_threads
+    if shards is not None and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
+    models = [_as_model(m, threads) for m in (reference, *candidates)]
+    wire(models)  # refuse mismatched models before any work
+    plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
+                models_trusted())  # fmt: skip
+    if shards is None:
+        outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
+    else:
+        from quantlens.engine import run_shards
 
-    resolved_task: str | None = None
-    samples = 0
-    first_sample: list[np.ndarray] = []
-    for batch in dataset.bind(
-        ref.inputs, batch_size=batch_size, limit=limit, allow_nonfinite=allow_nonfinite
-    ):
-        ref_out: list[np.ndarray] = []
-        ref_ok = np.ones(len(batch), dtype=bool)
-        for run in runs:
-            raw = run.model.predict([batch.inputs[i] for i in run.inputs_order])
-            outs = [raw[j] for j in run.outputs_order]
-            ok = finite_rows(outs)
-            run.nonfinite += int((~ok).sum())
-            if run.model is ref:
-                ref_out, ref_ok = outs, ok
-                if resolved_task is None:
-                    resolved_task = infer_task(batch.labels, outs[0], task)
-            if run.fidelity is not None:
-                both = ok & ref_ok
-                run.fidelity = [
-                    _update_fidelity(st, r[both], o[both], run.model.name, spec.name)
-                    if both.any() else st
-                    for st, r, o, spec in zip(run.fidelity, ref_out, outs, ref.outputs, strict=True)
-                ]  # fmt: skip
-            if resolved_task != "none" and batch.labels is not None:
-                if run.task is None:
-                    run.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
-                run.task = run.task.update(batch.labels, outs[0], ok)
-        if not first_sample:
-            first_sample = [x[:1] for x in batch.inputs]
-        samples += len(batch)
-        if progress is not None:
-            progress(len(batch))
-
-    if samples == 0:
+        parts = run_shards(plan, shards, engine=engine, workers=workers,
+                           ray_address=ray_address, progress=progress)  # fmt: skip
+        outcome = functools.reduce(ShardOutcome.merge, parts)
+    if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
-    names = _unique_names([r.model for r in runs])
-    perf = _performance([r.model for r in runs], first_sample, num_threads) if bench else None
-    models = tuple(
-        _model_result(run, name, runs[0], perf[i] if perf else None)
-        for i, (run, name) in enumerate(zip(runs, names, strict=True))
+    names = _unique_names(models)
+    perf = _performance(models, outcome.first_sample, threads) if bench else None
+    results = tuple(
+        _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None)
+        for i, (m, st, name) in enumerate(zip(models, outcome.states, names, strict=True))
     )
     return EvaluationResult(
-        dataset=DatasetSummary(dataset.source, samples, resolved_task or "none"),
+        dataset=DatasetSummary(dataset.source, outcome.samples, outcome.task or "none"),
         reference=names[0],
-        models=models,
-        settings={"batch_size": batch_size, "limit": limit, "num_threads": num_threads},
+        models=results,
+        settings={
+            "batch_size": batch_size,
+            "limit": limit,
+            "num_threads": threads,
+            "workers": workers if shards else 1,
+            "engine": engine if shards else "inline",
+        },
     )
+
+
+def _useful_workers(workers: int, samples: int | None, limit: int | None) -> int:
+    """No more workers than the data keeps busy: a worker needs MIN_SAMPLES_PER_WORKER
+    samples to repay its start-up (a process, its imports and its models)."""
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if samples is None:
+        return workers
+    n = min(samples, limit) if limit is not None else samples
+    return max(1, min(workers, n // MIN_SAMPLES_PER_WORKER))
 
 
 def finite_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -279,11 +381,10 @@ def _performance(
 
 
 def _model_result(
-    run: _Run, name: str, ref_run: _Run, performance: Performance | None
-) -> ModelResult:
-    m = run.model
-    ref = ref_run.model
-    is_reference = run is ref_run
+    m: Model, run: RunState, name: str, ref: Model, ref_run: RunState,
+    performance: Performance | None,
+) -> ModelResult:  # fmt: skip
+    is_reference = m is ref
     both = run.task is not None and ref_run.task is not None
     paired_stats = paired(ref_run.task, run.task) if both and not is_reference else None  # type: ignore[arg-type]
     fidelity = (

@@ -23,6 +23,8 @@ Inputs = list[np.ndarray] | dict[str, np.ndarray]
 Chunk = tuple[Inputs, np.ndarray | None]
 LABEL_KEYS = ("y", "label", "labels")
 CHUNK = 256  # samples decoded at a time for images and CSV
+ROWS_PER_READ = 4096  # samples read at a time from .npy/.npz files...
+BYTES_PER_READ = 64 * 2**20  # ...and at most this many bytes
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # What NumPy and zipfile raise on a file that is not what its name says.
@@ -36,10 +38,30 @@ def split_labels(mapping: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return inputs, (mapping[label_keys[0]] if label_keys else None)
 
 
-def _cut(arrays: Inputs, start: int, stop: int) -> Inputs:
-    if isinstance(arrays, dict):
-        return {k: v[start:stop] for k, v in arrays.items()}
-    return [a[start:stop] for a in arrays]
+def rows_per_read(arrays: Iterable[np.ndarray]) -> int:
+    """How many samples one read takes: ROWS_PER_READ, fewer for large samples."""
+    widest = max(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in arrays)
+    return max(1, min(ROWS_PER_READ, BYTES_PER_READ // max(widest, 1)))
+
+
+def read_rows(array: np.ndarray, start: int, stop: int, rows: int) -> Iterator[np.ndarray]:
+    """Rows ``start:stop`` of an array, in copies of ``rows`` rows (the last may be fewer).
+
+    For a memory-mapped C-order array the rows are read with plain file reads, so the pages
+    read do not stay resident in the process (a mapping's pages would: memory would grow with
+    the size of the set).
+    """
+    filename = getattr(array, "filename", None) if array.flags.c_contiguous else None
+    offset = int(getattr(array, "offset", 0))
+    row_items = int(np.prod(array.shape[1:], dtype=np.int64))
+    for a in range(start, stop, rows):
+        b = min(a + rows, stop)
+        if filename:
+            flat = np.fromfile(filename, dtype=array.dtype, count=(b - a) * row_items,
+                               offset=offset + a * row_items * array.dtype.itemsize)  # fmt: skip
+            yield flat.reshape(b - a, *array.shape[1:])
+        else:
+            yield np.asarray(array[a:b])
 
 
 @dataclass(frozen=True)
@@ -60,8 +82,16 @@ class ArraySource:
 
     def chunks(self) -> Iterator[Chunk]:
         stop = self.start + self.num_samples
-        labels = None if self.labels is None else self.labels[self.start : stop]
-        yield _cut(self.inputs, self.start, stop), labels
+        names = list(self.inputs) if isinstance(self.inputs, dict) else None
+        arrays = list(self.inputs.values()) if isinstance(self.inputs, dict) else self.inputs
+        rows = rows_per_read(arrays)
+        readers = [read_rows(a, self.start, stop, rows) for a in arrays]
+        if self.labels is not None:
+            readers.append(read_rows(np.asarray(self.labels), self.start, stop, rows))
+        for parts in zip(*readers, strict=True):
+            inputs = list(parts[: len(arrays)])
+            y = parts[-1] if self.labels is not None else None
+            yield (dict(zip(names, inputs, strict=True)) if names else inputs), y
 
     def shard(self, start: int, stop: int) -> ArraySource:
         return replace(self, start=self.start + start, stop=self.start + stop)
@@ -104,11 +134,15 @@ class NpzSource:
     @classmethod
     def open(cls, path: Path) -> NpzSource:
         source = cls(path)
-        inputs, _ = source._arrays()
+        inputs, labels = source._arrays()
         arrays = list(inputs.values())
         if not arrays:
             raise DataError(f"{path} holds no input arrays; save at least one (x=...)")
-        return replace(source, total=int(arrays[0].shape[0]) if arrays[0].ndim else 0)
+        total = int(arrays[0].shape[0]) if arrays[0].ndim else 0
+        if labels is not None and (labels.ndim == 0 or len(labels) != total):
+            got = len(labels) if labels.ndim else 0
+            raise DataError(f"{path} has {got} labels for {total} samples; give one per sample")
+        return replace(source, total=total)
 
     def _arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         try:

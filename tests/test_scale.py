@@ -1,0 +1,124 @@
+"""Streaming sources and engines: the same report inline, in a process pool and on Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import quantlens
+from quantlens.data import load_dataset
+from quantlens.models.base import TensorSpec
+from quantlens.sources import CHUNK, ROWS_PER_READ, CsvSource, ImageSpec, NpzSource
+
+IMAGE = [TensorSpec("image", (None, 8, 8, 1), "float32")]
+
+
+@pytest.fixture(scope="module")
+def big_digits(digits_split):
+    x, y = digits_split[2], digits_split[3]
+    return np.concatenate([x] * 3), np.concatenate([y] * 3)  # 1350 samples: two workers
+
+
+def _same(a, b) -> None:
+    for ma, mb in zip(a.models, b.models, strict=True):
+        assert ma.nonfinite_outputs == mb.nonfinite_outputs
+        assert ma.task_metrics == pytest.approx(mb.task_metrics, rel=1e-12)
+        if ma.fidelity:
+            assert ma.fidelity == pytest.approx(mb.fidelity, rel=1e-9)
+        if ma.paired:
+            assert ma.paired["flips"] == mb.paired["flips"]
+            assert ma.paired["accuracy_delta"] == mb.paired["accuracy_delta"]
+    assert a.dataset == b.dataset
+
+
+def test_process_pool_equals_inline(digits_models, big_digits) -> None:
+    args = (digits_models["float"], [digits_models["int8io"], digits_models["int8"]], big_digits)
+    inline = quantlens.evaluate(*args)
+    pooled = quantlens.evaluate(*args, workers=2)
+    assert inline.settings["engine"] == "inline" and pooled.settings["workers"] == 2
+    _same(inline, pooled)
+
+
+def test_ray_equals_inline(digits_models, big_digits) -> None:
+    pytest.importorskip("ray")
+    args = (digits_models["float"], [digits_models["int8io"]], big_digits)
+    inline = quantlens.evaluate(*args)
+    on_ray = quantlens.evaluate(*args, workers=2, engine="ray")
+    assert on_ray.settings["engine"] == "ray"
+    _same(inline, on_ray)
+
+
+def test_small_sets_and_iterables_stay_inline(digits_models, digits_split) -> None:
+    result = quantlens.evaluate(
+        digits_models["float"], [digits_models["int8io"]], "digits", workers=4
+    )
+    assert result.settings["workers"] == 1  # 450 samples do not repay a worker's start-up
+    samples = [(digits_split[2][i], digits_split[3][i]) for i in range(20)]
+    with pytest.raises(quantlens.QuantlensError, match="known size"):
+        quantlens.evaluate(digits_models["float"], [digits_models["int8io"]], iter(samples * 60),
+                           workers=2)  # fmt: skip
+
+
+def test_npz_is_memory_mapped_and_read_lazily(tmp_path, digits_split) -> None:
+    x, y = digits_split[2], digits_split[3]
+    np.savez(tmp_path / "plain.npz", x=x, y=y)
+    np.savez_compressed(tmp_path / "packed.npz", x=x, y=y)
+    plain = NpzSource.open(tmp_path / "plain.npz")
+    inputs, _ = plain._arrays()
+    assert isinstance(inputs["x"], np.memmap)  # opening reads nothing but the headers
+    big = np.concatenate([x] * 20)  # 9,000 samples: read in pieces of ROWS_PER_READ
+    np.savez(tmp_path / "big.npz", x=big)
+    sizes = [len(c[0]["x"]) for c in NpzSource.open(tmp_path / "big.npz").chunks()]
+    assert sizes == [ROWS_PER_READ, ROWS_PER_READ, len(big) - 2 * ROWS_PER_READ]
+    for name in ("plain.npz", "packed.npz"):
+        ds = load_dataset(tmp_path / name)
+        got = np.concatenate([b.inputs[0] for b in ds.bind(IMAGE, batch_size=100)])
+        np.testing.assert_array_equal(got, x)
+    shards = load_dataset(tmp_path / "plain.npz").shards(3)
+    assert [s.num_samples for s in shards] == [150, 150, 150]
+    got = np.concatenate([b.labels for s in shards for b in s.bind(IMAGE, batch_size=64)])
+    np.testing.assert_array_equal(got, y)
+
+
+def test_csv_streams_in_chunks(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(CHUNK * 2 + 7, 3)).round(4).astype(np.float32)
+    y = rng.integers(0, 3, len(x))
+    lines = ["a,b,label,c"] + [f"{r[0]},{r[1]},{t},{r[2]}" for r, t in zip(x, y, strict=True)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    source = CsvSource.open(tmp_path / "d.csv")
+    sizes = [len(chunk[1]) for chunk in source.chunks()]
+    assert sizes == [CHUNK, CHUNK, 7]
+    ds = load_dataset(tmp_path / "d.csv")
+    spec = [TensorSpec("x", (None, 3), "float32")]
+    batches = list(ds.bind(spec, batch_size=100))
+    np.testing.assert_allclose(np.concatenate([b.inputs[0] for b in batches]), x, rtol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), y)
+    shard = ds.shards(2)[1]
+    first = next(iter(shard.bind(spec, batch_size=5)))
+    np.testing.assert_allclose(first.inputs[0], x[len(x) - shard.num_samples :][:5], rtol=1e-6)
+
+
+def test_image_folder_with_a_preprocessing_spec(tmp_path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for k in range(3):
+            img = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+            Image.fromarray(img).save(tmp_path / cls / f"{k}.png")
+            pixels[(cls, k)] = img
+    spec = "size=12x10,scale=1/255,mean=0.5:0.5:0.5,std=0.25:0.25:0.25,channels=bgr,layout=nchw"
+    ds = load_dataset(tmp_path, preprocess=spec)
+    assert ds.num_samples == 6
+    (batch,) = ds.bind([TensorSpec("img", (None, 3, 10, 12), "float32")], batch_size=6)
+    np.testing.assert_array_equal(batch.labels, [0, 0, 0, 1, 1, 1])
+    expected = (pixels[("dog", 1)][..., ::-1] / 255.0 - 0.5) / 0.25
+    np.testing.assert_allclose(
+        batch.inputs[0][4], expected.transpose(2, 0, 1), rtol=1e-5, atol=1e-6
+    )
+    assert ImageSpec.parse("size=32") == ImageSpec(size=(32, 32))
+    with pytest.raises(quantlens.QuantlensError, match="preprocessing spec"):
+        ImageSpec.parse("sise=32")
