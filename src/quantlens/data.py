@@ -131,7 +131,9 @@ class Dataset:
         first_batch = _arrange(first, order, specs, self.source)
         _check_fits(first_batch, specs, self.source)
         rest = (_arrange(c, order, specs, self.source) for c in stream)
-        return _rebatch(chain([first_batch], rest), batch_size, limit, self.source, allow_nonfinite)
+        offset = int(getattr(self.reader, "start", 0))  # a shard's first sample in the set
+        return _rebatch(chain([first_batch], rest), batch_size, limit, self.source,
+                        allow_nonfinite, offset)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Dataset({self.source!r}, num_samples={self.num_samples})"
@@ -247,8 +249,9 @@ def _concat(parts: list[Batch]) -> Batch:
 
 
 def _rebatch(
-    batches: Iterator[Batch], size: int, limit: int | None, source: str, allow_nonfinite: bool
-) -> Iterator[Batch]:
+    batches: Iterator[Batch], size: int, limit: int | None, source: str, allow_nonfinite: bool,
+    offset: int = 0,
+) -> Iterator[Batch]:  # fmt: skip
     """Cut or join incoming chunks into batches of exactly ``size`` (the last may be smaller)."""
     pending: list[Batch] = []
     have = 0  # samples in pending
@@ -264,7 +267,7 @@ def _rebatch(
             pending, have = ([rest] if len(rest) else []), have - size
             out = _slice(joined, 0, size)
             if not allow_nonfinite:
-                _check_finite(out, seen, source)
+                _check_finite(out, offset + seen, source)
             seen += size
             yield out
         if limit is not None and seen + have >= limit:
@@ -272,7 +275,7 @@ def _rebatch(
     if have:
         out = _concat(pending)
         if not allow_nonfinite:
-            _check_finite(out, seen, source)
+            _check_finite(out, offset + seen, source)
         yield out
 
 

@@ -31,6 +31,10 @@ class ConversionError(QuantlensError):
     """A model could not be converted or quantized in the requested mode."""
 
 
+class WorkerDiedError(QuantlensError):
+    """A worker process or Ray task died before finishing its shard."""
+
+
 class MissingDependencyError(QuantlensError):
     """An optional dependency needed for this request is not installed."""
 

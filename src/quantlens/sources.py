@@ -265,6 +265,7 @@ class ImageFolderSource:
     spec: ImageSpec
     files: tuple[tuple[str, int], ...] = field(repr=False, default=())
     classes: tuple[str, ...] = ()
+    start: int = 0  # this shard's first image in the whole folder
 
     @classmethod
     def open(cls, root: Path, spec: ImageSpec) -> ImageFolderSource:
@@ -297,7 +298,7 @@ class ImageFolderSource:
             yield [np.stack(images)], np.array([k for _, k in part], dtype=np.int64)
 
     def shard(self, start: int, stop: int) -> ImageFolderSource:
-        return replace(self, files=self.files[start:stop])
+        return replace(self, files=self.files[start:stop], start=self.start + start)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from quantlens.engine import shard_task
+from quantlens.errors import WorkerDiedError
 
 
 def run_pool(plan: Any, shards: Sequence[Any], workers: int,
@@ -17,8 +19,15 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(shard_task, plan, shard) for shard in shards]
         outcomes = []
-        for future in futures:  # in order: the merge keeps samples in the data's order
-            outcome = future.result()
+        for k, future in enumerate(futures):  # in order: the merge keeps the data's order
+            try:
+                outcome = future.result()
+            except BrokenProcessPool as exc:
+                raise WorkerDiedError(
+                    f"a worker process died while evaluating shard {k + 1} of {len(shards)} "
+                    f"({k} had finished); no report was written — run with --workers 1 to "
+                    "see what failed"
+                ) from exc
             if progress is not None:
                 progress(outcome.samples)
             outcomes.append(outcome)

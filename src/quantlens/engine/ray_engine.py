@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from quantlens.engine import shard_task
-from quantlens.errors import ConfigError, require
+from quantlens.errors import ConfigError, QuantlensError, WorkerDiedError, require
 
 LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,8 +33,19 @@ def run_ray(plan: Any, shards: Sequence[Any], workers: int, address: str | None,
         task = ray.remote(num_cpus=1)(shard_task)
         refs = [task.remote(plan, shard) for shard in shards]
         outcomes = []
-        for ref in refs:
-            outcome = ray.get(ref)
+        for k, ref in enumerate(refs):
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # our own error, raised in a task
+                cause = exc.as_instanceof_cause()
+                if isinstance(cause, QuantlensError):
+                    raise cause from None
+                raise
+            except ray.exceptions.RayError as exc:  # a worker or node that died
+                raise WorkerDiedError(
+                    f"a Ray worker failed while evaluating shard {k + 1} of {len(shards)} "
+                    f"({k} had finished): {type(exc).__name__}; no report was written"
+                ) from exc
             if progress is not None:
                 progress(outcome.samples)
             outcomes.append(outcome)
