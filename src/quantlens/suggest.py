@@ -3,7 +3,8 @@
 Candidates are the ops that add the most error in a diagnosis. Each is first tried alone in
 float (one-at-a-time sensitivity); then layers are added to the keep-in-float set in order
 of that sensitivity, the model rebuilt and re-measured after each step, until the drop is
-within the budget. Every step's metric, size and latency is measured, not estimated.
+within the budget; a layer that does not lower the drop is put back. Every step's metric,
+size and latency is measured, not estimated.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Step:
     metric: float
     drop: float
     size_bytes: int
+    accepted: bool = True  # False: it did not lower the drop, so the search went on without it
     p50_ms: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,27 +176,30 @@ def suggest(
     value = _metric(base, budget_metric)
     steps = [Step(0, [], str(base_path), value, _drop(value, ref_value, budget_metric),
                   base.size_bytes)]  # fmt: skip
-    keep: list[str] = []
+    best = steps[0]
     for k in order:
-        if within(steps[-1].drop, max_drop):
+        if within(best.drop, max_drop):
             break
-        new = [n for n in unit(candidates[k]) if n not in keep]
-        if not new:
+        trial = best.kept_in_float + [n for n in unit(candidates[k]) if n not in best.kept_in_float]
+        if trial == best.kept_in_float:
             continue
-        keep += new
         if status:
-            status(f"step {len(steps)}: keeping {len(keep)} layer(s) in float…")
-        path, res = measure(list(keep), f"step{len(steps)}")
+            status(f"step {len(steps)}: keeping {len(trial)} layer(s) in float…")
+        path, res = measure(trial, f"step{len(steps)}")
         value = _metric(res, budget_metric)
-        steps.append(Step(len(steps), list(keep), str(path), value,
-                          _drop(value, ref_value, budget_metric), res.size_bytes))  # fmt: skip
+        step = Step(len(steps), trial, str(path), value, _drop(value, ref_value, budget_metric),
+                    res.size_bytes, accepted=False)  # fmt: skip
+        steps.append(step)
+        if step.drop < best.drop:  # a layer that does not help goes back to quantized
+            step.accepted = True
+            best = step
     if status:
         status("benchmarking every step against the float model…")
     paths = [str(float_model)] + [s.path for s in steps]
     bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
     for s, e in zip(steps, bench.results[1:], strict=True):
         s.p50_ms = e.latency_ms["p50"]
-    final = steps[-1]
+    final = best
     chosen = out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}.tflite"
     chosen.write_bytes(Path(final.path).read_bytes())
     by_name: dict[str, dict[str, Any]] = {}

@@ -431,10 +431,12 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
                   human_size(s["float_size_bytes"]), f"{s['float_p50_ms']:.4g}", "")  # fmt: skip
     for st in s["steps"]:
         kept = ", ".join(_short(n, 28) for n in st["kept_in_float"][-1:])
+        put_back = "" if st.get("accepted", True) else " [dim](no gain: put back)[/]"
         steps.add_row(
             str(st["step"]),
             (f"+ {kept}" if kept else "nothing")
-            + (f" ({len(st['kept_in_float'])})" if kept else ""),
+            + (f" ({len(st['kept_in_float'])})" if kept else "")
+            + put_back,
             f"{st['metric']:.4f}" if acc else f"{st['metric']:.1f}",
             f"{st['drop']:.4f}",
             human_size(st["size_bytes"]),
