@@ -62,7 +62,12 @@ def _import_runtime(path: str) -> None:
         import ai_edge_litert.interpreter
         import ai_edge_litert.schema_py_generated  # noqa: F401
 
-        import quantlens.models.litert  # noqa: F401
+        import quantlens.models.litert
+    elif path.endswith(".onnx"):
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        import quantlens.models.onnx  # noqa: F401
     else:
         from quantlens.models.keras import import_tensorflow
 
