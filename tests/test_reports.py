@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import quantlens
 from quantlens.cli import main
 from quantlens.diff import diff_reports
 from quantlens.errors import ConfigError
@@ -247,3 +248,20 @@ def test_diff_marks_regressions(capsys, tmp_path) -> None:
     code = main(["diff", str(tmp_path / "old.json"), str(tmp_path / "old.json"), "--fail-on",
                  "accuracy_drop>0.001"])  # fmt: skip
     assert code == 1
+
+
+def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
+    from quantlens.results import QuantizeResult
+
+    ev = evaluation()
+    assert EvaluationResult.from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
+    b = bench()
+    assert BenchResult.from_dict(json.loads(json.dumps(b.to_dict()))) == b
+    diag = quantlens.diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=32)
+    again = DiagnosisResult.from_dict(json.loads(json.dumps(diag.to_dict(), allow_nan=False)))
+    assert again.to_dict() == diag.to_dict()
+    assert [o["error_added_db"] for o in again.ops] == [o["error_added_db"] for o in diag.ops]
+    variant = {"mode": "int8", "settings": {"tool": "x"}, "path": "p", "size_bytes": 3}
+    manifest = {"schema": "quantlens.quantize/1", "source": "m.keras",
+                "calibration": {"source": "digits:train", "samples": 200}, "variants": [variant]}  # fmt: skip
+    assert QuantizeResult.from_dict(manifest).to_dict() == manifest

@@ -35,6 +35,20 @@ def encode_tree(obj: Any) -> Any:
     return obj
 
 
+_NON_FINITE = {"inf", "-inf", "nan"}
+
+
+def decode_tree(obj: Any) -> Any:
+    """The inverse of :func:`encode_tree`: 'inf', '-inf' and 'nan' strings back to floats."""
+    if isinstance(obj, str) and obj in _NON_FINITE:
+        return float(obj)
+    if isinstance(obj, Mapping):
+        return {k: decode_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_tree(v) for v in obj]
+    return obj
+
+
 def decode_number(x: float | str) -> float:
     """The inverse of :func:`encode_number`."""
     return float(x)
@@ -156,7 +170,7 @@ class ModelResult:
             fidelity=_decode(d.get("fidelity")),
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
             performance=Performance.from_dict(d),
-            paired=d.get("paired"),
+            paired=decode_tree(d.get("paired")),
             quantization=d.get("quantization"),
             nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
         )
@@ -433,3 +447,24 @@ class DiagnosisResult:
             "unmatched": self.unmatched,
             **({"suggestion": encode_tree(self.suggestion)} if self.suggestion else {}),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DiagnosisResult:
+        """Read a report written by :meth:`to_dict`."""
+        if d.get("schema") != DIAGNOSIS_SCHEMA:
+            raise QuantlensError(
+                f"not a quantlens diagnosis (schema {d.get('schema')!r}, expected "
+                f"{DIAGNOSIS_SCHEMA!r})"
+            )
+        return cls(
+            float_path=d["float_model"],
+            quant_path=d["quantized_model"],
+            samples=int(d["samples"]),
+            note=d["note"],
+            end_to_end={k: _decode(v) or {} for k, v in d["end_to_end"].items()},
+            tensors=tuple(decode_tree(t) for t in d["tensors"]),
+            ops=tuple(decode_tree(o) for o in d["ops"]),
+            weights=tuple(decode_tree(w) for w in d["weights"]),
+            unmatched=dict(d["unmatched"]),
+            suggestion=decode_tree(d["suggestion"]) if d.get("suggestion") else None,
+        )
