@@ -262,6 +262,7 @@ def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
     assert again.to_dict() == diag.to_dict()
     assert [o["error_added_db"] for o in again.ops] == [o["error_added_db"] for o in diag.ops]
     variant = {"mode": "int8", "settings": {"tool": "x"}, "path": "p", "size_bytes": 3}
+    calibration = {"source": "digits:train", "samples": 200}
     manifest = {"schema": "quantlens.quantize/1", "source": "m.keras",
-                "calibration": {"source": "digits:train", "samples": 200}, "variants": [variant]}  # fmt: skip
+                "calibration": calibration, "variants": [variant]}  # fmt: skip
     assert QuantizeResult.from_dict(manifest).to_dict() == manifest
