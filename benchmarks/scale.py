@@ -102,8 +102,9 @@ def main() -> None:
 
         bare = bare_loop(path, x)
         ours = timed(lambda: quantlens.evaluate(model, [], (x, y), batch_size=BATCH))
+        rates = f"bare {n / bare:,.0f} samples/s, evaluate {n / ours:,.0f}"
         print(f"1. harness: evaluate throughput / bare invoke loop = {bare / ours:.3f} "
-              f"(bare {n / bare:,.0f} samples/s, evaluate {n / ours:,.0f}; target >= 0.9)")  # fmt: skip
+              f"({rates}; target >= 0.9)")  # fmt: skip
         seed = seed_loop(path, x, y)
         print(f"2. seed's loop: evaluate is {seed / ours:.2f}x as fast "
               f"(seed {n / seed:,.0f} samples/s with tf.keras.metrics updates)")  # fmt: skip
