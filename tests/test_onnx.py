@@ -195,3 +195,40 @@ def test_random_bytes_are_not_an_onnx_model(tmp_path) -> None:
     (tmp_path / "junk.onnx").write_bytes(RNG.integers(0, 256, 2048, dtype=np.uint8).tobytes())
     with pytest.raises(ModelLoadError, match="not a valid ONNX model"):
         quantlens.load_model(tmp_path / "junk.onnx")
+
+
+def test_nchw_onnx_against_nhwc_tflite_with_a_layout(tf, convert, tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(3, 3, 3, 8)).astype(np.float32)  # Keras: kh, kw, cin, cout
+    bias = rng.normal(size=8).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(kernel.transpose(3, 2, 0, 1).copy(), "W"),
+         numpy_helper.from_array(bias, "B")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "conv.onnx")
+    keras = tf.keras
+    inp = keras.Input((16, 16, 3), name="x")
+    conv = keras.layers.Conv2D(8, 3, activation="relu")
+    out = keras.layers.GlobalAveragePooling2D()(conv(inp))
+    km = keras.Model(inp, out)
+    conv.set_weights([kernel, bias])
+    (tmp_path / "conv.tflite").write_bytes(convert(km))
+    x = rng.normal(size=(40, 3, 16, 16)).astype(np.float32)  # the data is NCHW
+    with pytest.raises(quantlens.QuantlensError, match="per-sample shape"):
+        quantlens.evaluate(tmp_path / "conv.onnx", [tmp_path / "conv.tflite"], x)
+    result = quantlens.evaluate(tmp_path / "conv.onnx", [tmp_path / "conv.tflite"], x,
+                                layout="nchw", bench=True)  # fmt: skip
+    assert result.models[1].fidelity["sqnr_db"] > 80
+    assert not result.models[1].performance.warnings or all(
+        "probe" not in w for w in result.models[1].performance.warnings
+    )

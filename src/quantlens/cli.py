@@ -76,6 +76,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="image folders: size=WxH,scale=1/255,mean=a:b:c,std=a:b:c,channels,layout",
     )  # fmt: skip
     parser.add_argument("--label-column", help="CSV: the label column (default: label, y, target)")
+    parser.add_argument(
+        "--layout", choices=["nhwc", "nchw"],
+        help="the data's image layout; models laid out the other way get transposed inputs",
+    )  # fmt: skip
 
 
 def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
@@ -286,6 +290,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             workers=args.workers,
             engine=args.engine,
             ray_address=args.ray_address,
+            layout=args.layout,
             progress=advance,
         )
     print_evaluation(result, console)
@@ -358,7 +363,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             calibration_samples=args.calibration_samples, max_drop=args.max_drop,
             out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
             num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
-            engine=args.engine, ray_address=args.ray_address, progress=advance,
+            engine=args.engine, ray_address=args.ray_address, layout=args.layout,
+            progress=advance,
             status=lambda text: status_console.print(text, style="dim")
             if status_console.is_terminal
             else None,

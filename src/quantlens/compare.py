@@ -153,6 +153,7 @@ def compare(
     workers: int = 1,
     engine: str = "local",
     ray_address: str | None = None,
+    layout: str | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
@@ -168,6 +169,7 @@ def compare(
         out_dir: where the variants are written (a temporary directory when ``None``).
         bench: measure latency (the speed-up is against the float ``.tflite``).
         workers, engine, ray_address: where the evaluation runs (see :func:`evaluate`).
+        layout: the data's image layout (see :func:`evaluate`).
         status: called with a line of text before each stage.
 
     Returns:
@@ -199,7 +201,7 @@ def compare(
         result = evaluate(
             src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
             limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
-            ray_address=ray_address, progress=progress,
+            ray_address=ray_address, layout=layout, progress=progress,
         )  # fmt: skip
     by_path = {v.path: v for v in made.variants}
     models = [result.models[0]] + [

@@ -15,6 +15,7 @@ from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
 from quantlens.models.base import Model, TensorSpec, load_model, models_trusted
+from quantlens.models.layout import adapt
 from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
@@ -162,6 +163,7 @@ class Plan:
     num_threads: int | None
     allow_nonfinite: bool
     trusted: bool = False
+    layout: str | None = None  # the data's image layout; models laid out otherwise adapt
 
 
 def wire(models: Sequence[Model]) -> list[tuple[list[int], list[int]]]:
@@ -249,6 +251,7 @@ def evaluate(
     workers: int = 1,
     engine: str = "local",
     ray_address: str | None = None,
+    layout: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
@@ -271,6 +274,9 @@ def evaluate(
         engine: ``"local"`` (a process pool) or ``"ray"`` (a Ray cluster; local when
             ``ray_address`` is None), used when ``workers > 1``.
         ray_address: the address of an existing Ray cluster.
+        layout: the data's image layout, ``"nhwc"`` or ``"nchw"``: a model whose 4-D image
+            inputs are laid out the other way (an ONNX model from PyTorch against a TFLite
+            model from Keras) gets them transposed. ``None``: every model takes the data as is.
         progress: called with the number of samples after each batch.
 
     Returns:
@@ -289,10 +295,10 @@ def evaluate(
     threads = num_threads
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
-    models = [_as_model(m, threads) for m in (reference, *candidates)]
+    models = [adapt(_as_model(m, threads), layout) for m in (reference, *candidates)]
     wire(models)  # refuse mismatched models before any work
     plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
-                models_trusted())  # fmt: skip
+                models_trusted(), layout)  # fmt: skip
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
     else:

@@ -18,6 +18,7 @@ from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
 from quantlens.errors import ConfigError
 from quantlens.models.base import Model, gzip_size, load_model, path_size
+from quantlens.models.layout import Relayout
 from quantlens.results import BenchEntry, BenchResult
 
 DEFAULT_WARMUP_RUNS = 10
@@ -130,7 +131,8 @@ def _bench_config(
     for i, (m, name, s, x) in enumerate(zip(models, names, samples, per_model, strict=True)):
         summary = summarize(s)
         notes = warnings_for(summary, len(s))
-        probe = measure_in_child(m.path, threads, x) if measure_memory else {}
+        own = m.own_layout(x) if isinstance(m, Relayout) else x  # the child loads the file as is
+        probe = measure_in_child(m.path, threads, own) if measure_memory else {}
         if "error" in probe:
             notes.append(probe["error"])
         latency = dict(summary)

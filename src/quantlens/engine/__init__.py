@@ -24,8 +24,11 @@ def shard_task(plan: Any, dataset: Any) -> Any:
     from quantlens.models.base import load_model, trusted_models
 
     if plan not in _MODELS:
+        from quantlens.models.layout import adapt
+
         with trusted_models(plan.trusted):
-            _MODELS[plan] = [load_model(p, num_threads=plan.num_threads) for p in plan.paths]
+            _MODELS[plan] = [adapt(load_model(p, num_threads=plan.num_threads), plan.layout)
+                             for p in plan.paths]  # fmt: skip
     return run_shard(_MODELS[plan], dataset, plan)
 
 
