@@ -1,4 +1,5 @@
-"""``quantlens demo``: train a small CNN on digits, quantize it every way, compare, recommend."""
+"""``quantlens demo``: train a small CNN on digits, quantize it every way, compare, recommend,
+and show where the int8 model's error comes from."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 from quantlens._quiet import captured_output
 from quantlens.compare import compare
 from quantlens.data import _digits
+from quantlens.diagnose import diagnose
 from quantlens.models.keras import import_tensorflow
-from quantlens.report.console import make_console, print_compare
+from quantlens.report.console import make_console, print_compare, print_diagnosis
 from quantlens.report.outputs import write_outputs
 
 SEED = 0
@@ -57,6 +59,11 @@ def run_demo(out: str | Path) -> None:
         result, console, json_path=out_dir / "compare.json", html_path=out_dir / "compare.html",
         markdown_path=out_dir / "compare.md",
     )  # fmt: skip
+    variants = {m.quantization["mode"]: m.path for m in result.models[1:] if m.quantization}
+    with console.status("diagnosing the int8 model layer by layer…"):
+        diagnosis = diagnose(variants["float32"], variants["int8"], "digits", samples=200)
+    print_diagnosis(diagnosis, 5, console)
+    write_outputs(diagnosis, console, html_path=out_dir / "diagnosis.html")
     console.print(f"quantized models in {out_dir}/variants/; open {out_dir}/compare.html")
     console.print(
         f"reproduce: quantlens compare {keras_path} --data digits --out {out_dir}/variants"

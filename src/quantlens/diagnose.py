@@ -41,6 +41,10 @@ ONNX_NOTE = (
 )
 _VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
 _CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
+DATA_MOVEMENT_OPS = {  # TFLite and ONNX ops that only rearrange values
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "Reshape", "Squeeze", "Unsqueeze",
+    "Transpose", "Flatten",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -295,13 +299,16 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any
             "error_added_db": None,
         }
         if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
+            # moving values around changes what the last axis holds, not the error: compare
+            # such ops on tensor-wide SQNR, every other op on the per-channel median
+            key = "sqnr_db" if op.op_type in DATA_MOVEMENT_OPS else "channel_sqnr_median_db"
             ins = [
-                _capped(tensors[i]["channel_sqnr_median_db"])
+                _capped(tensors[i][key])
                 for i in op.inputs
                 if i >= 0 and not qnt.graph.tensors[i].constant and i in tensors
             ]
             worst_in = min(ins) if ins else LOSSLESS_DB
-            out_sqnr = _capped(tensors[out]["channel_sqnr_median_db"])
+            out_sqnr = _capped(tensors[out][key])
             row["error_added_db"] = worst_in - out_sqnr
             row["output_sqnr_db"] = tensors[out]["sqnr_db"]
             row["output_channel_sqnr_median_db"] = tensors[out]["channel_sqnr_median_db"]
