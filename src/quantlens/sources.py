@@ -123,13 +123,26 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class NpzSource:
-    """An .npz file: arrays ``x`` and optional ``y``, or one array per input name plus ``y``."""
+class FileRange:
+    """A file of ``total`` samples, of which this source reads ``start:stop``."""
 
     path: Path
     start: int = 0
     stop: int | None = None
     total: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        return (self.total if self.stop is None else self.stop) - self.start
+
+    def shard(self, start: int, stop: int) -> Any:
+        """Samples ``start:stop`` of this source, as a source of the same kind."""
+        return replace(self, start=self.start + start, stop=self.start + stop)
+
+
+@dataclass(frozen=True)
+class NpzSource(FileRange):
+    """An .npz file: arrays ``x`` and optional ``y``, or one array per input name plus ``y``."""
 
     @classmethod
     def open(cls, path: Path) -> NpzSource:
@@ -155,26 +168,14 @@ class NpzSource:
             ) from exc
         return split_labels(arrays)
 
-    @property
-    def num_samples(self) -> int:
-        return (self.total if self.stop is None else self.stop) - self.start
-
     def chunks(self) -> Iterator[Chunk]:
         inputs, labels = self._arrays()
         yield from ArraySource(inputs, labels, self.start, self.start + self.num_samples).chunks()
 
-    def shard(self, start: int, stop: int) -> NpzSource:
-        return replace(self, start=self.start + start, stop=self.start + stop)
-
 
 @dataclass(frozen=True)
-class NpySource:
-    """An .npy file of inputs, memory-mapped."""
-
-    path: Path
-    start: int = 0
-    stop: int | None = None
-    total: int = 0
+class NpySource(FileRange):
+    """An .npy file of inputs, opened by its header and read in bounded pieces."""
 
     @classmethod
     def open(cls, path: Path) -> NpySource:
@@ -191,17 +192,10 @@ class NpySource:
             raise DataError(f"{self.path} holds a scalar; save one sample per row")
         return array
 
-    @property
-    def num_samples(self) -> int:
-        return (self.total if self.stop is None else self.stop) - self.start
-
     def chunks(self) -> Iterator[Chunk]:
         yield from ArraySource(
             [self._array()], None, self.start, self.start + self.num_samples
         ).chunks()
-
-    def shard(self, start: int, stop: int) -> NpySource:
-        return replace(self, start=self.start + start, stop=self.start + stop)
 
 
 @dataclass(frozen=True)
@@ -302,14 +296,10 @@ class ImageFolderSource:
 
 
 @dataclass(frozen=True)
-class CsvSource:
+class CsvSource(FileRange):
     """A CSV file with a header: every numeric column but the label column is a feature."""
 
-    path: Path
-    label_column: str | None
-    start: int = 0
-    stop: int | None = None
-    total: int = 0
+    label_column: str | None = None
 
     @classmethod
     def open(cls, path: Path, label_column: str | None = None) -> CsvSource:
@@ -325,11 +315,7 @@ class CsvSource:
             label_column = next((c for c in ("label", "y", "target") if c in header), None)
         elif label_column not in header:
             raise DataError(f"{path} has no column '{label_column}' (columns: {', '.join(header)})")
-        return cls(path, label_column, total=total)
-
-    @property
-    def num_samples(self) -> int:
-        return (self.total if self.stop is None else self.stop) - self.start
+        return cls(path, total=total, label_column=label_column)
 
     def chunks(self) -> Iterator[Chunk]:
         with self.path.open(newline="") as f:
@@ -362,9 +348,6 @@ class CsvSource:
         if y is not None and np.all(y == np.round(y)):
             y = y.astype(np.int64)
         return [x], y
-
-    def shard(self, start: int, stop: int) -> CsvSource:
-        return replace(self, start=self.start + start, stop=self.start + stop)
 
 
 @dataclass(frozen=True)
