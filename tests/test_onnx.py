@@ -232,3 +232,23 @@ def test_nchw_onnx_against_nhwc_tflite_with_a_layout(tf, convert, tmp_path) -> N
     assert not result.models[1].performance.warnings or all(
         "probe" not in w for w in result.models[1].performance.warnings
     )
+
+
+def test_suggest_keeps_onnx_nodes_in_float(capsys, tmp_path, onnx_models) -> None:
+    out = tmp_path / "diag.json"
+    code = main(["diagnose", str(onnx_models["float"]), str(onnx_models["qdq"]), "--data",
+                 str(onnx_models["data"]), "--suggest", "--budget-metric", "sqnr", "--max-drop",
+                 "0.001", "--calibration", str(onnx_models["data"]), "--out", str(tmp_path / "o"),
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    s = json.loads(out.read_text())["suggestion"]
+    assert len(s["steps"]) >= 2
+    step = next(st for st in s["steps"][1:] if st["accepted"])
+    kept_nodes = set(step["kept_in_float"])
+    built = onnx.load(step["path"])
+    floats = {i.name for i in built.graph.initializer if i.data_type == TensorProto.FLOAT}
+    weights = {"mm1": "W1", "mm2": "W2", "add1": "B1", "add2": "B2"}
+    for node in built.graph.node:
+        if node.name in kept_nodes:  # a kept node runs in float on its float weight
+            assert weights[node.name] in node.input and weights[node.name] in floats, node.name
+    assert step["drop"] < s["steps"][0]["drop"]

@@ -393,9 +393,6 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         source = Path(args.float_model)
         float_tflite = Path(result.float_path)
     else:
-        if args.suggest and Path(args.float_model).suffix.lower() == ".onnx":
-            raise ConfigError("--suggest works on .tflite and Keras sources; for ONNX, exclude "
-                              "nodes with quantize_static(nodes_to_exclude=...)")  # fmt: skip
         result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
         mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
         source = float_tflite = Path(args.float_model)
@@ -410,17 +407,26 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         build = make_builder(source, mode, calibration, args.calibration_samples,
                              load_model(source).inputs)  # fmt: skip
         float_names = {t["name"]: t["float_name"] for t in result.tensors}
-        by_float = source_kind(source) == "tflite"  # ai-edge-quantizer scopes float names
+        kind = source_kind(source)
         suggestion = suggest(
             result, build, float_tflite, args.data, max_drop=args.max_drop,
             budget_metric=args.budget_metric, out_dir=args.out,
-            name_of=(lambda op: float_names.get(op["output"], op["output"])) if by_float
-            else (lambda op: op["output"]),
+            name_of=_suggest_names(kind, float_names),
             status=lambda text: status.print(text, style="dim") if status.is_terminal else None,
         )  # fmt: skip
         result = dataclasses.replace(result, suggestion=suggestion)
         print_suggestion(suggestion, console)
     return _finish(args, result, console, [])
+
+
+def _suggest_names(kind: str, float_names: dict[str, str]) -> Any:
+    """How the rebuilding tool knows an op: ai-edge-quantizer by the float model's output
+    tensor name, onnxruntime by node name, the TFLite debugger by the output tensor name."""
+    if kind == "tflite":
+        return lambda op: float_names.get(op["output"], op["output"])
+    if kind == "onnx":
+        return lambda op: op.get("node") or op["output"]
+    return lambda op: op["output"]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -297,6 +297,7 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any
             "output": qnt.graph.tensors[out].name if out >= 0 else "",
             "consumers": readers.get(out, []),
             "error_added_db": None,
+            **({"node": op.name} if op.name else {}),
         }
         if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
             # moving values around changes what the last axis holds, not the error: compare
@@ -428,7 +429,15 @@ def diagnose_source(
 
 
 def infer_mode(quant_model: str | os.PathLike[str]) -> str:
-    """The ai-edge-quantizer mode closest to how a .tflite was quantized."""
+    """The quantization mode closest to how a .tflite (ai-edge-quantizer's modes) or an .onnx
+    (onnxruntime's) was quantized."""
+    if Path(quant_model).suffix.lower() == ".onnx":
+        from quantlens.models.onnx import OnnxModel
+
+        ops = OnnxModel(Path(quant_model)).info().op_counts
+        if "QLinearMatMul" in ops or "QLinearConv" in ops:
+            return "int8-qoperator"
+        return "int8" if "QuantizeLinear" in ops else "dynamic"
     info = LiteRTModel(Path(quant_model)).info()
     if info.activation_dtypes.get("int16"):
         return "int16x8"

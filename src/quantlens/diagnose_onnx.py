@@ -84,7 +84,7 @@ class OnnxSide:
         for k, node in enumerate(g.node):
             ins = tuple(idx(n) for n in node.input)
             outs = tuple(idx(n) for n in node.output)
-            ops.append(GraphOp(k, node.op_type, ins, outs))
+            ops.append(GraphOp(k, node.op_type, ins, outs, node.name))
         inputs = tuple(idx(i.name) for i in g.input if i.name not in consts)
         outputs = tuple(idx(o.name) for o in g.output)
         produced_by = {o: op for op in ops for o in op.outputs}

@@ -60,6 +60,16 @@ def make_builder(
     recipe for a float .tflite."""
     names = [s.name for s in input_specs]
     calib = calibration_arrays(calibration, input_specs, calibration_samples)
+    if source_kind(source) == "onnx":
+        from quantlens.quantize.ort import ONNX_MODES, quantize_onnx
+
+        if mode not in ONNX_MODES or mode == "float16":
+            raise ConfigError(f"keeping nodes in float needs an int8 mode for .onnx, not '{mode}'")
+
+        def build_onnx(keep: list[str]) -> bytes:
+            return quantize_onnx(source, mode, calib, names, keep)[0]
+
+        return build_onnx
     if source_kind(source) == "tflite":
         if mode not in AEQ_MODES:
             raise ConfigError(f"mode '{mode}' does not apply to a .tflite source; use one of "
@@ -154,7 +164,7 @@ def suggest(
         return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in _CONVERSIONS]
 
     def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult]:
-        path = work / f"{tag}.tflite"
+        path = work / f"{tag}{Path(float_model).suffix}"
         path.write_bytes(build(keep))
         result = evaluate(float_model, [path], data, task="classification"
                           if budget_metric == "accuracy" else None)  # fmt: skip
@@ -200,7 +210,9 @@ def suggest(
     for s, e in zip(steps, bench.results[1:], strict=True):
         s.p50_ms = e.latency_ms["p50"]
     final = best
-    chosen = out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}.tflite"
+    chosen = (
+        out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}{Path(float_model).suffix}"
+    )
     chosen.write_bytes(Path(final.path).read_bytes())
     by_name: dict[str, dict[str, Any]] = {}
     for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name

@@ -104,6 +104,7 @@ class GraphOp:
     op_type: str
     inputs: tuple[int, ...]  # tensor indices (-1: an optional input left out)
     outputs: tuple[int, ...]
+    name: str = ""  # ONNX nodes have names; TFLite operators do not
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,19 @@ class _Reader:
 
 
 def quantize_onnx(
-    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
-) -> tuple[bytes, dict[str, Any]]:
-    """Quantize a float .onnx in ``mode``; returns the model bytes and the settings used."""
+    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str],
+    keep_in_float: list[str] | None = None,
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+    """Quantize a float .onnx in ``mode``; returns the model bytes and the settings used.
+
+    ``keep_in_float`` names nodes left unquantized (onnxruntime's ``nodes_to_exclude``).
+    """
     require("onnxruntime", "onnx", "quantizing an .onnx model")
     from importlib.metadata import version
 
     settings: dict[str, Any] = {"onnxruntime": version("onnxruntime")}
+    if keep_in_float:
+        settings["nodes_to_exclude"] = list(keep_in_float)
     try:
         with tempfile.TemporaryDirectory() as tmp, captured_output():
             out = Path(tmp) / "model.onnx"
@@ -65,7 +71,8 @@ def quantize_onnx(
             elif mode == "dynamic":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8)
+                quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
+                                 nodes_to_exclude=list(keep_in_float or []))  # fmt: skip
                 settings.update(tool="onnxruntime.quantization.quantize_dynamic",
                                 weight_type="QInt8")  # fmt: skip
             else:
@@ -85,6 +92,7 @@ def quantize_onnx(
                     str(source), str(out), _Reader(calibration, input_names), quant_format=fmt,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=method, per_channel=True,
+                    nodes_to_exclude=list(keep_in_float or []),
                 )  # fmt: skip
                 settings.update(
                     tool="onnxruntime.quantization.quantize_static", quant_format=fmt.name,
