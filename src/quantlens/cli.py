@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     qz = sub.add_parser(
         "quantize",
-        help="write one quantized .tflite per mode, with a manifest",
+        help="write one quantized model per mode (.tflite or .onnx), with a manifest",
         description="Quantize MODEL into each mode: a Keras file or SavedModel through the "
         "TFLite converter, a float .tflite through ai-edge-quantizer.",
     )
@@ -192,12 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser(
         "diagnose",
         help="find the layers that cause the quantization error",
-        description="Run FLOAT_MODEL and QUANT_MODEL (two .tflite files from the same source) "
-        "with every intermediate tensor kept, match their tensors, and rank the ops by the "
-        "error they add.",
+        description="Run FLOAT_MODEL and QUANT_MODEL (two .tflite or two .onnx files from the "
+        "same source; or a Keras source with --mode) with every intermediate tensor kept, "
+        "match their tensors, and rank the ops by the error they add.",
     )
-    dg.add_argument("float_model", help="float .tflite, or a Keras file / SavedModel")
-    dg.add_argument("quant_model", nargs="?", help="quantized .tflite (omit for a Keras source)")
+    dg.add_argument("float_model", help="float .tflite or .onnx, or a Keras file / SavedModel")
+    dg.add_argument("quant_model", nargs="?", help="quantized .tflite/.onnx (omit for Keras)")
     dg.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
     dg.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
     dg.add_argument("--top", type=_positive_int, default=10, help="ops to show (default: 10)")
