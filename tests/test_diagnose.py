@@ -24,6 +24,7 @@ def test_the_bad_layer_is_ranked_first(bad_layer) -> None:
     row = next(t for t in result.tensors if BAD in t["name"])
     # the failure tensor-wide SQNR hides: the wide channel is fine, the others carry nothing
     assert row["sqnr_db"] > 25 and row["channel_sqnr_median_db"] < 5
+    assert row["channel_range_ratio"] > 100  # and why: one channel a thousand times wider
     assert row["scale"] > 1 and "zero_point" in row
     consumer = next(o for o in result.ops if o["index"] in top[0]["consumers"])
     assert consumer["error_added_db"] < 5  # it inherits the error, it does not add it
@@ -67,6 +68,11 @@ def test_tensor_metrics_match_numpy_on_the_raw_tensors(bad_layer) -> None:
         assert row["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-5, abs=1e-12)
         # quantlens dequantizes to float32, this test in float64
         assert row["max_abs_error"] == pytest.approx(np.abs(err).max(), rel=1e-5, abs=1e-9)
+        assert (row["float_min"], row["float_max"]) == pytest.approx((ref.min(), ref.max()))
+        ch_max = np.abs(ref).max(axis=0)
+        if (ch_max > 0).any():
+            live = ch_max[ch_max > 0]
+            assert row["channel_range_ratio"] == pytest.approx(live.max() / np.median(live))
         if np.sum(err**2) > 0:
             sqnr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2))
             assert row["sqnr_db"] == pytest.approx(sqnr, rel=1e-5)

@@ -24,6 +24,9 @@ class TensorErrorState:
     tensor: FidelityState = field(default_factory=lambda: FidelityState(scores=False))
     channel_ref_sq: np.ndarray | None = field(default=None, repr=False)
     channel_sq_err: np.ndarray | None = field(default=None, repr=False)
+    channel_abs_max: np.ndarray | None = field(default=None, repr=False)  # of the float values
+    ref_min: float = np.inf
+    ref_max: float = -np.inf
 
     @property
     def samples(self) -> int:
@@ -37,10 +40,14 @@ class TensorErrorState:
         channels = r.shape[-1] if r.ndim > 1 else 1
         ch_ref = (r * r).reshape(-1, channels).sum(axis=0)
         ch_err = (err * err).reshape(-1, channels).sum(axis=0)
+        ch_max = np.abs(r).reshape(-1, channels).max(axis=0, initial=0.0)
         return TensorErrorState(
             self.tensor.update(r, c),
             ch_ref if self.channel_ref_sq is None else self.channel_ref_sq + ch_ref,
             ch_err if self.channel_sq_err is None else self.channel_sq_err + ch_err,
+            ch_max if self.channel_abs_max is None else np.maximum(self.channel_abs_max, ch_max),
+            min(self.ref_min, float(r.min(initial=np.inf))),
+            max(self.ref_max, float(r.max(initial=-np.inf))),
         )
 
     def merge(self, other: TensorErrorState) -> TensorErrorState:
@@ -50,10 +57,14 @@ class TensorErrorState:
         if self.channel_ref_sq is None:
             return other
         assert self.channel_sq_err is not None and other.channel_sq_err is not None
+        assert self.channel_abs_max is not None and other.channel_abs_max is not None
         return TensorErrorState(
             self.tensor.merge(other.tensor),
             self.channel_ref_sq + other.channel_ref_sq,
             self.channel_sq_err + other.channel_sq_err,
+            np.maximum(self.channel_abs_max, other.channel_abs_max),
+            min(self.ref_min, other.ref_min),
+            max(self.ref_max, other.ref_max),
         )
 
     def channel_sqnr_db(self) -> np.ndarray:
@@ -67,12 +78,18 @@ class TensorErrorState:
 
     def result(self, scale: float | None = None) -> dict[str, float]:
         """The tensor-wide fidelity metrics, channel_sqnr_median_db and channel_sqnr_worst_db
-        (clipped to ±SQNR_CAP_DB), and rmse_over_scale for a quantized tensor (≈ 0.29 when
-        its only error is rounding to its scale)."""
+        (clipped to ±SQNR_CAP_DB), the float values' range (float_min, float_max) and
+        channel_range_ratio (the widest channel's max |x| over the median channel's), and
+        rmse_over_scale for a quantized tensor (≈ 0.29 when its only error is rounding)."""
         out = self.tensor.result()
         channels = np.clip(self.channel_sqnr_db(), -SQNR_CAP_DB, SQNR_CAP_DB)
         out["channel_sqnr_median_db"] = float(np.median(channels)) if channels.size else SQNR_CAP_DB
         out["channel_sqnr_worst_db"] = float(channels.min()) if channels.size else SQNR_CAP_DB
+        out["float_min"], out["float_max"] = self.ref_min, self.ref_max
+        assert self.channel_abs_max is not None
+        live = self.channel_abs_max[self.channel_abs_max > 0]
+        if live.size:  # a channel whose range dwarfs the others' forces a coarse shared scale
+            out["channel_range_ratio"] = float(live.max() / np.median(live))
         if scale:
             out["rmse_over_scale"] = out["rmse"] / scale
         return out

@@ -370,7 +370,7 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     table = Table(title=title, title_justify="left")
     debugged = any("debugger" in t for t in result.tensors)
     headers = ["#", "op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
-               "ch. worst dB", "scale", "rmse/scale"]  # fmt: skip
+               "ch. worst dB", "float range", "ch. range ×", "scale", "rmse/scale"]  # fmt: skip
     if debugged:
         headers += ["debugger mse", "debugger max |err|"]
     for h in headers:
@@ -387,6 +387,8 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
             f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
+            (f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"),
+            _fmt(t.get("channel_range_ratio"), "{:.3g}"),
             _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"), *extra,
         )  # fmt: skip
     console.print(table)
