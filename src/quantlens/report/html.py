@@ -269,30 +269,20 @@ def bench_html(
 def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) -> str:
     """The report of a diagnose run: the worst ops, the per-layer bars, the suggestion."""
     ops = [o for o in result.ops if o.get("error_added_db") is not None]
-    rows = [
-        [
-            _e(o["index"]),
-            _e(o["op_type"]),
-            _e(o["output"].split(";")[0]),
-            _num(o["error_added_db"], "{:+.1f}"),
-            _num(o.get("output_sqnr_db"), "{:.1f}"),
+    tensors = {t["name"]: t for t in result.tensors}
+    rows = []
+    for o in result.top_ops(top):
+        t = tensors.get(o["output"], {})
+        span = f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"
+        rows.append([
+            _e(o["index"]), _e(o["op_type"]), _e(o["output"].split(";")[0]),
+            _num(o["error_added_db"], "{:+.1f}"), _num(o.get("output_sqnr_db"), "{:.1f}"),
             _num(o.get("output_channel_sqnr_median_db"), "{:.1f}"),
-            _num(o.get("output_channel_sqnr_worst_db"), "{:.1f}"),
-        ]
-        for o in result.top_ops(top)
-    ]
-    table = _table(
-        [
-            "op",
-            "type",
-            "output tensor",
-            "error added dB",
-            "SQNR dB",
-            "ch. median dB",
-            "ch. worst dB",
-        ],
-        rows,
-    )
+            _num(o.get("output_channel_sqnr_worst_db"), "{:.1f}"), _e(span),
+            _num(t.get("channel_range_ratio"), "{:.3g}"), _num(t.get("scale"), "{:.3g}"),
+        ])  # fmt: skip
+    table = _table(["op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
+                    "ch. worst dB", "float range", "ch. range ×", "scale"], rows)  # fmt: skip
     e2e = "; ".join(
         f"{_e(k)}: SQNR {_num(v.get('sqnr_db'), '{:.2f}')} dB" for k, v in result.end_to_end.items()
     )
