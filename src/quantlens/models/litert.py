@@ -131,8 +131,11 @@ class LiteRTModel:
         out_order = list(out_details)
         out_names = {d["index"]: _plain_name(d["name"]) for d in out_details}
         signatures = self._interp.get_signature_list()
+        #: The signature the model is run and named by (None when it has none).
+        self.signature: str | None = None
         if len(signatures) == 1 or "serving_default" in signatures:
             key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            self.signature = key
             runner = self._interp.get_signature_runner(key)
             sig_in = runner.get_input_details()
             sig_out = runner.get_output_details()

@@ -118,7 +118,7 @@ def quantize(
         if source_kind(src) == "tflite":
             from quantlens.quantize.aeq import quantize_tflite
 
-            signature = _signature_key(reference)
+            signature = getattr(reference, "signature", None) or "serving_default"
             data, settings = quantize_tflite(src, mode, calib, names, signature)
         elif source_kind(src) == "onnx":
             from quantlens.quantize.ort import quantize_onnx
@@ -140,9 +140,3 @@ def quantize(
     )
     write_json(result.to_dict(), out / MANIFEST)
     return result
-
-
-def _signature_key(model: Any) -> str:
-    interp = getattr(model, "_interp", None)
-    signatures = list(interp.get_signature_list()) if interp is not None else []
-    return "serving_default" if "serving_default" in signatures or not signatures else signatures[0]

@@ -94,17 +94,6 @@ def convert_tf(
     return bytes(result), settings
 
 
-def convert_keras_model(model: Any, mode: str, calibration: list[np.ndarray] | None) -> bytes:
-    """Convert an in-memory Keras model (the demo's) through a temporary .keras file."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        names = [t.name.split(":")[0] for t in model.inputs]
-        return convert_tf(path, mode, calibration, names)[0]
-
-
 def debugger(
     source: Path,
     mode: str,
