@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from quantlens.errors import DataError, require
-from quantlens.models.base import TensorSpec
+from quantlens.models.base import TensorSpec, plain_name
 from quantlens.sources import (
     ArraySource,
     CsvSource,
@@ -139,10 +139,6 @@ class Dataset:
         return f"Dataset({self.source!r}, num_samples={self.num_samples})"
 
 
-def _normalise_name(name: str) -> str:
-    return name.split(":")[0].removeprefix("serving_default_")
-
-
 def _input_order(inputs: Inputs, specs: Sequence[TensorSpec], source: str) -> list[Any]:
     """Keys (names or positions) of the data inputs, in the order of the model's inputs."""
     if isinstance(inputs, list):
@@ -155,10 +151,10 @@ def _input_order(inputs: Inputs, specs: Sequence[TensorSpec], source: str) -> li
     keys = list(inputs)
     if len(keys) == 1 and len(specs) == 1:
         return keys
-    by_name = {_normalise_name(k): k for k in keys}
+    by_name = {plain_name(k): k for k in keys}
     order = []
     for s in specs:
-        key = by_name.get(_normalise_name(s.name))
+        key = by_name.get(plain_name(s.name))
         if key is None:
             raise DataError(
                 f"model input '{s.name}' not found in {source} (it has {', '.join(keys)}); "

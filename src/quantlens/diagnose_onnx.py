@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantlens.metrics.kernels import sqnr_db
-from quantlens.models.onnx import OnnxModel, load_checked, session
+from quantlens.models.onnx import OnnxModel, session
 from quantlens.models.tflite_file import Graph, GraphOp, GraphTensor
 
 DEQUANT_SUFFIXES = ("_DequantizeLinear_Output", "_DequantizeLinear_Output_1")
@@ -23,21 +24,19 @@ _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
 class _Runner:
     """The model's own inputs/outputs, and a session that also returns every node output."""
 
-    def __init__(self, path: str, names: list[str]) -> None:
+    def __init__(self, model: OnnxModel, names: list[str]) -> None:
         import onnx
 
-        self._model = OnnxModel(path)
-        self.inputs, self.outputs, self.name = (
-            self._model.inputs, self._model.outputs, self._model.name,
-        )  # fmt: skip
-        proto = load_checked(path)
-        existing = {o.name for o in proto.graph.output}
+        self.inputs, self.outputs, self.name = model.inputs, model.outputs, model.name
+        self.path, self.proto = model.path, model.proto
+        extended = onnx.ModelProto()
+        extended.CopyFrom(model.proto)
+        existing = {o.name for o in extended.graph.output}
         for n in names:
             if n not in existing:
-                proto.graph.output.append(onnx.ValueInfoProto(name=n))
-        self._session = session(path, None, model_bytes=proto.SerializeToString())
+                extended.graph.output.append(onnx.ValueInfoProto(name=n))
+        self._session = session(model.path, None, model_bytes=extended.SerializeToString())
         self._names = names
-        self.path = path
 
     def predict_tensors(
         self, inputs: Sequence[np.ndarray], indices: Sequence[int]
@@ -65,8 +64,8 @@ class OnnxSide:
     def open(cls, path: str | os.PathLike[str]) -> OnnxSide:
         from quantlens.diagnose import ONNX_NOTE
 
-        proto = load_checked(str(path))
-        g = proto.graph
+        model = OnnxModel(Path(path))
+        g = model.proto.graph
         consts = {i.name for i in g.initializer}
         types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
         names: list[str] = []
@@ -111,7 +110,7 @@ class OnnxSide:
                 )
                 if dq:
                     aliases[out] = dq[0].outputs[0]
-        return cls(_Runner(str(path), names), graph, {}, ONNX_NOTE, aliases)
+        return cls(_Runner(model, names), graph, {}, ONNX_NOTE, aliases)
 
     def activations(self) -> list[GraphTensor]:
         """Model inputs and node outputs holding float values, in graph order."""
@@ -149,7 +148,7 @@ class OnnxSide:
         import onnx
 
         floats = {i.name: onnx.numpy_helper.to_array(i)
-                  for i in load_checked(flt.model.path).graph.initializer}  # fmt: skip
+                  for i in flt.model.proto.graph.initializer}  # fmt: skip
         dq = {
             t.index: t.name[: -len(DEQUANT_SUFFIXES[0])]
             for t in self.graph.tensors

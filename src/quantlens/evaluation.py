@@ -14,7 +14,14 @@ from quantlens.data import Dataset, load_dataset
 from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
-from quantlens.models.base import Model, TensorSpec, load_model, models_trusted
+from quantlens.models.base import (
+    Model,
+    TensorSpec,
+    load_model,
+    models_trusted,
+    plain_name,
+    unique_names,
+)
 from quantlens.models.layout import adapt
 from quantlens.paired import paired
 from quantlens.results import (
@@ -32,10 +39,6 @@ MIN_SAMPLES_PER_WORKER = 512
 DEFAULT_BATCH_SIZE = 32
 
 TaskState = ClassificationState | RegressionState
-
-
-def _normalise(name: str) -> str:
-    return name.split(":")[0].removeprefix("serving_default_")
 
 
 def _compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
@@ -60,8 +63,8 @@ def match_tensors(
             f"{cand_name} has {len(cand)} {kind}(s) but the reference has {len(ref)}; "
             "compare models made from the same source"
         )
-    ref_names = [_normalise(t.name) for t in ref]
-    cand_names = [_normalise(t.name) for t in cand]
+    ref_names = [plain_name(t.name) for t in ref]
+    cand_names = [plain_name(t.name) for t in cand]
     if len(set(ref_names)) == len(ref_names) and set(ref_names) == set(cand_names):
         order = [cand_names.index(n) for n in ref_names]
     else:
@@ -226,16 +229,6 @@ def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Mod
     return m if isinstance(m, Model) else load_model(m, num_threads=num_threads)
 
 
-def _unique_names(models: Sequence[Model]) -> list[str]:
-    names: list[str] = []
-    for m in models:
-        name, k = m.name, 2
-        while name in names:
-            name, k = f"{m.name}#{k}", k + 1
-        names.append(name)
-    return names
-
-
 def evaluate(
     reference: Model | str | os.PathLike[str],
     candidates: Sequence[Model | str | os.PathLike[str]],
@@ -309,7 +302,7 @@ def evaluate(
         outcome = functools.reduce(ShardOutcome.merge, parts)
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
-    names = _unique_names(models)
+    names = unique_names([m.name for m in models])
     perf = _performance(models, outcome.first_sample, threads) if bench else None
     results = tuple(
         _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None)

@@ -54,14 +54,6 @@ def decode_number(x: float | str) -> float:
     return float(x)
 
 
-def _encode(metrics: Mapping[str, float] | None) -> dict[str, float | str] | None:
-    return None if metrics is None else {k: encode_number(v) for k, v in metrics.items()}
-
-
-def _decode(metrics: Mapping[str, Any] | None) -> dict[str, float] | None:
-    return None if metrics is None else {k: decode_number(v) for k, v in metrics.items()}
-
-
 @dataclass(frozen=True)
 class OutputFidelity:
     """Fidelity of one model output to the reference's matching output."""
@@ -70,11 +62,11 @@ class OutputFidelity:
     fidelity: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "fidelity": _encode(self.fidelity)}
+        return {"name": self.name, "fidelity": encode_tree(self.fidelity)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OutputFidelity:
-        return cls(d["name"], _decode(d["fidelity"]) or {})
+        return cls(d["name"], decode_tree(d["fidelity"]) or {})
 
 
 EVALUATION_LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "init", "first")
@@ -95,7 +87,7 @@ class Performance:
     def to_dict(self) -> dict[str, Any]:
         return {
             "latency_samples_ms": list(self.samples_ms),
-            "latency_ms": _encode(self.latency_ms),
+            "latency_ms": encode_tree(self.latency_ms),
             "throughput_sps": self.throughput_sps,
             "peak_rss_mb": self.peak_rss_mb,
             "size_gzip_bytes": self.size_gzip_bytes,
@@ -108,7 +100,7 @@ class Performance:
         if "latency_ms" not in d:
             return None
         return cls(
-            latency_ms=_decode(d["latency_ms"]) or {},
+            latency_ms=decode_tree(d["latency_ms"]) or {},
             throughput_sps=float(d["throughput_sps"]),
             peak_rss_mb=d.get("peak_rss_mb"),
             size_gzip_bytes=int(d["size_gzip_bytes"]),
@@ -145,9 +137,9 @@ class ModelResult:
             "nonfinite_outputs": self.nonfinite_outputs,
         }
         if self.task_metrics is not None:
-            d["task_metrics"] = _encode(self.task_metrics)
+            d["task_metrics"] = encode_tree(self.task_metrics)
         if self.fidelity is not None:
-            d["fidelity"] = _encode(self.fidelity)
+            d["fidelity"] = encode_tree(self.fidelity)
         if self.outputs:
             d["outputs"] = [o.to_dict() for o in self.outputs]
         if self.performance is not None:
@@ -166,8 +158,8 @@ class ModelResult:
             format=d["format"],
             role=d["role"],
             size_bytes=int(d["size_bytes"]),
-            task_metrics=_decode(d.get("task_metrics")),
-            fidelity=_decode(d.get("fidelity")),
+            task_metrics=decode_tree(d.get("task_metrics")),
+            fidelity=decode_tree(d.get("fidelity")),
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
             performance=Performance.from_dict(d),
             paired=decode_tree(d.get("paired")),
@@ -276,14 +268,14 @@ class BenchEntry:
             "threads": self.threads,
             "batch_size": self.batch_size,
             "runs": self.runs,
-            "latency_ms": _encode(self.latency_ms),
+            "latency_ms": encode_tree(self.latency_ms),
             "samples_ms": list(self.samples_ms),
             "throughput_sps": self.throughput_sps,
             "peak_rss_mb": self.peak_rss_mb,
             "size_bytes": self.size_bytes,
             "size_gzip_bytes": self.size_gzip_bytes,
             "warnings": list(self.warnings),
-            "ratio_to_first": _encode(self.ratio_to_first),
+            "ratio_to_first": encode_tree(self.ratio_to_first),
             **({"profile": encode_tree(self.profile)} if self.profile else {}),
         }
 
@@ -295,14 +287,14 @@ class BenchEntry:
             format=d["format"],
             threads=d["threads"],
             batch_size=int(d["batch_size"]),
-            latency_ms=_decode(d["latency_ms"]) or {},
+            latency_ms=decode_tree(d["latency_ms"]) or {},
             samples_ms=tuple(d["samples_ms"]),
             throughput_sps=float(d["throughput_sps"]),
             peak_rss_mb=d["peak_rss_mb"],
             size_bytes=int(d["size_bytes"]),
             size_gzip_bytes=int(d["size_gzip_bytes"]),
             warnings=tuple(d.get("warnings", ())),
-            ratio_to_first=_decode(d.get("ratio_to_first")),
+            ratio_to_first=decode_tree(d.get("ratio_to_first")),
             profile=d.get("profile"),
         )
 
@@ -440,7 +432,7 @@ class DiagnosisResult:
             "quantized_model": self.quant_path,
             "samples": self.samples,
             "note": self.note,
-            "end_to_end": {k: _encode(v) for k, v in self.end_to_end.items()},
+            "end_to_end": {k: encode_tree(v) for k, v in self.end_to_end.items()},
             "ops": [encode_tree(o) for o in self.ops],
             "tensors": [encode_tree(t) for t in self.tensors],
             "weights": [encode_tree(w) for w in self.weights],
@@ -461,7 +453,7 @@ class DiagnosisResult:
             quant_path=d["quantized_model"],
             samples=int(d["samples"]),
             note=d["note"],
-            end_to_end={k: _decode(v) or {} for k, v in d["end_to_end"].items()},
+            end_to_end={k: decode_tree(v) or {} for k, v in d["end_to_end"].items()},
             tensors=tuple(decode_tree(t) for t in d["tensors"]),
             ops=tuple(decode_tree(o) for o in d["ops"]),
             weights=tuple(decode_tree(w) for w in d["weights"]),

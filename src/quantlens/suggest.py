@@ -163,21 +163,21 @@ def suggest(
         readers = [diagnosis.ops[c] for c in op.get("consumers", [])]
         return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in _CONVERSIONS]
 
-    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult]:
+    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult, ModelResult]:
+        """The rebuilt model's path and result, and the float model's result."""
         path = work / f"{tag}{Path(float_model).suffix}"
         path.write_bytes(build(keep))
         result = evaluate(float_model, [path], data, task="classification"
                           if budget_metric == "accuracy" else None)  # fmt: skip
-        return path, result.models[1]
+        return path, result.models[1], result.models[0]
 
-    ref = evaluate(float_model, [float_model], data).models[0]
-    ref_value = _metric(ref, budget_metric) if budget_metric == "accuracy" else math.inf
     if status:
         status(f"measuring each of {len(candidates)} candidate layers kept in float alone…")
-    base_path, base = measure([], "step0")
+    base_path, base, ref = measure([], "step0")
+    ref_value = _metric(ref, budget_metric) if budget_metric == "accuracy" else math.inf
     sensitivity = []
     for k, op in enumerate(candidates):
-        _, res = measure(unit(op), f"alone{k}")
+        _, res, _ = measure(unit(op), f"alone{k}")
         value = _metric(res, budget_metric)
         sensitivity.append({"op_index": op["index"], "op_type": op["op_type"],
                             "tensor": name_of(op), "with": unit(op)[1:], "metric": value,
@@ -195,7 +195,7 @@ def suggest(
             continue
         if status:
             status(f"step {len(steps)}: keeping {len(trial)} layer(s) in float…")
-        path, res = measure(trial, f"step{len(steps)}")
+        path, res, _ = measure(trial, f"step{len(steps)}")
         value = _metric(res, budget_metric)
         step = Step(len(steps), trial, str(path), value, _drop(value, ref_value, budget_metric),
                     res.size_bytes, accepted=False)  # fmt: skip

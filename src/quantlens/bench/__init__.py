@@ -17,7 +17,7 @@ from quantlens.bench.profile import profile_onnx
 from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
 from quantlens.errors import ConfigError
-from quantlens.models.base import Model, gzip_size, load_model, path_size
+from quantlens.models.base import Model, gzip_size, load_model, path_size, unique_names
 from quantlens.models.layout import Relayout
 from quantlens.results import BenchEntry, BenchResult
 
@@ -83,7 +83,7 @@ def benchmark(
     entries: list[BenchEntry] = []
     for t in threads:
         loaded = [_load(m, t) for m in models]
-        names = _unique([m.name for m in loaded])
+        names = unique_names([m.name for m in loaded])
         for b in batch_sizes:
             if progress is not None:
                 progress(f"threads={t if t is not None else 'default'} batch={b}")
@@ -100,16 +100,6 @@ def benchmark(
             "inputs": "random" if data is None else str(getattr(data, "source", data)),
         },
     )
-
-
-def _unique(names: list[str]) -> list[str]:
-    out: list[str] = []
-    for n in names:
-        name, k = n, 2
-        while name in out:
-            name, k = f"{n}#{k}", k + 1
-        out.append(name)
-    return out
 
 
 def _bench_config(

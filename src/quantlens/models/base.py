@@ -112,6 +112,22 @@ class Model(Protocol):
         ...
 
 
+def plain_name(tensor_name: str) -> str:
+    """'serving_default_x:0' -> 'x': the name a user or a Keras model would use."""
+    return tensor_name.split(":")[0].removeprefix("serving_default_")
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """The names, with '#2', '#3', ... added where one repeats."""
+    out: list[str] = []
+    for n in names:
+        name, k = n, 2
+        while name in out:
+            name, k = f"{n}#{k}", k + 1
+        out.append(name)
+    return out
+
+
 def natural_key(name: str) -> list[Any]:
     """Sort key that puts 'output_2' before 'output_10'."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]

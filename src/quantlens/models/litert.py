@@ -11,7 +11,14 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, DataError, ModelLoadError, ModelRunError
-from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, natural_key, path_size
+from quantlens.models.base import (
+    ModelInfo,
+    QuantParams,
+    TensorSpec,
+    natural_key,
+    path_size,
+    plain_name,
+)
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import read_tflite_contents
 
@@ -39,12 +46,6 @@ def _spec(detail: dict[str, Any], name: str) -> TensorSpec:
     dims = sig if sig is not None and len(sig) else detail["shape"]
     shape = tuple(None if int(d) < 0 else int(d) for d in dims)
     return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, quant_params(detail))
-
-
-def _plain_name(tensor_name: str) -> str:
-    """'serving_default_x:0' -> 'x'; the name a user or a Keras model would use."""
-    name = tensor_name.split(":")[0]
-    return name.removeprefix("serving_default_")
 
 
 def _load_error(path: str, exc: Exception) -> ModelLoadError:
@@ -127,9 +128,9 @@ class LiteRTModel:
         """Inputs and outputs, named and ordered by the signature when there is one."""
         in_details = self._interp.get_input_details()
         out_details = self._interp.get_output_details()
-        in_names = {d["index"]: _plain_name(d["name"]) for d in in_details}
+        in_names = {d["index"]: plain_name(d["name"]) for d in in_details}
         out_order = list(out_details)
-        out_names = {d["index"]: _plain_name(d["name"]) for d in out_details}
+        out_names = {d["index"]: plain_name(d["name"]) for d in out_details}
         signatures = self._interp.get_signature_list()
         #: The signature the model is run and named by (None when it has none).
         self.signature: str | None = None

@@ -74,7 +74,7 @@ class OnnxModel:
         self.path = str(path)
         self.name = Path(path).stem
         self._num_threads = num_threads
-        self._proto = load_checked(self.path)
+        self.proto = load_checked(self.path)  # the checked graph, for readers of its nodes
         self._session = session(self.path, num_threads)
         self.inputs = tuple(
             TensorSpec(i.name, _shape(i.shape), _ORT_TYPES.get(i.type, "float32"))
@@ -128,7 +128,7 @@ class OnnxModel:
     def info(self) -> ModelInfo:
         """Format, size, I/O, op counts by type and weight elements by dtype."""
         onnx = require("onnx", "onnx", "describing an .onnx model")
-        graph = self._proto.graph
+        graph = self.proto.graph
         ops = Counter(node.op_type for node in graph.node)
         weights: Counter[str] = Counter()
         for init in graph.initializer:
