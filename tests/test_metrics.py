@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import rel_entr
+from scipy.stats import entropy as scipy_entropy
 from scipy.special import softmax as scipy_softmax
 from sklearn import metrics as skm
 
@@ -55,7 +55,7 @@ def fidelity(ref, cand, cuts, order):
 def expected_kl(ref: np.ndarray, cand: np.ndarray, already_probabilities: bool) -> float:
     p, q = (ref, cand) if already_probabilities else (scipy_softmax(ref, 1), scipy_softmax(cand, 1))
     p, q = np.clip(p, 1e-7, 1), np.clip(q, 1e-7, 1)
-    return float(rel_entr(p, q).sum(axis=1).mean())
+    return float(scipy_entropy(p, q, axis=1).mean())  # normalises both rows to sum to 1
 
 
 @SETTINGS
@@ -89,6 +89,20 @@ def test_kl_uses_probabilities_as_given(case) -> None:
     ref, cand, cuts, order = case
     got = fidelity(ref, cand, cuts, order).result()
     assert got["kl_divergence"] == pytest.approx(expected_kl(ref, cand, True), rel=1e-7, abs=1e-12)
+
+
+def test_kl_of_unnormalised_quantized_softmax_is_a_divergence() -> None:
+    # An int8 softmax dequantized: rows near 1 but not exactly, zeros that clip to 1e-7.
+    rng = np.random.default_rng(3)
+    ref = scipy_softmax(rng.normal(size=(400, 10)) * 3, axis=1)
+    cand = np.round(scipy_softmax(rng.normal(size=(400, 10)) * 3 + np.log(ref), axis=1) * 256) / 256
+    assert not np.allclose(cand.sum(axis=1), 1.0, atol=1e-3)  # the trap: not a distribution
+    got = FidelityState().update(ref, cand).result()["kl_divergence"]
+    per_row = scipy_entropy(np.clip(ref, 1e-7, 1), np.clip(cand, 1e-7, 1), axis=1)
+    assert got == pytest.approx(per_row.mean(), rel=1e-9)
+    assert got >= 0
+    same = FidelityState().update(ref, ref * 0.97).result()["kl_divergence"]
+    assert 0 <= same < 1e-12  # a row scaled as a whole is the same distribution
 
 
 def test_fidelity_of_image_outputs_has_no_class_metrics() -> None:

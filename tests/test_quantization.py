@@ -43,9 +43,36 @@ def test_values_outside_the_range_are_clipped() -> None:
     assert dequantize(q, qp).tolist() == pytest.approx([0.0, 0.0, 25.5])
 
 
-def test_halfway_values_round_away_from_zero_like_tflite() -> None:
+def test_halfway_values_round_half_to_even_then_add_the_zero_point() -> None:
     qp = QuantParams((1.0,), (0,))
-    assert quantize(np.array([0.5, 1.5, -0.5, -2.5]), qp, "int8").tolist() == [1, 2, -1, -3]
+    assert quantize(np.array([0.5, 1.5, -0.5, -2.5]), qp, "int8").tolist() == [0, 2, 0, -2]
+    # rounded before the zero point is added: rint(1.5) - 1 = 1, not rint(0.5) = 0
+    assert quantize(np.array([1.5, 2.5]), QuantParams((1.0,), (-1,)), "int8").tolist() == [1, 1]
+
+
+def test_ties_quantize_as_litert_quantize_op_does(tf, convert) -> None:
+    """Truth: the QUANTIZE op inside an int8 model with float inputs, read back with every
+    tensor kept. Data (p - 127.5) / 128 with an input scale of 1/128 is all exact ties."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])
+    p = np.random.default_rng(0).integers(0, 256, size=(64, 16)).astype(np.float32)
+    x = (p - 127.5) / 128
+    interp = Interpreter(
+        model_content=convert(model, [x], int8=True),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    interp.resize_tensor_input(0, [64, 16])
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    (q_detail,) = [t for t in interp.get_tensor_details() if t["name"] == "tfl.quantize"]
+    scale, zp = q_detail["quantization"]
+    assert np.all(np.abs(x / scale - np.round(x / scale)) == 0.5)  # the trap: every value a tie
+    ours = quantize(x, QuantParams((scale,), (zp,)), "int8")
+    np.testing.assert_array_equal(ours, interp.get_tensor(q_detail["index"]))
 
 
 def test_per_channel_parameters_apply_along_their_axis() -> None:

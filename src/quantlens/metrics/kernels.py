@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Probabilities are clipped to [EPSILON, 1] before the KL divergence, as Keras does.
+#: Probabilities are clipped to [EPSILON, 1] before the KL divergence, as Keras does, then
+#: renormalised: a quantized softmax need not sum to 1, and KL is only ≥ 0 between distributions.
 EPSILON = 1e-7
 #: A row is taken as a probability distribution when non-negative and summing to 1 within this.
 DISTRIBUTION_TOLERANCE = 1e-3
@@ -36,11 +37,15 @@ def probabilities(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def kl_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """KL(p_ref ‖ p_cand) per row, probabilities clipped to [EPSILON, 1] as in Keras."""
+    """KL(p_ref ‖ p_cand) per row, probabilities clipped to [EPSILON, 1] as in Keras and
+    renormalised to sum to 1, so the result is a divergence (≥ 0) even when a quantized
+    softmax row does not sum to 1."""
     p, q = probabilities(ref, cand)
     p = np.clip(p, EPSILON, 1.0)
     q = np.clip(q, EPSILON, 1.0)
-    return (p * np.log(p / q)).sum(axis=1)
+    p /= p.sum(axis=1, keepdims=True)
+    q /= q.sum(axis=1, keepdims=True)
+    return np.maximum((p * np.log(p / q)).sum(axis=1), 0.0)
 
 
 def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:

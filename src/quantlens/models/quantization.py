@@ -21,7 +21,11 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int
 def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarray:
     """Real values to integers: ``q = clip(round(x / scale + zero_point))`` in ``dtype``'s range.
 
-    Rounding is half away from zero, as TFLite's reference quantizer does.
+    Rounding is half to even, as the runtimes' own QUANTIZE / QuantizeLinear kernels do
+    (LiteRT rounds with ``std::round`` only in its reference *weight* quantizer; the op that
+    quantizes activations at run time uses round-half-even, and so does onnxruntime): data
+    preprocessed as ``(p - 127.5) / 128`` with an input scale of 1/128 lands on exact ties,
+    and an integer-I/O model must see the same integers its float-I/O twin computes.
     """
     dt = np.dtype(dtype)
     info = np.iinfo(dt)
@@ -29,7 +33,7 @@ def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarra
     scale = _broadcast(qp.scale, qp.axis, x64.ndim)
     zp = _broadcast(qp.zero_point, qp.axis, x64.ndim)
     scaled = x64 / scale
-    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zp
+    q = np.rint(scaled) + zp
     return np.clip(q, info.min, info.max).astype(dt)
 
 
