@@ -132,7 +132,7 @@ def test_bench_cli_json_has_the_documented_keys(capsys, tmp_path, digits_models)
 
 
 def test_fixed_batch_model_refuses_other_batch_sizes(fixed_batch_models) -> None:
-    with pytest.raises(ConfigError, match="fixed batch of 1"):
+    with pytest.raises(ConfigError, match=r"runs 1 sample.* use batch size 1"):
         benchmark([fixed_batch_models["baked"]], batch_sizes=[4], runs=1, min_seconds=0,
                   measure_memory=False)  # fmt: skip
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import entropy as scipy_entropy
 from scipy.special import softmax as scipy_softmax
+from scipy.stats import entropy as scipy_entropy
 from sklearn import metrics as skm
 
 from quantlens.errors import DataError

@@ -63,10 +63,12 @@ def test_fixed_batch_of_one_runs_any_batch(fixed_batch_models, digits_split, kin
     x = digits_split[2][:13]
     model = load_model(fixed_batch_models[kind])
     assert model.inputs[0].shape[0] == 1
+    assert model.batching == "chunks"  # the declared batch, until a probe shows otherwise
+    decision = model.probe_batching([x])
+    assert model.batching == decision.mode == ("resize" if kind == "resizable" else "chunks")
     got = model.predict([x])[0]
     (expected,) = hand_run(fixed_batch_models[kind], [x])
     assert got.shape == (13, 10)
-    assert model.batching == ("resize" if kind == "resizable" else "chunks")
     np.testing.assert_allclose(got, expected, atol=model.outputs[0].quantization.scale[0] + 1e-6)
     # and again, with a different batch size, after the first call settled the strategy
     np.testing.assert_allclose(model.predict([x[:5]])[0], expected[:5], atol=1e-2)

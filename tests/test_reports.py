@@ -62,7 +62,7 @@ def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResul
            "max_drop": 0.01, "float_baseline": "float", "significantly_worse": [],
            "slower_than_float": []}  # fmt: skip
     return EvaluationResult(DatasetSummary("test.npz", 400, "classification"), "float", models,
-                            {"num_threads": 1}, rec, "quantlens.compare/1")  # fmt: skip
+                            {"num_threads": 1}, rec, schema="quantlens.compare/1")  # fmt: skip
 
 
 def bench() -> BenchResult:

@@ -55,13 +55,39 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _constant(text: str) -> tuple[str, Any]:
+    """NAME=VALUE: a number, or numbers separated by commas (a vector)."""
+    import numpy as np
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers after '{name}=', got '{value}'"
+        ) from None
+    array = np.array(numbers if "," in value else numbers[0])
+    if np.all(array == np.round(array)) and np.all(np.isfinite(array)):
+        array = array.astype(np.int64)
+    return name.strip(), array
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """What evaluate and compare share: task, batching, threads, benchmark."""
     parser.add_argument(
         "--task", choices=["classification", "regression"], help="default: inferred"
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    parser.add_argument(
+        "--batch-size", type=_positive_int,
+        help="samples per invoke (default: 32) where it does not change the outputs",
+    )  # fmt: skip
     parser.add_argument("--limit", type=_positive_int, help="use at most N samples")
+    parser.add_argument(
+        "--const", action="append", default=[], type=_constant, metavar="NAME=VALUE",
+        help="fix an input to one value for every sample, e.g. sr=16000 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=_positive_int, help="runtime threads per model")
     parser.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     parser.add_argument(
@@ -291,6 +317,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             engine=args.engine,
             ray_address=args.ray_address,
             layout=args.layout,
+            constants=dict(args.const),
             progress=advance,
         )
     print_evaluation(result, console)
@@ -364,7 +391,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
             num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
             engine=args.engine, ray_address=args.ray_address, layout=args.layout,
-            progress=advance,
+            constants=dict(args.const), progress=advance,
             status=lambda text: status_console.print(text, style="dim")
             if status_console.is_terminal
             else None,

@@ -11,13 +11,13 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from quantlens.data import BUILTINS
 from quantlens.errors import ConfigError
-from quantlens.evaluation import DEFAULT_BATCH_SIZE, evaluate
+from quantlens.evaluation import evaluate
 from quantlens.paired import significantly_worse
 from quantlens.quantize import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -146,7 +146,7 @@ def compare(
     max_drop: float = DEFAULT_MAX_DROP,
     out_dir: str | os.PathLike[str] | None = None,
     task: str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     limit: int | None = None,
     num_threads: int | None = None,
     bench: bool = True,
@@ -154,6 +154,7 @@ def compare(
     engine: str = "local",
     ray_address: str | None = None,
     layout: str | None = None,
+    constants: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
@@ -170,6 +171,7 @@ def compare(
         bench: measure latency (the speed-up is against the float ``.tflite``).
         workers, engine, ray_address: where the evaluation runs (see :func:`evaluate`).
         layout: the data's image layout (see :func:`evaluate`).
+        constants: inputs fixed by name for every sample (see :func:`evaluate`).
         status: called with a line of text before each stage.
 
     Returns:
@@ -201,7 +203,7 @@ def compare(
         result = evaluate(
             src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
             limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
-            ray_address=ray_address, layout=layout, progress=progress,
+            ray_address=ray_address, layout=layout, constants=constants, progress=progress,
         )  # fmt: skip
     by_path = {v.path: v for v in made.variants}
     models = [result.models[0]] + [

@@ -26,6 +26,8 @@ from quantlens.sources import (
     IterableSource,
     NpySource,
     NpzSource,
+    check_label_count,
+    sample_count,
     split_labels,
 )
 
@@ -110,8 +112,13 @@ class Dataset:
         batch_size: int = 32,
         limit: int | None = None,
         allow_nonfinite: bool = False,
+        constants: Mapping[str, Any] | None = None,
     ) -> Iterator[Batch]:
         """Check the data against a model's inputs, then yield batches in the model's order.
+
+        Every input is sample-first in the batches, whatever axis the model batches it on.
+        ``constants`` fixes inputs by name (one value for every sample; the data need not
+        hold them).
 
         The first chunk is read and checked before this returns, so a mismatch is reported
         before any model runs.
@@ -127,7 +134,7 @@ class Dataset:
         first = next(stream, None)
         if first is None:
             raise DataError(f"the data set {self.source} is empty; give at least one sample")
-        order = _input_order(first[0], specs, self.source)
+        order = _input_order(first[0], specs, self.source, constants or {})
         first_batch = _arrange(first, order, specs, self.source)
         _check_fits(first_batch, specs, self.source)
         rest = (_arrange(c, order, specs, self.source) for c in stream)
@@ -139,29 +146,56 @@ class Dataset:
         return f"Dataset({self.source!r}, num_samples={self.num_samples})"
 
 
-def _input_order(inputs: Inputs, specs: Sequence[TensorSpec], source: str) -> list[Any]:
-    """Keys (names or positions) of the data inputs, in the order of the model's inputs."""
+@dataclass(frozen=True)
+class _Given:
+    """An input the user fixed (``--const NAME=VALUE``): the same value for every sample."""
+
+    value: np.ndarray
+
+
+def _input_order(
+    inputs: Inputs, specs: Sequence[TensorSpec], source: str,
+    constants: Mapping[str, np.ndarray],
+) -> list[Any]:  # fmt: skip
+    """Keys (names or positions) of the data inputs in the order of the model's inputs, or
+    the value the user fixed for an input."""
+    fixed = {plain_name(k): np.asarray(v) for k, v in constants.items()}
+    unknown = set(fixed) - {plain_name(s.name) for s in specs}
+    if unknown:
+        names = ", ".join(s.name for s in specs)
+        raise DataError(f"no model input is named {', '.join(sorted(unknown))} (it has {names})")
+    free = [s for s in specs if plain_name(s.name) not in fixed]
     if isinstance(inputs, list):
-        if len(inputs) != len(specs):
+        if len(inputs) != len(free):
             raise DataError(
-                f"the model takes {len(specs)} input(s) but {source} gives {len(inputs)}; "
-                "give one array per model input"
+                f"the model takes {len(free)} input(s) from the data but {source} gives "
+                f"{len(inputs)}; give one array per model input"
             )
-        return list(range(len(specs)))
+        positions = iter(range(len(free)))
+        return [_Given(fixed[plain_name(s.name)]) if plain_name(s.name) in fixed
+                else next(positions) for s in specs]  # fmt: skip
     keys = list(inputs)
-    if len(keys) == 1 and len(specs) == 1:
-        return keys
     by_name = {plain_name(k): k for k in keys}
-    order = []
+    order: list[Any] = []
     for s in specs:
-        key = by_name.get(plain_name(s.name))
-        if key is None:
+        name = plain_name(s.name)
+        if name in fixed:
+            order.append(_Given(fixed[name]))
+        elif len(keys) == 1 and len(free) == 1:
+            order.append(keys[0])
+        elif name in by_name:
+            order.append(by_name[name])
+        else:
             raise DataError(
                 f"model input '{s.name}' not found in {source} (it has {', '.join(keys)}); "
-                "name the arrays after the model's inputs"
+                "name the arrays after the model's inputs, or fix it with --const NAME=VALUE"
             )
-        order.append(key)
     return order
+
+
+def _sample_rank(spec: TensorSpec) -> int:
+    """Dimensions of one sample of this input (its shape without the batch axis)."""
+    return len(spec.sample_shape)
 
 
 def _arrange(
@@ -170,30 +204,53 @@ def _arrange(
     specs: Sequence[TensorSpec],
     source: str,
 ) -> Batch:
+    """One chunk as a batch: every input sample-first, in the model's order.
+
+    An array with one dimension fewer than a sample-first one is given once and repeated for
+    every sample (a broadcast view, no copy); when every array is so, the chunk is a single
+    sample (an iterable of samples). An input the model does not batch (a scalar) takes one
+    value, repeated likewise.
+    """
     inputs, labels = chunk
     try:
-        arrays = [np.asarray(inputs[k]) for k in order]
+        arrays = [k.value if isinstance(k, _Given) else np.asarray(inputs[k]) for k in order]
     except (KeyError, IndexError) as exc:
         raise DataError(
             f"{source}: a batch lacks input {exc}; every batch needs every input"
         ) from exc
-    # A chunk of single samples (one rank short of the model's input) gets a batch axis.
-    if all(a.ndim == len(s.shape) - 1 for a, s in zip(arrays, specs, strict=True)):
-        arrays = [a[None] for a in arrays]
-        labels = None if labels is None else np.asarray(labels)[None]
-    n = arrays[0].shape[0] if arrays[0].ndim else 0
-    for a, s in zip(arrays, specs, strict=True):
+    given = [isinstance(k, _Given) for k in order]
+    once = [g or a.ndim == _sample_rank(s)
+            for a, s, g in zip(arrays, specs, given, strict=True)]  # fmt: skip
+    counts = {a.shape[0] for a, o in zip(arrays, once, strict=True) if not o and a.ndim}
+    if labels is not None:
+        labels = np.asarray(labels)[None] if all(once) else np.asarray(labels)
+    if labels is not None and labels.ndim:
+        n = int(labels.shape[0])
+    elif counts:
+        n = max(counts)
+    else:
+        n = 1
+    out = []
+    for a, s, o in zip(arrays, specs, once, strict=True):
+        if o:
+            out.append(np.broadcast_to(a, (n, *a.shape)))
+            continue
         if a.ndim == 0 or a.shape[0] != n:
             raise DataError(
                 f"{source}: input '{s.name}' has {a.shape[0] if a.ndim else 0} samples where "
-                f"the first input has {n}; every input needs the same number of samples"
+                f"{'the labels have' if labels is not None else 'another input has'} {n}; "
+                "give every input the same number of samples (or one value for all)"
             )
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.ndim == 0 or labels.shape[0] != n:
-            got = labels.shape[0] if labels.ndim else 0
-            raise DataError(f"{source}: {got} labels for {n} samples; give one label per sample")
-    return Batch(arrays, labels)
+        if s.batch_axis is None and n > 1 and not bool(np.all(a == a[:1])):
+            raise DataError(
+                f"{source}: input '{s.name}' is not batched by the model ({s.shape}) but "
+                "changes from sample to sample; give it one value for all samples"
+            )
+        out.append(a)
+    if labels is not None and (labels.ndim == 0 or labels.shape[0] != n):
+        got = labels.shape[0] if labels.ndim else 0
+        raise DataError(f"{source}: {got} labels for {n} samples; give one label per sample")
+    return Batch(out, labels)
 
 
 def _describe(shape: Sequence[int | None], dtype: str) -> str:
@@ -305,11 +362,9 @@ def _from_arrays(source: str, inputs: Inputs, labels: np.ndarray | None) -> Data
     arrays = list(inputs.values()) if isinstance(inputs, dict) else inputs
     if not arrays:
         raise DataError(f"{source} holds no input arrays; give at least one")
-    n = int(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 0
-    if n == 0:
+    check_label_count([np.asarray(a) for a in arrays], labels, source)
+    if sample_count([np.asarray(a) for a in arrays], labels) == 0:
         raise DataError(f"the data set {source} is empty; give at least one sample")
-    if labels is not None and len(labels) != n:
-        raise DataError(f"{source} has {len(labels)} labels for {n} samples; give one per sample")
     return Dataset(source, ArraySource(inputs, labels))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,15 +22,18 @@ from quantlens.models.base import (
     plain_name,
     unique_names,
 )
+from quantlens.models.batching import PROBE_SAMPLES, declared_batch
 from quantlens.models.layout import adapt
 from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
+    BatchingDecision,
     DatasetSummary,
     EvaluationResult,
     ModelResult,
     OutputFidelity,
     Performance,
+    ReportWarning,
 )
 
 TASKS = ("classification", "regression")
@@ -167,6 +170,13 @@ class Plan:
     allow_nonfinite: bool
     trusted: bool = False
     layout: str | None = None  # the data's image layout; models laid out otherwise adapt
+    batching: tuple[str, ...] = ()  # per model, as the probe decided
+    constants: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def models_key(self) -> tuple[Any, ...]:
+        """What decides the loaded models: a worker loads them once per key."""
+        return (self.paths, self.num_threads, self.trusted, self.layout, self.batching)
 
 
 def wire(models: Sequence[Model]) -> list[tuple[list[int], list[int]]]:
@@ -193,8 +203,9 @@ def run_shard(
     samples = 0
     first_sample: list[np.ndarray] = []
     for batch in dataset.bind(
-        ref.inputs, batch_size=plan.batch_size, limit=limit, allow_nonfinite=plan.allow_nonfinite
-    ):
+        ref.inputs, batch_size=plan.batch_size, limit=limit,
+        allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
+    ):  # fmt: skip
         ref_out: list[np.ndarray] = []
         ref_ok = np.ones(len(batch), dtype=bool)
         for model, (ins, outs_order), st in zip(models, wiring, states, strict=True):
@@ -236,7 +247,7 @@ def evaluate(
     *,
     labels: Any = None,
     task: str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     limit: int | None = None,
     num_threads: int | None = None,
     allow_nonfinite: bool = False,
@@ -245,6 +256,7 @@ def evaluate(
     engine: str = "local",
     ray_address: str | None = None,
     layout: str | None = None,
+    constants: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
@@ -255,7 +267,9 @@ def evaluate(
         data: anything :func:`quantlens.load_dataset` accepts.
         labels: labels for array data that does not carry them.
         task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
-        batch_size: samples per invoke.
+        batch_size: samples per invoke (default 32), for models whose outputs do not
+            depend on it; a model with a declared batch runs in chunks of it and a
+            batch-dependent one one sample at a time (a warning says so when asked for).
         limit: use at most this many samples.
         num_threads: runtime threads per model (``None``: the runtime's default).
         allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
@@ -270,6 +284,8 @@ def evaluate(
         layout: the data's image layout, ``"nhwc"`` or ``"nchw"``: a model whose 4-D image
             inputs are laid out the other way (an ONNX model from PyTorch against a TFLite
             model from Keras) gets them transposed. ``None``: every model takes the data as is.
+        constants: inputs fixed by name, the same value for every sample (a sample rate);
+            the data need not hold them.
         progress: called with the number of samples after each batch.
 
     Returns:
@@ -279,6 +295,8 @@ def evaluate(
     Raises:
         QuantlensError: a model or the data cannot be loaded, or they do not fit each other.
     """
+    asked_batch = batch_size
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     dataset = load_dataset(data, labels)
     workers = _useful_workers(workers, dataset.num_samples, limit)
     shards = dataset.shards(workers * SHARDS_PER_WORKER, limit) if workers > 1 else None
@@ -289,9 +307,11 @@ def evaluate(
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
     models = [adapt(_as_model(m, threads), layout) for m in (reference, *candidates)]
-    wire(models)  # refuse mismatched models before any work
+    wiring = wire(models)  # refuse mismatched models before any work
+    fixed = dict(constants or {})
+    decisions = probe_batching(models, wiring, dataset, fixed, allow_nonfinite)
     plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
-                models_trusted(), layout)  # fmt: skip
+                models_trusted(), layout, tuple(d.mode for d in decisions), fixed)  # fmt: skip
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
     else:
@@ -304,8 +324,13 @@ def evaluate(
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
     names = unique_names([m.name for m in models])
     perf = _performance(models, outcome.first_sample, threads) if bench else None
+    decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
+                 for d, m in zip(decisions, models, strict=True)]  # fmt: skip
     results = tuple(
-        _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None)
+        replace(
+            _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None),
+            batching=decisions[i],
+        )
         for i, (m, st, name) in enumerate(zip(models, outcome.states, names, strict=True))
     )
     return EvaluationResult(
@@ -319,7 +344,51 @@ def evaluate(
             "workers": workers if shards else 1,
             "engine": engine if shards else "inline",
         },
+        warnings=tuple(batching_warnings(names, decisions, asked_batch)),
     )
+
+
+def probe_batching(
+    models: Sequence[Model], wiring: Sequence[tuple[list[int], list[int]]], dataset: Dataset,
+    constants: Mapping[str, Any], allow_nonfinite: bool,
+) -> list[BatchingDecision]:  # fmt: skip
+    """Decide how each model runs batches, on the data's first samples (each model runs them
+    one at a time and as one batch; see :mod:`quantlens.models.batching`)."""
+    first = next(dataset.bind(models[0].inputs, batch_size=PROBE_SAMPLES, limit=PROBE_SAMPLES,
+                              allow_nonfinite=allow_nonfinite, constants=constants))  # fmt: skip
+    return [m.probe_batching([first.inputs[i] for i in ins])
+            for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
+
+
+def _with_invoke_size(
+    decision: BatchingDecision, model: Model, batch_size: int, samples: int
+) -> BatchingDecision:
+    """The decision with the samples each invoke really held."""
+    if decision.mode == "resize":
+        size = min(batch_size, samples)
+    elif decision.mode == "per-sample":
+        size = 1
+    else:
+        size = declared_batch(model.inputs)
+    return replace(decision, samples_per_invoke=size)
+
+
+def batching_warnings(
+    names: Sequence[str], decisions: Sequence[BatchingDecision], batch_size: int | None
+) -> Iterator[ReportWarning]:
+    """A warning per model whose outputs depend on the batch, and per model that could not
+    run the batch size the user asked for (``batch_size``; None when not asked)."""
+    for name, d in zip(names, decisions, strict=True):
+        per_invoke = d.samples_per_invoke or 1
+        if d.batch_dependent:
+            yield ReportWarning("batch_dependent", name, f"{name}: {d.reason}; it ran "
+                                f"{per_invoke} sample(s) per invoke, as deployed")  # fmt: skip
+        elif batch_size is not None and d.mode != "resize" and per_invoke < batch_size:
+            yield ReportWarning(
+                "batch_size_overridden", name,
+                f"{name}: ran {per_invoke} sample(s) per invoke, not the batch size "
+                f"{batch_size} asked for ({d.reason})",
+            )  # fmt: skip
 
 
 def _useful_workers(workers: int, samples: int | None, limit: int | None) -> int:

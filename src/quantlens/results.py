@@ -111,6 +111,61 @@ class Performance:
 
 
 @dataclass(frozen=True)
+class BatchingDecision:
+    """How a model runs its batches, and why (see :mod:`quantlens.models.batching`)."""
+
+    mode: str  # "resize" | "chunks" | "per-sample"
+    reason: str
+    #: Largest difference between batched and one-at-a-time outputs, relative to the
+    #: outputs' magnitude (None when not measured).
+    max_relative_difference: float | None = None
+    #: Samples per invoke in the run (the batch size when resized).
+    samples_per_invoke: int | None = None
+
+    @property
+    def batch_dependent(self) -> bool:
+        """The model leaves its batch open, yet its outputs for a sample depend on the other
+        samples of a batch (so it runs one sample at a time)."""
+        return self.mode == "per-sample" and (self.max_relative_difference or 0.0) > 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batching": self.mode,
+            "reason": self.reason,
+            "max_relative_difference": None
+            if self.max_relative_difference is None
+            else encode_number(self.max_relative_difference),
+            "samples_per_invoke": self.samples_per_invoke,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BatchingDecision:
+        diff = d.get("max_relative_difference")
+        return cls(d["batching"], d["reason"], None if diff is None else decode_number(diff),
+                   d.get("samples_per_invoke"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReportWarning:
+    """Something about the run a person must know before trusting it (JSON ``warnings``).
+
+    Codes: ``input_saturation``, ``reference_quantized``, ``batch_dependent``,
+    ``not_quantized``, ``batch_size_overridden``.
+    """
+
+    code: str
+    model: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "model": self.model, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReportWarning:
+        return cls(str(d["code"]), d.get("model"), str(d["message"]))
+
+
+@dataclass(frozen=True)
 class ModelResult:
     """One model's row: task metrics against labels and, for a candidate, fidelity."""
 
@@ -126,6 +181,7 @@ class ModelResult:
     paired: dict[str, Any] | None = None  # candidates with labels: paired statistics
     quantization: dict[str, Any] | None = None  # compare: {"mode", "settings"}
     nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
+    batching: BatchingDecision | None = None  # how its batches ran, and why
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -148,6 +204,8 @@ class ModelResult:
             d["paired"] = encode_tree(self.paired)
         if self.quantization is not None:
             d["quantization"] = self.quantization
+        if self.batching is not None:
+            d["batching"] = self.batching.to_dict()
         return d
 
     @classmethod
@@ -165,6 +223,7 @@ class ModelResult:
             paired=decode_tree(d.get("paired")),
             quantization=d.get("quantization"),
             nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
+            batching=BatchingDecision.from_dict(d["batching"]) if d.get("batching") else None,
         )
 
 
@@ -193,6 +252,7 @@ class EvaluationResult:
     models: tuple[ModelResult, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     recommendation: dict[str, Any] | None = None  # compare: {"model", "reason", ...}
+    warnings: tuple[ReportWarning, ...] = ()
     schema: str = EVALUATION_SCHEMA
 
     def model(self, name: str) -> ModelResult:
@@ -209,6 +269,7 @@ class EvaluationResult:
             "reference": self.reference,
             "settings": dict(self.settings),
             "models": [m.to_dict() for m in self.models],
+            "warnings": [w.to_dict() for w in self.warnings],
             **({"recommendation": self.recommendation} if self.recommendation else {}),
         }
 
@@ -230,6 +291,7 @@ class EvaluationResult:
             models=tuple(ModelResult.from_dict(m) for m in d["models"]),
             settings=dict(d.get("settings", {})),
             recommendation=d.get("recommendation"),
+            warnings=tuple(ReportWarning.from_dict(w) for w in d.get("warnings", ())),
             schema=d["schema"],
         )
 

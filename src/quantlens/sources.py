@@ -64,32 +64,65 @@ def read_rows(array: np.ndarray, start: int, stop: int, rows: int) -> Iterator[n
             yield np.asarray(array[a:b])
 
 
+def check_label_count(arrays: list[np.ndarray], labels: np.ndarray | None, source: str) -> None:
+    """Labels must count the samples of at least one input array (one label per sample)."""
+    if labels is None:
+        return
+    got = int(np.shape(labels)[0]) if np.ndim(labels) else 0
+    leading = [int(a.shape[0]) for a in arrays if a.ndim]
+    if got == 0 or got not in leading:
+        n = leading[0] if leading else 0
+        raise DataError(f"{source} has {got} labels for {n} samples; give one label per sample")
+
+
+def sample_count(arrays: Iterable[np.ndarray], labels: np.ndarray | None) -> int:
+    """How many samples a set of arrays holds: the labels' count when there are labels,
+    else the leading dimension most arrays share (the largest on a tie). Arrays without it
+    are given once for every sample (a sample-rate scalar, a fixed state)."""
+    if labels is not None:
+        return int(np.shape(labels)[0]) if np.ndim(labels) else 0
+    leading = [int(a.shape[0]) for a in arrays if a.ndim]
+    if not leading:
+        return 0
+    return max(set(leading), key=lambda d: (leading.count(d), d))
+
+
 @dataclass(frozen=True)
 class ArraySource:
-    """Arrays already in memory (or memory-mapped), one per input, plus optional labels."""
+    """Arrays already in memory (or memory-mapped), one per input, plus optional labels.
+
+    An array whose leading dimension is not the set's sample count is given once: every
+    chunk holds it whole, and binding to the model decides what it means.
+    """
 
     inputs: Inputs
     labels: np.ndarray | None
     start: int = 0
     stop: int | None = None
 
+    def _arrays(self) -> list[np.ndarray]:
+        return list(self.inputs.values()) if isinstance(self.inputs, dict) else list(self.inputs)
+
     @property
     def num_samples(self) -> int:
-        first = (
-            next(iter(self.inputs.values())) if isinstance(self.inputs, dict) else self.inputs[0]
-        )
-        return (len(first) if self.stop is None else self.stop) - self.start
+        total = sample_count(self._arrays(), self.labels)
+        return (total if self.stop is None else self.stop) - self.start
 
     def chunks(self) -> Iterator[Chunk]:
+        arrays = self._arrays()
+        total = sample_count(arrays, self.labels)
         stop = self.start + self.num_samples
         names = list(self.inputs) if isinstance(self.inputs, dict) else None
-        arrays = list(self.inputs.values()) if isinstance(self.inputs, dict) else self.inputs
-        rows = rows_per_read(arrays)
-        readers = [read_rows(a, self.start, stop, rows) for a in arrays]
+        per_sample = [a.ndim > 0 and a.shape[0] == total for a in arrays]
+        sliced = [a for a, p in zip(arrays, per_sample, strict=True) if p]
+        rows = rows_per_read(sliced) if sliced else ROWS_PER_READ
+        readers = [read_rows(a, self.start, stop, rows) for a in sliced]
         if self.labels is not None:
             readers.append(read_rows(np.asarray(self.labels), self.start, stop, rows))
+        whole = [np.asarray(a) for a, p in zip(arrays, per_sample, strict=True) if not p]
         for parts in zip(*readers, strict=True):
-            inputs = list(parts[: len(arrays)])
+            got, once = iter(parts[: len(sliced)]), iter(whole)
+            inputs = [next(got) if p else next(once) for p in per_sample]
             y = parts[-1] if self.labels is not None else None
             yield (dict(zip(names, inputs, strict=True)) if names else inputs), y
 
@@ -151,11 +184,8 @@ class NpzSource(FileRange):
         arrays = list(inputs.values())
         if not arrays:
             raise DataError(f"{path} holds no input arrays; save at least one (x=...)")
-        total = int(arrays[0].shape[0]) if arrays[0].ndim else 0
-        if labels is not None and (labels.ndim == 0 or len(labels) != total):
-            got = len(labels) if labels.ndim else 0
-            raise DataError(f"{path} has {got} labels for {total} samples; give one per sample")
-        return replace(source, total=total)
+        check_label_count(arrays, labels, str(path))
+        return replace(source, total=sample_count(arrays, labels))
 
     def _arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         try:

@@ -115,6 +115,9 @@ def _bench_config(
         else data_inputs(data, base.inputs, batch)
     )
     per_model = [[real[i] for i in feed_order(base.inputs, m.inputs, m.name)] for m in models]
+    if batch > 1:  # a batch runs in one invoke only where that gives the per-sample outputs
+        for m, x in zip(models, per_model, strict=True):
+            m.probe_batching(x)
     invokers = [m.invoker(x) for m, x in zip(models, per_model, strict=True)]
     samples = interleave(invokers, warmup_runs=warmup_runs, runs=runs, min_seconds=min_seconds)
     entries = []

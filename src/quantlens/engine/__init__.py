@@ -15,7 +15,7 @@ from quantlens.errors import ConfigError
 
 ENGINES = ("local", "ray")
 
-_MODELS: dict[Any, list[Any]] = {}  # per worker process: plan -> loaded models
+_MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded
 
 
 def shard_task(plan: Any, dataset: Any) -> Any:
@@ -23,13 +23,17 @@ def shard_task(plan: Any, dataset: Any) -> Any:
     from quantlens.evaluation import run_shard
     from quantlens.models.base import load_model, trusted_models
 
-    if plan not in _MODELS:
+    key = plan.models_key
+    if key not in _MODELS:
         from quantlens.models.layout import adapt
 
         with trusted_models(plan.trusted):
-            _MODELS[plan] = [adapt(load_model(p, num_threads=plan.num_threads), plan.layout)
-                             for p in plan.paths]  # fmt: skip
-    return run_shard(_MODELS[plan], dataset, plan)
+            models = [adapt(load_model(p, num_threads=plan.num_threads), plan.layout)
+                      for p in plan.paths]  # fmt: skip
+        for model, mode in zip(models, plan.batching, strict=False):
+            model.set_batching(mode)  # as the caller's probe decided
+        _MODELS[key] = models
+    return run_shard(_MODELS[key], dataset, plan)
 
 
 def run_shards(

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from quantlens.errors import ModelLoadError
+from quantlens.results import BatchingDecision
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class QuantParams:
         return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
 
 
+def infer_batch_axis(shape: Sequence[int | None]) -> int | None:
+    """The batch axis of a tensor of this signature shape (``None`` for a dimension that may
+    vary): see :attr:`TensorSpec.batch_axis`."""
+    if len(shape) == 0:
+        return None
+    if shape[0] is None or shape[0] == 1:
+        return 0
+    return next((i for i, d in enumerate(shape) if d is None), 0)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One model input or output. ``shape`` holds ``None`` for a dimension that may vary."""
@@ -41,15 +52,32 @@ class TensorSpec:
     quantization: QuantParams | None = None
 
     @property
+    def batch_axis(self) -> int | None:
+        """The axis samples are stacked on, read from the signature (None: not batched).
+
+        Axis 0 when it may vary or is 1; otherwise the first axis that may vary (a
+        recurrent state ``[layers, batch, units]``); a scalar has none (a sample rate).
+        """
+        return infer_batch_axis(self.shape)
+
+    @property
     def sample_shape(self) -> tuple[int | None, ...]:
-        """The shape of one sample: everything after the batch dimension."""
-        return self.shape[1:]
+        """The shape of one sample: the shape without its batch axis."""
+        axis = self.batch_axis
+        return self.shape if axis is None else self.shape[:axis] + self.shape[axis + 1 :]
+
+    @property
+    def declared_batch(self) -> int | None:
+        """The batch size the signature fixes (None: the batch may vary, or there is none)."""
+        axis = self.batch_axis
+        return None if axis is None else self.shape[axis]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "shape": list(self.shape),
             "dtype": self.dtype,
+            "batch_axis": self.batch_axis,
             "quantization": self.quantization.to_dict() if self.quantization else None,
         }
 
@@ -95,6 +123,7 @@ class Model(Protocol):
     format: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    batching: str  # how batches run: "resize", "chunks" or "per-sample"
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one batch: one array per input (in ``inputs`` order), one per output."""
@@ -109,6 +138,15 @@ class Model(Protocol):
 
     def info(self) -> ModelInfo:
         """Describe the model."""
+        ...
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        """Decide on the data's first samples how batches must run, and run them so from
+        now on (see :mod:`quantlens.models.batching`)."""
+        ...
+
+    def set_batching(self, mode: str) -> None:
+        """Run batches this way from now on: 'resize', 'chunks' or 'per-sample'."""
         ...
 
 

@@ -13,6 +13,22 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import ModelLoadError, require
 from quantlens.models.base import ModelInfo, TensorSpec, models_trusted, natural_key, path_size
+from quantlens.results import BatchingDecision
+
+#: TensorFlow runs a batch as one graph call; its kernels treat samples independently.
+_TF_BATCHING = BatchingDecision("resize", "TensorFlow runs the batch as given")
+
+
+class _TensorFlowBatching:
+    """Batching of a TensorFlow model: always the batch as given."""
+
+    batching = "resize"
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        return _TF_BATCHING
+
+    def set_batching(self, mode: str) -> None:
+        """TensorFlow runs every batch as given; nothing to set."""
 
 
 def import_tensorflow(purpose: str) -> Any:
@@ -61,7 +77,7 @@ def load_keras(tf: Any, path: str) -> Any:
         raise ModelLoadError(f"cannot load Keras model {path}: {_first_line(exc)}") from exc
 
 
-class KerasModel:
+class KerasModel(_TensorFlowBatching):
     """A ``.keras`` or ``.h5`` model run in TensorFlow."""
 
     format = "keras"
@@ -117,7 +133,7 @@ class KerasModel:
         )
 
 
-class SavedModelModel:
+class SavedModelModel(_TensorFlowBatching):
     """A SavedModel directory run through its ``serving_default`` signature."""
 
     format = "saved_model"

@@ -13,6 +13,7 @@ import numpy as np
 
 from quantlens.errors import ConfigError
 from quantlens.models.base import Model, ModelInfo, TensorSpec
+from quantlens.results import BatchingDecision
 
 LAYOUTS = ("nhwc", "nchw")
 _CHANNELS = (1, 2, 3, 4)  # what a channel axis of an image input looks like
@@ -73,6 +74,17 @@ class Relayout:
 
     def info(self) -> ModelInfo:
         return self._model.info()
+
+    @property
+    def batching(self) -> str:
+        return self._model.batching
+
+    def set_batching(self, mode: str) -> None:
+        self._model.set_batching(mode)
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        """The wrapped model's probe, on the sample in its own layout."""
+        return self._model.probe_batching(self._to_model(sample))
 
 
 def adapt(model: Model, data_layout: str | None) -> Model:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, DataError, ModelLoadError, ModelRunError
+from quantlens.errors import DataError, ModelLoadError, ModelRunError
 from quantlens.models.base import (
     ModelInfo,
     QuantParams,
@@ -19,8 +19,10 @@ from quantlens.models.base import (
     path_size,
     plain_name,
 )
+from quantlens.models.batching import BatchRunner, probe_batching
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import read_tflite_contents
+from quantlens.results import BatchingDecision
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 
@@ -46,6 +48,10 @@ def _spec(detail: dict[str, Any], name: str) -> TensorSpec:
     dims = sig if sig is not None and len(sig) else detail["shape"]
     shape = tuple(None if int(d) < 0 else int(d) for d in dims)
     return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, quant_params(detail))
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def _load_error(path: str, exc: Exception) -> ModelLoadError:
@@ -98,7 +104,7 @@ class LiteRTModel:
             else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
 
-        def new_interpreter() -> Any:
+        def new_interpreter(allocate: bool = True) -> Any:
             with captured_output():  # the runtime logs its delegate choice to fd 2
                 interp = litert.Interpreter(
                     model_content=data,
@@ -106,23 +112,35 @@ class LiteRTModel:
                     experimental_op_resolver_type=resolver,
                     experimental_preserve_all_tensors=preserve_all_tensors,
                 )
-                interp.allocate_tensors()
+                if allocate:
+                    interp.allocate_tensors()
             return interp
 
         try:
-            self._interp = new_interpreter()
+            self._interp = new_interpreter(allocate=False)
         except (RuntimeError, ValueError) as exc:
             raise _load_error(self.path, exc) from exc
         self._new_interpreter = new_interpreter
         # The runtime has verified the flatbuffer above; only now is it safe to walk it here.
         self._contents = read_tflite_contents(data, self.path)
-        self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
         # A resource variable keeps the shape it was made with: resizing the batch of a
         # stateful model would write a larger batch into it (heap corruption in the runtime).
+        self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
         try:
             self._describe()
         except (RuntimeError, ValueError) as exc:  # e.g. tensor names that are not UTF-8
             raise _load_error(self.path, exc) from exc
+        self._shapes: list[tuple[int, ...]] | None = None  # the allocated input shapes
+        try:
+            self._allocate(self._base_shapes)
+        except ModelRunError as exc:
+            # An input left open (``[-1, -1]`` audio, ``[?, ?, ?, 3]`` images) may not
+            # prepare at its placeholder shape; it is allocated at the data's shape instead.
+            if not any(None in spec.shape for spec in self.inputs):
+                raise ModelLoadError(str(exc)) from exc
+        self._runner = BatchRunner(self.inputs, self.outputs)
+        if self._stateful:
+            self._runner.set_mode("per-sample" if self._runner.chunk == 1 else "chunks")
 
     def _describe(self) -> None:
         """Inputs and outputs, named and ordered by the signature when there is one."""
@@ -152,39 +170,53 @@ class LiteRTModel:
         self.inputs = tuple(_spec(d, in_names[d["index"]]) for d in in_details)
         self.outputs = tuple(_spec(d, out_names[d["index"]]) for d in out_order)
         self._base_shapes = [tuple(int(s) for s in d["shape"]) for d in in_details]
-        self._alloc_batch = self._base_shapes[0][0] if self._base_shapes[0] else 1
-        self._can_resize: bool | None = False if self._stateful else None  # None: not tried
-
-    @property
-    def batching(self) -> str:
-        """How batches run: 'resize' (batch dimension resized), 'chunks' (the model's own
-        batch size, padded) or 'unknown' (no batch of another size has run yet)."""
-        return {None: "unknown", True: "resize", False: "chunks"}[self._can_resize]
 
     # -- running ---------------------------------------------------------------------------
 
-    def _resize(self, batch: int) -> bool:
-        """Resize every input's batch dimension; False (and the original shapes) on failure."""
+    @property
+    def batching(self) -> str:
+        """How batches run: 'resize', 'chunks' or 'per-sample' (see quantlens.models.batching)."""
+        return self._runner.mode
+
+    def set_batching(self, mode: str) -> None:
+        """Run batches this way from now on (one of ``BATCHINGS``)."""
+        self._runner.set_mode(mode)
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        """Decide, on the data's first samples, how batches must run (and run them so)."""
+        return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
+
+    def _allocate(self, shapes: Sequence[tuple[int, ...]]) -> None:
+        """Resize the inputs to ``shapes`` and allocate.
+
+        Raises:
+            ModelRunError: the runtime cannot prepare the graph at these shapes.
+        """
+        self._shapes = None
         try:
-            for idx, shape in zip(self._in_idx, self._base_shapes, strict=True):
-                self._interp.resize_tensor_input(idx, [batch, *shape[1:]], strict=False)
-            self._interp.allocate_tensors()
-        except (RuntimeError, ValueError):
-            for idx, shape in zip(self._in_idx, self._base_shapes, strict=True):
+            for idx, shape in zip(self._in_idx, shapes, strict=True):
                 self._interp.resize_tensor_input(idx, list(shape), strict=False)
-            self._interp.allocate_tensors()
-            self._alloc_batch = self._base_shapes[0][0]
-            return False
-        self._alloc_batch = batch
-        return True
+            with captured_output():
+                self._interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            given = ", ".join(str(tuple(s)) for s in shapes)
+            raise ModelRunError(
+                f"the runtime cannot prepare {self.path} for input shape(s) {given}: "
+                f"{_first_line(exc)}"
+            ) from exc
+        self._shapes = [tuple(s) for s in shapes]
 
     def _invoke(self, arrays: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
-        """Set inputs, invoke, and read the outputs (real-valued) then the ``extra`` tensors
-        (raw, as the runtime holds them)."""
+        """Set inputs (laid out as the model takes them), invoke, and read the outputs
+        (real-valued) then the ``extra`` tensors (raw, as the runtime holds them)."""
+        shapes = [tuple(a.shape) for a in arrays]
         if self._stateful:
             # Independent samples must not share state, and reset_all_variables() does not
             # reset resource variables (their CALL_ONCE initialiser runs once per interpreter).
-            self._interp = self._new_interpreter()
+            self._interp = self._new_interpreter(allocate=False)
+            self._shapes = None
+        if shapes != self._shapes:
+            self._allocate(shapes)
         interp = self._interp
         for idx, spec, x in zip(self._in_idx, self.inputs, arrays, strict=True):
             interp.set_tensor(idx, self._to_runtime(x, spec))
@@ -208,11 +240,11 @@ class LiteRTModel:
         return y
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run a batch of real-valued inputs; returns real-valued outputs.
+        """Run a batch of real-valued inputs (sample-first); returns real-valued outputs.
 
-        The batch dimension is resized to the batch's size when the model allows it; a model
-        whose batch is baked in (e.g. a RESHAPE to a fixed shape) is run in chunks of its own
-        batch size instead, the last chunk padded and the padding dropped.
+        The batch runs as :attr:`batching` says: resized to the batch's size, in chunks of
+        the model's declared batch (the last padded, the padding dropped), or one sample at a
+        time. Every other open dimension is resized to the data's.
         """
         return self._run(inputs, ())
 
@@ -229,62 +261,28 @@ class LiteRTModel:
         return got[: len(self.outputs)], got[len(self.outputs) :]
 
     def _run(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
-        try:
-            return self._run_batch(inputs, extra)
-        except (RuntimeError, ValueError) as exc:  # raised by the runtime, not by us
-            first = " ".join(str(exc).split())[:300]
-            raise ModelRunError(
-                f"{self.path} failed to run: {first} (the file may be corrupt; re-export it)"
-            ) from exc
-
-    def _run_batch(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
             raise DataError(f"{self.name} takes {len(self.inputs)} input(s), got {len(inputs)}")
-        n = int(inputs[0].shape[0])
-        if n == 0:
-            raise DataError("empty batch: the data set has no samples")
-        if n != self._alloc_batch and self._can_resize is not False and not self._resize(n):
-            self._can_resize = False
-        if n == self._alloc_batch:
-            got = self._invoke(inputs, extra)
-            if all(o.shape[:1] == (n,) for o in got[: len(self.outputs)]):
-                if n != self._base_shapes[0][0]:
-                    self._can_resize = True
-                return got
-            self._can_resize = False  # the graph ignored the new batch size
-            self._resize(self._base_shapes[0][0])
-        return self._run_in_chunks(inputs, n, extra)
+        try:
+            return self._runner.predict(
+                inputs, lambda own: self._invoke(own, extra), len(self.outputs)
+            )
+        except (RuntimeError, ValueError) as exc:  # raised by the runtime, not by us
+            raise ModelRunError(f"{self.path} failed to run: {_first_line(exc)}") from exc
 
     def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
         """Set the batch's inputs once and return the bare ``invoke`` to time.
 
         Raises:
-            ConfigError: the model's batch dimension is fixed and differs from the batch's.
+            ConfigError: the model runs fewer samples at a time than the batch holds.
         """
-        n = int(inputs[0].shape[0])
-        if n != self._alloc_batch and (self._can_resize is False or not self._resize(n)):
-            self._can_resize = False
-            base = self._base_shapes[0][0]
-            raise ConfigError(f"{self.name} has a fixed batch of {base}; use batch size {base}")
-        for idx, spec, x in zip(self._in_idx, self.inputs, inputs, strict=True):
+        own = self._runner.one_invoke(inputs, self.name)
+        shapes = [tuple(a.shape) for a in own]
+        if shapes != self._shapes:
+            self._allocate(shapes)
+        for idx, spec, x in zip(self._in_idx, self.inputs, own, strict=True):
             self._interp.set_tensor(idx, self._to_runtime(x, spec))
         return self._interp.invoke
-
-    def _run_in_chunks(
-        self, inputs: Sequence[np.ndarray], n: int, extra: Sequence[int]
-    ) -> list[np.ndarray]:
-        chunk = max(self._alloc_batch, 1)
-        parts: list[list[np.ndarray]] = []
-        for start in range(0, n, chunk):
-            piece = [x[start : start + chunk] for x in inputs]
-            got = piece[0].shape[0]
-            if got < chunk:
-                piece = [
-                    np.concatenate([p, np.zeros((chunk - got, *p.shape[1:]), p.dtype)])
-                    for p in piece
-                ]
-            parts.append([o[:got] for o in self._invoke(piece, extra)])
-        return [np.concatenate(col) for col in zip(*parts, strict=True)]
 
     def tensor_value(self, index: int) -> np.ndarray:
         """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from quantlens.errors import ModelLoadError, ModelRunError, require
+from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, require
 from quantlens.models.base import ModelInfo, TensorSpec, path_size
+from quantlens.models.batching import BatchRunner, probe_batching
+from quantlens.results import BatchingDecision
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -84,33 +86,40 @@ class OnnxModel:
             TensorSpec(o.name, _shape(o.shape), _ORT_TYPES.get(o.type, "float32"))
             for o in self._session.get_outputs()
         )
+        self._runner = BatchRunner(self.inputs, self.outputs)
 
-    def _feed(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def batching(self) -> str:
+        """How batches run: 'resize', 'chunks' or 'per-sample' (see quantlens.models.batching)."""
+        return self._runner.mode
+
+    def set_batching(self, mode: str) -> None:
+        """Run batches this way from now on (one of ``BATCHINGS``)."""
+        self._runner.set_mode(mode)
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        """Decide, on the data's first samples, how batches must run (and run them so)."""
+        return probe_batching(self._runner, self.predict, sample)
+
+    def _feed(self, own: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {
             s.name: np.ascontiguousarray(x, dtype=s.dtype)
-            for s, x in zip(self.inputs, inputs, strict=True)
+            for s, x in zip(self.inputs, own, strict=True)
         }
 
     def run(self, inputs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[Any]:
-        """Run one batch and return the named tensors (every output when ``names`` is None).
+        """Run one batch (sample-first) and return the named tensors, batch first (every
+        output when ``names`` is None; named tensors are taken to be batched on axis 0).
 
-        A fixed batch dimension that differs from the batch's is run in chunks of it.
+        The batch runs as :attr:`batching` says (resized, in chunks of a declared batch, or
+        one sample at a time).
         """
-        n = int(inputs[0].shape[0])
-        fixed = self.inputs[0].shape[0] if self.inputs[0].shape else None
+        n_outputs = len(self.outputs) if names is None else 0
         try:
-            if fixed is None or fixed == n:
-                return list(self._session.run(names, self._feed(inputs)))
-            parts = []
-            for start in range(0, n, fixed):
-                piece = [x[start : start + fixed] for x in inputs]
-                got = piece[0].shape[0]
-                if got < fixed:
-                    piece = [np.concatenate([p, np.zeros((fixed - got, *p.shape[1:]), p.dtype)])
-                             for p in piece]  # fmt: skip
-                parts.append([o[:got] for o in self._session.run(names, self._feed(piece))])
-            return [np.concatenate(col) for col in zip(*parts, strict=True)]
-        except ModelLoadError:
+            return self._runner.predict(
+                inputs, lambda own: list(self._session.run(names, self._feed(own))), n_outputs
+            )
+        except QuantlensError:
             raise
         except Exception as exc:  # onnxruntime's own error types
             raise ModelRunError(f"{self.path} failed to run: {_first_line(exc)}") from exc
@@ -120,8 +129,12 @@ class OnnxModel:
         return [np.asarray(o) for o in self.run(inputs)]
 
     def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
-        """A function running the session on prepared inputs."""
-        feed = self._feed(inputs)
+        """A function running the session on prepared inputs.
+
+        Raises:
+            ConfigError: the model runs fewer samples at a time than the batch holds.
+        """
+        feed = self._feed(self._runner.one_invoke(inputs, self.name))
         run = self._session.run
         return lambda: run(None, feed)
 

@@ -111,6 +111,7 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     """Print the evaluation table, and per-output fidelity when models have several outputs."""
     console = console or Console()
     console.print(evaluation_table(result))
+    print_run_notes(result, console)
     for m in result.models:
         if m.nonfinite_outputs:
             console.print(f"  ⚠ {m.name} produced NaN or inf on {m.nonfinite_outputs} sample(s); "
@@ -124,6 +125,20 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
             console.print(
                 f"  {m.name} · output {o.name}: SQNR {sqnr} dB, mse {mse}, cosine {cosine}"
             )
+
+
+def print_run_notes(result: EvaluationResult, console: Console) -> None:
+    """The report's warnings, and how each model that did not run the batch as given ran."""
+    from rich.markup import escape
+
+    warned = {w.model for w in result.warnings}
+    for w in result.warnings:
+        console.print(f"⚠ {escape(w.message)} [dim]({w.code})[/]")
+    for m in result.models:
+        b = m.batching
+        if b is not None and b.mode != "resize" and m.name not in warned:
+            console.print(f"[dim]{escape(m.name)}: {b.samples_per_invoke} sample(s) per invoke "
+                          f"({b.mode}): {escape(b.reason)}[/]")  # fmt: skip
 
 
 def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
@@ -335,6 +350,7 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
     """Print the ranked comparison and the recommendation."""
     console = console or Console()
     console.print(compare_table(result))
+    print_run_notes(result, console)
     rec = result.recommendation or {}
     console.print(f"[bold]recommendation:[/] {rec.get('model')} — {rec.get('reason')}")
     if rec.get("significantly_worse"):

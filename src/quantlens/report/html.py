@@ -146,6 +146,16 @@ def evaluation_html(
             f'<p class="banner"><b>Ship {_e(rec["model"])}</b>: {_e(rec["reason"])}</p>' + summary
         )
     sections = [("Summary", summary + _table(headers, rows)), ("Gates", gates_section(gates))]
+    if result.warnings:
+        items = "".join(f"<li>⚠ {_e(w.message)} <code>{_e(w.code)}</code></li>"
+                        for w in result.warnings)  # fmt: skip
+        sections.insert(1, ("Warnings", f"<ul>{items}</ul>"))
+    batching = [
+        [_e(m.name), _e(m.batching.mode), str(m.batching.samples_per_invoke), _e(m.batching.reason)]
+        for m in models if m.batching is not None
+    ]  # fmt: skip
+    if batching:
+        sections.append(("Batching", _table(["model", "batching", "per invoke", "why"], batching)))
     sections += [("Trade-off", _tradeoff_plots(result)), ("Latency", _latency_plot(result))]
     sections.append(("Environment", environment_section(env)))
     kind = "Comparison" if rec else "Evaluation"

@@ -76,7 +76,10 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
             body += "\n\nSlower than float: " + ", ".join(
                 f"`{n}`" for n in rec["slower_than_float"]
             )
-    return head + body + "\n\n" + _table(headers, rows) + _gates(gates) + "\n"
+    warnings = "".join(f"\n- ⚠ {w.message} ({w.code})" for w in result.warnings)
+    if warnings:
+        warnings = "\n\n**Warnings**\n" + warnings
+    return head + body + "\n\n" + _table(headers, rows) + warnings + _gates(gates) + "\n"
 
 
 def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) -> str:

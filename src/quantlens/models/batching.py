@@ -1,0 +1,228 @@
+"""How a batch of samples reaches a model, and the probe that decides it.
+
+quantlens hands every model its samples stacked on axis 0. A model may want them otherwise:
+on another axis (a recurrent state ``[layers, batch, units]``), not at all (a sample-rate
+scalar, given once for every sample), or fewer at a time than the data holds. A batch runs
+one of three ways:
+
+- ``resize``: in one invoke, the batch dimension (and any other dimension the signature
+  leaves open) resized to the data's;
+- ``chunks``: in chunks of the batch the model declares, the last one padded;
+- ``per-sample``: one sample per invoke, as a deployed model that streams would run.
+
+Which one is right is measured, not assumed (:func:`probe_batching`): a model whose outputs
+for a sample change with the samples beside it (a fixed batch that accepts a resize and then
+reuses sample 0; ONNX dynamic quantization, whose activation range spans the batch) must not
+be run batched, however fast that would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from quantlens.errors import ConfigError, DataError, ModelRunError, QuantlensError
+from quantlens.models.base import TensorSpec
+from quantlens.results import BatchingDecision
+
+BATCHINGS = ("resize", "chunks", "per-sample")
+#: Samples the probe runs one at a time and as one batch.
+PROBE_SAMPLES = 8
+#: Batched and one-at-a-time outputs agree when within this share of the output's largest
+#: magnitude: kernels for a batch of 1 and of 8 sum in different orders (float round-off,
+#: about 1e-7); a batch-dependent model differs by a quantization step or more (1e-2).
+PROBE_TOLERANCE = 1e-4
+
+Run = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+def default_mode(inputs: Sequence[TensorSpec]) -> str:
+    """The mode before any probe: chunks for a declared batch, resize when it may vary."""
+    batched = [s for s in inputs if s.batch_axis is not None]
+    return "chunks" if batched and all(s.declared_batch for s in batched) else "resize"
+
+
+def declared_batch(inputs: Sequence[TensorSpec]) -> int:
+    """The batch the model declares (1 when it leaves the batch open)."""
+    for s in inputs:
+        if s.declared_batch:
+            return s.declared_batch
+    return 1
+
+
+class BatchRunner:
+    """Runs batches given sample-first on a model that takes them its own way.
+
+    ``run`` takes the model's inputs laid out as the model wants them (batch axis in place,
+    unbatched inputs without one) and returns its outputs and any extra tensors as the
+    runtime gives them; the runner moves the outputs' batch axes to 0.
+    """
+
+    def __init__(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> None:
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.mode = default_mode(self.inputs)
+        self.chunk = declared_batch(self.inputs)
+        #: The outputs' batch axes, learned from the first batched run (see _learn_axes).
+        self._out_axes: list[int] | None = None
+        self._single_shapes: list[tuple[int, ...]] | None = None
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in BATCHINGS:
+            raise ValueError(f"unknown batching '{mode}'")
+        self.mode = mode
+
+    def predict(self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int) -> list[np.ndarray]:
+        """Run a batch (every array sample-first, ``n`` samples) and return ``run``'s tensors
+        sample-first: the first ``n_outputs`` are model outputs, the rest extra tensors
+        (intermediates, whose batch axis is 0)."""
+        n = int(inputs[0].shape[0])
+        if n == 0:
+            raise DataError("empty batch: the data set has no samples")
+        if self.mode == "resize":
+            if n > 1 and self._out_axes is None:
+                self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
+            return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
+        size = 1 if self.mode == "per-sample" else self.chunk
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            own = self.layout(inputs, start, stop, pad_to=size)
+            got = self._sample_first(run(own), size, n_outputs)
+            parts.append([o[: stop - start] for o in got])
+        if len(parts) == 1:
+            return parts[0]
+        return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+    def one_invoke(self, inputs: Sequence[np.ndarray], name: str) -> list[np.ndarray]:
+        """The whole batch laid out for a single invoke (what a benchmark times).
+
+        Raises:
+            ConfigError: the model runs fewer samples per invoke than the batch holds.
+        """
+        n = int(inputs[0].shape[0])
+        size = 1 if self.mode == "per-sample" else self.chunk
+        if self.mode != "resize" and n != size:
+            raise ConfigError(
+                f"{name} runs {size} sample(s) per invoke ({self.mode}); use batch size {size}"
+            )
+        return self.layout(inputs, 0, n)
+
+    def layout(
+        self, inputs: Sequence[np.ndarray], start: int, stop: int, pad_to: int | None = None
+    ) -> list[np.ndarray]:
+        """Samples [start, stop) laid out as the model takes them, padded with zeros."""
+        out = []
+        for spec, x in zip(self.inputs, inputs, strict=True):
+            axis = spec.batch_axis
+            if axis is None:  # one value for every sample (checked equal when bound)
+                out.append(np.ascontiguousarray(x[0]))
+                continue
+            part = x[start:stop]
+            if pad_to is not None and len(part) < pad_to:
+                pad = np.zeros((pad_to - len(part), *part.shape[1:]), part.dtype)
+                part = np.concatenate([part, pad])
+            out.append(np.ascontiguousarray(np.moveaxis(part, 0, axis)) if axis else part)
+        return out
+
+    def _sample_first(self, got: list[np.ndarray], n: int, n_outputs: int) -> list[np.ndarray]:
+        outs = []
+        for i, (o, spec) in enumerate(zip(got[:n_outputs], self.outputs, strict=True)):
+            axis = self._out_axes[i] if self._out_axes is not None else _guess_axis(spec, o, n)
+            if axis is None:
+                o = o[None]  # a scalar output of a one-sample run
+            elif axis:
+                o = np.moveaxis(o, axis, 0)
+            if o.ndim == 0 or o.shape[0] != n:
+                raise ModelRunError(
+                    f"output '{spec.name}' has shape {tuple(got[i].shape)} for a batch of {n}: "
+                    "the model ignores the batch size it was given"
+                )
+            outs.append(o)
+        if n > 1 and self._out_axes is None and self._single_shapes is not None:
+            self._out_axes = [_grown_axis(s, o.shape, n) for s, o in
+                              zip(self._single_shapes, got[:n_outputs], strict=True)]  # fmt: skip
+        return outs + list(got[n_outputs:])
+
+
+def _guess_axis(spec: TensorSpec, out: np.ndarray, n: int) -> int | None:
+    """An output's batch axis before a batched run has shown it: the signature's when it has
+    the batch's size, else the first axis that has it (None: a scalar)."""
+    if out.ndim == 0:
+        return None
+    axis = spec.batch_axis
+    if axis is not None and axis < out.ndim and out.shape[axis] == n:
+        return axis
+    return next((i for i, d in enumerate(out.shape) if d == n), 0)
+
+
+def _grown_axis(single: tuple[int, ...], batched: tuple[int, ...], n: int) -> int:
+    """The axis that grew from 1 to ``n`` between a one-sample run and a batched one."""
+    if len(single) == len(batched):
+        pairs = enumerate(zip(single, batched, strict=True))
+        grown = [i for i, (a, b) in pairs if (a, b) == (1, n)]
+        if len(grown) == 1:
+            return grown[0]
+    return 0
+
+
+def _max_relative_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x64.shape != y64.shape:
+            return float("inf")
+        if x64.size == 0:
+            continue
+        both = np.isfinite(x64) & np.isfinite(y64)
+        if not np.array_equal(np.isfinite(x64), np.isfinite(y64)):
+            return float("inf")
+        scale = max(float(np.abs(x64[both]).max(initial=0.0)), 1e-12)
+        worst = max(worst, float(np.abs(x64[both] - y64[both]).max(initial=0.0)) / scale)
+    return worst
+
+
+def probe_batching(
+    runner: BatchRunner, predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
+    sample: Sequence[np.ndarray], *, stateful: bool = False,
+) -> BatchingDecision:  # fmt: skip
+    """Decide how the model runs batches, by running the first samples one at a time and as
+    one batch (the one-at-a-time run is the truth), and set the runner's mode.
+
+    Args:
+        runner: the model's runner (its mode is set here).
+        predict: the model's predict, run through ``runner``.
+        sample: the first samples of the data, sample-first (at most PROBE_SAMPLES are used).
+        stateful: the model keeps state between invokes (never resized).
+    """
+    declared = declared_batch(runner.inputs)
+    fixed = default_mode(runner.inputs) == "chunks"
+    if stateful:
+        runner.set_mode("per-sample" if declared == 1 else "chunks")
+        return BatchingDecision(runner.mode, "stateful (resource variables): a fresh state "
+                                "for every sample, never resized")  # fmt: skip
+    k = min(PROBE_SAMPLES, int(sample[0].shape[0]))
+    first = [x[:k] for x in sample]
+    own = "chunks" if fixed else "per-sample"
+    runner.set_mode(own)
+    truth = predict(first)
+    what = f"declared batch of {declared}" if fixed else "open batch"
+    if k < 2:
+        runner.set_mode(default_mode(runner.inputs))
+        return BatchingDecision(runner.mode, f"{what}; one sample, nothing to compare")
+    runner.set_mode("resize")
+    try:
+        batched = predict(first)
+    except QuantlensError as exc:
+        runner.set_mode(own)
+        return BatchingDecision(own, f"{what}; a batch of {k} does not run ({exc})")
+    diff = _max_relative_difference(truth, batched)
+    if diff <= PROBE_TOLERANCE:
+        return BatchingDecision("resize", f"{what}; a batch of {k} gives the outputs of one "
+                                "sample at a time", diff)  # fmt: skip
+    runner.set_mode(own)
+    return BatchingDecision(
+        own, f"{what}; a batch of {k} changes the outputs (by {diff:.2g} of their magnitude): "
+        "a sample's result depends on its neighbours", diff,
+    )  # fmt: skip

@@ -1,0 +1,239 @@
+"""Batch semantics, measured not assumed: every trap of a real model, in a small fixture, and
+the truth is always the same model run one sample at a time with the bare runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import quantize_dynamic
+
+import quantlens
+from quantlens.cli import main
+from quantlens.errors import DataError
+
+RNG = np.random.default_rng(7)
+
+
+def litert_one_at_a_time(path, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """The bare runtime, one sample per invoke, each input resized to the sample's shape."""
+    interp = Interpreter(model_path=str(path))
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    got: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(len(xs[0])):
+        for d, x in zip(ins, xs, strict=True):
+            interp.resize_tensor_input(d["index"], list(x[i : i + 1].shape))
+        interp.allocate_tensors()
+        for d, x in zip(ins, xs, strict=True):
+            interp.set_tensor(d["index"], x[i : i + 1])
+        interp.invoke()
+        for k, d in enumerate(outs):
+            got[k].append(interp.get_tensor(d["index"]).copy())
+    return [np.concatenate(g) for g in got]
+
+
+def onnx_one_at_a_time(path, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(path))
+    runs = [session.run(None, f) for f in feeds]
+    return [np.stack([r[k] for r in runs]) for k in range(len(runs[0]))]
+
+
+@pytest.fixture(scope="module")
+def traps(tf, tmp_path_factory):
+    """TFLite models that lie about their batch, as mediapipe's hand_recrop does."""
+    keras = tf.keras
+    out = tmp_path_factory.mktemp("traps")
+    # Declared batch 1; after a resize STRIDED_SLICE keeps sample 0 and ADD reuses it.
+    fixed = keras.Sequential([keras.Input((6,), batch_size=1), keras.layers.Dense(4),
+                              keras.layers.Lambda(lambda t: t + t[0:1] * 0.5)])  # fmt: skip
+    # Open batch, yet each sample is centred on the batch's mean.
+    dependent = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Lambda(
+        lambda t: t - tf.reduce_mean(t, axis=0, keepdims=True))])  # fmt: skip
+    # Open audio length, as openWakeWord's melspectrogram ([-1, -1]).
+    audio = keras.Input((None,))
+    frames = keras.layers.Reshape((-1, 4))(audio)
+    spectrum = keras.layers.Dense(3)(frames)
+    audio_model = keras.Model(audio, spectrum)
+    # Fully convolutional: every spatial dimension open.
+    fcn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3),
+                            keras.layers.GlobalAveragePooling2D()])  # fmt: skip
+    paths = {}
+    for name, model in (("fixed", fixed), ("dependent", dependent), ("audio", audio_model),
+                        ("fcn", fcn)):  # fmt: skip
+        paths[name] = out / f"{name}.tflite"
+        paths[name].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return paths
+
+
+def test_a_declared_batch_that_mixes_samples_runs_in_chunks(traps, tmp_path) -> None:
+    x = RNG.normal(size=(20, 6)).astype(np.float32)
+    (truth,) = litert_one_at_a_time(traps["fixed"], [x])
+    # the trap is real: resized to 20 the runtime gives other numbers, in the right shape
+    bare = Interpreter(model_path=str(traps["fixed"]))
+    bare.resize_tensor_input(0, [20, 6], strict=False)
+    bare.allocate_tensors()
+    bare.set_tensor(0, x)
+    bare.invoke()
+    resized = bare.get_tensor(bare.get_output_details()[0]["index"])
+    assert resized.shape == truth.shape and not np.allclose(resized, truth, atol=1e-3)
+
+    np.savez(tmp_path / "d.npz", x=x)
+    out = tmp_path / "r.json"
+    code = main(["evaluate", str(traps["fixed"]), str(traps["fixed"]), "--data",
+                 str(tmp_path / "d.npz"), "--batch-size", "16", "--no-bench",
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["models"][0]["batching"]["batching"] == "chunks"
+    assert report["models"][0]["batching"]["samples_per_invoke"] == 1
+    assert {w["code"] for w in report["warnings"]} == {"batch_size_overridden"}
+    model = quantlens.load_model(traps["fixed"])
+    model.probe_batching([x])
+    np.testing.assert_array_equal(model.predict([x])[0], truth)
+
+
+def test_an_open_batch_that_depends_on_its_neighbours_runs_per_sample(traps) -> None:
+    x = RNG.normal(size=(12, 6)).astype(np.float32)
+    (truth,) = litert_one_at_a_time(traps["dependent"], [x])
+    model = quantlens.load_model(traps["dependent"])
+    decision = model.probe_batching([x])
+    assert decision.mode == "per-sample" and decision.batch_dependent
+    np.testing.assert_array_equal(model.predict([x])[0], truth)
+    result = quantlens.evaluate(traps["dependent"], [traps["dependent"]], x)
+    assert [w.code for w in result.warnings] == ["batch_dependent", "batch_dependent"]
+
+
+def test_every_open_dimension_is_resized_to_the_data(traps, tmp_path) -> None:
+    audio = RNG.normal(size=(5, 40)).astype(np.float32)
+    model = quantlens.load_model(traps["audio"])  # its placeholder shape does not prepare
+    assert model.inputs[0].shape == (None, None)
+    model.probe_batching([audio])
+    (truth,) = litert_one_at_a_time(traps["audio"], [audio])
+    np.testing.assert_allclose(model.predict([audio])[0], truth, rtol=1e-6, atol=1e-6)
+    images = RNG.normal(size=(4, 9, 7, 3)).astype(np.float32)
+    fcn = quantlens.load_model(traps["fcn"])
+    fcn.probe_batching([images])
+    (truth,) = litert_one_at_a_time(traps["fcn"], [images])
+    np.testing.assert_allclose(fcn.predict([images])[0], truth, rtol=1e-5, atol=1e-6)
+    np.savez(tmp_path / "a.npz", x=audio)
+    assert main(["info", str(traps["audio"])]) == 0
+    assert main(["evaluate", str(traps["audio"]), str(traps["audio"]), "--data",
+                 str(tmp_path / "a.npz"), "--no-bench"]) == 0  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def onnx_dynamic(tmp_path_factory):
+    """A float MLP and its onnxruntime dynamic quantization (DynamicQuantizeLinear takes the
+    activation range over the whole batch)."""
+    out = tmp_path_factory.mktemp("dyn")
+    w1 = RNG.normal(size=(16, 32)).astype(np.float32)
+    w2 = RNG.normal(size=(32, 5)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, out / "float.onnx")
+    quantize_dynamic(str(out / "float.onnx"), str(out / "dynamic.onnx"))
+    return out / "float.onnx", out / "dynamic.onnx"
+
+
+def test_onnx_dynamic_quantization_is_measured_one_sample_at_a_time(onnx_dynamic) -> None:
+    float_path, dyn_path = onnx_dynamic
+    # wide-ranging samples: a batch's activation range is set by its largest sample
+    x = (RNG.normal(size=(40, 16)) * RNG.uniform(0.1, 10, size=(40, 1))).astype(np.float32)
+    feeds = [{"x": x[i : i + 1]} for i in range(40)]
+    (ref,) = onnx_one_at_a_time(float_path, feeds)
+    (cand,) = onnx_one_at_a_time(dyn_path, feeds)
+    ref, cand = ref[:, 0].astype(np.float64), cand[:, 0].astype(np.float64)
+    result = quantlens.evaluate(float_path, [dyn_path], x, batch_size=40)
+    got = result.models[1]
+    assert got.batching is not None and got.batching.mode == "per-sample"
+    assert got.fidelity["mse"] == pytest.approx(np.mean((cand - ref) ** 2), rel=1e-6)
+    batched = ort.InferenceSession(str(dyn_path)).run(None, {"x": x})[0]
+    assert np.mean((batched - ref) ** 2) != pytest.approx(got.fidelity["mse"], rel=1e-2)
+    assert [w.code for w in result.warnings] == ["batch_dependent"]
+    assert result.models[0].batching.mode == "resize"  # float MatMul: any batch is fine
+
+
+@pytest.fixture(scope="module")
+def stateful_onnx(tmp_path_factory):
+    """silero-vad's interface: audio [N, T], a state [2, N, 4] (batch on axis 1) and a
+    scalar int64 sample rate; outputs a score [N, 1] and the next state [2, N, 4]."""
+    out = tmp_path_factory.mktemp("silero")
+    w = RNG.normal(size=(8, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["audio", "w"], ["h"]),  # [N, 4]
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["h", "srf"], ["hs"]),
+        helper.make_node("Add", ["state", "hs"], ["state_next"]),  # [2, N, 4]
+        helper.make_node("ReduceSum", ["state_next", "axes"], ["s"], keepdims=0),  # [N, 4]
+        helper.make_node("ReduceSum", ["s", "axes1"], ["score"], keepdims=1),  # [N, 1]
+    ]
+    graph = helper.make_graph(
+        nodes, "vad",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["N", 8]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "N", 4]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1]),
+         helper.make_tensor_value_info("state_next", TensorProto.FLOAT, [2, "N", 4])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0]), "axes"),
+         numpy_helper.from_array(np.array([1]), "axes1")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, out / "vad.onnx")
+    return out / "vad.onnx"
+
+
+def test_inputs_batched_on_another_axis_or_not_at_all(stateful_onnx, tmp_path) -> None:
+    audio = RNG.normal(size=(10, 8)).astype(np.float32)
+    state = RNG.normal(size=(10, 2, 4)).astype(np.float32)  # sample-first in the data
+    feeds = [{"audio": audio[i : i + 1], "state": state[i][:, None], "sr": np.array(16000)}
+             for i in range(10)]  # fmt: skip
+    score, state_next = onnx_one_at_a_time(stateful_onnx, feeds)
+    model = quantlens.load_model(stateful_onnx)
+    assert [s.batch_axis for s in model.inputs] == [0, 1, None]
+    np.savez(tmp_path / "per_sample.npz", audio=audio, state=state, sr=np.array(16000))
+    np.savez(tmp_path / "const.npz", audio=audio, state=state)
+    for data, extra in ((tmp_path / "per_sample.npz", []),
+                        (tmp_path / "const.npz", ["--const", "sr=16000"])):  # fmt: skip
+        fixed = {"sr": np.array(16000)} if extra else None
+        batches = list(quantlens.load_dataset(data).bind(model.inputs, batch_size=4,
+                                                         constants=fixed))  # fmt: skip
+        got = [model.predict(b.inputs) for b in batches]
+        np.testing.assert_allclose(np.concatenate([g[0] for g in got]), score[:, 0], rtol=1e-6)
+        # the next state comes back sample-first: [N, 2, 4]
+        np.testing.assert_allclose(np.concatenate([g[1] for g in got]), state_next[:, :, 0],
+                                   rtol=1e-6)  # fmt: skip
+        assert main(["evaluate", str(stateful_onnx), str(stateful_onnx), "--data", str(data),
+                     "--no-bench", *extra]) == 0  # fmt: skip
+    # one state for every sample, given without a sample axis
+    np.savez(tmp_path / "once.npz", audio=audio, state=state[0], sr=np.array(16000))
+    (batch,) = quantlens.load_dataset(tmp_path / "once.npz").bind(model.inputs, batch_size=10)
+    assert batch.inputs[1].shape == (10, 2, 4) and np.all(batch.inputs[1] == state[0])
+
+
+def test_inconsistent_sample_counts_are_one_line_errors(stateful_onnx, tmp_path, capsys) -> None:
+    model = quantlens.load_model(stateful_onnx)
+    np.savez(tmp_path / "bad.npz", audio=np.zeros((10, 8), np.float32),
+             state=np.zeros((9, 2, 4), np.float32), sr=np.array(16000))  # fmt: skip
+    with pytest.raises(DataError, match="'state' has 9 samples where another input has 10"):
+        next(quantlens.load_dataset(tmp_path / "bad.npz").bind(model.inputs))
+    np.savez(tmp_path / "sr.npz", audio=np.zeros((3, 8), np.float32),
+             state=np.zeros((3, 2, 4), np.float32), sr=np.array([8000, 16000, 8000]))  # fmt: skip
+    with pytest.raises(DataError, match="'sr' is not batched by the model"):
+        next(quantlens.load_dataset(tmp_path / "sr.npz").bind(model.inputs))
+    code = main(["evaluate", str(stateful_onnx), str(stateful_onnx), "--data",
+                 str(tmp_path / "bad.npz"), "--no-bench"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
