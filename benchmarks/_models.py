@@ -62,3 +62,28 @@ def mlp(out_dir: Path, width: int = 1024, depth: int = 4, features: int = 64) ->
     path = out_dir / f"mlp{width}x{depth}.tflite"
     path.write_bytes(data)
     return path
+
+
+def tiny_pair(out_dir: Path) -> tuple[Path, Path, Path]:
+    """Two tiny .tflite models (a float CNN on 8×8 inputs and its dynamic-range quantization,
+    about 1.5 µs per invoke) and an .npz of 64 samples for them."""
+    from quantlens._quiet import captured_output
+    from quantlens.models.keras import import_tensorflow
+
+    tf = import_tensorflow("building the benchmark models")
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])  # fmt: skip
+    paths = []
+    for name, optimize in (("tiny_float", False), ("tiny_dynamic", True)):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        with captured_output():
+            data = converter.convert()
+        paths.append(out_dir / f"{name}.tflite")
+        paths[-1].write_bytes(data)
+    data_path = out_dir / "tiny.npz"
+    np.savez(data_path, x=np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32))
+    return paths[0], paths[1], data_path

@@ -61,17 +61,46 @@ class FakeClock:
 def test_rounds_interleave_models_and_discard_warmup() -> None:
     clock = FakeClock()
     invokers = [clock.invoker(n) for n in "ABC"]
-    samples = interleave(invokers, warmup_runs=2, runs=4, min_seconds=0.0, clock=clock)
+    timed = interleave(invokers, warmup_runs=2, runs=4, min_seconds=0.0, clock=clock)
     assert "".join(clock.trace) == "ABC" * 6  # 2 warm-up rounds, then 4 timed
-    assert [len(s) for s in samples] == [4, 4, 4]
-    assert all(v == pytest.approx(1.0) for s in samples for v in s)
+    assert [len(s) for s in timed.samples_ms] == [4, 4, 4] and timed.rounds == 4
+    assert all(v == pytest.approx(1.0) for s in timed.samples_ms for v in s)
 
 
 def test_rounds_continue_until_min_seconds() -> None:
     clock = FakeClock()
-    samples = interleave([clock.invoker("A")], warmup_runs=0, runs=1, min_seconds=0.05, clock=clock)
+    timed = interleave([clock.invoker("A")], warmup_runs=0, runs=1, min_seconds=0.05, clock=clock)
     # each timed run reads the clock twice and the loop once: 3 ms per round on this clock
-    assert len(samples[0]) == 17 and clock.now >= 50_000_000
+    assert len(timed.samples_ms[0]) == 17 and clock.now >= 50_000_000
+
+
+def test_kept_rounds_stay_bounded_and_evenly_spread() -> None:
+    class Counting:
+        """Each invoke takes as many ns as its round's index (readable from the samples)."""
+
+        def __init__(self) -> None:
+            self.now, self.round = 0, 0
+
+        def __call__(self) -> int:
+            return self.now
+
+        def invoke(self) -> None:
+            self.now += self.round + 1
+            self.round += 1
+
+    clock = Counting()
+    timed = interleave([clock.invoke], warmup_runs=0, runs=10_000, min_seconds=0, clock=clock,
+                       max_kept=64)  # fmt: skip
+    kept = np.rint(timed.samples_ms[0] * 1e6).astype(int) - 1  # the round each sample came from
+    assert timed.rounds == 10_000 and len(kept) <= 64 and timed.stride == 256
+    assert np.all(np.diff(kept) == timed.stride) and kept[0] == 0  # evenly spread, from the start
+
+
+def test_endless_settings_are_capped() -> None:
+    clock = FakeClock()
+    timed = interleave([clock.invoker("A")], warmup_runs=0, runs=1, min_seconds=float("inf"),
+                       clock=clock, max_kept=16)  # fmt: skip
+    assert clock.now >= 3600 * 1e9 and len(timed.samples_ms[0]) <= 16  # an hour, then it stops
 
 
 def test_median_ratio_interval() -> None:
@@ -84,6 +113,40 @@ def test_median_ratio_interval() -> None:
     assert got["ci95_high"] - got["ci95_low"] < 0.05
     same = median_ratio(base, base)
     assert same["ratio"] == 1.0 and same["ci95_low"] == same["ci95_high"] == 1.0
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
+    shocks = rng.normal(0.0, sd, n)
+    x = np.empty(n)
+    x[0] = shocks[0] / np.sqrt(1 - phi**2)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + shocks[i]
+    return x
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.9, 0.98])
+def test_ratio_interval_covers_the_true_ratio_under_drift(phi: float) -> None:
+    """Paired rounds with a shared drift (AR(1), the machine's state) and each model's own
+    autocorrelated noise; the true ratio of medians is 1.3. A 95% interval must cover it in
+    90-99% of runs. (An interval that resamples rounds one by one covers it far less often
+    as soon as rounds are autocorrelated: checked below for the strongest drift.)"""
+    rng = np.random.default_rng(int(phi * 100))
+    true_ratio, sims, n = 1.3, 150, 600
+    hits = naive_hits = 0
+    for s in range(sims):
+        drift = _ar1(rng, n, phi, 0.05)
+        base = np.exp(drift + _ar1(rng, n, 0.5, 0.1))
+        other = true_ratio * np.exp(drift + _ar1(rng, n, 0.5, 0.1))
+        got = median_ratio(base, other, seed=s, resamples=400)
+        hits += got["ci95_low"] <= true_ratio <= got["ci95_high"]
+        if phi == 0.98:
+            idx = rng.integers(0, n, size=(400, n))
+            iid = np.median(other[idx], axis=1) / np.median(base[idx], axis=1)
+            lo, hi = np.percentile(iid, [2.5, 97.5])
+            naive_hits += lo <= true_ratio <= hi
+    assert 0.90 <= hits / sims <= 0.99
+    if phi == 0.98:
+        assert naive_hits / sims < 0.85
 
 
 def test_synthetic_inputs_span_the_quantized_range() -> None:

@@ -83,8 +83,9 @@ def test_damaged_model_interval_excludes_zero(tf, convert, digits_models, digits
     assert same["ci95_low"] <= 0 <= same["ci95_high"] and same["mcnemar_p"] == 1.0
 
 
-def _model(name: str, size: int, acc: float, p50: float, mode: str | None) -> ModelResult:
-    perf = Performance({"p50": p50}, 1.0, None, size, 1.0)
+def _model(name: str, size: int, acc: float, p50: float, mode: str | None,
+           speedup_ci: tuple[float, float] | None = None) -> ModelResult:  # fmt: skip
+    perf = Performance({"p50": p50}, 1.0, None, size, 1.0 / p50, speedup_ci95=speedup_ci)
     return ModelResult(name, f"{name}.tflite", "tflite", "candidate" if mode else "reference",
                        size, {"accuracy": acc}, None, (), perf, None,
                        {"mode": mode, "settings": {}} if mode else None)  # fmt: skip
@@ -94,13 +95,13 @@ def test_recommendation_rule() -> None:
     models = (
         _model("ref", 1000, 0.90, 5.0, None),
         _model("f32", 400, 0.90, 1.0, "float32"),
-        _model("f16", 200, 0.899, 1.1, "float16"),
+        _model("f16", 200, 0.899, 1.1, "float16", (0.85, 1.02)),  # slower, within the noise
         _model("i8", 100, 0.885, 0.5, "int8"),  # 1.5 points lost: too much
-        _model("dyn", 110, 0.895, 1.5, "dynamic"),  # within 1 point, slower than float
+        _model("dyn", 110, 0.895, 1.5, "dynamic", (0.6, 0.7)),  # within 1 point, slower
     )
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
     rec = recommend(result, "f32", 0.01)
-    assert rec["model"] == "dyn" and rec["slower_than_float"] == ["f16", "dyn"]
+    assert rec["model"] == "dyn" and rec["slower_than_float"] == ["dyn"]
     assert recommend(result, "f32", 0.02)["model"] == "i8"
     none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
     assert recommend(none, "ref", 0.001)["model"] == "ref"

@@ -87,11 +87,10 @@ def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dic
         m for m in candidates if (d := drop(m, ref, task)) is not None and within(d, max_drop)
     ]
     worse = [m.name for m in candidates if m.paired and significantly_worse(m.paired)]
-    base_p50 = _p50(baseline)
     slower = [
         m.name
         for m in candidates
-        if m is not baseline and base_p50 and (p := _p50(m)) is not None and p > base_p50
+        if m is not baseline and m.performance is not None and m.performance.significantly_slower
     ]
     allowed = _amount(max_drop, task)
     if acceptable:
@@ -117,23 +116,6 @@ def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dic
         "significantly_worse": worse,
         "slower_than_float": slower,
     }
-
-
-def _speedup_against(models: list[ModelResult], baseline: str) -> list[ModelResult]:
-    """Speed-ups measured against the float .tflite rather than the (Keras) reference."""
-    base = next(m for m in models if m.name == baseline)
-    if base.performance is None:
-        return models
-    p50 = base.performance.latency_ms["p50"]
-    return [
-        dataclasses.replace(
-            m, performance=dataclasses.replace(
-                m.performance, speedup=p50 / m.performance.latency_ms["p50"]
-            ),
-        )
-        if m.performance and m.performance.latency_ms["p50"] > 0 else m
-        for m in models
-    ]  # fmt: skip
 
 
 def compare(
@@ -217,7 +199,6 @@ def compare(
         if source_kind(src) in ("tflite", "onnx")  # the source itself is the float baseline
         else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
     )
-    models = _speedup_against(models, float_name)
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
     rec = recommend(result, float_name, max_drop)
     settings = dict(result.settings)

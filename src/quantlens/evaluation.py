@@ -430,22 +430,36 @@ EVAL_BENCH = {"warmup_runs": 5, "runs": 30, "min_seconds": 0.5}
 def _performance(
     models: list[Model], sample: list[np.ndarray], num_threads: int | None
 ) -> list[Performance]:
-    from quantlens.bench import benchmark
+    """Each model's benchmark figures; speed-ups against the first runtime model (``.tflite``
+    or ``.onnx``: TensorFlow models are timed apart and get none unless all are TensorFlow's),
+    with the interval of the paired ratio of medians."""
+    from quantlens.bench import benchmark, timing_groups
 
-    result = benchmark(models, threads=[num_threads], data=sample, **EVAL_BENCH)  # type: ignore[arg-type]
-    base_p50 = result.results[0].latency_ms["p50"]
-    return [
-        Performance(
-            latency_ms={k: e.latency_ms[k] for k in EVALUATION_LATENCY_KEYS},
-            throughput_sps=e.throughput_sps,
-            peak_rss_mb=e.peak_rss_mb,
-            size_gzip_bytes=e.size_gzip_bytes,
-            speedup=base_p50 / e.latency_ms["p50"] if e.latency_ms["p50"] > 0 else float("inf"),
-            warnings=e.warnings,
-            samples_ms=e.samples_ms,
+    one = [x[:1] for x in sample]  # the benchmark runs one sample, as a deployed model does
+    result = benchmark(models, threads=[num_threads], data=one, **EVAL_BENCH)  # type: ignore[arg-type]
+    comparable = set(timing_groups(models)[0])
+    out = []
+    for i, e in enumerate(result.results):
+        ratio = e.ratio_to_first or {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0}
+        speedup, ci = None, None
+        if i in comparable and ratio["ratio"] > 0:
+            speedup = 1.0 / ratio["ratio"]
+            low, high = ratio["ci95_high"], ratio["ci95_low"]
+            ci = (1.0 / low if low > 0 else float("inf"), 1.0 / high if high > 0 else float("inf"))
+        out.append(
+            Performance(
+                latency_ms={k: e.latency_ms[k] for k in EVALUATION_LATENCY_KEYS},
+                throughput_sps=e.throughput_sps,
+                peak_rss_mb=e.peak_rss_mb,
+                size_gzip_bytes=e.size_gzip_bytes,
+                speedup=speedup,
+                warnings=e.warnings,
+                samples_ms=e.samples_ms,
+                speedup_ci95=ci,
+                speed_baseline=e.ratio_baseline if i in comparable else None,
+            )
         )
-        for e in result.results
-    ]
+    return out
 
 
 def _model_result(

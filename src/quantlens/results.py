@@ -80,9 +80,16 @@ class Performance:
     throughput_sps: float
     peak_rss_mb: float | None
     size_gzip_bytes: int
-    speedup: float  # reference p50 / this model's p50
+    speedup: float | None  # baseline p50 / this model's p50 (None: timed apart, see below)
     warnings: tuple[str, ...] = ()
-    samples_ms: tuple[float, ...] = ()  # the raw steady-state latencies
+    samples_ms: tuple[float, ...] = ()  # the raw steady-state latencies (an even subset)
+    speedup_ci95: tuple[float, float] | None = None  # from the paired block bootstrap
+    speed_baseline: str | None = None  # the float runtime model speed-ups are against
+
+    @property
+    def significantly_slower(self) -> bool:
+        """Slower than the baseline beyond the noise: the whole interval is below 1×."""
+        return self.speedup_ci95 is not None and self.speedup_ci95[1] < 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +98,11 @@ class Performance:
             "throughput_sps": self.throughput_sps,
             "peak_rss_mb": self.peak_rss_mb,
             "size_gzip_bytes": self.size_gzip_bytes,
-            "speedup": encode_number(self.speedup),
+            "speedup": None if self.speedup is None else encode_number(self.speedup),
+            "speedup_ci95": None
+            if self.speedup_ci95 is None
+            else [encode_number(v) for v in self.speedup_ci95],
+            "speed_baseline": self.speed_baseline,
             "bench_warnings": list(self.warnings),
         }
 
@@ -104,9 +115,13 @@ class Performance:
             throughput_sps=float(d["throughput_sps"]),
             peak_rss_mb=d.get("peak_rss_mb"),
             size_gzip_bytes=int(d["size_gzip_bytes"]),
-            speedup=decode_number(d["speedup"]),
+            speedup=None if d.get("speedup") is None else decode_number(d["speedup"]),
             warnings=tuple(d.get("bench_warnings", ())),
             samples_ms=tuple(d.get("latency_samples_ms", ())),
+            speedup_ci95=None
+            if d.get("speedup_ci95") is None
+            else (decode_number(d["speedup_ci95"][0]), decode_number(d["speedup_ci95"][1])),
+            speed_baseline=d.get("speed_baseline"),
         )
 
 
@@ -315,12 +330,18 @@ class BenchEntry:
     size_bytes: int
     size_gzip_bytes: int
     warnings: tuple[str, ...] = ()
-    ratio_to_first: dict[str, float] | None = None  # p50 ratio to the first model, with CI
+    ratio_to_first: dict[str, float] | None = None  # p50 ratio to the group's first, with CI
     profile: dict[str, Any] | None = None  # ONNX: time by node and op type (--profile)
+    timed_runs: int = 0  # rounds timed (samples_ms keeps an evenly spread subset of them)
+    ratio_baseline: str | None = None  # the model ratio_to_first is against
+
+    def __post_init__(self) -> None:
+        if not self.timed_runs:  # every round was kept
+            object.__setattr__(self, "timed_runs", len(self.samples_ms))
 
     @property
     def runs(self) -> int:
-        return len(self.samples_ms)
+        return self.timed_runs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -338,6 +359,7 @@ class BenchEntry:
             "size_gzip_bytes": self.size_gzip_bytes,
             "warnings": list(self.warnings),
             "ratio_to_first": encode_tree(self.ratio_to_first),
+            "ratio_baseline": self.ratio_baseline,
             **({"profile": encode_tree(self.profile)} if self.profile else {}),
         }
 
@@ -358,6 +380,8 @@ class BenchEntry:
             warnings=tuple(d.get("warnings", ())),
             ratio_to_first=decode_tree(d.get("ratio_to_first")),
             profile=d.get("profile"),
+            timed_runs=int(d.get("runs", 0)),
+            ratio_baseline=d.get("ratio_baseline"),
         )
 
 

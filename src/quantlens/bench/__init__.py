@@ -1,8 +1,9 @@
 """benchmark(): latency, throughput, memory and size, measured as benchmark_model and MLPerf do.
 
 Per configuration (threads × batch size) every model is loaded and timed in interleaved
-rounds (A B C A B C ...) after a warm-up; init time, first-inference time and peak memory
-come from a fresh child process per model and configuration.
+rounds (A B C A B C ...) after a warm-up, TensorFlow models in rounds of their own; init
+time, first-inference time and peak memory come from a fresh child process per model and
+configuration.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from quantlens.bench.inputs import data_inputs, synthetic_inputs
 from quantlens.bench.probe import measure_in_child
@@ -102,6 +105,19 @@ def benchmark(
     )
 
 
+#: Formats run by TensorFlow: never timed in the same rounds as a runtime's models (TensorFlow
+#: spins up thread pools and allocators whose activity slows the interleaved neighbours).
+TENSORFLOW_FORMATS = ("keras", "saved_model")
+
+
+def timing_groups(models: Sequence[Model]) -> list[list[int]]:
+    """Indices of the models timed together: the runtimes' models (``.tflite``, ``.onnx``),
+    then TensorFlow's, each group in the given order (its first model is its ratio base)."""
+    runtime = [i for i, m in enumerate(models) if m.format not in TENSORFLOW_FORMATS]
+    tensorflow = [i for i, m in enumerate(models) if m.format in TENSORFLOW_FORMATS]
+    return [g for g in (runtime, tensorflow) if g]
+
+
 def _bench_config(
     models: list[Model], names: list[str], threads: int | None, batch: int, warmup_runs: int,
     runs: int, min_seconds: float, data: Any, measure_memory: bool, profile: bool,
@@ -118,12 +134,19 @@ def _bench_config(
     if batch > 1:  # a batch runs in one invoke only where that gives the per-sample outputs
         for m, x in zip(models, per_model, strict=True):
             m.probe_batching(x)
-    invokers = [m.invoker(x) for m, x in zip(models, per_model, strict=True)]
-    samples = interleave(invokers, warmup_runs=warmup_runs, runs=runs, min_seconds=min_seconds)
+    samples: list[np.ndarray] = [np.empty(0)] * len(models)
+    rounds = [0] * len(models)
+    for group in timing_groups(models):
+        timed = interleave([models[i].invoker(per_model[i]) for i in group],
+                           warmup_runs=warmup_runs, runs=runs, min_seconds=min_seconds)  # fmt: skip
+        for i, s in zip(group, timed.samples_ms, strict=True):
+            samples[i], rounds[i] = s, timed.rounds
+    first_of_group = {i: group[0] for group in timing_groups(models) for i in group}
     entries = []
     for i, (m, name, s, x) in enumerate(zip(models, names, samples, per_model, strict=True)):
         summary = summarize(s)
-        notes = warnings_for(summary, len(s))
+        notes = warnings_for(summary, rounds[i])
+        first = first_of_group[i]
         own = m.own_layout(x) if isinstance(m, Relayout) else x  # the child loads the file as is
         probe = measure_in_child(m.path, threads, own) if measure_memory else {}
         if "error" in probe:
@@ -139,13 +162,15 @@ def _bench_config(
                 threads=threads,
                 batch_size=batch,
                 latency_ms=latency,
-                samples_ms=tuple(s),
+                samples_ms=tuple(s.tolist()),
+                timed_runs=rounds[i],
                 throughput_sps=batch * 1000.0 / summary["p50"] if summary["p50"] > 0 else 0.0,
                 peak_rss_mb=probe.get("peak_rss_mb"),
                 size_bytes=path_size(m.path),
                 size_gzip_bytes=gzip_size(m.path),
                 warnings=tuple(notes),
-                ratio_to_first=median_ratio(samples[0], s) if i > 0 else None,
+                ratio_to_first=median_ratio(samples[first], s) if i != first else None,
+                ratio_baseline=names[first],
                 profile=profile_onnx(m.path, x, threads)
                 if profile and m.format == "onnx"
                 else None,

@@ -97,7 +97,7 @@ def evaluation_table(result: EvaluationResult) -> Table:
             row += (
                 [
                     f"{perf.latency_ms['p50']:.4g}" + (" ⚠" if perf.warnings else ""),
-                    f"{perf.speedup:.2f}×",
+                    _fmt(perf.speedup, "{:.2f}×"),
                     "—" if perf.peak_rss_mb is None else f"{perf.peak_rss_mb:.1f} MiB",
                 ]
                 if perf
@@ -296,7 +296,6 @@ def compare_table(result: EvaluationResult) -> Table:
     baseline = result.model(rec.get("float_baseline", ref.name))
     max_drop = rec.get("max_drop", 0.01)
     metric = {"classification": ("accuracy", "{:.4f}"), "regression": ("mae", "{:.4g}")}.get(task)
-    base_p50 = baseline.performance.latency_ms["p50"] if baseline.performance else None
 
     def rank(m: ModelResult) -> tuple[bool, float]:
         """Acceptable variants first, smallest first; then the rest, smallest drop first."""
@@ -339,7 +338,7 @@ def compare_table(result: EvaluationResult) -> Table:
             _fmt(fid.get("sqnr_db"), "{:.1f}"),
             _fmt(fid.get("top1_agreement"), "{:.4f}"),
             _fmt(p50, "{:.4g}"),
-            f"{base_p50 / p50:.2f}×" if base_p50 and p50 else "—",
+            _fmt(m.performance.speedup if m.performance else None, "{:.2f}×"),
             verdict,
         ]
         table.add_row(*row)
