@@ -263,6 +263,7 @@ def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
     assert [o["error_added_db"] for o in again.ops] == [o["error_added_db"] for o in diag.ops]
     variant = {"mode": "int8", "settings": {"tool": "x"}, "path": "p", "size_bytes": 3}
     calibration = {"source": "digits:train", "samples": 200}
+    failed = {"mode": "int16x8", "reason": "PRELU has no int16 kernel", "code": "mode_failed"}
     manifest = {"schema": "quantlens.quantize/1", "source": "m.keras",
-                "calibration": calibration, "variants": [variant]}  # fmt: skip
+                "calibration": calibration, "variants": [variant], "failed": [failed]}  # fmt: skip
     assert QuantizeResult.from_dict(manifest).to_dict() == manifest

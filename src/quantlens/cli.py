@@ -359,8 +359,10 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         calibration_samples=args.calibration_samples,
     )  # fmt: skip
     for v in result.variants:
-        console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {v.path}")
-    console.print(f"manifest written to {args.out}/{MANIFEST}")
+        console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {v.path}", markup=False)
+    for f in result.failed:
+        console.print(f"⚠ {f.mode}: not made: {f.reason}", markup=False)
+    console.print(f"manifest written to {args.out}/{MANIFEST}", markup=False)
     return EXIT_OK
 
 

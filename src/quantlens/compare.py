@@ -26,7 +26,7 @@ from quantlens.quantize import (
     resolve_modes,
     source_kind,
 )
-from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult
+from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult, ReportWarning
 
 DEFAULT_MAX_DROP = 0.01
 
@@ -201,6 +201,9 @@ def compare(
     )
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
     rec = recommend(result, float_name, max_drop)
+    failed = tuple(ReportWarning(f.code, f.mode, f"{f.mode}: not made: {f.reason}")
+                   for f in made.failed)  # fmt: skip
+    result = dataclasses.replace(result, warnings=failed + result.warnings)
     settings = dict(result.settings)
     settings.update(
         calibration=made.calibration_source,

@@ -451,13 +451,31 @@ class QuantizedVariant:
 
 
 @dataclass(frozen=True)
+class FailedMode:
+    """A mode that could not be made, or made a file that is not quantized, and why."""
+
+    mode: str
+    reason: str
+    code: str = "mode_failed"  # or "not_quantized": the file was written but is not quantized
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "reason": self.reason, "code": self.code}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FailedMode:
+        return cls(str(d["mode"]), str(d["reason"]), str(d.get("code", "mode_failed")))
+
+
+@dataclass(frozen=True)
 class QuantizeResult:
-    """The manifest of a quantize run: source, calibration, and every variant written."""
+    """The manifest of a quantize run: source, calibration, every variant written, and every
+    mode that could not be made."""
 
     source: str
     calibration_source: str | None
     calibration_samples: int
     variants: tuple[QuantizedVariant, ...]
+    failed: tuple[FailedMode, ...] = ()
     schema: str = QUANTIZE_SCHEMA
 
     def variant(self, mode: str) -> QuantizedVariant:
@@ -474,6 +492,7 @@ class QuantizeResult:
             if self.calibration_source
             else None,
             "variants": [v.to_dict() for v in self.variants],
+            "failed": [f.to_dict() for f in self.failed],
         }
 
     @classmethod
@@ -484,6 +503,7 @@ class QuantizeResult:
             calib.get("source"),
             int(calib.get("samples", 0)),
             tuple(QuantizedVariant.from_dict(v) for v in d["variants"]),
+            tuple(FailedMode.from_dict(f) for f in d.get("failed", ())),
         )
 
 

@@ -14,7 +14,7 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
 
-def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
+def summarize(samples_ms: Sequence[float] | np.ndarray) -> dict[str, float]:
     """mean, std (population), min, p50, p90, p95, p99, max and cv of latency samples.
 
     Percentiles interpolate linearly between order statistics (NumPy's default), as

@@ -123,7 +123,11 @@ class Model(Protocol):
     format: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    batching: str  # how batches run: "resize", "chunks" or "per-sample"
+
+    @property
+    def batching(self) -> str:
+        """How batches run: "resize", "chunks" or "per-sample"."""
+        ...
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one batch: one array per input (in ``inputs`` order), one per output."""

@@ -146,6 +146,20 @@ class BatchRunner:
         return outs + list(got[n_outputs:])
 
 
+def one_sample_feeds(
+    arrays: Sequence[np.ndarray], specs: Sequence[TensorSpec]
+) -> list[list[np.ndarray]]:
+    """Sample-first arrays as single-sample feeds, each input laid out (batch axis in place, a
+    scalar as is) and typed as the model takes it: what a quantizer's calibration reads."""
+    runner = BatchRunner(specs, ())
+    n = int(arrays[0].shape[0]) if len(arrays) else 0
+    return [
+        [x.astype("float32" if s.quantization is not None else s.dtype)
+         for x, s in zip(runner.layout(arrays, i, i + 1), specs, strict=True)]
+        for i in range(n)
+    ]  # fmt: skip
+
+
 def _guess_axis(spec: TensorSpec, out: np.ndarray, n: int) -> int | None:
     """An output's batch axis before a batched run has shown it: the signature's when it has
     the batch's size, else the first axis that has it (None: a scalar)."""

@@ -139,14 +139,28 @@ class OnnxModel:
         return lambda: run(None, feed)
 
     def info(self) -> ModelInfo:
-        """Format, size, I/O, op counts by type and weight elements by dtype."""
+        """Format, size, I/O, op counts by type and weight elements by dtype (``Constant``
+        nodes and the branches of ``If``/``Loop`` included)."""
         onnx = require("onnx", "onnx", "describing an .onnx model")
-        graph = self.proto.graph
-        ops = Counter(node.op_type for node in graph.node)
+        ops: Counter[str] = Counter()
         weights: Counter[str] = Counter()
-        for init in graph.initializer:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).name
-            weights[dtype] += int(np.prod(init.dims)) if init.dims else 1
+
+        def add(tensor: Any) -> None:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).name
+            weights[dtype] += int(np.prod(tensor.dims)) if tensor.dims else 1
+
+        def walk(graph: Any) -> None:
+            for init in graph.initializer:
+                add(init)
+            for node in graph.node:
+                ops[node.op_type] += 1
+                for attr in node.attribute:
+                    if node.op_type == "Constant" and attr.name == "value":
+                        add(attr.t)
+                    for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                        walk(sub)
+
+        walk(self.proto.graph)
         return ModelInfo(
             self.name, self.path, self.format, path_size(self.path), self.inputs, self.outputs,
             op_counts=dict(sorted(ops.items())), weight_dtypes=dict(sorted(weights.items())),

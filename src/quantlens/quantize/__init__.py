@@ -9,19 +9,22 @@ the same way for every mode.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantlens.data import load_dataset
-from quantlens.errors import ConfigError
-from quantlens.models.base import TensorSpec, load_model
+from quantlens.errors import ConfigError, ConversionError, QuantlensError
+from quantlens.models.base import ModelInfo, TensorSpec, load_model
+from quantlens.models.batching import one_sample_feeds
 from quantlens.quantize.aeq import AEQ_MODES
 from quantlens.quantize.ort import ONNX_MODES
 from quantlens.quantize.tf_converter import TF_MODES
+from quantlens.quantize.verify import integer_parts, not_quantized_reason
 from quantlens.report.files import write_json
-from quantlens.results import QuantizedVariant, QuantizeResult
+from quantlens.results import FailedMode, QuantizedVariant, QuantizeResult
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 MANIFEST = "manifest.json"
@@ -67,12 +70,18 @@ def resolve_modes(path: str | os.PathLike[str], modes: str | list[str]) -> list[
     return list(dict.fromkeys(wanted))
 
 
-def calibration_arrays(data: Any, specs: tuple[TensorSpec, ...], samples: int) -> list[np.ndarray]:
-    """The first ``samples`` samples of ``data``, one array per model input."""
+#: Calibration data: one feed per sample, one array per model input, each laid out and typed
+#: as the model takes it (a batch of one on its batch axis; a scalar as is).
+Samples = list[list[np.ndarray]]
+
+
+def calibration_arrays(data: Any, specs: Sequence[TensorSpec], samples: int) -> Samples:
+    """The first ``samples`` samples of ``data``, each as the model's inputs take it."""
     if samples < 1:
         raise ConfigError(f"calibration samples must be at least 1, got {samples}")
     batches = list(load_dataset(data).bind(specs, batch_size=samples, limit=samples))
-    return [np.concatenate([b.inputs[i] for b in batches]) for i in range(len(specs))]
+    arrays = [np.concatenate([b.inputs[i] for b in batches]) for i in range(len(specs))]
+    return one_sample_feeds(arrays, specs)
 
 
 def quantize(
@@ -93,9 +102,14 @@ def quantize(
         calibration: data for static modes (anything ``load_dataset`` takes).
         calibration_samples: how many samples calibrate each static mode.
 
+    A mode that cannot be made, or whose file is not quantized the way the mode says (the
+    quantizer could not read the graph or reach its weights), is listed in the result's
+    ``failed`` with its reason; the other modes go on, and the manifest is always written.
+
     Raises:
-        ConfigError: a mode does not apply, or a static mode has no calibration data.
-        ConversionError: the converter or quantizer failed.
+        ConfigError: a mode does not apply, a static mode has no calibration data, or the
+            source is already integer-quantized.
+        ConversionError: no mode could be made.
     """
     src = Path(model)
     chosen = resolve_modes(src, modes)
@@ -106,37 +120,79 @@ def quantize(
             f"mode(s) {', '.join(static)} need calibration data: pass --calibration SOURCE"
         )
     reference = load_model(src)
+    source_info = reference.info()
+    already = integer_parts(source_info)
+    if already:
+        raise ConfigError(
+            f"{src.name} is already quantized ({', '.join(already)}); quantize the float "
+            "model it was made from, or evaluate it against that model"
+        )
     names = [s.name for s in reference.inputs]
     calib = (
         calibration_arrays(calibration, reference.inputs, calibration_samples) if static else None
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    variants = []
+    variants, failed = [], []
     for mode in chosen:
-        suffix = ".tflite"
-        if source_kind(src) == "tflite":
-            from quantlens.quantize.aeq import quantize_tflite
-
-            signature = getattr(reference, "signature", None) or "serving_default"
-            data, settings = quantize_tflite(src, mode, calib, names, signature)
-        elif source_kind(src) == "onnx":
-            from quantlens.quantize.ort import quantize_onnx
-
-            data, settings = quantize_onnx(src, mode, calib if options[mode][1] else None, names)
-            suffix = ".onnx"
-        else:
-            from quantlens.quantize.tf_converter import convert_tf
-
-            data, settings = convert_tf(src, mode, calib if options[mode][1] else None, names)
-        path = out / f"{src.stem}_{mode}{suffix}"
-        path.write_bytes(data)
-        variants.append(QuantizedVariant(mode, settings, str(path), len(data)))
+        try:
+            variants.append(_make(src, mode, calib if options[mode][1] else None, names,
+                                  reference, source_info, out))  # fmt: skip
+        except NotQuantizedError as exc:
+            failed.append(FailedMode(mode, str(exc), "not_quantized"))
+        except QuantlensError as exc:
+            failed.append(FailedMode(mode, str(exc)))
     result = QuantizeResult(
         source=str(src),
         calibration_source=str(getattr(calibration, "source", calibration)) if static else None,
-        calibration_samples=int(calib[0].shape[0]) if calib else 0,
+        calibration_samples=len(calib) if calib else 0,
         variants=tuple(variants),
+        failed=tuple(failed),
     )
     write_json(result.to_dict(), out / MANIFEST)
+    if not variants:
+        reasons = "; ".join(f.reason for f in failed)
+        raise ConversionError(f"no mode could be made from {src.name}: {reasons}")
     return result
+
+
+class NotQuantizedError(ConversionError):
+    """A quantizer wrote a file that is not quantized the way its mode says."""
+
+
+def _make(
+    src: Path, mode: str, calib: Samples | None, names: list[str], reference: Any,
+    source_info: ModelInfo, out: Path,
+) -> QuantizedVariant:  # fmt: skip
+    """Write one variant and check it is what ``mode`` promises.
+
+    Raises:
+        ConversionError: the quantizer failed (NotQuantizedError: it wrote a float file).
+    """
+    kind = source_kind(src)
+    suffix = ".onnx" if kind == "onnx" else ".tflite"
+    if kind == "tflite":
+        from quantlens.quantize.aeq import quantize_tflite
+
+        signature = getattr(reference, "signature", None) or "serving_default"
+        data, settings = quantize_tflite(src, mode, calib, names, signature)
+    elif kind == "onnx":
+        from quantlens.quantize.ort import quantize_onnx
+
+        data, settings = quantize_onnx(src, mode, calib, names)
+    else:
+        from quantlens.quantize.tf_converter import convert_tf
+
+        data, settings = convert_tf(src, mode, calib, names)
+    path = out / f"{src.stem}_{mode}{suffix}"
+    path.write_bytes(data)
+    try:
+        made = load_model(path).info()
+    except QuantlensError as exc:
+        path.unlink(missing_ok=True)
+        raise ConversionError(f"mode '{mode}' wrote a model that does not load: {exc}") from exc
+    reason = not_quantized_reason(kind, mode, source_info, made)
+    if reason is not None:
+        path.unlink(missing_ok=True)
+        raise NotQuantizedError(reason)
+    return QuantizedVariant(mode, settings, str(path), len(data))

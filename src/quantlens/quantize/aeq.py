@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ AEQ_MODES: dict[str, tuple[str, bool, str]] = {
 def quantize_tflite(
     source: Path,
     mode: str,
-    calibration: list[np.ndarray] | None,
+    calibration: list[list[np.ndarray]] | None,
     input_names: list[str],
     signature: str,
     keep_in_float: list[str] | None = None,
@@ -64,19 +65,21 @@ def quantize_tflite(
         "recipe": rp,
     }
     del aeq
+    from quantlens.quantize.normalize import normalize_tflite
+
+    readable, changes = normalize_tflite(source.read_bytes())
+    if changes:
+        settings["normalised"] = changes
     try:
-        with captured_output():  # calibration draws a progress bar on stderr
-            qt = quantizer.Quantizer(str(source), rp)
+        with tempfile.TemporaryDirectory() as tmp, captured_output():  # calibration draws a
+            # progress bar on stderr
+            normalised = Path(tmp) / source.name
+            normalised.write_bytes(readable)
+            qt = quantizer.Quantizer(str(normalised), rp)
             calib = None
             if qt.need_calibration:
                 assert calibration is not None
-                samples = [
-                    {
-                        n: c[i : i + 1].astype(np.float32)
-                        for n, c in zip(input_names, calibration, strict=True)
-                    }
-                    for i in range(calibration[0].shape[0])
-                ]
+                samples = [dict(zip(input_names, feed, strict=True)) for feed in calibration]
                 calib = qt.calibrate({signature: samples})
                 settings["calibration_samples"] = len(samples)
             result = qt.quantize(calib, enable_progress_report=False)

@@ -25,25 +25,20 @@ ONNX_MODES: dict[str, tuple[str, bool]] = {
 class _Reader:
     """onnxruntime's CalibrationDataReader over arrays: one sample per call."""
 
-    def __init__(self, samples: list[np.ndarray], names: list[str]) -> None:
-        self._rows = iter(range(samples[0].shape[0]))
+    def __init__(self, samples: list[list[np.ndarray]], names: list[str]) -> None:
         self._samples, self._names = samples, names
+        self._rows = iter(samples)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        i = next(self._rows, None)
-        if i is None:
-            return None
-        return {
-            n: s[i : i + 1].astype(np.float32)
-            for n, s in zip(self._names, self._samples, strict=True)
-        }
+        feed = next(self._rows, None)
+        return None if feed is None else dict(zip(self._names, feed, strict=True))
 
     def rewind(self) -> None:
-        self._rows = iter(range(self._samples[0].shape[0]))
+        self._rows = iter(self._samples)
 
 
 def quantize_onnx(
-    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str],
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str],
     keep_in_float: list[str] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
     """Quantize a float .onnx in ``mode``; returns the model bytes and the settings used.
@@ -59,6 +54,16 @@ def quantize_onnx(
     try:
         with tempfile.TemporaryDirectory() as tmp, captured_output():
             out = Path(tmp) / "model.onnx"
+            if mode != "float16":
+                import onnx
+
+                from quantlens.quantize.normalize import normalize_onnx
+
+                model, changes = normalize_onnx(onnx.load(str(source)))
+                if changes:
+                    source = Path(tmp) / "normalised.onnx"
+                    onnx.save(model, str(source))
+                    settings["normalised"] = changes
             if mode == "float16":
                 require("onnxconverter_common", "onnx", "float16 conversion")
                 import onnx
@@ -72,9 +77,11 @@ def quantize_onnx(
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
-                                 nodes_to_exclude=list(keep_in_float or []))  # fmt: skip
+                                 nodes_to_exclude=list(keep_in_float or []),
+                                 extra_options={"EnableSubgraph": True})  # fmt: skip
                 settings.update(tool="onnxruntime.quantization.quantize_dynamic",
-                                weight_type="QInt8")  # fmt: skip
+                                weight_type="QInt8",
+                                extra_options={"EnableSubgraph": True})  # fmt: skip
             else:
                 from onnxruntime.quantization import (
                     CalibrationMethod,
@@ -97,7 +104,7 @@ def quantize_onnx(
                 settings.update(
                     tool="onnxruntime.quantization.quantize_static", quant_format=fmt.name,
                     activation_type="QInt8", weight_type="QInt8", per_channel=True,
-                    calibrate_method=method.name, calibration_samples=int(calibration[0].shape[0]),
+                    calibrate_method=method.name, calibration_samples=len(calibration),
                 )  # fmt: skip
             return out.read_bytes(), settings
     except Exception as exc:  # the quantizers raise many types; say what they said

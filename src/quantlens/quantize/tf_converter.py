@@ -23,12 +23,13 @@ TF_MODES: dict[str, tuple[str, bool]] = {
 }
 
 
-def representative(samples: list[np.ndarray], names: list[str]) -> Callable[[], Iterator[Any]]:
+def representative(
+    samples: list[list[np.ndarray]], names: list[str]
+) -> Callable[[], Iterator[Any]]:
     """Calibration samples one at a time: a list for one input, a dict by name for several."""
 
     def gen() -> Iterator[Any]:
-        for i in range(samples[0].shape[0]):
-            row = [s[i : i + 1].astype(np.float32) for s in samples]
+        for row in samples:
             yield row if len(row) == 1 else dict(zip(names, row, strict=True))
 
     return gen
@@ -42,7 +43,7 @@ def _converter(tf: Any, source: Path) -> tuple[Any, str]:
 
 
 def make_converter(
-    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
 ) -> tuple[Any, dict[str, Any]]:
     """A TFLiteConverter set up for ``mode``, and the settings it was given."""
     tf = import_tensorflow("converting a Keras model or SavedModel")
@@ -60,7 +61,7 @@ def make_converter(
     if TF_MODES[mode][1]:
         assert calibration is not None
         converter.representative_dataset = representative(calibration, input_names)
-        settings["representative_dataset_samples"] = int(calibration[0].shape[0])
+        settings["representative_dataset_samples"] = len(calibration)
         ops = (
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             if mode == "int16x8"
@@ -76,7 +77,7 @@ def make_converter(
 
 
 def convert_tf(
-    source: Path, mode: str, calibration: list[np.ndarray] | None, input_names: list[str]
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
 ) -> tuple[bytes, dict[str, Any]]:
     """Convert a Keras file or SavedModel directory to .tflite bytes in ``mode``.
 
@@ -97,7 +98,7 @@ def convert_tf(
 def debugger(
     source: Path,
     mode: str,
-    calibration: list[np.ndarray],
+    calibration: list[list[np.ndarray]],
     input_names: list[str],
     keep_in_float: list[str] | None = None,
 ) -> Any:
