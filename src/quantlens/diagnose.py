@@ -24,8 +24,9 @@ from quantlens.metrics import FidelityState
 from quantlens.metrics.kernels import sqnr_db
 from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
 from quantlens.models.base import QuantParams
+from quantlens.models.batching import PROBE_SAMPLES
 from quantlens.models.litert import LiteRTModel, quant_params
-from quantlens.models.quantization import dequantize
+from quantlens.models.quantization import dequantize, integer_parts
 from quantlens.models.tflite_file import Graph, GraphTensor, read_graph
 from quantlens.results import DiagnosisResult
 
@@ -188,6 +189,7 @@ def diagnose(
     flt, qnt = open_side(float_model), open_side(quant_model)
     if type(flt) is not type(qnt):
         raise ConfigError("diagnose compares two models of the same format (.tflite or .onnx)")
+    _check_roles(flt.model, qnt.model)
     match_tensors(flt.model.inputs, qnt.model.inputs, "input", qnt.model.name)
     out_order = match_tensors(flt.model.outputs, qnt.model.outputs, "output", qnt.model.name)
     f_acts, q_acts = flt.activations(), qnt.activations()
@@ -198,8 +200,13 @@ def diagnose(
     end_to_end = [FidelityState() for _ in flt.model.outputs]
     order = feed_order(flt.model.inputs, qnt.model.inputs, qnt.model.name)
     runtime_mismatch: set[int] = set()
+    clipped = {i: [0, 0] for i in q_idx if qnt.graph.tensors[i].dtype in _INTEGER_DTYPES}
     seen = 0
-    for batch in load_dataset(data).bind(flt.model.inputs, batch_size=batch_size, limit=samples):
+    dataset = load_dataset(data)
+    first = next(dataset.bind(flt.model.inputs, batch_size=PROBE_SAMPLES, limit=PROBE_SAMPLES))
+    flt.model.probe_batching(first.inputs)  # run as deployed: per sample where it matters
+    qnt.model.probe_batching([first.inputs[i] for i in order])
+    for batch in dataset.bind(flt.model.inputs, batch_size=batch_size, limit=samples):
         f_out, f_vals = flt.model.predict_tensors(batch.inputs, f_idx)
         q_out, q_vals = qnt.model.predict_tensors([batch.inputs[i] for i in order], q_idx)
         f_by = {i: flt.real(i, v) for i, v in zip(f_idx, f_vals, strict=True)}
@@ -210,6 +217,10 @@ def diagnose(
                 runtime_mismatch.add(i)
                 continue
             states[i] = states[i].update(ref, qnt.real(i, raw))
+            if i in clipped:
+                info = np.iinfo(raw.dtype)
+                clipped[i][0] += int(np.count_nonzero((raw == info.min) | (raw == info.max)))
+                clipped[i][1] += raw.size
         for j, k in enumerate(out_order):
             end_to_end[j] = end_to_end[j].update(f_out[j], q_out[k])
         seen += n
@@ -221,6 +232,10 @@ def diagnose(
         pairs.pop(i, None)
         states.pop(i, None)
     tensors = _tensor_rows(qnt, flt, pairs, states)
+    for row in tensors:
+        if row["index"] in clipped and clipped[row["index"]][1]:
+            hits, total = clipped[row["index"]]
+            row["clipped_fraction"] = hits / total
     return DiagnosisResult(
         float_path=str(float_model),
         quant_path=str(quant_model),
@@ -236,6 +251,27 @@ def diagnose(
                 t.name or f"#{t.index}" for t in f_acts if t.index not in set(pairs.values())
             ],
         },
+    )
+
+
+_INTEGER_DTYPES = ("int8", "uint8", "int16")
+
+
+def _check_roles(float_model: Any, quant_model: Any) -> None:
+    """The first model must be the float one: refuse a quantized first model (the arguments
+    swapped, or two quantized models), which would blame the float model's tensors."""
+    first = integer_parts(float_model.info())
+    if not first:
+        return
+    second = integer_parts(quant_model.info())
+    if not second:
+        raise ConfigError(
+            f"{float_model.name} is quantized ({', '.join(first)}) and {quant_model.name} is "
+            "not: give the float model first (diagnose FLOAT QUANTIZED)"
+        )
+    raise ConfigError(
+        f"both models are quantized ({float_model.name}: {', '.join(first)}); diagnose needs "
+        "the float model the quantized one was made from as the first model"
     )
 
 

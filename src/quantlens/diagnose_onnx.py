@@ -37,16 +37,23 @@ class _Runner:
                 extended.graph.output.append(onnx.ValueInfoProto(name=n))
         self._session = session(model.path, None, model_bytes=extended.SerializeToString())
         self._names = names
+        self._model = model
+        self.info = model.info
+        self.probe_batching = model.probe_batching  # decides for the session here too
 
     def predict_tensors(
         self, inputs: Sequence[np.ndarray], indices: Sequence[int]
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        feed = {s.name: np.ascontiguousarray(x, dtype=s.dtype)
-                for s, x in zip(self.inputs, inputs, strict=True)}  # fmt: skip
         wanted = [o.name for o in self.outputs] + [self._names[i] for i in indices]
-        got = self._session.run(wanted, feed)
+
+        def run(own: list[np.ndarray]) -> list[np.ndarray]:
+            feed = {s.name: np.ascontiguousarray(x, dtype=s.dtype)
+                    for s, x in zip(self.inputs, own, strict=True)}  # fmt: skip
+            return [np.asarray(g) for g in self._session.run(wanted, feed)]
+
+        got = self._model.batch_runner.predict(inputs, run, len(self.outputs))
         n = len(self.outputs)
-        return [np.asarray(g) for g in got[:n]], [np.asarray(g) for g in got[n:]]
+        return got[:n], got[n:]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from quantlens.metrics import ClassificationState, FidelityState, RegressionStat
 from quantlens.metrics.kernels import has_class_axis
 from quantlens.models.base import (
     Model,
+    QuantParams,
     TensorSpec,
     load_model,
     models_trusted,
@@ -24,6 +25,7 @@ from quantlens.models.base import (
 )
 from quantlens.models.batching import PROBE_SAMPLES, declared_batch
 from quantlens.models.layout import adapt
+from quantlens.models.quantization import clipped_count, integer_parts
 from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
@@ -127,6 +129,8 @@ class RunState:
     task: TaskState | None = None
     fidelity: list[FidelityState] | None = None
     nonfinite: int = 0  # samples with NaN or inf in any output, left out of the metrics
+    #: Per model input: (values that clip at the quantized dtype's range, values seen).
+    saturation: tuple[tuple[int, int], ...] = ()
 
     def merge(self, other: RunState) -> RunState:
         """This shard's samples, then the other's."""
@@ -136,9 +140,16 @@ class RunState:
         fidelity = None
         if self.fidelity is not None and other.fidelity is not None:
             fidelity = [a.merge(b) for a, b in zip(self.fidelity, other.fidelity, strict=True)]
-        return RunState(
-            task, fidelity or self.fidelity or other.fidelity, self.nonfinite + other.nonfinite
+        saturation = (
+            tuple(
+                (a[0] + b[0], a[1] + b[1])
+                for a, b in zip(self.saturation, other.saturation, strict=True)
+            )
+            if self.saturation and other.saturation
+            else self.saturation or other.saturation
         )
+        return RunState(task, fidelity or self.fidelity or other.fidelity,
+                        self.nonfinite + other.nonfinite, saturation)  # fmt: skip
 
 
 @dataclass
@@ -202,14 +213,20 @@ def run_shard(
     resolved_task: str | None = None
     samples = 0
     first_sample: list[np.ndarray] = []
+    quantized_inputs = [input_quantization(m) for m in models]
     for batch in dataset.bind(
         ref.inputs, batch_size=plan.batch_size, limit=limit,
         allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
     ):  # fmt: skip
         ref_out: list[np.ndarray] = []
         ref_ok = np.ones(len(batch), dtype=bool)
-        for model, (ins, outs_order), st in zip(models, wiring, states, strict=True):
-            raw = model.predict([batch.inputs[i] for i in ins])
+        for model, (ins, outs_order), st, quant in zip(
+            models, wiring, states, quantized_inputs, strict=True
+        ):
+            fed = [batch.inputs[i] for i in ins]
+            if any(q is not None for q in quant):
+                st.saturation = _count_saturation(st.saturation, fed, quant)
+            raw = model.predict(fed)
             outs = [raw[j] for j in outs_order]
             ok = finite_rows(outs)
             st.nonfinite += int((~ok).sum())
@@ -344,7 +361,10 @@ def evaluate(
             "workers": workers if shards else 1,
             "engine": engine if shards else "inline",
         },
-        warnings=tuple(batching_warnings(names, decisions, asked_batch)),
+        warnings=(
+            *batching_warnings(names, decisions, asked_batch),
+            *sanity_warnings(models, names, outcome.states),
+        ),
     )
 
 
@@ -388,6 +408,58 @@ def batching_warnings(
                 "batch_size_overridden", name,
                 f"{name}: ran {per_invoke} sample(s) per invoke, not the batch size "
                 f"{batch_size} asked for ({d.reason})",
+            )  # fmt: skip
+
+
+def input_quantization(model: Model) -> list[tuple[QuantParams, str] | None]:
+    """Per input of ``model``, how the model quantizes it (None: it stays float)."""
+    get = getattr(model, "input_quantization", None)
+    return list(get()) if get is not None else [None] * len(model.inputs)
+
+
+def _count_saturation(
+    counts: tuple[tuple[int, int], ...], fed: Sequence[np.ndarray],
+    quant: Sequence[tuple[QuantParams, str] | None],
+) -> tuple[tuple[int, int], ...]:  # fmt: skip
+    before = counts or tuple((0, 0) for _ in fed)
+    return tuple(
+        (c + clipped_count(x, q[0], q[1]), n + x.size) if q is not None else (c, n)
+        for (c, n), x, q in zip(before, fed, quant, strict=True)
+    )
+
+
+#: An input whose quantized values clip this often is probably scaled unlike the data the
+#: model was calibrated on (0-255 pixels into a model calibrated on [0, 1]).
+SATURATION_WARNING = 0.01
+
+
+def sanity_warnings(
+    models: Sequence[Model], names: Sequence[str], states: Sequence[RunState]
+) -> Iterator[ReportWarning]:
+    """What makes the run's numbers suspect: a reference that is itself quantized, inputs
+    that clip when the model quantizes them."""
+    ref = models[0]
+    quantized = integer_parts(ref.info())
+    if quantized:
+        yield ReportWarning(
+            "reference_quantized", names[0],
+            f"the reference {names[0]} is itself quantized ({', '.join(quantized)}): fidelity "
+            "is measured against a quantized model; give the float model as the reference",
+        )  # fmt: skip
+    for model, name, st in zip(models, names, states, strict=True):
+        quant = input_quantization(model)
+        for spec, (clipped, seen), q in zip(model.inputs, st.saturation, quant, strict=False):
+            if q is None or not seen or clipped / seen <= SATURATION_WARNING:
+                continue
+            qp, dtype = q
+            info = np.iinfo(np.dtype(dtype))
+            low = (info.min - qp.zero_point[0]) * qp.scale[0]
+            high = (info.max - qp.zero_point[0]) * qp.scale[0]
+            yield ReportWarning(
+                "input_saturation", name,
+                f"{name}: {clipped / seen:.1%} of the values of input '{spec.name}' fall outside "
+                f"the {dtype} range [{low:.4g}, {high:.4g}] it is quantized to, and clip; is "
+                "the data scaled as the model expects (its calibration data's range)?",
             )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from Keras takes NHWC. :func:`adapt` wraps a model so that it takes the data's l
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,11 @@ class Relayout:
     @property
     def batching(self) -> str:
         return self._model.batching
+
+    def input_quantization(self) -> list[Any]:
+        """The wrapped model's (a transposed input keeps its parameters)."""
+        own = getattr(self._model, "input_quantization", None)
+        return own() if own is not None else [None] * len(self.inputs)
 
     def set_batching(self, mode: str) -> None:
         self._model.set_batching(mode)

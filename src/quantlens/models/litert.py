@@ -21,7 +21,7 @@ from quantlens.models.base import (
 )
 from quantlens.models.batching import BatchRunner, probe_batching
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
-from quantlens.models.tflite_file import read_tflite_contents
+from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
 from quantlens.results import BatchingDecision
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
@@ -283,6 +283,28 @@ class LiteRTModel:
         for idx, spec, x in zip(self._in_idx, self.inputs, own, strict=True):
             self._interp.set_tensor(idx, self._to_runtime(x, spec))
         return self._interp.invoke
+
+    def input_quantization(self) -> list[tuple[QuantParams, str] | None]:
+        """Per input, how the model quantizes it: an integer input's own parameters, or those
+        of the QUANTIZE op that reads a float input (None: the input stays float)."""
+        details = {d["index"]: d for d in self._interp.get_tensor_details()}
+        first_quantize: dict[int, int] = {}
+        for op in self._graph().ops:
+            if op.op_type == "QUANTIZE" and op.inputs:
+                first_quantize.setdefault(op.inputs[0], op.outputs[0])
+        out: list[tuple[QuantParams, str] | None] = []
+        for idx, spec in zip(self._in_idx, self.inputs, strict=True):
+            if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
+                out.append((spec.quantization, spec.dtype))
+                continue
+            q = details.get(first_quantize.get(idx, -1))
+            qp = quant_params(q) if q is not None else None
+            dtype = np.dtype(q["dtype"]).name if q is not None else ""
+            out.append((qp, dtype) if qp is not None and dtype in INTEGER_IO_DTYPES else None)
+        return out
+
+    def _graph(self) -> Graph:
+        return read_graph(Path(self.path).read_bytes(), self.path)
 
     def tensor_value(self, index: int) -> np.ndarray:
         """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by

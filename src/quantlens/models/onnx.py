@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, require
-from quantlens.models.base import ModelInfo, TensorSpec, path_size
+from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, path_size
 from quantlens.models.batching import BatchRunner, probe_batching
 from quantlens.results import BatchingDecision
 
@@ -89,6 +89,11 @@ class OnnxModel:
         self._runner = BatchRunner(self.inputs, self.outputs)
 
     @property
+    def batch_runner(self) -> BatchRunner:
+        """How this model's batches reach it (shared by sessions over the same graph)."""
+        return self._runner
+
+    @property
     def batching(self) -> str:
         """How batches run: 'resize', 'chunks' or 'per-sample' (see quantlens.models.batching)."""
         return self._runner.mode
@@ -137,6 +142,27 @@ class OnnxModel:
         feed = self._feed(self._runner.one_invoke(inputs, self.name))
         run = self._session.run
         return lambda: run(None, feed)
+
+    def input_quantization(self) -> list[tuple[QuantParams, str] | None]:
+        """Per input, the QuantizeLinear that reads it in a QDQ model (None: none does, or its
+        parameters are not constants; dynamic quantization adapts to the data and clips
+        nothing)."""
+        onnx = require("onnx", "onnx", "reading an .onnx model")
+        graph = self.proto.graph
+        consts = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+        out: list[tuple[QuantParams, str] | None] = []
+        for spec in self.inputs:
+            node = next((n for n in graph.node if n.op_type == "QuantizeLinear"
+                         and n.input and n.input[0] == spec.name), None)  # fmt: skip
+            scale = consts.get(node.input[1]) if node is not None else None
+            zp = consts.get(node.input[2]) if node is not None and len(node.input) > 2 else None
+            if scale is None or scale.size != 1:
+                out.append(None)
+                continue
+            dtype = zp.dtype.name if zp is not None else "uint8"
+            zero = int(zp.reshape(-1)[0]) if zp is not None else 0
+            out.append((QuantParams((float(scale.reshape(-1)[0]),), (zero,)), dtype))
+        return out
 
     def info(self) -> ModelInfo:
         """Format, size, I/O, op counts by type and weight elements by dtype (``Constant``

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantlens.models.base import QuantParams
+from quantlens.models.base import ModelInfo, QuantParams
 
 INTEGER_IO_DTYPES = ("int8", "uint8", "int16")
+#: Weight dtypes that mean "quantized"; activation dtypes likewise.
+INTEGER_WEIGHTS = ("int8", "uint8", "int4", "int16")
+INTEGER_ACTIVATIONS = ("int8", "uint8", "int16")
+#: ONNX ops that carry quantized activations (QDQ and QOperator formats).
+ONNX_QUANTIZED_OPS = ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul")
+
+
+def count_of(counts: dict[str, int], keys: tuple[str, ...]) -> int:
+    """The sum of ``counts`` over ``keys``."""
+    return sum(counts.get(k, 0) for k in keys)
+
+
+def integer_parts(info: ModelInfo) -> list[str]:
+    """What in a model is already integer-quantized (empty for a float model)."""
+    found = []
+    if (n := count_of(info.weight_dtypes, INTEGER_WEIGHTS)) > 0:
+        found.append(f"{n:,} integer weight elements")
+    if (n := count_of(info.activation_dtypes, INTEGER_ACTIVATIONS)) > 0:
+        found.append(f"{n} integer activation tensors")
+    if (n := count_of(info.op_counts, ONNX_QUANTIZED_OPS)) > 0:
+        found.append(f"{n} quantization ops")
+    return found
 
 
 def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int) -> np.ndarray:
@@ -19,13 +41,13 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int
 
 
 def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarray:
-    """Real values to integers: ``q = clip(round(x / scale + zero_point))`` in ``dtype``'s range.
+    """Real values to integers: ``q = clip(rint(x / scale) + zero_point)`` in ``dtype``'s range.
 
-    Rounding is half to even, as the runtimes' own QUANTIZE / QuantizeLinear kernels do
-    (LiteRT rounds with ``std::round`` only in its reference *weight* quantizer; the op that
-    quantizes activations at run time uses round-half-even, and so does onnxruntime): data
-    preprocessed as ``(p - 127.5) / 128`` with an input scale of 1/128 lands on exact ties,
-    and an integer-I/O model must see the same integers its float-I/O twin computes.
+    Rounding is half to even, before the zero point is added, as the kernels that run a model
+    by default do (LiteRT's optimized and XNNPACK QUANTIZE, onnxruntime's QuantizeLinear; only
+    LiteRT's reference kernels round half away from zero). Data preprocessed as
+    ``(p - 127.5) / 128`` with an input scale of 1/128 lands on exact ties, and an
+    integer-I/O model must see the integers its float-I/O twin computes.
     """
     dt = np.dtype(dtype)
     info = np.iinfo(dt)
@@ -35,6 +57,17 @@ def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarra
     scaled = x64 / scale
     q = np.rint(scaled) + zp
     return np.clip(q, info.min, info.max).astype(dt)
+
+
+def clipped_count(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> int:
+    """How many values of ``x`` fall outside what ``dtype`` holds once quantized with ``qp``
+    (they clip to its min or max: information lost before the model starts)."""
+    info = np.iinfo(np.dtype(dtype))
+    x64 = np.asarray(x, dtype=np.float64)
+    q = np.rint(x64 / _broadcast(qp.scale, qp.axis, x64.ndim)) + _broadcast(
+        qp.zero_point, qp.axis, x64.ndim
+    )
+    return int(np.count_nonzero((q < info.min) | (q > info.max)))
 
 
 def dequantize(q: np.ndarray, qp: QuantParams) -> np.ndarray:

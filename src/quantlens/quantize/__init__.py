@@ -19,10 +19,11 @@ from quantlens.data import load_dataset
 from quantlens.errors import ConfigError, ConversionError, QuantlensError
 from quantlens.models.base import ModelInfo, TensorSpec, load_model
 from quantlens.models.batching import one_sample_feeds
+from quantlens.models.quantization import integer_parts
 from quantlens.quantize.aeq import AEQ_MODES
 from quantlens.quantize.ort import ONNX_MODES
 from quantlens.quantize.tf_converter import TF_MODES
-from quantlens.quantize.verify import integer_parts, not_quantized_reason
+from quantlens.quantize.verify import not_quantized_reason
 from quantlens.report.files import write_json
 from quantlens.results import FailedMode, QuantizedVariant, QuantizeResult
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantlens.models.base import ModelInfo
-
-#: Weight dtypes that mean "quantized"; activation dtypes likewise.
-INTEGER_WEIGHTS = ("int8", "uint8", "int4", "int16")
-INTEGER_ACTIVATIONS = ("int8", "uint8", "int16")
-#: ONNX ops that carry quantized activations (QDQ and QOperator formats).
-ONNX_QUANTIZED_OPS = ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul")
+from quantlens.models.quantization import (
+    INTEGER_WEIGHTS,
+    ONNX_QUANTIZED_OPS,
+    count_of,
+)
 
 
 @dataclass(frozen=True)
@@ -42,30 +41,14 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
 }  # fmt: skip
 
 
-def _count(counts: dict[str, int], keys: tuple[str, ...]) -> int:
-    return sum(counts.get(k, 0) for k in keys)
-
-
-def integer_parts(info: ModelInfo) -> list[str]:
-    """What in a model is already integer-quantized (empty for a float model)."""
-    found = []
-    if (n := _count(info.weight_dtypes, INTEGER_WEIGHTS)) > 0:
-        found.append(f"{n:,} integer weight elements")
-    if (n := _count(info.activation_dtypes, INTEGER_ACTIVATIONS)) > 0:
-        found.append(f"{n} integer activation tensors")
-    if (n := _count(info.op_counts, ONNX_QUANTIZED_OPS)) > 0:
-        found.append(f"{n} quantization ops")
-    return found
-
-
 def not_quantized_reason(kind: str, mode: str, source: ModelInfo, variant: ModelInfo) -> str | None:
     """Why the variant is not what ``mode`` promises (None when it is)."""
     expected = EXPECTED.get((kind, mode))
     if expected is None:
         return None
     if expected.what == "weights":
-        before = _count(source.weight_dtypes, expected.dtypes)
-        after = _count(variant.weight_dtypes, expected.dtypes)
+        before = count_of(source.weight_dtypes, expected.dtypes)
+        after = count_of(variant.weight_dtypes, expected.dtypes)
         if after > before:
             return None
         floats = variant.weight_dtypes.get("float32", 0)
@@ -75,13 +58,13 @@ def not_quantized_reason(kind: str, mode: str, source: ModelInfo, variant: Model
             f"{floats:,} float32 weight elements remain)"
         )
     counts = variant.op_counts if kind == "onnx" else variant.activation_dtypes
-    if _count(counts, expected.dtypes) > _count(
+    if count_of(counts, expected.dtypes) > count_of(
         source.op_counts if kind == "onnx" else source.activation_dtypes, expected.dtypes
     ):
         return None
     what = "quantization op" if kind == "onnx" else f"{'/'.join(expected.dtypes)} activation"
     reason = f"mode '{mode}' quantized no activation: the variant has no {what}"
-    if kind == "onnx" and _count(source.op_counts, ("If", "Loop", "Scan")):
+    if kind == "onnx" and count_of(source.op_counts, ("If", "Loop", "Scan")):
         reason += (" (the model computes inside If/Loop branches, which onnxruntime's static "
                    "quantizer does not enter; 'dynamic' does)")  # fmt: skip
     return reason
