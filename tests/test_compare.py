@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from math import comb
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,12 +84,14 @@ def test_damaged_model_interval_excludes_zero(tf, convert, digits_models, digits
     assert same["ci95_low"] <= 0 <= same["ci95_high"] and same["mcnemar_p"] == 1.0
 
 
-def _model(name: str, size: int, acc: float, p50: float, mode: str | None,
-           speedup_ci: tuple[float, float] | None = None) -> ModelResult:  # fmt: skip
+def _model(
+    name: str, size: int, acc: float, p50: float, mode: str | None,
+    speedup_ci: tuple[float, float] | None = None, io: str | None = None,
+) -> ModelResult:  # fmt: skip
     perf = Performance({"p50": p50}, 1.0, None, size, 1.0 / p50, speedup_ci95=speedup_ci)
+    quantization = {"mode": mode, "settings": {}, "io_change": io} if mode else None
     return ModelResult(name, f"{name}.tflite", "tflite", "candidate" if mode else "reference",
-                       size, {"accuracy": acc}, None, (), perf, None,
-                       {"mode": mode, "settings": {}} if mode else None)  # fmt: skip
+                       size, {"accuracy": acc}, None, (), perf, None, quantization)  # fmt: skip
 
 
 def test_recommendation_rule() -> None:
@@ -102,9 +105,33 @@ def test_recommendation_rule() -> None:
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
     rec = recommend(result, "f32", 0.01)
     assert rec["model"] == "dyn" and rec["slower_than_float"] == ["dyn"]
+    assert "28% of the float model's size" in rec["reason"]  # 110 / 400
+    assert "0.67× the float model's speed [95% CI 0.60–0.70]" in rec["reason"]
+    assert "a drop of 0.5 accuracy points" in rec["reason"]
     assert recommend(result, "f32", 0.02)["model"] == "i8"
+    assert recommend(result, "f32", 0.01, prefer="latency")["model"] == "f32"
     none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
     assert recommend(none, "ref", 0.001)["model"] == "ref"
+
+
+def test_recommendation_weighs_speed_and_the_io_contract() -> None:
+    models = (
+        _model("ref", 1000, 0.90, 5.0, None),
+        _model("f32", 400, 0.90, 1.0, "float32", (1.0, 1.0)),
+        _model("int8io", 100, 0.90, 0.5, "int8-io", (1.9, 2.1), io="float32 -> int8"),
+        _model("dyn", 104, 0.90, 2.0, "dynamic", (0.45, 0.55)),  # smallest float-I/O, slow
+        _model("int8", 110, 0.90, 0.5, "int8", (1.9, 2.1)),  # 6% larger, four times faster
+    )
+    result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
+    rec = recommend(result, "f32", 0.01)
+    assert rec["model"] == "int8"  # not int8io: it changes the I/O contract
+    assert "int8io" in rec["reason"] and "--allow-io-change" in rec["reason"]
+    assert "significantly faster" in rec["reason"] and rec["io_change"] == ["int8io"]
+    assert recommend(result, "f32", 0.01, allow_io_change=True)["model"] == "int8io"
+    # without evidence that it is faster, the smallest stays the choice
+    noisy = tuple(_model(m.name, m.size_bytes, 0.90, 0.5, "int8", (0.3, 2.5))
+                  if m.name == "int8" else m for m in models)  # fmt: skip
+    assert recommend(EvaluationResult(result.dataset, "ref", noisy), "f32", 0.01)["model"] == "dyn"
 
 
 def test_compare_cli_end_to_end(capsys, tmp_path, digits_models) -> None:
@@ -131,11 +158,16 @@ def test_compare_cli_end_to_end(capsys, tmp_path, digits_models) -> None:
         assert p["accuracy_delta"] == pytest.approx(delta)
         assert p["ci95_low"] <= p["accuracy_delta"] <= p["ci95_high"]
         assert "latency_ms" in m
-    # the recommendation, checked by hand: the smallest variant within one accuracy point
+    # the recommendation, checked by hand: the smallest variant within one accuracy point, or
+    # one at most 10% larger whose speed-up interval lies wholly above the smallest one's
     ok = [m for m in report["models"][1:]
           if ref["task_metrics"]["accuracy"] - m["task_metrics"]["accuracy"] <= 0.01]  # fmt: skip
+    smallest = min(ok, key=lambda m: m["size_bytes"])
+    faster = [m for m in ok if m["size_bytes"] <= 1.1 * smallest["size_bytes"]
+              and m["speedup_ci95"][0] > smallest["speedup_ci95"][1]]  # fmt: skip
     rec = report["recommendation"]
-    assert rec["model"] == min(ok, key=lambda m: m["size_bytes"])["name"]
+    expected = max(faster, key=lambda m: m["speedup"]) if faster else smallest
+    assert rec["model"] == expected["name"]
     assert rec["float_baseline"] == "cnn_float32"
 
 
@@ -146,3 +178,6 @@ def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models
     modes = [m.quantization["mode"] for m in result.models[1:]]
     assert modes == ["dynamic", "weight-only-int4"]
     assert all(m.quantization["settings"]["tool"] == "ai_edge_quantizer" for m in result.models[1:])
+    # without out_dir the variants are kept where the result points, in a folder it names
+    kept = Path(result.settings["out_dir"])
+    assert all(Path(m.path).is_file() and Path(m.path).parent == kept for m in result.models[1:])

@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-drop", type=_non_negative_float, default=0.01,
         help="largest acceptable drop: 0.01 = 1 accuracy point, or 1%% more MAE",
     )  # fmt: skip
+    cmp.add_argument("--prefer", choices=["size", "latency"], default="size",
+                     help="what to optimise within the allowed drop (default: size)")  # fmt: skip
+    cmp.add_argument("--allow-io-change", action="store_true",
+                     help="recommend variants with integer inputs/outputs too")  # fmt: skip
     _add_run_options(cmp)
     cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
     _add_outputs(cmp)
@@ -393,7 +397,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
             num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
             engine=args.engine, ray_address=args.ray_address, layout=args.layout,
-            constants=dict(args.const), progress=advance,
+            constants=dict(args.const), prefer=args.prefer,
+            allow_io_change=args.allow_io_change, progress=advance,
             status=lambda text: status_console.print(text, style="dim")
             if status_console.is_terminal
             else None,

@@ -77,15 +77,85 @@ def _amount(d: float, task: str) -> str:
     return f"{d:.2%} disagreement with the reference"
 
 
-def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dict[str, Any]:
-    """Pick the smallest acceptable variant; name the significantly worse and the slower ones."""
+PREFERENCES = ("size", "latency")
+#: With ``prefer="size"``, a variant at most this much larger than the smallest acceptable
+#: one is taken instead when it is significantly faster: nobody trades twice the latency for
+#: a few percent of size.
+SIZE_SLACK = 0.10
+
+
+def _speedup(m: ModelResult) -> float:
+    return m.performance.speedup if m.performance and m.performance.speedup else 0.0
+
+
+def _significantly_faster(a: ModelResult, b: ModelResult) -> bool:
+    """a's speed-up interval lies wholly above b's."""
+    ca = a.performance.speedup_ci95 if a.performance else None
+    cb = b.performance.speedup_ci95 if b.performance else None
+    return ca is not None and cb is not None and ca[0] > cb[1]
+
+
+def _io_dtypes(path: Path) -> list[str]:
+    """The dtypes a model takes and gives, inputs then outputs."""
+    from quantlens.models.base import load_model
+
+    model = load_model(path)
+    return [s.dtype for s in (*model.inputs, *model.outputs)]
+
+
+def _io_change(source: list[str], variant: list[str]) -> str | None:
+    """What changed in the I/O contract, e.g. 'float32 -> int8' (None: nothing)."""
+    changed = sorted({f"{a} -> {b}" for a, b in zip(source, variant, strict=False) if a != b})
+    return ", ".join(changed) or None
+
+
+def changes_io(m: ModelResult) -> bool:
+    """The variant takes or gives integers where the float model takes or gives floats."""
+    return bool((m.quantization or {}).get("io_change"))
+
+
+def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -> str:
+    """What choosing ``m`` trades: size, speed and the task metric, each with its evidence."""
+    parts = [f"{m.size_bytes / baseline.size_bytes:.0%} of the float model's size"]
+    perf = m.performance
+    if perf is not None and perf.speedup is not None:
+        speed = f"{perf.speedup:.2f}× the float model's speed"
+        if perf.speedup_ci95 is not None:
+            speed += f" [95% CI {perf.speedup_ci95[0]:.2f}–{perf.speedup_ci95[1]:.2f}]"
+        parts.append(speed)
+    detail = f"a drop of {_amount(drop(m, ref, task) or 0.0, task)}"
+    if m.paired:
+        lo, hi = m.paired["ci95_low"], m.paired["ci95_high"]
+        scale = 100 if task == "classification" else 1
+        unit = " pt" if task == "classification" else ""
+        detail += f" (95% CI of the delta [{lo * scale:+.2f}, {hi * scale:+.2f}]{unit})"
+    parts.append(detail)
+    return ", ".join(parts)
+
+
+def recommend(
+    result: EvaluationResult, float_name: str, max_drop: float, *, prefer: str = "size",
+    allow_io_change: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Pick the variant a careful person would ship, and say what it trades.
+
+    Acceptable variants drop at most ``max_drop``; a variant that changes the model's I/O
+    contract (integer inputs or outputs) only with ``allow_io_change``. ``prefer="size"``
+    takes the smallest, unless one at most SIZE_SLACK larger is significantly faster;
+    ``prefer="latency"`` takes the fastest, the smaller on a tie. The result also names the
+    variants significantly worse than the reference and those significantly slower than float.
+    """
+    if prefer not in PREFERENCES:
+        raise ConfigError(f"unknown preference '{prefer}'; use one of {', '.join(PREFERENCES)}")
     ref = result.models[0]
     baseline = result.model(float_name)
     task = result.dataset.task
     candidates = list(result.models[1:])
-    acceptable = [
+    within_drop = [
         m for m in candidates if (d := drop(m, ref, task)) is not None and within(d, max_drop)
     ]
+    acceptable = [m for m in within_drop if allow_io_change or not changes_io(m)]
+    io_held_back = [m.name for m in within_drop if m not in acceptable]
     worse = [m.name for m in candidates if m.paired and significantly_worse(m.paired)]
     slower = [
         m.name
@@ -94,27 +164,37 @@ def recommend(result: EvaluationResult, float_name: str, max_drop: float) -> dic
     ]
     allowed = _amount(max_drop, task)
     if acceptable:
-        best = min(acceptable, key=lambda m: (m.size_bytes, _p50(m) or math.inf))
-        detail = _amount(drop(best, ref, task) or 0.0, task)
-        if best.paired:
-            lo, hi = best.paired["ci95_low"], best.paired["ci95_high"]
-            scale = 100 if task == "classification" else 1
-            detail += f", 95% CI of the delta [{lo * scale:+.2f}, {hi * scale:+.2f}]"
-        reason = (
-            f"the smallest variant whose drop ({detail}) is within the allowed {allowed}; "
-            f"{best.size_bytes / baseline.size_bytes:.0%} of the float model's size"
-        )
+        if prefer == "latency":
+            best = max(acceptable, key=lambda m: (_speedup(m), -m.size_bytes))
+            why = "the fastest variant within the allowed drop"
+        else:
+            best = min(acceptable, key=lambda m: (m.size_bytes, _p50(m) or math.inf))
+            why = "the smallest variant within the allowed drop"
+            near = [m for m in acceptable if m.size_bytes <= best.size_bytes * (1 + SIZE_SLACK)]
+            faster = [m for m in near if _significantly_faster(m, best)]
+            if faster:
+                smallest = best
+                best = max(faster, key=_speedup)
+                why = (f"within {SIZE_SLACK:.0%} of the smallest variant's size "
+                       f"({smallest.name}) and significantly faster than it")  # fmt: skip
+        reason = f"{why} of {allowed}: {_trade(best, ref, baseline, task)}"
         chosen = best.name
     else:
         chosen = ref.name
         reason = f"no variant stays within the allowed drop of {allowed}; keep the float model"
+    if io_held_back:
+        reason += (f"; not considered, as they change the model's I/O to integers: "
+                   f"{', '.join(io_held_back)} (allow with --allow-io-change)")  # fmt: skip
     return {
         "model": chosen,
         "reason": reason,
         "max_drop": max_drop,
+        "prefer": prefer,
+        "allow_io_change": allow_io_change,
         "float_baseline": float_name,
         "significantly_worse": worse,
         "slower_than_float": slower,
+        "io_change": [m.name for m in candidates if changes_io(m)],
     }
 
 
@@ -137,6 +217,8 @@ def compare(
     ray_address: str | None = None,
     layout: str | None = None,
     constants: Mapping[str, Any] | None = None,
+    prefer: str = "size",
+    allow_io_change: bool = False,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
@@ -149,11 +231,17 @@ def compare(
         calibration: calibration data for static modes; by default a built-in set's train
             split, or the evaluation data's first ``calibration_samples`` samples.
         max_drop: the largest acceptable drop (0.01: one accuracy point, or 1% more MAE).
-        out_dir: where the variants are written (a temporary directory when ``None``).
+        out_dir: where the variants are written. ``None``: a new folder under the system's
+            temporary directory (``quantlens-compare-*``), which is kept so that the result's
+            paths stay valid; its path is in ``settings["out_dir"]``; delete it when done.
         bench: measure latency (the speed-up is against the float ``.tflite``).
         workers, engine, ray_address: where the evaluation runs (see :func:`evaluate`).
         layout: the data's image layout (see :func:`evaluate`).
         constants: inputs fixed by name for every sample (see :func:`evaluate`).
+        prefer: ``"size"`` or ``"latency"``: what the recommendation optimises within the
+            allowed drop (see :func:`recommend`).
+        allow_io_change: recommend variants with integer inputs or outputs too (they change
+            what the application must feed the model).
         status: called with a line of text before each stage.
 
     Returns:
@@ -173,34 +261,36 @@ def compare(
             calib_note = "calibrated on the evaluation data (pass --calibration to keep them apart)"
     if source_kind(src) == "tf" and "float32" not in chosen:
         chosen = ["float32", *chosen]  # the float .tflite is the latency and size baseline
-    with tempfile.TemporaryDirectory(prefix="quantlens-compare-") as tmp:
-        out = Path(out_dir) if out_dir is not None else Path(tmp)
-        if status:
-            status(f"quantizing {src.name} into {', '.join(chosen)}…")
-        made = quantize(
-            src, chosen, out, calibration=calib, calibration_samples=calibration_samples
-        )
-        if status:
-            status("evaluating and benchmarking every variant…")
-        result = evaluate(
-            src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
-            limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
-            ray_address=ray_address, layout=layout, constants=constants, progress=progress,
-        )  # fmt: skip
+    if prefer not in PREFERENCES:
+        raise ConfigError(f"unknown preference '{prefer}'; use one of {', '.join(PREFERENCES)}")
+    out = Path(out_dir) if out_dir is not None else Path(
+        tempfile.mkdtemp(prefix="quantlens-compare-"))  # fmt: skip
+    if status:
+        status(f"quantizing {src.name} into {', '.join(chosen)}…")
+    made = quantize(src, chosen, out, calibration=calib, calibration_samples=calibration_samples)
+    if status:
+        status("evaluating and benchmarking every variant…")
+    result = evaluate(
+        src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
+        limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
+        ray_address=ray_address, layout=layout, constants=constants, progress=progress,
+    )  # fmt: skip
     by_path = {v.path: v for v in made.variants}
+    source_io = _io_dtypes(src)
     models = [result.models[0]] + [
-        dataclasses.replace(
-            m, quantization={"mode": by_path[m.path].mode, "settings": by_path[m.path].settings}
-        )
+        dataclasses.replace(m, quantization={
+            "mode": by_path[m.path].mode, "settings": by_path[m.path].settings,
+            "io_change": _io_change(source_io, _io_dtypes(Path(m.path))),
+        })
         for m in result.models[1:]
-    ]
+    ]  # fmt: skip
     float_name = (
         models[0].name
         if source_kind(src) in ("tflite", "onnx")  # the source itself is the float baseline
         else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
     )
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
-    rec = recommend(result, float_name, max_drop)
+    rec = recommend(result, float_name, max_drop, prefer=prefer, allow_io_change=allow_io_change)
     failed = tuple(ReportWarning(f.code, f.mode, f"{f.mode}: not made: {f.reason}")
                    for f in made.failed)  # fmt: skip
     result = dataclasses.replace(result, warnings=failed + result.warnings)
@@ -208,7 +298,7 @@ def compare(
     settings.update(
         calibration=made.calibration_source,
         calibration_samples=made.calibration_samples,
-        out_dir=str(out_dir) if out_dir is not None else None,
+        out_dir=str(out),
     )
     if calib_note:
         rec["note"] = calib_note

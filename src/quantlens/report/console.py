@@ -328,6 +328,8 @@ def compare_table(result: EvaluationResult) -> Table:
             verdict = "[red]too large a drop[/]" + (" (significant)" if worse else "")
         if m.name in rec.get("slower_than_float", []):
             verdict += " · slower than float"
+        if m.name in rec.get("io_change", []):
+            verdict += " · integer I/O"
         row = [m.name, human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
         if metric:
             value = (m.task_metrics or {}).get(metric[0])
@@ -356,7 +358,8 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
         console.print("significantly worse than the reference (p < 0.05): "
                       + ", ".join(rec["significantly_worse"]))  # fmt: skip
     if rec.get("slower_than_float"):
-        console.print("slower than float on this machine: " + ", ".join(rec["slower_than_float"]))
+        console.print("slower than float (the speed-up's 95% interval lies below 1×): "
+                      + ", ".join(rec["slower_than_float"]))  # fmt: skip
     if rec.get("note"):
         console.print(f"note: {rec['note']}")
 

@@ -73,7 +73,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
                 f"`{n}`" for n in rec["significantly_worse"]
             )
         if rec.get("slower_than_float"):
-            body += "\n\nSlower than float: " + ", ".join(
+            body += "\n\nSlower than float (95% interval below 1×): " + ", ".join(
                 f"`{n}`" for n in rec["slower_than_float"]
             )
     warnings = "".join(f"\n- ⚠ {w.message} ({w.code})" for w in result.warnings)
