@@ -43,19 +43,21 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int
 def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarray:
     """Real values to integers: ``q = clip(rint(x / scale) + zero_point)`` in ``dtype``'s range.
 
-    Rounding is half to even, before the zero point is added, as the kernels that run a model
-    by default do (LiteRT's optimized and XNNPACK QUANTIZE, onnxruntime's QuantizeLinear; only
-    LiteRT's reference kernels round half away from zero). Data preprocessed as
+    Computed as LiteRT's QUANTIZE op computes it (its optimized and XNNPACK kernels, which
+    run by default): ``x`` times the float32 reciprocal of the scale, in float32, rounded half
+    to even, then the zero point added (only LiteRT's reference kernels round half away from
+    zero). Data preprocessed as
     ``(p - 127.5) / 128`` with an input scale of 1/128 lands on exact ties, and an
     integer-I/O model must see the integers its float-I/O twin computes.
     """
     dt = np.dtype(dtype)
     info = np.iinfo(dt)
-    x64 = np.asarray(x, dtype=np.float64)
-    scale = _broadcast(qp.scale, qp.axis, x64.ndim)
-    zp = _broadcast(qp.zero_point, qp.axis, x64.ndim)
-    scaled = x64 / scale
-    q = np.rint(scaled) + zp
+    x32 = np.asarray(x, dtype=np.float32)
+    # In float32, times the float32 reciprocal of the scale, as the kernels compute it: a
+    # value a few ulps from a tie rounds the way the runtime rounds it.
+    inverse = (1.0 / _broadcast(qp.scale, qp.axis, x32.ndim).astype(np.float32)).astype(np.float32)
+    zp = _broadcast(qp.zero_point, qp.axis, x32.ndim)
+    q = np.rint(x32 * inverse).astype(np.float64) + zp
     return np.clip(q, info.min, info.max).astype(dt)
 
 
