@@ -181,3 +181,18 @@ def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models
     # without out_dir the variants are kept where the result points, in a folder it names
     kept = Path(result.settings["out_dir"])
     assert all(Path(m.path).is_file() and Path(m.path).parent == kept for m in result.models[1:])
+
+
+def test_a_mode_that_cannot_be_made_does_not_stop_the_others(tf, tmp_path) -> None:
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16), keras.layers.PReLU(),
+                              keras.layers.Dense(4)])  # fmt: skip
+    model.save(tmp_path / "prelu.keras")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(64, 16)))
+    result = quantlens.compare(tmp_path / "prelu.keras", tmp_path / "d.npz", modes="int8,int16x8",
+                               out_dir=tmp_path / "out", bench=False)  # fmt: skip
+    assert [m.quantization["mode"] for m in result.models[1:]] == ["float32", "int8"]
+    (warning,) = result.warnings
+    assert warning.code == "mode_failed" and "PRELU" in warning.message
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [f["mode"] for f in manifest["failed"]] == ["int16x8"]
