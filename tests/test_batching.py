@@ -237,3 +237,23 @@ def test_inconsistent_sample_counts_are_one_line_errors(stateful_onnx, tmp_path,
                  str(tmp_path / "bad.npz"), "--no-bench"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_workers_run_models_as_the_probe_decided(onnx_dynamic, stateful_onnx, tmp_path) -> None:
+    """The probe runs once, in the caller; every worker process runs its shard the same way,
+    with the same fixed inputs, so the merged numbers equal an inline run's."""
+    float_path, dyn_path = onnx_dynamic
+    x = (RNG.normal(size=(1100, 16)) * RNG.uniform(0.1, 10, size=(1100, 1))).astype(np.float32)
+    inline = quantlens.evaluate(float_path, [dyn_path], x, batch_size=64)
+    pooled = quantlens.evaluate(float_path, [dyn_path], x, batch_size=64, workers=2)
+    assert pooled.settings["workers"] == 2
+    assert pooled.models[1].batching.mode == "per-sample"
+    assert pooled.models[1].fidelity["mse"] == pytest.approx(inline.models[1].fidelity["mse"],
+                                                             rel=1e-9)  # fmt: skip
+    audio = RNG.normal(size=(1100, 8)).astype(np.float32)
+    state = RNG.normal(size=(1100, 2, 4)).astype(np.float32)
+    data = {"audio": audio, "state": state}
+    fixed = {"sr": np.array(8000)}
+    one = quantlens.evaluate(stateful_onnx, [stateful_onnx], data, constants=fixed)
+    two = quantlens.evaluate(stateful_onnx, [stateful_onnx], data, constants=fixed, workers=2)
+    assert two.settings["workers"] == 2 and two.dataset.samples == one.dataset.samples == 1100
