@@ -146,6 +146,30 @@ class BatchRunner:
         return outs + list(got[n_outputs:])
 
 
+class RunnerBatching:
+    """``batching``, ``set_batching`` and ``probe_batching`` for a backend whose batches go
+    through a :class:`BatchRunner` (``self._runner``) to its ``predict``."""
+
+    _runner: BatchRunner
+    _stateful: bool = False  # keeps state between invokes: never resized
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def batching(self) -> str:
+        """How batches run: 'resize', 'chunks' or 'per-sample'."""
+        return self._runner.mode
+
+    def set_batching(self, mode: str) -> None:
+        """Run batches this way from now on (one of ``BATCHINGS``)."""
+        self._runner.set_mode(mode)
+
+    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
+        """Decide, on the data's first samples, how batches must run (and run them so)."""
+        return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
+
+
 def one_sample_feeds(
     arrays: Sequence[np.ndarray], specs: Sequence[TensorSpec]
 ) -> list[list[np.ndarray]]:

@@ -19,10 +19,9 @@ from quantlens.models.base import (
     path_size,
     plain_name,
 )
-from quantlens.models.batching import BatchRunner, probe_batching
+from quantlens.models.batching import BatchRunner, RunnerBatching
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
-from quantlens.results import BatchingDecision
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 
@@ -69,7 +68,7 @@ def _load_error(path: str, exc: Exception) -> ModelLoadError:
     )
 
 
-class LiteRTModel:
+class LiteRTModel(RunnerBatching):
     """A ``.tflite`` model run by ai_edge_litert's Interpreter.
 
     Inputs and outputs are named and ordered by the model's signature when it has one (the
@@ -172,19 +171,6 @@ class LiteRTModel:
         self._base_shapes = [tuple(int(s) for s in d["shape"]) for d in in_details]
 
     # -- running ---------------------------------------------------------------------------
-
-    @property
-    def batching(self) -> str:
-        """How batches run: 'resize', 'chunks' or 'per-sample' (see quantlens.models.batching)."""
-        return self._runner.mode
-
-    def set_batching(self, mode: str) -> None:
-        """Run batches this way from now on (one of ``BATCHINGS``)."""
-        self._runner.set_mode(mode)
-
-    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
-        """Decide, on the data's first samples, how batches must run (and run them so)."""
-        return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
 
     def _allocate(self, shapes: Sequence[tuple[int, ...]]) -> None:
         """Resize the inputs to ``shapes`` and allocate.

@@ -11,8 +11,7 @@ import numpy as np
 
 from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, require
 from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, path_size
-from quantlens.models.batching import BatchRunner, probe_batching
-from quantlens.results import BatchingDecision
+from quantlens.models.batching import BatchRunner, RunnerBatching
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -67,7 +66,7 @@ def session(path: str, num_threads: int | None, *, profile_prefix: str | None = 
         raise ModelLoadError(f"onnxruntime cannot run {path}: {_first_line(exc)}") from exc
 
 
-class OnnxModel:
+class OnnxModel(RunnerBatching):
     """An ``.onnx`` model run by onnxruntime on the CPU, verified by ``onnx.checker`` first."""
 
     format = "onnx"
@@ -92,19 +91,6 @@ class OnnxModel:
     def batch_runner(self) -> BatchRunner:
         """How this model's batches reach it (shared by sessions over the same graph)."""
         return self._runner
-
-    @property
-    def batching(self) -> str:
-        """How batches run: 'resize', 'chunks' or 'per-sample' (see quantlens.models.batching)."""
-        return self._runner.mode
-
-    def set_batching(self, mode: str) -> None:
-        """Run batches this way from now on (one of ``BATCHINGS``)."""
-        self._runner.set_mode(mode)
-
-    def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
-        """Decide, on the data's first samples, how batches must run (and run them so)."""
-        return probe_batching(self._runner, self.predict, sample)
 
     def _feed(self, own: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {
