@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import quantlens
 from quantlens.bench import benchmark
 from quantlens.bench.inputs import real_range, synthetic_inputs
 from quantlens.bench.probe import measure_in_child
@@ -217,3 +218,24 @@ def test_evaluate_reports_latency_per_model(capsys, tmp_path, digits_models) -> 
     code = main([*args, "--data", "digits", "--limit", "50", "--no-bench", "--json", str(out)])
     assert code == 0
     assert "latency_ms" not in json.loads(out.read_text())["models"][0]
+
+
+def test_tensorflow_models_are_timed_apart(digits_models, monkeypatch) -> None:
+    import quantlens.bench as bench_module
+
+    calls: list[int] = []
+    real = bench_module.interleave
+
+    def spy(invokers, **kw):
+        calls.append(len(invokers))
+        return real(invokers, **kw)
+
+    monkeypatch.setattr(bench_module, "interleave", spy)
+    result = quantlens.evaluate(digits_models["keras"], [digits_models["float"],
+                                digits_models["int8"]], "digits", limit=20, bench=True)  # fmt: skip
+    assert calls == [2, 1]  # the two .tflite models in one set of rounds, Keras in its own
+    keras, flt, int8 = (m.performance for m in result.models)
+    assert keras.speedup is None and keras.speed_baseline is None
+    assert flt.speedup == 1.0 and int8.speed_baseline == "cnn_float"
+    low, high = int8.speedup_ci95
+    assert low <= int8.speedup <= high

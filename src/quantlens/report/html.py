@@ -37,16 +37,20 @@ def _num(v: Any, fmt: str = "{:.4g}") -> str:
     return fmt.format(v) if isinstance(v, int | float) else _e(v)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Sequence[int] = (0,)
+) -> str:
+    """A table whose ``text_columns`` are left-aligned, the rest (numbers) right-aligned."""
     head = "".join(
-        f'<th class="{"name" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(headers)
+        f'<th class="{"name" if i in text_columns else ""}">{_e(h)}</th>'
+        for i, h in enumerate(headers)
     )
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="{"name" if i == 0 else ""}">{c}</td>' for i, c in enumerate(r))
-        + "</tr>"
+    cells = [
+        "".join(f'<td class="{"name" if i in text_columns else ""}">{c}</td>'
+                for i, c in enumerate(r))
         for r in rows
-    )
+    ]  # fmt: skip
+    body = "".join(f"<tr>{c}</tr>" for c in cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -124,6 +128,8 @@ def evaluation_html(
         delta = f"{p[delta_key]:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if p else "—"
         name = _e(m.name) + (" <b>✓ recommended</b>" if m.name == rec.get("model") else "")
         name += " (reference)" if m.role == "reference" else ""
+        if (m.quantization or {}).get("io_change"):
+            name += f' <span class="note">integer I/O: {_e(m.quantization["io_change"])}</span>'  # type: ignore[index]
         rows.append(
             [
                 name,
@@ -155,7 +161,8 @@ def evaluation_html(
         for m in models if m.batching is not None
     ]  # fmt: skip
     if batching:
-        sections.append(("Batching", _table(["model", "batching", "per invoke", "why"], batching)))
+        headers = ["model", "batching", "per invoke", "why"]
+        sections.append(("Batching", _table(headers, batching, text_columns=(0, 1, 3))))
     sections += [("Trade-off", _tradeoff_plots(result)), ("Latency", _latency_plot(result))]
     sections.append(("Environment", environment_section(env)))
     kind = "Comparison" if rec else "Evaluation"

@@ -46,6 +46,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     for m in result.models:
         label = f"`{m.name}`" + (" (reference)" if m.role == "reference" else "")
         label += " ✅" if m.name == rec.get("model") else ""
+        label += " (integer I/O)" if (m.quantization or {}).get("io_change") else ""
         row = [label, human_size(m.size_bytes)]
         if metric:
             p = m.paired or {}
