@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from quantlens.data import load_dataset
+from quantlens.errors import ConfigError
 from quantlens.models.base import TensorSpec
 
 SEED = 0
@@ -27,11 +28,22 @@ def real_range(spec: TensorSpec) -> tuple[float, float]:
 
 
 def synthetic_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = SEED) -> list[np.ndarray]:
-    """Uniform random real values spanning each input's range; dynamic dims become 1."""
+    """Uniform random real values spanning each input's range.
+
+    Raises:
+        ConfigError: an input leaves a dimension open (an audio length, an image size): only
+            data says which shape is deployed.
+    """
     rng = np.random.default_rng(seed)
     arrays = []
     for s in specs:
-        shape = (batch, *(1 if d is None else d for d in s.sample_shape))
+        if None in s.sample_shape:
+            dims = ", ".join("?" if d is None else str(d) for d in s.sample_shape)
+            raise ConfigError(
+                f"input '{s.name}' leaves dimensions open ({dims}); give --data with samples of "
+                "the shape you deploy, so the benchmark times that shape"
+            )
+        shape = (batch, *(d for d in s.sample_shape if d is not None))
         lo, hi = real_range(s)
         if np.issubdtype(np.dtype(s.dtype), np.integer) and s.quantization is None:
             arrays.append(rng.integers(int(lo), int(hi) + 1, size=shape).astype(s.dtype))
