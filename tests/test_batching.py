@@ -257,3 +257,14 @@ def test_workers_run_models_as_the_probe_decided(onnx_dynamic, stateful_onnx, tm
     one = quantlens.evaluate(stateful_onnx, [stateful_onnx], data, constants=fixed)
     two = quantlens.evaluate(stateful_onnx, [stateful_onnx], data, constants=fixed, workers=2)
     assert two.settings["workers"] == 2 and two.dataset.samples == one.dataset.samples == 1100
+
+
+def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
+    float_path, dyn_path = onnx_dynamic
+    x = (RNG.normal(size=(50, 16)) * RNG.uniform(0.1, 10, size=(50, 1))).astype(np.float32)
+    once = quantlens.evaluate(float_path, [dyn_path], (row for row in x), batch_size=16)
+    arrays = quantlens.evaluate(float_path, [dyn_path], x, batch_size=16)
+    assert once.dataset.samples == 50
+    assert once.models[1].batching.mode == "per-sample"
+    assert once.models[1].fidelity["mse"] == pytest.approx(arrays.models[1].fidelity["mse"],
+                                                           rel=1e-12)  # fmt: skip

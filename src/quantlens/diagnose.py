@@ -202,11 +202,10 @@ def diagnose(
     runtime_mismatch: set[int] = set()
     clipped = {i: [0, 0] for i in q_idx if qnt.graph.tensors[i].dtype in _INTEGER_DTYPES}
     seen = 0
-    dataset = load_dataset(data)
-    first = next(dataset.bind(flt.model.inputs, batch_size=PROBE_SAMPLES, limit=PROBE_SAMPLES))
-    flt.model.probe_batching(first.inputs)  # run as deployed: per sample where it matters
-    qnt.model.probe_batching([first.inputs[i] for i in order])
-    for batch in dataset.bind(flt.model.inputs, batch_size=batch_size, limit=samples):
+    for batch in load_dataset(data).bind(flt.model.inputs, batch_size=batch_size, limit=samples):
+        if seen == 0:  # run as deployed: one sample at a time where the batch matters
+            flt.model.probe_batching([x[:PROBE_SAMPLES] for x in batch.inputs])
+            qnt.model.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in order])
         f_out, f_vals = flt.model.predict_tensors(batch.inputs, f_idx)
         q_out, q_vals = qnt.model.predict_tensors([batch.inputs[i] for i in order], q_idx)
         f_by = {i: flt.real(i, v) for i, v in zip(f_idx, f_vals, strict=True)}

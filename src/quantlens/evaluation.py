@@ -160,6 +160,7 @@ class ShardOutcome:
     task: str | None
     states: list[RunState]
     first_sample: list[np.ndarray]
+    decisions: list[BatchingDecision] = field(default_factory=list)  # when probed here
 
     def merge(self, other: ShardOutcome) -> ShardOutcome:
         return ShardOutcome(
@@ -167,6 +168,7 @@ class ShardOutcome:
             self.task or other.task,
             [a.merge(b) for a, b in zip(self.states, other.states, strict=True)],
             self.first_sample or other.first_sample,
+            self.decisions or other.decisions,
         )
 
 
@@ -205,7 +207,11 @@ def run_shard(
     models: Sequence[Model], dataset: Dataset, plan: Plan, *, limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ShardOutcome:  # fmt: skip
-    """Run every model on one shard of the data and accumulate their metric states."""
+    """Run every model on one shard of the data and accumulate their metric states.
+
+    When the plan carries no batching decisions, each model's batching is probed on the
+    shard's first batch (data read once, such as an iterable, is never read twice).
+    """
     ref = models[0]
     wiring = wire(models)
     states = [RunState(fidelity=None if i == 0 else [FidelityState() for _ in ref.outputs])
@@ -214,10 +220,14 @@ def run_shard(
     samples = 0
     first_sample: list[np.ndarray] = []
     quantized_inputs = [input_quantization(m) for m in models]
+    decisions: list[BatchingDecision] = []
     for batch in dataset.bind(
         ref.inputs, batch_size=plan.batch_size, limit=limit,
         allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
     ):  # fmt: skip
+        if not plan.batching and not decisions:
+            decisions = [m.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in ins])
+                         for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
         ref_out: list[np.ndarray] = []
         ref_ok = np.ones(len(batch), dtype=bool)
         for model, (ins, outs_order), st, quant in zip(
@@ -250,7 +260,7 @@ def run_shard(
         samples += len(batch)
         if progress is not None:
             progress(len(batch))
-    return ShardOutcome(samples, resolved_task, states, first_sample)
+    return ShardOutcome(samples, resolved_task, states, first_sample, decisions)
 
 
 def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
@@ -326,11 +336,14 @@ def evaluate(
     models = [adapt(_as_model(m, threads), layout) for m in (reference, *candidates)]
     wiring = wire(models)  # refuse mismatched models before any work
     fixed = dict(constants or {})
-    decisions = probe_batching(models, wiring, dataset, fixed, allow_nonfinite)
+    # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
+    # Inline, the probe runs on the first batch of the run itself.
+    decisions = probe_batching(models, wiring, dataset, fixed, allow_nonfinite) if shards else []
     plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
                 models_trusted(), layout, tuple(d.mode for d in decisions), fixed)  # fmt: skip
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
+        decisions = outcome.decisions
     else:
         from quantlens.engine import run_shards
 
