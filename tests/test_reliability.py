@@ -218,3 +218,37 @@ def test_gate_parser_works_or_raises_config_errors(text: str) -> None:
 def test_gate_parser_on_near_misses(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse_gate(text)
+
+
+def test_a_saved_model_runs_nothing_it_carries_without_trust(tf, tmp_path, capsys) -> None:
+    """A SavedModel whose serving function writes a file: refused, and nothing is written;
+    likewise a .keras that wraps it in a TFSMLayer (Keras' safe mode does not stop that)."""
+    target = tmp_path / "written_by_the_model"
+
+    class Writer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x):
+            tf.io.write_file(str(target), tf.strings.as_string(tf.reduce_sum(x)))
+            return {"y": x * 2.0}
+
+    module = Writer()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 4), np.float32))
+    for argv in (["evaluate", str(tmp_path / "sm"), str(tmp_path / "sm"), "--data",
+                  str(tmp_path / "d.npz"), "--no-bench"],
+                 ["quantize", str(tmp_path / "sm"), "--modes", "float16", "--out",
+                  str(tmp_path / "q")]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "SavedModel" in err and "--trust-model" in err and err.count("\n") == 1
+    wrapper = tf.keras.Sequential([tf.keras.Input((4,)),
+                                   tf.keras.layers.TFSMLayer(str(tmp_path / "sm"))])  # fmt: skip
+    wrapper.save(tmp_path / "wrapper.keras")
+    target.unlink(missing_ok=True)  # building the wrapper ran the graph once, here, knowingly
+    assert main(["evaluate", str(tmp_path / "wrapper.keras"), str(tmp_path / "wrapper.keras"),
+                 "--data", str(tmp_path / "d.npz"), "--no-bench"]) == 2  # fmt: skip
+    assert "TFSMLayer" in capsys.readouterr().err
+    assert not target.exists()
+    assert main(["evaluate", str(tmp_path / "sm"), str(tmp_path / "sm"), "--data",
+                 str(tmp_path / "d.npz"), "--no-bench", "--trust-model"]) == 0  # fmt: skip
+    assert target.exists()  # trusted: it runs, and does what it carries

@@ -59,12 +59,55 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def refuse_untrusted_saved_model(path: str) -> None:
+    """A SavedModel carries a TensorFlow graph that loading and running execute, file and
+    process operations included: refuse it unless models are trusted.
+
+    Raises:
+        ModelLoadError: models are not trusted.
+    """
+    if not models_trusted():
+        raise ModelLoadError(
+            f"{path} is a SavedModel: loading it runs the TensorFlow graph it carries, which "
+            "can read and write files; pass --trust-model only if you trust where it came from"
+        )
+
+
+def _keras_config_text(path: str) -> str:
+    """The model config a .keras or .h5 file holds, as text ('' when it cannot be read; Keras
+    then reports the file itself)."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                info = zf.getinfo("config.json")
+                if info.file_size > 64 * 2**20:
+                    return "TFSMLayer?"  # a config this large is not a model config: refuse
+                return zf.read(info).decode("utf-8", errors="replace")
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config", "")
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except Exception:  # not our business: Keras says what is wrong with the file
+        return ""
+
+
 def load_keras(tf: Any, path: str) -> Any:
     """Load a .keras/.h5 file in Keras' safe mode unless models are trusted.
+
+    Safe mode stops Lambda layers and custom objects, not a ``TFSMLayer``, which loads and
+    runs a SavedModel's graph: a file that holds one is refused unless models are trusted.
 
     Raises:
         ModelLoadError: the file cannot be loaded, or needs code execution and is not trusted.
     """
+    if not models_trusted() and "TFSMLayer" in _keras_config_text(path):
+        raise ModelLoadError(
+            f"{path} wraps a SavedModel (a TFSMLayer), whose TensorFlow graph can read and "
+            "write files; pass --trust-model only if you trust where it came from"
+        )
     try:
         return tf.keras.models.load_model(path, compile=False, safe_mode=not models_trusted())
     except Exception as exc:  # Keras raises many types for a bad file
@@ -144,6 +187,7 @@ class SavedModelModel(_TensorFlowBatching):
         self._tf = tf
         self.path = str(path)
         self.name = Path(path).name
+        refuse_untrusted_saved_model(self.path)
         try:
             loaded = tf.saved_model.load(self.path)
         except Exception as exc:  # TensorFlow raises many types for a bad directory

@@ -10,7 +10,7 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConversionError
-from quantlens.models.keras import import_tensorflow, load_keras
+from quantlens.models.keras import import_tensorflow, load_keras, refuse_untrusted_saved_model
 
 #: Mode -> (description, needs calibration data).
 TF_MODES: dict[str, tuple[str, bool]] = {
@@ -37,6 +37,7 @@ def representative(
 
 def _converter(tf: Any, source: Path) -> tuple[Any, str]:
     if source.is_dir():
+        refuse_untrusted_saved_model(str(source))
         return tf.lite.TFLiteConverter.from_saved_model(str(source)), "from_saved_model"
     model = load_keras(tf, str(source))
     return tf.lite.TFLiteConverter.from_keras_model(model), "from_keras_model"
