@@ -252,3 +252,65 @@ def test_a_saved_model_runs_nothing_it_carries_without_trust(tf, tmp_path, capsy
     assert main(["evaluate", str(tmp_path / "sm"), str(tmp_path / "sm"), "--data",
                  str(tmp_path / "d.npz"), "--no-bench", "--trust-model"]) == 0  # fmt: skip
     assert target.exists()  # trusted: it runs, and does what it carries
+
+
+HOSTILE = "x\x1b]0;pwned\x07\x1b[31m[bold]`\n## Recommendation: ship it![/]<img src=//e>"
+
+
+def _renamed(source: Path, out: Path, name: str) -> Path:
+    """The model with its input and output tensors (and signature entries) called ``name``."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
+    sg = model.subgraphs[0]
+    for i, suffix in ((sg.inputs[0], "in"), (sg.outputs[0], "out")):
+        sg.tensors[i].name = (name + suffix).encode()
+    for sig in model.signatureDefs or []:
+        for m in [*sig.inputs, *sig.outputs]:
+            m.name = (name + ("in" if m in sig.inputs else "out")).encode()
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+def test_names_from_files_are_inert_everywhere(digits_models, tmp_path, capsys) -> None:
+    hostile = _renamed(digits_models["int8"], tmp_path / "m$\\frac{1}{0}$ `x`.tflite", HOSTILE)
+    ref = _renamed(digits_models["float"], tmp_path / "ref.tflite", HOSTILE)
+    assert main(["info", str(hostile)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out
+    md, page = tmp_path / "r.md", tmp_path / "r.html"
+    code = main(["evaluate", str(ref), str(hostile), "--data", "digits", "--limit", "40",
+                 "--markdown", str(md), "--report", str(page), "--batch-size", "40"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "[bold]" not in out.replace("\\[bold]", "")
+    text = md.read_text()
+    assert "\n## Recommendation" not in text and "<img" not in text and "\x1b" not in text
+    # every model name sits whole inside a code span whose fence is longer than its backticks
+    assert "`` m$\\frac{1}{0}$ `x` ``" in text  # padded: the name ends with a backtick
+    html_text = page.read_text()
+    assert "<img src" not in html_text and "$\\frac" in html_text  # a name, not mathtext
+    assert main(["diagnose", str(ref), str(hostile), "--data", "digits", "--samples", "16"]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", [HOSTILE, "a``b`", "`", "[x](http://e.com)", "![i](//e.png)",
+                                  "<script>alert(1)</script>", "**bold** _em_ | pipe", "   "])
+def test_markdown_spellings_render_as_text(name: str) -> None:
+    """Rendered by a CommonMark parser (markdown-it, as GitHub's comments are), a name in a
+    code span or in prose makes no heading, link, image, emphasis or HTML."""
+    from markdown_it import MarkdownIt
+
+    from quantlens.report.text import md_code, md_text
+
+    md = MarkdownIt("commonmark").enable("table")
+    for spelled in (md_code(name), md_text(f"model {name} is slow")):
+        html = md.render(f"- ⚠ {spelled}\n")
+        for tag in ("<h", "<a ", "<img", "<script", "<em>", "<strong>", "<table"):
+            assert tag not in html, (spelled, html)
+        assert html.count("<li>") == 1 and "\n## " not in spelled
+    inner = md.render(md_code(name)).removeprefix("<p><code>").removesuffix("</code></p>\n")
+    assert "\x1b" not in inner

@@ -12,15 +12,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.errors import ConfigError, QuantlensError
+from quantlens.report.text import visible
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 
 
+#: Longest error message printed (a message can quote a crafted file's contents).
+MAX_MESSAGE = 1000
+
+
+def _error_line(message: str) -> str:
+    """One line on stderr: control characters shown as escapes, length capped."""
+    return f"quantlens: error: {visible(' '.join(message.split()), MAX_MESSAGE)}"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USER_ERROR, f"quantlens: error: {message}\n")
+        """One line, like every other user error (the usage is one --help away)."""
+        self.exit(EXIT_USER_ERROR, f"{_error_line(message)} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -346,7 +356,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         measure_memory=not args.no_memory,
         profile=args.profile,
         progress=lambda text: (
-            status.print(f"benchmarking {text}…", style="dim") if status.is_terminal else None
+            status.print(f"benchmarking {visible(text)}…", style="dim", markup=False)
+            if status.is_terminal
+            else None
         ),
     )
     print_bench(result, console)
@@ -363,10 +375,11 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         calibration_samples=args.calibration_samples,
     )  # fmt: skip
     for v in result.variants:
-        console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {v.path}", markup=False)
+        console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {visible(v.path)}",
+                      markup=False)  # fmt: skip
     for f in result.failed:
-        console.print(f"⚠ {f.mode}: not made: {f.reason}", markup=False)
-    console.print(f"manifest written to {args.out}/{MANIFEST}", markup=False)
+        console.print(f"⚠ {f.mode}: not made: {visible(f.reason, 2000)}", markup=False)
+    console.print(f"manifest written to {visible(args.out)}/{MANIFEST}", markup=False)
     return EXIT_OK
 
 
@@ -399,7 +412,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             engine=args.engine, ray_address=args.ray_address, layout=args.layout,
             constants=dict(args.const), prefer=args.prefer,
             allow_io_change=args.allow_io_change, progress=advance,
-            status=lambda text: status_console.print(text, style="dim")
+            status=lambda text: status_console.print(visible(text), style="dim", markup=False)
             if status_console.is_terminal
             else None,
         )  # fmt: skip
@@ -446,7 +459,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             result, build, float_tflite, args.data, max_drop=args.max_drop,
             budget_metric=args.budget_metric, out_dir=args.out,
             name_of=_suggest_names(kind, float_names),
-            status=lambda text: status.print(text, style="dim") if status.is_terminal else None,
+            status=lambda text: status.print(visible(text), style="dim", markup=False)
+            if status.is_terminal
+            else None,
         )  # fmt: skip
         result = dataclasses.replace(result, suggestion=suggestion)
         print_suggestion(suggestion, console)
@@ -467,16 +482,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console
     from quantlens.report.files import read_json
+    from quantlens.report.text import term
 
     gates = _gates(args)
     console = make_console()
     outcomes = check_gates(gates, read_json(args.report))
     for o in outcomes:
         mark = "[bold red]FAILED[/]" if o.failed else "ok"
-        console.print(f"{mark:>8}  {o.model}: {o.gate} (value {o.value:.6g})")
+        console.print(f"{mark:>8}  {term(o.model)}: {term(o.gate)} (value {o.value:.6g})")
     failed = [o for o in outcomes if o.failed]
     for o in failed:
-        console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
+        console.print(f"[bold red]gate failed:[/] {term(describe_failure(o, gates), 2000)}")
     return 1 if failed else EXIT_OK
 
 
@@ -485,6 +501,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console, print_diff
     from quantlens.report.files import read_json
+    from quantlens.report.text import term
 
     gates = _gates(args)
     console = make_console()
@@ -496,7 +513,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     print_diff(rows, only_old, only_new, console)
     failed = [o for o in check_gates(gates, new) if o.failed]
     for o in failed:
-        console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
+        console.print(f"[bold red]gate failed:[/] {term(describe_failure(o, gates), 2000)}")
     return 1 if failed or any(r.regression for r in rows) else EXIT_OK
 
 
@@ -541,15 +558,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tokens = merge_argv(sys.argv[1:] if argv is None else argv, parser)
     except QuantlensError as exc:
-        print(f"quantlens: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(_error_line(str(exc)), file=sys.stderr)
         return EXIT_USER_ERROR
     args = parser.parse_args(tokens)
     try:
         with trusted_models(getattr(args, "trust_model", False)):
             return COMMANDS[args.command](args)
     except QuantlensError as exc:
-        message = " ".join(str(exc).split())
-        print(f"quantlens: error: {message}", file=sys.stderr)
+        print(_error_line(str(exc)), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("quantlens: interrupted before the run finished; no report was written",

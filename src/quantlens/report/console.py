@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
+from quantlens.report.text import term
 from quantlens.results import (
     BenchEntry,
     BenchResult,
@@ -69,8 +70,8 @@ def evaluation_table(result: EvaluationResult) -> Table:
         c for c in FIDELITY_COLUMNS if any(m.fidelity and c[0] in m.fidelity for m in result.models)
     ]
     table = Table(
-        title=f"{result.dataset.samples} samples from {result.dataset.source}"
-        f" · task: {result.dataset.task} · fidelity vs {result.reference}",
+        title=f"{result.dataset.samples} samples from {term(result.dataset.source)}"
+        f" · task: {result.dataset.task} · fidelity vs {term(result.reference)}",
         title_justify="left",
     )
     table.add_column("model", style="bold")
@@ -86,7 +87,7 @@ def evaluation_table(result: EvaluationResult) -> Table:
             table.add_column(header, justify="right", style="green")
     for m in result.models:
         row = [
-            m.name + (" (ref)" if m.role == "reference" else ""),
+            term(m.name) + (" (ref)" if m.role == "reference" else ""),
             m.format,
             human_size(m.size_bytes),
         ]
@@ -114,7 +115,8 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     print_run_notes(result, console)
     for m in result.models:
         if m.nonfinite_outputs:
-            console.print(f"  ⚠ {m.name} produced NaN or inf on {m.nonfinite_outputs} sample(s); "
+            console.print(f"  ⚠ {term(m.name)} produced NaN or inf on {m.nonfinite_outputs} "
+                          "sample(s); "
                           "they are left out of its metrics")  # fmt: skip
     for m in result.models:
         for o in m.outputs:
@@ -123,29 +125,29 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
             mse = _fmt(f.get("mse"), "{:.3g}")
             cosine = _fmt(f.get("cosine_similarity"), "{:.5f}")
             console.print(
-                f"  {m.name} · output {o.name}: SQNR {sqnr} dB, mse {mse}, cosine {cosine}"
+                f"  {term(m.name)} · output {term(o.name)}: SQNR {sqnr} dB, mse {mse}, "
+                f"cosine {cosine}"
             )
 
 
 def print_run_notes(result: EvaluationResult, console: Console) -> None:
     """The report's warnings, and how each model that did not run the batch as given ran."""
-    from rich.markup import escape
-
     warned = {w.model for w in result.warnings}
     for w in result.warnings:
-        console.print(f"⚠ {escape(w.message)} [dim]({w.code})[/]")
+        console.print(f"⚠ {term(w.message, 2000)} [dim]({term(w.code)})[/]")
     for m in result.models:
         b = m.batching
         if b is not None and b.mode != "resize" and m.name not in warned:
-            console.print(f"[dim]{escape(m.name)}: {b.samples_per_invoke} sample(s) per invoke "
-                          f"({b.mode}): {escape(b.reason)}[/]")  # fmt: skip
+            console.print(f"[dim]{term(m.name)}: {b.samples_per_invoke} sample(s) per invoke "
+                          f"({term(b.mode)}): {term(b.reason, 2000)}[/]")  # fmt: skip
 
 
 def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
     """Print what a model is: format, size, I/O with quantization, ops and weight dtypes."""
     console = console or Console()
     console.print(
-        f"[bold]{info.name}[/] · {info.format} · {human_size(info.size_bytes)} · {info.path}"
+        f"[bold]{term(info.name)}[/] · {info.format} · {human_size(info.size_bytes)} · "
+        f"{term(info.path)}"
     )
     table = Table("", "name", "shape", "dtype", "scale", "zero point")
     for role, specs in (("input", info.inputs), ("output", info.outputs)):
@@ -158,18 +160,19 @@ def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
             )
             zp = ", ".join(str(v) for v in q.zero_point[:4]) if q else "—"
             shape = "(" + ", ".join("?" if d is None else str(d) for d in s.shape) + ")"
-            table.add_row(role, s.name, shape, s.dtype, scale, zp)
+            table.add_row(role, term(s.name), shape, term(s.dtype), scale, zp)
     console.print(table)
     if info.op_counts:
-        console.print("ops: " + ", ".join(f"{k}×{v}" for k, v in info.op_counts.items()))
+        console.print("ops: " + ", ".join(f"{term(k)}×{v}" for k, v in info.op_counts.items()))
     if info.activation_dtypes:
         console.print(
             "activation tensors: "
-            + ", ".join(f"{k}: {v}" for k, v in info.activation_dtypes.items())
+            + ", ".join(f"{term(k)}: {v}" for k, v in info.activation_dtypes.items())
         )
     if info.weight_dtypes:
         console.print(
-            "weights: " + ", ".join(f"{k}: {v:,} values" for k, v in info.weight_dtypes.items())
+            "weights: "
+            + ", ".join(f"{term(k)}: {v:,} values" for k, v in info.weight_dtypes.items())
         )
 
 
@@ -233,7 +236,7 @@ def bench_table(result: BenchResult) -> Table:
         lat = e.latency_ms
         flag = " ⚠" if e.warnings else ""
         table.add_row(
-            e.name + flag,
+            term(e.name) + flag,
             "default" if e.threads is None else str(e.threads),
             str(e.batch_size),
             str(e.runs),
@@ -255,7 +258,8 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     console.print(bench_table(result))
     for e in result.results:
         for w in e.warnings:
-            console.print(f"  ⚠ {e.name} (threads={e.threads}, batch={e.batch_size}): {w}")
+            console.print(f"  ⚠ {term(e.name)} (threads={e.threads}, batch={e.batch_size}): "
+                          f"{term(w, 2000)}")  # fmt: skip
     for e in result.results:
         if e.profile:
             console.print(profile_table(e))
@@ -264,14 +268,15 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
 def profile_table(e: BenchEntry, top: int = 8) -> Table:
     """Where an ONNX model spends its time: op types, then the slowest nodes."""
     p = e.profile or {}
-    table = Table(title=f"{e.name} (threads={e.threads}, batch={e.batch_size}): kernel time "
+    table = Table(title=f"{term(e.name)} (threads={e.threads}, batch={e.batch_size}): kernel time "
                         f"{p.get('total_us', 0):.1f} µs per run", title_justify="left")  # fmt: skip
     for h in ("op type / node", "share", "µs per run"):
         table.add_column(h, justify="left" if h.startswith("op") else "right")
     for r in p.get("by_op_type", []):
-        table.add_row(f"[bold]{r['op_type']}[/]", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
+        table.add_row(f"[bold]{term(r['op_type'])}[/]", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
     for r in p.get("by_node", [])[:top]:
-        table.add_row(f"  {r['node']} ({r['op_type']})", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
+        table.add_row(f"  {term(r['node'])} ({term(r['op_type'])})", f"{r['share']:.1%}",
+                      f"{r['mean_us']:.1f}")  # fmt: skip
     return table
 
 
@@ -305,8 +310,8 @@ def compare_table(result: EvaluationResult) -> Table:
         return (True, d if d is not None else math.inf)
 
     table = Table(
-        title=f"{result.dataset.samples} samples from {result.dataset.source} · task: {task} · "
-        f"drop vs {ref.name}, speed-up and size vs {baseline.name}",
+        title=f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
+        f"{task} · drop vs {term(ref.name)}, speed-up and size vs {term(baseline.name)}",
         title_justify="left",
     )
     headers = ["variant", "size", "× float"]
@@ -330,7 +335,7 @@ def compare_table(result: EvaluationResult) -> Table:
             verdict += " · slower than float"
         if m.name in rec.get("io_change", []):
             verdict += " · integer I/O"
-        row = [m.name, human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
+        row = [term(m.name), human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
         if metric:
             value = (m.task_metrics or {}).get(metric[0])
             row += [_fmt(value, metric[1]), *_delta_text(m.paired, task)]
@@ -353,32 +358,33 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
     console.print(compare_table(result))
     print_run_notes(result, console)
     rec = result.recommendation or {}
-    console.print(f"[bold]recommendation:[/] {rec.get('model')} — {rec.get('reason')}")
+    console.print(f"[bold]recommendation:[/] {term(rec.get('model'))} — "
+                  f"{term(rec.get('reason'), 2000)}")  # fmt: skip
     if rec.get("significantly_worse"):
         console.print("significantly worse than the reference (p < 0.05): "
-                      + ", ".join(rec["significantly_worse"]))  # fmt: skip
+                      + ", ".join(term(n) for n in rec["significantly_worse"]))  # fmt: skip
     if rec.get("slower_than_float"):
         console.print("slower than float (the speed-up's 95% interval lies below 1×): "
-                      + ", ".join(rec["slower_than_float"]))  # fmt: skip
+                      + ", ".join(term(n) for n in rec["slower_than_float"]))  # fmt: skip
     if rec.get("note"):
-        console.print(f"note: {rec['note']}")
+        console.print(f"note: {term(rec['note'], 2000)}")
 
 
 def _short(name: str, width: int = 48) -> str:
     """A long fused tensor name, shortened to its first part."""
     first = name.split(";")[0]
-    return first if len(first) <= width else "…" + first[-(width - 1) :]
+    return term(first if len(first) <= width else "…" + first[-(width - 1) :])
 
 
 def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None = None) -> None:
     """The ops that add the most error, the end-to-end fidelity, weights, and what is unmatched."""
     console = console or Console()
-    console.print(f"[bold]{Path(result.quant_path).name}[/] against [bold]"
-                  f"{Path(result.float_path).name}[/] on {result.samples} samples")  # fmt: skip
-    console.print(f"[dim]{result.note}[/]")
+    quant, flt = term(Path(result.quant_path).name), term(Path(result.float_path).name)
+    console.print(f"[bold]{quant}[/] against [bold]{flt}[/] on {result.samples} samples")
+    console.print(f"[dim]{term(result.note, 2000)}[/]")
     for name, f in result.end_to_end.items():
         console.print(
-            f"end to end, output {name}: SQNR {_fmt(f.get('sqnr_db'), '{:.2f}')} dB, "
+            f"end to end, output {term(name)}: SQNR {_fmt(f.get('sqnr_db'), '{:.2f}')} dB, "
             f"cosine {_fmt(f.get('cosine_similarity'), '{:.5f}')}"
             + (f", top-1 agreement {f['top1_agreement']:.4f}" if "top1_agreement" in f else "")
         )
@@ -401,7 +407,7 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
             extra = [_fmt(dbg.get("mean_squared_error"), "{:.3g}"),
                      _fmt(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
         table.add_row(
-            str(rank), str(op["index"]), op["op_type"], _short(op["output"]),
+            str(rank), str(op["index"]), term(op["op_type"]), _short(op["output"]),
             f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
@@ -413,7 +419,8 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
     if weights:
         console.print("worst weights: " + "; ".join(
-            f"{_short(w['name'], 40)} ({w['dtype']}, op {w['op_index']}) {w['sqnr_db']:.1f} dB"
+            f"{_short(w['name'], 40)} ({term(w['dtype'])}, op {w['op_index']}) "
+            f"{w['sqnr_db']:.1f} dB"
             for w in weights))  # fmt: skip
     unmatched = result.unmatched
     if unmatched.get("quantized") or unmatched.get("float"):
@@ -436,9 +443,9 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
         v = by_sens[k] if k < len(by_sens) else None
         ranks.add_row(
             str(k + 1),
-            f"{e['op_type']} {_short(e['tensor'], 36)}" if e else "",
+            f"{term(e['op_type'])} {_short(e['tensor'], 36)}" if e else "",
             f"{e['error_added_db']:+.1f}" if e else "",
-            f"{v['op_type']} {_short(v['tensor'], 36)}" if v else "",
+            f"{term(v['op_type'])} {_short(v['tensor'], 36)}" if v else "",
             f"{v['metric']:.4f}" if v and acc else (f"{v['metric']:.1f}" if v else ""),
         )
     console.print(ranks)
@@ -465,8 +472,10 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
         )
     console.print(steps)
     verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
-    kept = ", ".join(f"{k['op_type']} {k['tensor']}" for k in s["kept_in_float"]) or "none"
-    console.print(f"[bold]suggested model[/] ({verdict}): {s['model']}\nkept in float: {kept}")
+    kept = ", ".join(f"{term(k['op_type'])} {term(k['tensor'])}"
+                     for k in s["kept_in_float"]) or "none"  # fmt: skip
+    console.print(f"[bold]suggested model[/] ({verdict}): {term(s['model'])}\n"
+                  f"kept in float: {kept}")  # fmt: skip
 
 
 def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[str],
@@ -481,12 +490,12 @@ def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[
         relative = r.metric not in ("accuracy", "top5_accuracy", "macro_f1", "r2",
                                     "top1_agreement", "sqnr_db")  # fmt: skip
         change = f"{r.change:+.1%}" if relative else f"{r.change:+.4g}"
-        table.add_row(r.model, r.metric, f"{r.old:.6g}", f"{r.new:.6g}", change,
+        table.add_row(term(r.model), term(r.metric), f"{r.old:.6g}", f"{r.new:.6g}", change,
                       "[bold red]regression[/]" if r.regression else "")  # fmt: skip
     console.print(table)
     if only_old:
-        console.print("only in the old report: " + ", ".join(only_old))
+        console.print("only in the old report: " + ", ".join(term(n) for n in only_old))
     if only_new:
-        console.print("only in the new report: " + ", ".join(only_new))
+        console.print("only in the new report: " + ", ".join(term(n) for n in only_new))
     n = sum(r.regression for r in rows)
     console.print(f"{n} regression(s)" if n else "no regressions")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.report.console import human_size
+from quantlens.report.text import md_code, md_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 
@@ -31,7 +32,8 @@ def _gates(outcomes: Sequence[dict[str, Any]]) -> str:
     failed = [o for o in outcomes if o["failed"]]
     if not failed:
         return f"\n\n✅ all {len(outcomes)} gate checks passed"
-    lines = [f"- ❌ `{o['model']}` broke `{o['gate']}` (value {o['value']:.6g})" for o in failed]
+    lines = [f"- ❌ {md_code(o['model'])} broke {md_code(o['gate'])} (value {o['value']:.6g})"
+             for o in failed]  # fmt: skip
     return "\n\n**Gates failed**\n\n" + "\n".join(lines)
 
 
@@ -44,7 +46,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     headers += ["SQNR dB", "top-1 agree", "p50 ms", "speed-up"]
     rows = []
     for m in result.models:
-        label = f"`{m.name}`" + (" (reference)" if m.role == "reference" else "")
+        label = md_code(m.name) + (" (reference)" if m.role == "reference" else "")
         label += " ✅" if m.name == rec.get("model") else ""
         label += " (integer I/O)" if (m.quantization or {}).get("io_change") else ""
         row = [label, human_size(m.size_bytes)]
@@ -65,19 +67,19 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
         rows.append(row)
     kind = "comparison" if rec else "evaluation"
     head = (f"### quantlens {kind}: {result.dataset.samples} samples from "
-            f"`{result.dataset.source}` ({task})")  # fmt: skip
+            f"{md_code(result.dataset.source)} ({task})")  # fmt: skip
     body = ""
     if rec:
-        body = f"\n\n**Recommendation: ship `{rec['model']}`** — {rec['reason']}"
+        body = f"\n\n**Recommendation: ship {md_code(rec['model'])}** — {md_text(rec['reason'])}"
         if rec.get("significantly_worse"):
             body += "\n\nSignificantly worse than the reference: " + ", ".join(
-                f"`{n}`" for n in rec["significantly_worse"]
+                md_code(n) for n in rec["significantly_worse"]
             )
         if rec.get("slower_than_float"):
             body += "\n\nSlower than float (95% interval below 1×): " + ", ".join(
-                f"`{n}`" for n in rec["slower_than_float"]
+                md_code(n) for n in rec["slower_than_float"]
             )
-    warnings = "".join(f"\n- ⚠ {w.message} ({w.code})" for w in result.warnings)
+    warnings = "".join(f"\n- ⚠ {md_text(w.message)} ({md_code(w.code)})" for w in result.warnings)
     if warnings:
         warnings = "\n\n**Warnings**\n" + warnings
     return head + body + "\n\n" + _table(headers, rows) + warnings + _gates(gates) + "\n"
@@ -89,7 +91,7 @@ def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) ->
     for e in result.results:
         r = e.ratio_to_first
         rows.append([
-            f"`{e.name}`", str(e.threads if e.threads is not None else "default"),
+            md_code(e.name), str(e.threads if e.threads is not None else "default"),
             str(e.batch_size), _n(e.latency_ms["p50"]), _n(e.latency_ms["p99"]),
             f"{e.throughput_sps:,.0f}", human_size(e.size_bytes),
             f"{r['ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]" if r else "1 (base)",
@@ -100,15 +102,17 @@ def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) ->
 
 def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
     """The ops that add the most error, and the suggestion when one was made."""
-    rows = [[str(o["index"]), o["op_type"], f"`{o['output'].split(';')[0]}`",
+    rows = [[str(o["index"]), md_code(o["op_type"]), md_code(o["output"].split(";")[0]),
              f"{o['error_added_db']:+.1f}", _n(o.get("output_channel_sqnr_median_db"), "{:.1f}")]
             for o in result.top_ops(top)]  # fmt: skip
     headers = ["op", "type", "output", "error added dB", "ch. median SQNR dB"]
-    text = f"### quantlens diagnosis: `{result.quant_path}` against `{result.float_path}`\n\n"
+    text = (f"### quantlens diagnosis: {md_code(result.quant_path)} against "
+            f"{md_code(result.float_path)}\n\n")  # fmt: skip
     text += _table(headers, rows)
     s = result.suggestion
     if s:
-        kept = ", ".join(f"`{k['tensor'].split(';')[0]}`" for k in s["kept_in_float"]) or "nothing"
+        kept = ", ".join(md_code(k["tensor"].split(";")[0]) for k in s["kept_in_float"])
+        kept = kept or "nothing"
         verdict = "meets" if s["met_budget"] else "does not meet"
         text += f"\n\n**Keep in float:** {kept} — the result {verdict} the budget."
     return text + "\n"

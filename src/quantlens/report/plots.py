@@ -7,12 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.errors import require
+from quantlens.report.text import visible
 
 
 def _pyplot() -> Any:
     matplotlib = require("matplotlib", "report", "the HTML report")
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: no embedded font files
+    # Labels are model and tensor names: '$...$' in one must stay text, not become mathtext
+    # (which fails on a malformed formula after the whole run).
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
     import matplotlib.pyplot as plt
 
     return plt
@@ -48,7 +53,7 @@ def tradeoff(
     ax.plot([costs[i] for i in front], [metric[i] for i in front], "--", color="#DD8452",
             label="Pareto front", zorder=2)  # fmt: skip
     for n, x, y in zip(names, costs, metric, strict=True):
-        ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(visible(n, 60), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if n == recommended:
             ax.scatter([x], [y], s=220, facecolors="none", edgecolors="#55A868", linewidths=2,
                        label="recommended", zorder=4)  # fmt: skip
@@ -65,7 +70,8 @@ def latency_boxes(names: Sequence[str], samples: Sequence[Sequence[float]]) -> s
     """Box plots of the raw steady-state latencies, one per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(names)))
-    ax.boxplot(list(samples), vert=False, tick_labels=list(names), showfliers=True,
+    ax.boxplot(list(samples), vert=False, tick_labels=[visible(n, 60) for n in names],
+               showfliers=True,
                flierprops={"markersize": 2})  # fmt: skip
     ax.set_xlabel("latency of invoke (ms)")
     ax.set_xscale("log")
@@ -85,8 +91,8 @@ def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[flo
     a2.set_ylabel("error added (dB)")
     a2.set_xlabel("op, in graph order")
     for i in sorted(x, key=lambda i: -added[i])[:worst]:
-        a2.annotate(labels[i], (i, added[i]), textcoords="offset points", xytext=(0, 3),
-                    ha="center", fontsize=7)  # fmt: skip
+        a2.annotate(visible(labels[i], 60), (i, added[i]), textcoords="offset points",
+                    xytext=(0, 3), ha="center", fontsize=7)  # fmt: skip
     a2.set_xticks(x)
     for ax in (a1, a2):
         ax.grid(alpha=0.3, axis="y")
