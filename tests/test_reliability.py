@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,39 @@ def test_markdown_spellings_render_as_text(name: str) -> None:
         assert html.count("<li>") == 1 and "\n## " not in spelled
     inner = md.render(md_code(name)).removeprefix("<p><code>").removesuffix("</code></p>\n")
     assert "\x1b" not in inner
+
+
+def test_report_paths_are_refused_before_any_work(digits_models, tmp_path, capsys) -> None:
+    run = ["evaluate", str(digits_models["float"]), str(digits_models["int8"]), "--data",
+           "digits", "--limit", "10", "--no-bench"]  # fmt: skip
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    (tmp_path / "link.json").symlink_to(precious)
+    os_fifo = tmp_path / "fifo.json"
+    os.mkfifo(os_fifo)
+    toml = tmp_path / "c.toml"
+    toml.write_text('[evaluate]\njson = "/etc/passwd"\n')
+    cases = {
+        "existing file": (["--json", str(precious)], "exists and is not a quantlens report"),
+        "symlink": (["--json", str(tmp_path / "link.json")], "symbolic link"),
+        "fifo": (["--json", str(os_fifo)], "not a regular file"),
+        "system path": (["--json", "/proc/self/x.json"], "system location"),
+        "config system path": (["--config", str(toml)], "system location"),
+        "missing dir": (["--json", str(tmp_path / "new" / "r.json")], "pass --mkdir"),
+        "same path twice": (["--json", str(tmp_path / "r"), "--markdown", str(tmp_path / "r")],
+                            "both write"),
+    }  # fmt: skip
+    for case, (extra, message) in cases.items():
+        assert main([*run, *extra]) == 2, case
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (case, err)
+    assert precious.read_text() == "mine"
+    # a previous report is replaced; a missing directory is made when asked; --force replaces
+    assert main([*run, "--json", str(tmp_path / "r.json")]) == 0
+    assert main([*run, "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.html"),
+                 "--markdown", str(tmp_path / "r.md")]) == 0  # fmt: skip
+    assert main([*run, "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.html"),
+                 "--markdown", str(tmp_path / "r.md")]) == 0  # fmt: skip
+    assert main([*run, "--json", str(tmp_path / "new" / "r.json"), "--mkdir"]) == 0
+    assert main([*run, "--json", str(precious), "--force"]) == 0
+    assert json.loads(precious.read_text())["schema"] == "quantlens.evaluation/1"

@@ -122,6 +122,10 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
     parser.add_argument("--markdown", metavar="PATH.md", help="write a Markdown summary")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing file that is not a quantlens report")  # fmt: skip
+    parser.add_argument("--mkdir", action="store_true",
+                        help="create a report's missing directory")  # fmt: skip
     if gates:
         parser.add_argument(
             "--fail-on", action="append", default=[], metavar="EXPR",
@@ -132,11 +136,11 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
 def _gates(args: argparse.Namespace) -> list[Any]:
     """Parse the gates and check the report paths before any work is done."""
     from quantlens.gates import parse_gate
-    from quantlens.report.files import check_writable
+    from quantlens.report.files import check_report_paths
 
-    for name in ("json", "report", "markdown"):
-        if getattr(args, name, None):
-            check_writable(getattr(args, name))
+    paths = {k: getattr(args, k) for k in ("json", "report", "markdown") if getattr(args, k, None)}
+    check_report_paths(paths, force=getattr(args, "force", False),
+                       mkdir=getattr(args, "mkdir", False))  # fmt: skip
     return [parse_gate(text) for text in getattr(args, "fail_on", [])]
 
 

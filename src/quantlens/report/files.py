@@ -17,21 +17,70 @@ def _umask() -> int:
     return mask
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail early, before any work, when a report could not be written to ``path``.
+#: Where no report belongs: the kernel's and devices' file systems, and the system's own files.
+SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/bin", "/sbin", "/lib",
+               "/lib32", "/lib64", "/usr", "/var/lib", "/var/run")  # fmt: skip
+#: How a previous quantlens report starts (JSON, HTML, Markdown): these may be replaced.
+_REPORT_MARKS = ('"schema": "quantlens.', '<meta name="generator" content="quantlens"',
+                 "### quantlens ")  # fmt: skip
+
+
+def _is_quantlens_report(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(mark in head for mark in _REPORT_MARKS)
+
+
+def check_report_paths(
+    paths: dict[str, str | os.PathLike[str]], *, force: bool = False, mkdir: bool = False
+) -> None:
+    """Refuse, before any work, report paths that would write where nobody asked.
+
+    Args:
+        paths: report kind (``json``, ``report``, ``markdown``) -> path.
+        force: replace an existing file that is not a quantlens report.
+        mkdir: create a missing directory.
 
     Raises:
-        ConfigError: the path is a directory, or its nearest existing ancestor is not a
-            writable directory.
+        ConfigError: two kinds share a path; the path is a symlink, a directory or another
+            non-regular file, lies in a system location, is an existing file that is not a
+            previous quantlens report (without ``force``), or its directory is missing
+            (without ``mkdir``) or not writable.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"{target} is a directory; give a file path for the report")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write {target}: {parent} is not a writable directory")
+    seen: dict[str, str] = {}
+    for kind, raw in paths.items():
+        target = Path(raw)
+        key = os.path.realpath(target)
+        if key in seen:
+            raise ConfigError(f"--{seen[key]} and --{kind} both write {target}; give each "
+                              "report its own path")  # fmt: skip
+        seen[key] = kind
+        if target.is_symlink():
+            raise ConfigError(f"{target} is a symbolic link; give the path of a regular file "
+                              "(reports never follow links)")  # fmt: skip
+        if any(key == d or key.startswith(d + "/") for d in SYSTEM_DIRS):
+            raise ConfigError(f"{target} is in a system location ({key}); write reports "
+                              "elsewhere")  # fmt: skip
+        if target.exists():
+            if target.is_dir():
+                raise ConfigError(f"{target} is a directory; give a file path for the report")
+            if not target.is_file():
+                raise ConfigError(f"{target} is not a regular file; give a file path")
+            if not force and not _is_quantlens_report(target):
+                raise ConfigError(f"{target} exists and is not a quantlens report; pass --force "
+                                  "to replace it, or give another path")  # fmt: skip
+        parent = target.parent
+        if not parent.exists():
+            if not mkdir:
+                raise ConfigError(f"cannot write {target}: the directory {parent} does not "
+                                  "exist; create it or pass --mkdir")  # fmt: skip
+            while not parent.exists():
+                parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(f"cannot write {target}: {parent} is not a writable directory")
 
 
 def write_text(text: str, path: str | os.PathLike[str]) -> Path:

@@ -59,6 +59,7 @@ def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     parts = "".join(f"<section><h2>{_e(h)}</h2>{b}</section>" for h, b in sections if b)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="generator" content="quantlens">'
         f"<title>{_e(title)}</title><style>{CSS}</style></head>"
         f"<body><h1>{_e(title)}</h1>{parts}</body></html>"
     )
