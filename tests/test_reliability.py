@@ -5,6 +5,7 @@ stay data."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from pathlib import Path
@@ -41,7 +42,30 @@ def bad_files(tmp_path_factory, digits_models):
     nan[3, 0, 0, 0] = np.nan
     np.savez(d / "nan.npz", x=nan, y=np.zeros(10, np.int64))
     (d / "afile").write_text("x")
+    header = io.BytesIO()
+    np.save(header, np.zeros((4, 8, 8, 1), np.float32))
+    (d / "negative.npy").write_bytes(header.getvalue().replace(b"(4, 8, 8, 1)", b"(-4, 8, 8, 1)"))
+    np.savez(d / "strlabels.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.array(list("abcd")))
+    nan_labels = np.zeros(4, np.float32)
+    nan_labels[1] = np.nan
+    np.savez(d / "nanlabels.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=nan_labels)
+    (d / "bigfield.csv").write_text("a,label\n" + "1" * 140_000 + ",0\n")
+    (d / "wide.csv").write_text(",".join(f"c{i}" for i in range(50_000)) + "\n")
+    (d / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "bad.json").write_text('{"schema": "quantlens.evaluation/1", "models": 5}')
+    (d / "nested.toml").write_text("a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    for cls in ("a", "b"):
+        (d / "images" / cls).mkdir(parents=True)
+        (d / "images" / cls / "1.png").write_bytes(_png(8, 8))
     return d
+
+
+def _png(w: int, h: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (w, h)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def custom_op_model(path: Path, out: Path) -> Path:
@@ -76,6 +100,23 @@ CASES = {
     "unknown gate": (["evaluate", "{float}", "{int8}", "--data", "digits", "--fail-on", "acc>1"], "unknown metric 'acc'"),
     "unwritable report": (["evaluate", "{float}", "{int8}", "--data", "digits", "--limit", "5",
                            "--no-bench", "--markdown", "{d}/afile/r.md"], "cannot write"),
+    "negative dimension": (["evaluate", "{float}", "{int8}", "--data", "{d}/negative.npy"], "cannot read"),
+    "string labels": (["evaluate", "{float}", "{int8}", "--data", "{d}/strlabels.npz"], "not numbers"),
+    "nan labels": (["evaluate", "{float}", "{int8}", "--data", "{d}/nanlabels.npz"], "is NaN or inf"),
+    "huge csv field": (["evaluate", "{float}", "{int8}", "--data", "{d}/bigfield.csv"], "field larger than field limit"),
+    "unknown label column": (["evaluate", "{float}", "{int8}", "--data", "{d}/wide.csv", "--label-column", "nope"], "50000 in all"),
+    "preprocess size 0": (["evaluate", "{float}", "{int8}", "--data", "{d}/images", "--preprocess", "size=0x0"], "each side must be"),
+    "preprocess negative": (["evaluate", "{float}", "{int8}", "--data", "{d}/images", "--preprocess", "size=-5x32"], "each side must be"),
+    "preprocess mean": (["evaluate", "{float}", "{int8}", "--data", "{d}/images", "--preprocess", "mean=1:2:3:4:5"], "needs 1 or 3"),
+    "check nested report": (["check", "{d}/nested.json", "--fail-on", "accuracy<1"], "nested too deeply"),
+    "check malformed report": (["check", "{d}/bad.json", "--fail-on", "accuracy<1"], "not a well-formed"),
+    "diff malformed report": (["diff", "{d}/bad.json", "{d}/bad.json"], "not a well-formed"),
+    "nested toml": (["evaluate", "--config", "{d}/nested.toml"], "nested too deeply"),
+    "threads": (["evaluate", "{float}", "{int8}", "--data", "digits", "--threads", "100000"], "pass --force"),
+    "infinite seconds": (["bench", "{float}", "--min-seconds", "inf"], "finite number"),
+    "endless runs": (["bench", "{float}", "--runs", "1000000000"], "at most 10,000,000 runs"),
+    "huge batch": (["bench", "{float}", "--batch-size", "10000000"], "use a batch size of at most"),
+    "argparse error": (["evaluate", "{float}", "--nope"], "arguments are required"),
 }  # fmt: skip
 
 

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user error (printed on one line, no traceback).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ EXIT_USER_ERROR = 2
 
 #: Longest error message printed (a message can quote a crafted file's contents).
 MAX_MESSAGE = 1000
+#: Bounds of the benchmark's options: it must end, and threads must exist.
+MAX_SECONDS = 3600.0
+MAX_RUNS = 10**7
+MAX_THREADS_PER_CORE = 4
 
 
 def _error_line(message: str) -> str:
@@ -60,9 +65,42 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got '{text}'")
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got '{text}'")
     return value
+
+
+def _seconds(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SECONDS:g} seconds, got '{text}'")
+    return value
+
+
+def _runs(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RUNS:,} runs, got '{text}'")
+    return value
+
+
+def _warmup(text: str) -> int:
+    value = _positive_int(text) if text.strip() != "0" else 0
+    if value > MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RUNS:,} runs, got '{text}'")
+    return value
+
+
+def _check_bounds(args: argparse.Namespace) -> None:
+    """Limits that need more than one option: threads beyond what the machine can use are
+    refused unless --force (a runtime asked for 100,000 threads crashes)."""
+    cores = os.cpu_count() or 1
+    limit = MAX_THREADS_PER_CORE * cores
+    threads = getattr(args, "threads", None)
+    for t in threads if isinstance(threads, list) else [threads]:
+        if t is not None and t > limit and not getattr(args, "force", False):
+            raise ConfigError(f"--threads {t} is more than {MAX_THREADS_PER_CORE} × the {cores} "
+                              f"core(s) here ({limit}); pass --force to use it anyway")  # fmt: skip
 
 
 def _constant(text: str) -> tuple[str, Any]:
@@ -123,7 +161,8 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
     parser.add_argument("--markdown", metavar="PATH.md", help="write a Markdown summary")
     parser.add_argument("--force", action="store_true",
-                        help="replace an existing file that is not a quantlens report")  # fmt: skip
+                        help="replace an existing file that is not a quantlens report; allow "
+                        "more threads than 4 × the cores")  # fmt: skip
     parser.add_argument("--mkdir", action="store_true",
                         help="create a report's missing directory")  # fmt: skip
     if gates:
@@ -133,14 +172,16 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
         )  # fmt: skip
 
 
-def _gates(args: argparse.Namespace) -> list[Any]:
-    """Parse the gates and check the report paths before any work is done."""
+def _gates(args: argparse.Namespace, *, outputs: bool = True) -> list[Any]:
+    """Parse the gates and check the report paths (``outputs``) before any work is done."""
     from quantlens.gates import parse_gate
     from quantlens.report.files import check_report_paths
 
-    paths = {k: getattr(args, k) for k in ("json", "report", "markdown") if getattr(args, k, None)}
-    check_report_paths(paths, force=getattr(args, "force", False),
-                       mkdir=getattr(args, "mkdir", False))  # fmt: skip
+    if outputs:
+        paths = {k: getattr(args, k) for k in ("json", "report", "markdown")
+                 if getattr(args, k, None)}  # fmt: skip
+        check_report_paths(paths, force=getattr(args, "force", False),
+                           mkdir=getattr(args, "mkdir", False))  # fmt: skip
     return [parse_gate(text) for text in getattr(args, "fail_on", [])]
 
 
@@ -184,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("models", nargs="+", metavar="model")
     bench.add_argument("--threads", type=_int_list, default=[1], help="e.g. 1,2 (default: 1)")
     bench.add_argument("--batch-size", type=_int_list, default=[1], help="e.g. 1,8 (default: 1)")
-    bench.add_argument("--warmup-runs", type=int, default=10, help="default: 10")
-    bench.add_argument("--runs", type=_positive_int, default=50, help="at least (default: 50)")
-    bench.add_argument("--min-seconds", type=_non_negative_float, default=1.0,
+    bench.add_argument("--warmup-runs", type=_warmup, default=10, help="default: 10")
+    bench.add_argument("--runs", type=_runs, default=50, help="at least (default: 50)")
+    bench.add_argument("--min-seconds", type=_seconds, default=1.0,
                        help="at least this long (default: 1)")  # fmt: skip
     bench.add_argument("--data", help="inputs from this source (default: random in range)")
     bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
@@ -485,12 +526,12 @@ def _suggest_names(kind: str, float_names: dict[str, str]) -> Any:
 def _cmd_check(args: argparse.Namespace) -> int:
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console
-    from quantlens.report.files import read_json
+    from quantlens.report.files import read_report
     from quantlens.report.text import term
 
-    gates = _gates(args)
+    gates = _gates(args, outputs=False)  # check reads a report; it writes none
     console = make_console()
-    outcomes = check_gates(gates, read_json(args.report))
+    outcomes = check_gates(gates, read_report(args.report))
     for o in outcomes:
         mark = "[bold red]FAILED[/]" if o.failed else "ok"
         console.print(f"{mark:>8}  {term(o.model)}: {term(o.gate)} (value {o.value:.6g})")
@@ -504,14 +545,14 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from quantlens.diff import diff_reports
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console, print_diff
-    from quantlens.report.files import read_json
+    from quantlens.report.files import read_report
     from quantlens.report.text import term
 
-    gates = _gates(args)
+    gates = _gates(args, outputs=False)
     console = make_console()
-    new = read_json(args.new)
+    new = read_report(args.new)
     rows, only_old, only_new = diff_reports(
-        read_json(args.old), new, threshold=args.threshold,
+        read_report(args.old), new, threshold=args.threshold,
         latency_threshold=args.latency_threshold,
     )  # fmt: skip
     print_diff(rows, only_old, only_new, console)
@@ -564,8 +605,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuantlensError as exc:
         print(_error_line(str(exc)), file=sys.stderr)
         return EXIT_USER_ERROR
-    args = parser.parse_args(tokens)
     try:
+        args = parser.parse_args(tokens)
+    except SystemExit as exc:  # --help (0), or an argument error already printed (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    try:
+        _check_bounds(args)
         with trusted_models(getattr(args, "trust_model", False)):
             return COMMANDS[args.command](args)
     except QuantlensError as exc:

@@ -21,12 +21,22 @@ from quantlens.errors import ConfigError
 def _load(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     try:
+        if p.exists() and not p.is_file():
+            raise OSError("not a regular file")
+        if p.exists() and p.stat().st_size > MAX_CONFIG_BYTES:
+            raise OSError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
         with p.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except RecursionError:
+        raise ConfigError(f"cannot read {p} as TOML: nested too deeply") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {p} as TOML: {exc}") from None
+
+
+#: A configuration file larger than this is not a configuration.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def _scalar(key: str, value: Any, where: str) -> str:

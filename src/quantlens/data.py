@@ -137,6 +137,8 @@ class Dataset:
         order = _input_order(first[0], specs, self.source, constants or {})
         first_batch = _arrange(first, order, specs, self.source)
         _check_fits(first_batch, specs, self.source)
+        most = min(batch_size, limit or batch_size, self.num_samples or batch_size)
+        check_batch_memory(most, sum(x[:1].nbytes for x in first_batch.inputs))
         rest = (_arrange(c, order, specs, self.source) for c in stream)
         offset = int(getattr(self.reader, "start", 0))  # a shard's first sample in the set
         return _rebatch(chain([first_batch], rest), batch_size, limit, self.source,
@@ -151,6 +153,25 @@ class _Given:
     """An input the user fixed (``--const NAME=VALUE``): the same value for every sample."""
 
     value: np.ndarray
+
+
+#: A batch of inputs larger than this is refused: with its copies (quantized, laid out) and
+#: the models' activations it would not fit in a machine's memory.
+MAX_BATCH_BYTES = 256 * 2**20
+
+
+def check_batch_memory(batch_size: int, sample_bytes: int) -> None:
+    """Refuse a batch whose inputs alone would take more than MAX_BATCH_BYTES.
+
+    Raises:
+        DataError: the batch is too large; the message gives the largest that fits.
+    """
+    if batch_size * sample_bytes > MAX_BATCH_BYTES:
+        fits = max(1, MAX_BATCH_BYTES // max(sample_bytes, 1))
+        raise DataError(
+            f"a batch of {batch_size:,} samples would take {batch_size * sample_bytes / 2**30:.1f}"
+            f" GiB of inputs; use a batch size of at most {fits:,}"
+        )
 
 
 def _input_order(
@@ -250,7 +271,19 @@ def _arrange(
     if labels is not None and (labels.ndim == 0 or labels.shape[0] != n):
         got = labels.shape[0] if labels.ndim else 0
         raise DataError(f"{source}: {got} labels for {n} samples; give one label per sample")
+    if labels is not None:
+        _check_labels(labels, source)
     return Batch(out, labels)
+
+
+def _check_labels(labels: np.ndarray, source: str) -> None:
+    if labels.dtype.kind not in "biuf":
+        raise DataError(f"{source}: labels are {labels.dtype.name}, not numbers; give class "
+                        "indices (integers) or regression targets")  # fmt: skip
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        bad = int(np.argwhere(~np.isfinite(labels.reshape(len(labels), -1)))[0, 0])
+        raise DataError(f"{source}: label of sample {bad} (in this chunk) is NaN or inf; "
+                        "clean the labels")  # fmt: skip
 
 
 def _describe(shape: Sequence[int | None], dtype: str) -> str:

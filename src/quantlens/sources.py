@@ -25,10 +25,13 @@ LABEL_KEYS = ("y", "label", "labels")
 CHUNK = 256  # samples decoded at a time for images and CSV
 ROWS_PER_READ = 4096  # samples read at a time from .npy/.npz files...
 BYTES_PER_READ = 64 * 2**20  # ...and at most this many bytes
+#: Longest side of an image, decoded or resized to (Pillow's bomb guard refuses more pixels).
+MAX_IMAGE_SIDE = 16384
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # What NumPy and zipfile raise on a file that is not what its name says.
-UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+UNREADABLE = (OSError, ValueError, OverflowError, EOFError, KeyError, zipfile.BadZipFile,
+              zlib.error, csv.Error)  # fmt: skip
 
 
 def split_labels(mapping: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -268,7 +271,28 @@ class ImageSpec:
                     f"cannot read '{part}' in the preprocessing spec; use size=WxH, scale=1/255, "
                     "mean=a:b:c, std=a:b:c, channels=rgb|bgr|l, layout=nhwc|nchw"
                 ) from None
-        return cls(**spec)
+        made = cls(**spec)
+        made.check()
+        return made
+
+    def check(self) -> None:
+        """Refuse sizes no image can have and statistics that do not fit the channels.
+
+        Raises:
+            DataError: a size outside 1..MAX_IMAGE_SIDE, a non-finite or zero scale or std,
+                or a mean/std with another number of values than channels (or one).
+        """
+        w, h = self.size
+        if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+            raise DataError(f"size={w}x{h} in the preprocessing spec: each side must be 1 to "
+                            f"{MAX_IMAGE_SIDE} pixels")  # fmt: skip
+        channels = 1 if self.channels == "l" else 3
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, channels) or not all(np.isfinite(values)):
+                raise DataError(f"{key} in the preprocessing spec needs 1 or {channels} finite "
+                                f"values (for {self.channels}), got {len(values)}")  # fmt: skip
+        if not np.isfinite(self.scale) or self.scale == 0 or any(v == 0 for v in self.std):
+            raise DataError("scale and std in the preprocessing spec must be finite and non-zero")
 
     def apply(self, image: Any) -> np.ndarray:
         """One PIL image to a float32 (H, W, C) or (C, H, W) array."""
@@ -337,17 +361,25 @@ class CsvSource(FileRange):
             with path.open(newline="") as f:
                 header = next(csv.reader(f), None)
                 total = sum(1 for _ in f)
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"cannot read {path} as CSV ({exc})") from exc
         if not header:
             raise DataError(f"{path} has no header row; name the columns in the first line")
         if label_column is None:
             label_column = next((c for c in ("label", "y", "target") if c in header), None)
         elif label_column not in header:
-            raise DataError(f"{path} has no column '{label_column}' (columns: {', '.join(header)})")
+            shown = ", ".join(header[:20]) + (f", … ({len(header)} in all)" if len(header) > 20
+                                               else "")  # fmt: skip
+            raise DataError(f"{path} has no column '{label_column}' (columns: {shown})")
         return cls(path, total=total, label_column=label_column)
 
     def chunks(self) -> Iterator[Chunk]:
+        try:
+            yield from self._chunks()
+        except csv.Error as exc:
+            raise DataError(f"cannot read {self.path} as CSV ({exc})") from exc
+
+    def _chunks(self) -> Iterator[Chunk]:
         with self.path.open(newline="") as f:
             reader = csv.reader(f)
             header = next(reader)

@@ -19,6 +19,7 @@ from quantlens.bench.probe import measure_in_child
 from quantlens.bench.profile import profile_onnx
 from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
+from quantlens.data import check_batch_memory
 from quantlens.errors import ConfigError
 from quantlens.models.base import Model, gzip_size, load_model, path_size, unique_names
 from quantlens.models.layout import Relayout
@@ -125,6 +126,8 @@ def _bench_config(
     from quantlens.evaluation import feed_order
 
     base = models[0]
+    sample_bytes = sum(4 * int(np.prod([d or 1 for d in s.sample_shape])) for s in base.inputs)
+    check_batch_memory(batch, sample_bytes)
     real = (
         synthetic_inputs(base.inputs, batch)
         if data is None

@@ -124,11 +124,44 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     try:
+        if not p.is_file():
+            raise FileNotFoundError(p) if not p.exists() else OSError("not a regular file")
+        if p.stat().st_size > MAX_REPORT_BYTES:
+            raise OSError(f"larger than {MAX_REPORT_BYTES // 2**20} MiB")
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"report not found: {p}") from None
+    except RecursionError:
+        raise ConfigError(f"{p} is nested too deeply to be a quantlens report") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{p} is not a JSON report ({exc}); give a --json file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p} is not a quantlens report; give a file written by --json")
+    return data
+
+
+#: A saved report larger than this is not one quantlens wrote.
+MAX_REPORT_BYTES = 256 * 2**20
+
+
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a saved evaluate, compare or bench report and check that it is well formed (every
+    field of its schema present and of its type), so that gates and diffs read no garbage.
+
+    Raises:
+        ConfigError: the file is not a well-formed quantlens report.
+    """
+    from quantlens.errors import QuantlensError
+    from quantlens.results import BENCH_SCHEMA, BenchResult, EvaluationResult
+
+    data = read_json(path)
+    reader = BenchResult if data.get("schema") == BENCH_SCHEMA else EvaluationResult
+    try:
+        reader.from_dict(data)
+    except QuantlensError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        raise ConfigError(f"{path} is not a well-formed quantlens report ({what}); give a file "
+                          "written by --json") from None  # fmt: skip
     return data
