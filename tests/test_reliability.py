@@ -57,7 +57,21 @@ def bad_files(tmp_path_factory, digits_models):
     for cls in ("a", "b"):
         (d / "images" / cls).mkdir(parents=True)
         (d / "images" / cls / "1.png").write_bytes(_png(8, 8))
+    (d / "bomb" / "a").mkdir(parents=True)
+    (d / "bomb" / "a" / "big.png").write_bytes(_claims_size(_png(8, 8), 30_000, 30_000))
+    os.mkfifo(d / "fifo.tflite")
+    os.mkfifo(d / "fifo.npz")
     return d
+
+
+def _claims_size(png: bytes, w: int, h: int) -> bytes:
+    """A PNG whose header claims w×h pixels (a decompression bomb as its reader sees it)."""
+    import struct
+    import zlib
+
+    ihdr = png[12:29]  # b"IHDR" + 13 bytes
+    new = b"IHDR" + struct.pack(">II", w, h) + ihdr[12:]
+    return png[:12] + new + struct.pack(">I", zlib.crc32(new)) + png[33:]
 
 
 def _png(w: int, h: int) -> bytes:
@@ -116,6 +130,9 @@ CASES = {
     "infinite seconds": (["bench", "{float}", "--min-seconds", "inf"], "finite number"),
     "endless runs": (["bench", "{float}", "--runs", "1000000000"], "at most 10,000,000 runs"),
     "huge batch": (["bench", "{float}", "--batch-size", "10000000"], "use a batch size of at most"),
+    "model fifo": (["evaluate", "{d}/fifo.tflite", "{float}", "--data", "digits"], "not a regular file"),
+    "data fifo": (["evaluate", "{float}", "{int8}", "--data", "{d}/fifo.npz"], "not a regular file"),
+    "image bomb": (["evaluate", "{float}", "{int8}", "--data", "{d}/bomb"], "decompression bomb"),
     "argparse error": (["evaluate", "{float}", "--nope"], "arguments are required"),
 }  # fmt: skip
 

@@ -454,6 +454,8 @@ def load_dataset(
         if not path.exists():
             names = ", ".join(BUILTINS)
             raise DataError(f"data not found: {path} (give a .npz or .npy file, or one of {names})")
+        if not path.is_dir() and not path.is_file():  # a FIFO or a device would block
+            raise DataError(f"{path} is not a regular file; give a data file or folder")
         if path.is_dir():
             return _from_file(ImageFolderSource.open(path, ImageSpec.parse(preprocess)), text)
         if path.suffix == ".npz":

@@ -8,6 +8,7 @@ paths and ranges, never the data of a file). Memory does not grow with the size 
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -339,9 +340,17 @@ class ImageFolderSource:
             images = []
             for path, _ in part:
                 try:
-                    with pil.open(path) as im:
-                        images.append(self.spec.apply(im))
-                except OSError as exc:
+                    if not Path(path).is_file():
+                        raise OSError("not a regular file")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error", pil.DecompressionBombWarning)
+                        with pil.open(path) as im:
+                            w, h = im.size
+                            if w > MAX_IMAGE_SIDE or h > MAX_IMAGE_SIDE:
+                                raise OSError(f"{w}x{h} pixels, more than {MAX_IMAGE_SIDE} a side")
+                            images.append(self.spec.apply(im))
+                except (OSError, ValueError, pil.DecompressionBombError,
+                        pil.DecompressionBombWarning) as exc:  # fmt: skip
                     raise DataError(f"cannot read image {path} ({exc}); remove or fix it") from exc
             yield [np.stack(images)], np.array([k for _, k in part], dtype=np.int64)
 

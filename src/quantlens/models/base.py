@@ -262,6 +262,8 @@ def load_model(path: str | os.PathLike[str], *, num_threads: int | None = None) 
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"model not found: {p} (check the path)")
+    if not p.is_dir() and not p.is_file():  # a FIFO or a device would block or never end
+        raise ModelLoadError(f"{p} is not a regular file; give a model file")
     if num_threads is not None and num_threads < 1:
         raise ModelLoadError(f"num_threads must be at least 1, got {num_threads}")
     if p.is_dir():
