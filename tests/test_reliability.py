@@ -409,3 +409,13 @@ def test_report_paths_are_refused_before_any_work(digits_models, tmp_path, capsy
     assert main([*run, "--json", str(tmp_path / "new" / "r.json"), "--mkdir"]) == 0
     assert main([*run, "--json", str(precious), "--force"]) == 0
     assert json.loads(precious.read_text())["schema"] == "quantlens.evaluation/1"
+
+
+def test_allow_nonfinite_reaches_the_benchmark(digits_models, tmp_path) -> None:
+    x = np.random.default_rng(0).random((20, 8, 8, 1)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan  # the benchmark times the first sample
+    np.savez(tmp_path / "nan.npz", x=x)
+    result = quantlens.evaluate(digits_models["float"], [digits_models["int8"]],
+                                tmp_path / "nan.npz", allow_nonfinite=True, bench=True)  # fmt: skip
+    assert result.models[1].performance is not None
+    assert result.models[0].nonfinite_outputs == 1

@@ -53,8 +53,13 @@ def synthetic_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = SEED) 
 
 
 def data_inputs(data: Any, specs: Sequence[TensorSpec], batch: int) -> list[np.ndarray]:
-    """The first ``batch`` samples of ``data`` (repeated when the data has fewer)."""
-    first = next(iter(load_dataset(data).bind(specs, batch_size=batch, limit=batch)))
+    """The first ``batch`` samples of ``data`` (repeated when the data has fewer).
+
+    NaN or inf is let through: timing needs no finite values, and the evaluation that calls
+    the benchmark has already refused them unless the user allowed them.
+    """
+    dataset = load_dataset(data)
+    first = next(iter(dataset.bind(specs, batch_size=batch, limit=batch, allow_nonfinite=True)))
     arrays = first.inputs
     if len(first) < batch:
         reps = -(-batch // len(first))
