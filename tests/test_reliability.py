@@ -356,8 +356,19 @@ def test_names_from_files_are_inert_everywhere(digits_models, tmp_path, capsys) 
     assert "\x1b" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", [HOSTILE, "a``b`", "`", "[x](http://e.com)", "![i](//e.png)",
-                                  "<script>alert(1)</script>", "**bold** _em_ | pipe", "   "])
+@pytest.mark.parametrize(
+    "name",
+    [
+        HOSTILE,
+        "a``b`",
+        "`",
+        "[x](http://e.com)",
+        "![i](//e.png)",
+        "<script>alert(1)</script>",
+        "**bold** _em_ | pipe",
+        "   ",
+    ],
+)
 def test_markdown_spellings_render_as_text(name: str) -> None:
     """Rendered by a CommonMark parser (markdown-it, as GitHub's comments are), a name in a
     code span or in prose makes no heading, link, image, emphasis or HTML."""
@@ -419,3 +430,49 @@ def test_allow_nonfinite_reaches_the_benchmark(digits_models, tmp_path) -> None:
                                 tmp_path / "nan.npz", allow_nonfinite=True, bench=True)  # fmt: skip
     assert result.models[1].performance is not None
     assert result.models[0].nonfinite_outputs == 1
+
+
+def _zip_bomb(path: Path, samples: int) -> None:
+    """An .npz whose compressed x inflates to samples × 256 bytes of zeros (a few MB on disk)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("x.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (samples, 8, 8, 1)})  # fmt: skip
+            left, chunk = samples * 256, b"\0" * (16 * 2**20)
+            while left:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= min(left, len(chunk))
+
+
+def test_a_compressed_npz_is_streamed_not_inflated(digits_models, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.npz"
+    _zip_bomb(bomb, 2_000_000)  # 512 MB inflated
+    assert bomb.stat().st_size < 5 * 2**20
+    code = (  # VmHWM: this process's own peak (ru_maxrss would count pytest's, from the fork)
+        "import re, sys, quantlens\n"
+        "r = quantlens.evaluate(sys.argv[1], [sys.argv[1]], sys.argv[2], limit=100)\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]\n"
+        "print(r.dataset.samples, hwm)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(digits_models["float"]), str(bomb)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    samples, peak_kb = map(int, done.stdout.split())
+    assert samples == 100 and peak_kb < 400 * 1024  # far below the 512 MB the member holds
+    # and a compressed set is read correctly, in pieces, shard by shard
+    x = np.random.default_rng(0).random((700, 8, 8, 1), dtype=np.float32)
+    np.savez_compressed(tmp_path / "c.npz", x=x, y=np.arange(700) % 10)
+    np.savez(tmp_path / "u.npz", x=x, y=np.arange(700) % 10)
+    got = quantlens.evaluate(digits_models["float"], [digits_models["int8"]], tmp_path / "c.npz")
+    want = quantlens.evaluate(digits_models["float"], [digits_models["int8"]], tmp_path / "u.npz")
+    assert got.models[1].fidelity == want.models[1].fidelity
+    assert got.models[1].task_metrics == want.models[1].task_metrics
+    shards = quantlens.load_dataset(tmp_path / "c.npz").shards(3)
+    rows = [b.inputs[0] for s in shards for b in s.bind(
+        quantlens.load_model(digits_models["float"]).inputs, batch_size=64)]  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate(rows), x)

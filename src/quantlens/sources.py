@@ -48,13 +48,84 @@ def rows_per_read(arrays: Iterable[np.ndarray]) -> int:
     return max(1, min(ROWS_PER_READ, BYTES_PER_READ // max(widest, 1)))
 
 
-def read_rows(array: np.ndarray, start: int, stop: int, rows: int) -> Iterator[np.ndarray]:
+#: A compressed member read whole (an array given once, not per sample) may inflate to this.
+MAX_WHOLE_MEMBER_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class ZippedArray:
+    """A compressed .npy member of an .npz (numpy.savez_compressed), read front to back in
+    bounded pieces: never inflated whole, so a zip bomb costs time, not memory, and
+    ``--limit`` stops the reading."""
+
+    path: Path
+    member: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _open(self) -> Any:
+        zf = zipfile.ZipFile(self.path)
+        stream = zf.open(self.member)
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                       else np.lib.format.read_array_header_2_0)  # fmt: skip
+        read_header(stream)
+        return zf, stream
+
+    def _read(self, stream: Any, count: int) -> np.ndarray:
+        want = count * self.dtype.itemsize
+        data = stream.read(want)
+        if len(data) != want:
+            raise DataError(f"{self.path}: member {self.member} ends before the "
+                            f"{self.shape} its header declares; save it again")  # fmt: skip
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def rows(self, start: int, stop: int, rows: int) -> Iterator[np.ndarray]:
+        """Rows ``start:stop`` in pieces of ``rows`` (the rows before ``start`` are inflated
+        and dropped a piece at a time)."""
+        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+        zf, stream = self._open()
+        with zf, stream:
+            for a in range(0, start, rows):  # skip, in bounded pieces
+                self._read(stream, (min(a + rows, start) - a) * row_items)
+            for a in range(start, stop, rows):
+                b = min(a + rows, stop)
+                yield self._read(stream, (b - a) * row_items).reshape(b - a, *self.shape[1:])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The whole array, for one given once for every sample (a small constant).
+
+        Raises:
+            DataError: it would inflate past MAX_WHOLE_MEMBER_BYTES.
+        """
+        size = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        if size > MAX_WHOLE_MEMBER_BYTES:
+            raise DataError(f"{self.path}: member {self.member} would inflate to "
+                            f"{size / 2**20:.0f} MiB as one value; save per-sample arrays "
+                            "with a sample axis, or the file uncompressed")  # fmt: skip
+        zf, stream = self._open()
+        with zf, stream:
+            array = self._read(stream, int(np.prod(self.shape, dtype=np.int64)))
+        out = array.reshape(self.shape)
+        return out if dtype is None else out.astype(dtype)
+
+
+def read_rows(
+    array: np.ndarray | ZippedArray, start: int, stop: int, rows: int
+) -> Iterator[np.ndarray]:
     """Rows ``start:stop`` of an array, in copies of ``rows`` rows (the last may be fewer).
 
     For a memory-mapped C-order array the rows are read with plain file reads, so the pages
     read do not stay resident in the process (a mapping's pages would: memory would grow with
-    the size of the set).
+    the size of the set); a compressed member is inflated piece by piece.
     """
+    if isinstance(array, ZippedArray):
+        yield from array.rows(start, stop, rows)
+        return
     filename = getattr(array, "filename", None) if array.flags.c_contiguous else None
     offset = int(getattr(array, "offset", 0))
     row_items = int(np.prod(array.shape[1:], dtype=np.int64))
@@ -122,7 +193,10 @@ class ArraySource:
         rows = rows_per_read(sliced) if sliced else ROWS_PER_READ
         readers = [read_rows(a, self.start, stop, rows) for a in sliced]
         if self.labels is not None:
-            readers.append(read_rows(np.asarray(self.labels), self.start, stop, rows))
+            labels = (
+                self.labels if isinstance(self.labels, ZippedArray) else np.asarray(self.labels)
+            )
+            readers.append(read_rows(labels, self.start, stop, rows))
         whole = [np.asarray(a) for a, p in zip(arrays, per_sample, strict=True) if not p]
         for parts in zip(*readers, strict=True):
             got, once = iter(parts[: len(sliced)]), iter(whole)
@@ -156,7 +230,16 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
                              order="F" if fortran else "C")  # fmt: skip
         with zf.open(info) as member:
-            return np.lib.format.read_array(member, allow_pickle=False)
+            major, _ = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                           else np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, fortran, dtype = read_header(member)
+        if dtype.hasobject:
+            raise ValueError("object arrays (pickles) are not loaded")
+        if fortran and len(shape) > 1:
+            raise ValueError("a compressed array in Fortran order cannot be read a sample at "
+                             "a time; save it in C order (numpy's default)")  # fmt: skip
+        return ZippedArray(path, info.filename, tuple(shape), dtype)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
