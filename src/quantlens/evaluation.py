@@ -14,6 +14,7 @@ from quantlens.data import Dataset, load_dataset
 from quantlens.errors import ConfigError, DataError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis
+from quantlens.models import containment
 from quantlens.models.base import (
     Model,
     QuantParams,
@@ -185,6 +186,8 @@ class Plan:
     layout: str | None = None  # the data's image layout; models laid out otherwise adapt
     batching: tuple[str, ...] = ()  # per model, as the probe decided
     constants: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: Digests of the models this process ran once in a child: workers need not again.
+    verified: tuple[str, ...] = field(default=(), hash=False, compare=False)
 
     @property
     def models_key(self) -> tuple[Any, ...]:
@@ -340,7 +343,8 @@ def evaluate(
     # Inline, the probe runs on the first batch of the run itself.
     decisions = probe_batching(models, wiring, dataset, fixed, allow_nonfinite) if shards else []
     plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
-                models_trusted(), layout, tuple(d.mode for d in decisions), fixed)  # fmt: skip
+                models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
+                containment.verified())  # fmt: skip
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
         decisions = outcome.decisions

@@ -25,6 +25,9 @@ def shard_task(plan: Any, dataset: Any) -> Any:
 
     key = plan.models_key
     if key not in _MODELS:
+        from quantlens.models.containment import mark_verified
+
+        mark_verified(plan.verified)
         from quantlens.models.layout import adapt
 
         with trusted_models(plan.trusted):

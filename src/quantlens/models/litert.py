@@ -20,6 +20,7 @@ from quantlens.models.base import (
     plain_name,
 )
 from quantlens.models.batching import BatchRunner, RunnerBatching
+from quantlens.models.containment import ensure_contained
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
 
@@ -97,6 +98,7 @@ class LiteRTModel(RunnerBatching):
             raise ModelLoadError(
                 f"{self.path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
             )
+        ensure_contained(self.path, data)  # a crash of the runtime stays in a child process
         resolver = (
             litert.OpResolverType.AUTO
             if use_default_delegates

@@ -1,0 +1,143 @@
+"""Run an unknown ``.tflite`` once where a crash cannot take quantlens down.
+
+The flatbuffer verifier accepts files the runtime then crashes on (an op that writes into the
+graph's input, tensors that alias, a fuzzed header that XNNPACK trips over while preparing):
+a SIGSEGV in the process that holds the user's run loses the run, the reports and, with fd 2
+redirected at that moment, even the message. So the first load, allocation and invoke of each
+model happen in a child process; a child that dies by a signal, or hangs, makes the model a
+one-line error that names it and quotes what the child said. A model that passed is
+remembered by the digest of its bytes, in this process and in the workers it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from quantlens.errors import ModelLoadError
+
+#: Longest a model may take to load, allocate and run once in the child.
+VERIFY_TIMEOUT_S = 120.0
+#: Set to 1 to skip the child (the model is trusted not to crash the runtime).
+SKIP_ENV = "QUANTLENS_NO_CONTAINMENT"
+
+_CHILD = r"""
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+
+def check(path):
+    interp = Interpreter(model_path=path, num_threads=1)
+    interp.allocate_tensors()
+    inputs = interp.get_input_details()
+    for d in inputs:
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interp.invoke()
+    sig = [d["shape_signature"] for d in inputs]
+    if sig and all(len(s) and s[0] == -1 for s in sig):
+        for d in inputs:  # the resize quantlens will do
+            interp.resize_tensor_input(d["index"], [2, *d["shape"][1:]], strict=False)
+        interp.allocate_tensors()
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interp.invoke()
+
+
+for line in sys.stdin:
+    try:
+        check(line.rstrip("\n"))
+        print("ok", flush=True)
+    except Exception:  # a refusal in words: the caller reports it with the runtime's message
+        print("refused", flush=True)
+"""
+
+
+class _Verifier:
+    """One long-lived child that loads and runs models one after another (its start-up is
+    paid once); a crash ends it, and the next model gets a new one."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._log: Any = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives with the child)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._log, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )  # fmt: skip
+        return self._proc
+
+    def check(self, path: str) -> str:
+        """'ok', 'refused', 'timeout', or the name of the signal that killed the child, with
+        the last line it wrote to stderr."""
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(os.path.abspath(path) + "\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        ready, _, _ = select.select([proc.stdout], [], [], VERIFY_TIMEOUT_S)
+        if not ready:
+            proc.kill()
+            proc.wait()
+            return "timeout"
+        answer = proc.stdout.readline().strip()
+        if answer:
+            return answer
+        code = proc.wait()
+        self._log.seek(0)
+        said = [line for line in self._log.read().splitlines()
+                if line.strip() and not line.startswith("INFO:")]  # fmt: skip
+        name = signal.Signals(-code).name if code < 0 else f"exit {code}"
+        return f"crash {name}" + (f": {said[-1].strip()[:200]}" if said else "")
+
+
+_VERIFIER = _Verifier()
+_VERIFIED: set[str] = set()
+
+
+def digest(data: bytes) -> str:
+    """The key a verified model is remembered by."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def mark_verified(digests: set[str] | tuple[str, ...]) -> None:
+    """Remember models another process has verified (a worker, told by its parent)."""
+    _VERIFIED.update(digests)
+
+
+def verified() -> tuple[str, ...]:
+    """The digests of every model verified in this process."""
+    return tuple(sorted(_VERIFIED))
+
+
+def ensure_contained(path: str, data: bytes) -> None:
+    """Load, allocate and invoke the model once in a child process, unless already done.
+
+    Raises:
+        ModelLoadError: the child died by a signal (the runtime crashed) or timed out.
+    """
+    key = digest(data)
+    if key in _VERIFIED or os.environ.get(SKIP_ENV) == "1":
+        return
+    outcome = _VERIFIER.check(path)
+    if outcome == "timeout":
+        raise ModelLoadError(f"{path} did not load and run once within {VERIFY_TIMEOUT_S:.0f} "
+                             "s; it is malformed or far too large")  # fmt: skip
+    if outcome.startswith("crash"):
+        raise ModelLoadError(
+            f"{path} crashes the TFLite runtime ({outcome.removeprefix('crash ')}) when loaded or "
+            "run; the file is malformed (re-export it)"
+        )
+    if outcome == "ok":  # 'refused': the runtime refused it in words, which the caller reports
+        _VERIFIED.add(key)
