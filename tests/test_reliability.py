@@ -527,3 +527,67 @@ def test_a_compressed_npz_is_streamed_not_inflated(digits_models, tmp_path) -> N
     rows = [b.inputs[0] for s in shards for b in s.bind(
         quantlens.load_model(digits_models["float"]).inputs, batch_size=64)]  # fmt: skip
     np.testing.assert_array_equal(np.concatenate(rows), x)
+
+
+def test_an_unreachable_ray_cluster_is_a_prompt_error(digits_models, tmp_path, capsys) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    np.savez(tmp_path / "d.npz", x=np.zeros((1100, 8, 8, 1), np.float32))
+    code = main(["evaluate", str(digits_models["float"]), str(digits_models["float"]), "--data",
+                 str(tmp_path / "d.npz"), "--workers", "2", "--engine", "ray",
+                 "--ray-address", f"127.0.0.1:{port}", "--no-bench"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach a Ray cluster" in err and err.count("\n") == 1
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_killing_quantlens_takes_its_workers_with_it(digits_models, tmp_path, sig: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((400_000, 8, 8, 1),
+                                                                   dtype=np.float32))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantlens", "evaluate", str(digits_models["float"]),
+         str(digits_models["int8"]), "--data", str(tmp_path / "d.npz"), "--workers", "2",
+         "--no-bench", "--json", str(tmp_path / "r.json")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        workers = {c for c in _children(proc.pid) if "spawn_main" in
+                   Path(f"/proc/{c}/cmdline").read_text(errors="replace")}  # fmt: skip
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the workers never started"
+    time.sleep(1.0)  # let them start evaluating
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    assert not (tmp_path / "r.json").exists()
+    if sig == "SIGTERM":
+        assert proc.returncode == 143 and "interrupted" in err and "Traceback" not in err

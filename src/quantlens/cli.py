@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -609,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(tokens)
     except SystemExit as exc:  # --help (0), or an argument error already printed (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    previous = _on_sigterm()
     try:
         _check_bounds(args)
         with trusted_models(getattr(args, "trust_model", False)):
@@ -616,10 +618,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuantlensError as exc:
         print(_error_line(str(exc)), file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("quantlens: interrupted before the run finished; no report was written",
               file=sys.stderr)  # fmt: skip
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: temporary files cleaned up, no report written."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into _Terminated while a command runs; the previous handler (None when
+    not in the main thread, where no handler can be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def run() -> None:

@@ -7,18 +7,19 @@ the model's runtime before taking its memory baseline, so the figure is the mode
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from quantlens._process import die_with_parent
 from quantlens.models.base import models_trusted, trusted_models
+from quantlens.models.containment import SKIP_ENV
 
 TRUST_ENV = "QUANTLENS_TRUST_MODELS"  # the parent's --trust-model, for the child
 PROBE_RUNS = 5  # invokes after the first, so that lazily grown buffers count in the peak
@@ -74,7 +75,7 @@ def _import_runtime(path: str) -> None:
         import_tensorflow("benchmarking a TensorFlow model")
 
 
-def _child(request: Path) -> dict[str, Any]:
+def _child(request: Any) -> dict[str, Any]:
     from quantlens._quiet import captured_output
     from quantlens.models.base import load_model
 
@@ -107,25 +108,29 @@ def measure_in_child(path: str, threads: int | None, inputs: list[np.ndarray]) -
 
     Returns the probe's figures, or ``{"error": ...}`` when the child failed or crashed.
     """
-    with tempfile.TemporaryDirectory(prefix="quantlens-probe-") as tmp:
-        request = Path(tmp) / "request.npz"
-        arrays: dict[str, np.ndarray] = {f"input_{i}": a for i, a in enumerate(inputs)}
-        arrays.update(
-            path=np.array(path), threads=np.array(threads or 0), n_inputs=np.array(len(inputs))
-        )
-        np.savez(request, **arrays)  # type: ignore[arg-type]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        env[TRUST_ENV] = "1" if models_trusted() else "0"
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "quantlens.bench.probe", str(request)],
-                capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return {"error": f"the memory probe took longer than {TIMEOUT_S} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    # The request goes through the child's stdin: no temporary file to leave behind if this
+    # process is killed.
+    request = io.BytesIO()
+    arrays: dict[str, np.ndarray] = {f"input_{i}": a for i, a in enumerate(inputs)}
+    arrays.update(
+        path=np.array(path), threads=np.array(threads or 0), n_inputs=np.array(len(inputs))
+    )
+    np.savez(request, **arrays)  # type: ignore[arg-type]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env[TRUST_ENV] = "1" if models_trusted() else "0"
+    env[SKIP_ENV] = "1"  # this process loaded the model: it has been run once in containment
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "quantlens.bench.probe"], input=request.getvalue(),
+            capture_output=True, timeout=TIMEOUT_S, env=env, preexec_fn=die_with_parent,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"error": f"the memory probe took longer than {TIMEOUT_S} s"}
+    stdout = proc.stdout.decode(errors="replace")
+    stderr = proc.stderr.decode(errors="replace")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        tail = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         return {"error": f"the memory probe failed: {tail[:200]}"}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
@@ -133,4 +138,4 @@ def measure_in_child(path: str, threads: int | None, inputs: list[np.ndarray]) -
 
 if __name__ == "__main__":
     with trusted_models(os.environ.get(TRUST_ENV) == "1"):
-        print(json.dumps(_child(Path(sys.argv[1]))))
+        print(json.dumps(_child(io.BytesIO(sys.stdin.buffer.read()))))

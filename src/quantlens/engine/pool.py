@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from quantlens._process import die_with_parent
 from quantlens.engine import shard_task
 from quantlens.errors import WorkerDiedError
 
@@ -16,7 +17,8 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
              progress: Callable[[int], None] | None) -> list[Any]:  # fmt: skip
     """Run the shards on ``workers`` processes; outcomes in shard order."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=die_with_parent) as pool:  # fmt: skip
         futures = [pool.submit(shard_task, plan, shard) for shard in shards]
         outcomes = []
         for k, future in enumerate(futures):  # in order: the merge keeps the data's order

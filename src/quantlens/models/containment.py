@@ -20,6 +20,7 @@ import sys
 import tempfile
 from typing import Any
 
+from quantlens._process import die_with_parent
 from quantlens.errors import ModelLoadError
 
 #: Longest a model may take to load, allocate and run once in the child.
@@ -73,6 +74,7 @@ class _Verifier:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=self._log, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                preexec_fn=die_with_parent,
             )  # fmt: skip
         return self._proc
 
