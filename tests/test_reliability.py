@@ -61,7 +61,21 @@ def bad_files(tmp_path_factory, digits_models):
     (d / "bomb" / "a" / "big.png").write_bytes(_claims_size(_png(8, 8), 30_000, 30_000))
     os.mkfifo(d / "fifo.tflite")
     os.mkfifo(d / "fifo.npz")
+    (d / "noinputs.tflite").write_bytes(_without_inputs(digits_models["float"].read_bytes()))
     return d
+
+
+def _without_inputs(data: bytes) -> bytes:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    model.subgraphs[0].inputs = []
+    for sig in model.signatureDefs or []:
+        sig.inputs = []
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _claims_size(png: bytes, w: int, h: int) -> bytes:
@@ -130,6 +144,7 @@ CASES = {
     "infinite seconds": (["bench", "{float}", "--min-seconds", "inf"], "finite number"),
     "endless runs": (["bench", "{float}", "--runs", "1000000000"], "at most 10,000,000 runs"),
     "huge batch": (["bench", "{float}", "--batch-size", "10000000"], "use a batch size of at most"),
+    "model without inputs": (["bench", "{d}/noinputs.tflite"], "has no inputs"),
     "model fifo": (["evaluate", "{d}/fifo.tflite", "{float}", "--data", "digits"], "not a regular file"),
     "data fifo": (["evaluate", "{float}", "{int8}", "--data", "{d}/fifo.npz"], "not a regular file"),
     "image bomb": (["evaluate", "{float}", "{int8}", "--data", "{d}/bomb"], "decompression bomb"),
@@ -386,7 +401,9 @@ def _renamed(source: Path, out: Path, name: str) -> Path:
 
 
 def test_names_from_files_are_inert_everywhere(digits_models, tmp_path, capsys) -> None:
-    hostile = _renamed(digits_models["int8"], tmp_path / "m$\\frac{1}{0}$ `x`.tflite", HOSTILE)
+    folder = tmp_path / "d[" / "]e"  # the path holds '[/]', rich's closing tag
+    folder.mkdir(parents=True)
+    hostile = _renamed(digits_models["int8"], folder / "m$\\frac{1}{0}$ `x`.tflite", HOSTILE)
     ref = _renamed(digits_models["float"], tmp_path / "ref.tflite", HOSTILE)
     assert main(["info", str(hostile)]) == 0
     out = capsys.readouterr().out

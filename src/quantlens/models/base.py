@@ -268,7 +268,7 @@ def load_model(path: str | os.PathLike[str], *, num_threads: int | None = None) 
         raise ModelLoadError(f"num_threads must be at least 1, got {num_threads}")
     if p.is_dir():
         if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
-            return _load_saved_model(p, num_threads)
+            return _with_io(_load_saved_model(p, num_threads))
         raise ModelLoadError(
             f"{p} is a directory but not a SavedModel (no saved_model.pb); give a {SUPPORTED}"
         )
@@ -277,4 +277,13 @@ def load_model(path: str | os.PathLike[str], *, num_threads: int | None = None) 
         raise ModelLoadError(
             f"unknown model type '{p.suffix or p.name}' for {p}; give a {SUPPORTED}"
         )
-    return loader(p, num_threads)
+    return _with_io(loader(p, num_threads))
+
+
+def _with_io(model: Model) -> Model:
+    """A model quantlens can run takes at least one input and gives at least one output."""
+    for kind, specs in (("inputs", model.inputs), ("outputs", model.outputs)):
+        if not specs:
+            raise ModelLoadError(f"{model.path} has no {kind}; give a model that takes an "
+                                 "input and gives an output")  # fmt: skip
+    return model
