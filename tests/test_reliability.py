@@ -174,22 +174,30 @@ def test_bad_input_matrix(
 
 def _targeted_mutations(data: bytes, rng: np.random.Generator) -> bytes:
     """A structural mutation the flatbuffer verifier lets through: an op's input or output
-    pointed at another tensor (the graph's input included), or a buffer cut short."""
+    pointed at another tensor (the graph's input included), a buffer cut short, or a buffer
+    moved outside the file (the offset/size fields of models over 2 GB)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     sg = model.subgraphs[0]
     op = sg.operators[int(rng.integers(0, len(sg.operators)))]
-    kind = int(rng.integers(0, 3))
+    kind = int(rng.integers(0, 4))
     if kind == 0:
         op.outputs = [int(rng.choice([*sg.inputs, *range(len(sg.tensors))]))]
     elif kind == 1:
         op.inputs = [int(rng.integers(-1, len(sg.tensors) + 3)) for _ in op.inputs]
-    else:
+    elif kind == 2:
         full = [b for b in model.buffers if b.data is not None and len(b.data) > 4]
         if full:
             full[int(rng.integers(0, len(full)))].data = full[0].data[: int(rng.integers(0, 4))]
+    else:
+        full = [b for b in model.buffers if b.data is not None and len(b.data) > 4]
+        if full:
+            moved = full[int(rng.integers(0, len(full)))]
+            moved.data = None
+            moved.offset = int(rng.choice([1, len(data) - 2, 2**40, 2**63 - 1]))
+            moved.size = int(rng.choice([4, 2**31, 2**63 - 1]))
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
