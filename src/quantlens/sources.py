@@ -48,6 +48,22 @@ def rows_per_read(arrays: Iterable[np.ndarray]) -> int:
     return max(1, min(ROWS_PER_READ, BYTES_PER_READ // max(widest, 1)))
 
 
+def npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read a .npy header from ``f`` (left at the first byte of data): shape, Fortran order,
+    dtype.
+
+    Raises:
+        ValueError: not a .npy header, or an array of Python objects (a pickle).
+    """
+    major, _ = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                   else np.lib.format.read_array_header_2_0)  # fmt: skip
+    shape, fortran, dtype = read_header(f)
+    if dtype.hasobject:
+        raise ValueError("object arrays (pickles) are not loaded")
+    return tuple(shape), bool(fortran), dtype
+
+
 #: A compressed member read whole (an array given once, not per sample) may inflate to this.
 MAX_WHOLE_MEMBER_BYTES = 64 * 2**20
 
@@ -70,10 +86,7 @@ class ZippedArray:
     def _open(self) -> Any:
         zf = zipfile.ZipFile(self.path)
         stream = zf.open(self.member)
-        major, _ = np.lib.format.read_magic(stream)
-        read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                       else np.lib.format.read_array_header_2_0)  # fmt: skip
-        read_header(stream)
+        npy_header(stream)
         return zf, stream
 
     def _read(self, stream: Any, count: int) -> np.ndarray:
@@ -220,22 +233,12 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
                 name_len = int.from_bytes(local[26:28], "little")
                 extra_len = int.from_bytes(local[28:30], "little")
                 f.seek(info.header_offset + 30 + name_len + extra_len)
-                major, _ = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                               else np.lib.format.read_array_header_2_0)  # fmt: skip
-                shape, fortran, dtype = read_header(f)
-                if dtype.hasobject:
-                    raise ValueError("object arrays (pickles) are not loaded")
+                shape, fortran, dtype = npy_header(f)
                 offset = f.tell()
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
                              order="F" if fortran else "C")  # fmt: skip
         with zf.open(info) as member:
-            major, _ = np.lib.format.read_magic(member)
-            read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                           else np.lib.format.read_array_header_2_0)  # fmt: skip
-            shape, fortran, dtype = read_header(member)
-        if dtype.hasobject:
-            raise ValueError("object arrays (pickles) are not loaded")
+            shape, fortran, dtype = npy_header(member)
         if fortran and len(shape) > 1:
             raise ValueError("a compressed array in Fortran order cannot be read a sample at "
                              "a time; save it in C order (numpy's default)")  # fmt: skip
