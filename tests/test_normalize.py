@@ -219,3 +219,22 @@ def test_opset_11_per_channel_static_quantization_is_valid(tmp_path) -> None:
     onnx.checker.check_model(onnx.load(variant.path))
     assert quantlens.load_model(variant.path).info().op_counts.get("QuantizeLinear", 0) > 0
     assert any("opset 11 raised to 13" in c for c in variant.settings["normalised"])
+
+
+def test_repeated_tensor_names_are_made_unique(old_models, tmp_path) -> None:
+    """ai-edge-quantizer keys tensors by name and refuses a model that repeats one (the
+    control-flow subgraphs of openWakeWord's models all have an 'arg0')."""
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(old_models["old32"].read_bytes(), 0)
+    for tensor in model.subgraphs[0].tensors[:3]:
+        tensor.name = b"arg0"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    source = tmp_path / "repeats.tflite"
+    source.write_bytes(bytes(builder.Output()))
+    fixed, changes = normalize_tflite(source.read_bytes())
+    names = [t.name for t in schema.ModelT.InitFromPackedBuf(fixed, 0).subgraphs[0].tensors]
+    assert len(set(names)) == len(names) and any("repeated tensor name" in c for c in changes)
+    made = quantlens.quantize(source, ["dynamic"], tmp_path / "q")
+    assert [v.mode for v in made.variants] == ["dynamic"]

@@ -254,7 +254,9 @@ def probe_batching(
         batched = predict(first)
     except QuantlensError as exc:
         runner.set_mode(own)
-        return BatchingDecision(own, f"{what}; a batch of {k} does not run ({exc})")
+        said = " ".join(str(exc).split())
+        said = said if len(said) <= 120 else said[:119] + "…"
+        return BatchingDecision(own, f"{what}; a batch of {k} does not run ({said})")
     diff = _max_relative_difference(truth, batched)
     if diff <= PROBE_TOLERANCE:
         return BatchingDecision("resize", f"{what}; a batch of {k} gives the outputs of one "

@@ -54,15 +54,22 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+def _custom_op_error(path: str, exc: BaseException) -> ModelLoadError | None:
+    """The error for a model that needs custom ops the runtime lacks (None: it does not)."""
+    custom = sorted(set(re.findall(r"unresolved custom op: ([^\s.]+)", " ".join(str(exc).split()))))
+    if not custom:
+        return None
+    return ModelLoadError(
+        f"{path} needs custom op(s) {', '.join(custom)} that ai_edge_litert does not "
+        "provide; re-convert the model with builtin ops only"
+    )
+
+
 def _load_error(path: str, exc: Exception) -> ModelLoadError:
     """A one-line, actionable error from what the runtime said about a model it refused."""
-    text = " ".join(str(exc).split())
-    custom = sorted(set(re.findall(r"unresolved custom op: ([^\s.]+)", text)))
-    if custom:
-        return ModelLoadError(
-            f"{path} needs custom op(s) {', '.join(custom)} that ai_edge_litert does not "
-            "provide; re-convert the model with builtin ops only"
-        )
+    custom = _custom_op_error(path, exc)
+    if custom is not None:
+        return custom
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ModelLoadError(
         f"cannot load {path}: {first} (the file may be truncated or corrupt; re-export it)"
@@ -187,6 +194,9 @@ class LiteRTModel(RunnerBatching):
             with captured_output():
                 self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
+            custom = _custom_op_error(self.path, exc)
+            if custom is not None:
+                raise custom from exc
             given = ", ".join(str(tuple(s)) for s in shapes)
             raise ModelRunError(
                 f"the runtime cannot prepare {self.path} for input shape(s) {given}: "

@@ -43,6 +43,10 @@ def normalize_tflite(data: bytes) -> tuple[bytes, list[str]]:
     if folded:
         changes.append(f"{folded} float16 weight(s) behind DEQUANTIZE stored as float32 "
                        "(the values the runtime computes)")  # fmt: skip
+    renamed = _unique_tensor_names(model.subgraphs or [])
+    if renamed:
+        changes.append(f"{renamed} repeated tensor name(s) made unique (ai-edge-quantizer "
+                       "keys tensors by name)")  # fmt: skip
     if not model.signatureDefs and model.subgraphs:
         model.signatureDefs = [_signature(model.subgraphs[0], schema)]
         changes.append(f"a '{SIGNATURE_KEY}' signature added over subgraph 0")
@@ -111,6 +115,19 @@ def _fold_float16_weights(model: Any, subgraph: Any, schema: Any) -> int:
             for m in [*(sig.inputs or []), *(sig.outputs or [])]:
                 m.tensorIndex = new_index[int(m.tensorIndex)]
     return len(dropped_ops)
+
+
+def _unique_tensor_names(subgraphs: list[Any]) -> int:
+    """Give every tensor of the model its own name across all subgraphs ('x', 'x#2', ...);
+    returns how many were renamed."""
+    tensors = [t for sg in subgraphs for t in sg.tensors or []]
+    names = unique_names([_name(t) for t in tensors])
+    renamed = 0
+    for tensor, name in zip(tensors, names, strict=True):
+        if name != _name(tensor):
+            tensor.name = name.encode()
+            renamed += 1
+    return renamed
 
 
 def _signature(subgraph: Any, schema: Any) -> Any:
