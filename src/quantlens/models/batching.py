@@ -64,7 +64,7 @@ class BatchRunner:
         self.outputs = tuple(outputs)
         self.mode = default_mode(self.inputs)
         self.chunk = declared_batch(self.inputs)
-        #: The outputs' batch axes, learned from the first batched run (see _learn_axes).
+        #: The outputs' batch axes, learned from the first batched run (see _sample_first).
         self._out_axes: list[int] | None = None
         self._single_shapes: list[tuple[int, ...]] | None = None
 
