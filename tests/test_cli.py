@@ -214,3 +214,32 @@ def test_evaluate_fixed_batch_models_equals_hand_loop(fixed_batch_models, digits
     assert result.dataset.samples == 70
     assert_close(got.fidelity, expected_fidelity(ref, cand), rel=1e-4)
     assert got.task_metrics["accuracy"] == pytest.approx(skm.accuracy_score(y, cand.argmax(1)))
+
+
+def test_every_command_that_reads_data_reads_image_folders(tmp_path, tf) -> None:
+    """--preprocess on evaluate, bench --data, quantize --calibration and diagnose: an image
+    folder at the model's own size (not a 224x224 default)."""
+    from PIL import Image
+
+    keras = tf.keras
+    layers = [keras.Input((12, 10, 3)), keras.layers.Conv2D(2, 3),
+              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]  # fmt: skip
+    model = keras.Sequential(layers)
+    flt = tmp_path / "m.tflite"
+    flt.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "img" / cls / f"{i}.png")
+    spec = ["--preprocess", "size=10x12,scale=1/255"]  # width x height
+    folder = str(tmp_path / "img")
+    out = tmp_path / "q"
+    assert main(["quantize", str(flt), "--modes", "int8", "--calibration", folder,
+                 "--calibration-samples", "8", "--out", str(out), *spec]) == 0  # fmt: skip
+    int8 = str(out / "m_int8.tflite")
+    assert main(["evaluate", str(flt), int8, "--data", folder, "--no-bench", *spec]) == 0
+    assert main(["bench", str(flt), "--data", folder, "--min-seconds", "0", "--runs", "5",
+                 *spec]) == 0  # fmt: skip
+    assert main(["diagnose", str(flt), int8, "--data", folder, "--samples", "8", *spec]) == 0

@@ -123,6 +123,31 @@ def _constant(text: str) -> tuple[str, Any]:
     return name.strip(), array
 
 
+#: What --data and --calibration take, said the same way by every command.
+DATA_HELP = (".npz (x [and y], or arrays by input name), .npy, .csv, a folder of class "
+             "subfolders of images, 'digits' or 'diabetes' (':train' for the train "
+             "split)")  # fmt: skip
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """How data files are read: for every command that reads data."""
+    parser.add_argument(
+        "--preprocess", default="", metavar="SPEC",
+        help="image folders: size=WxH,scale=1/255,mean=a:b:c,std=a:b:c,channels,layout",
+    )  # fmt: skip
+    parser.add_argument("--label-column", help="CSV: the label column (default: label, y, target)")
+
+
+def _data(args: argparse.Namespace, source: Any) -> Any:
+    """A data source as the options say to read it (None stays None; built-in names and
+    other sources pass through to the API, which reads them)."""
+    if source is None or not (args.preprocess or args.label_column):
+        return source
+    from quantlens.data import load_dataset
+
+    return load_dataset(source, preprocess=args.preprocess, label_column=args.label_column)
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """What evaluate and compare share: task, batching, threads, benchmark."""
     parser.add_argument(
@@ -146,11 +171,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="where workers run (default: local processes)")  # fmt: skip
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: start one)")
-    parser.add_argument(
-        "--preprocess", default="", metavar="SPEC",
-        help="image folders: size=WxH,scale=1/255,mean=a:b:c,std=a:b:c,channels,layout",
-    )  # fmt: skip
-    parser.add_argument("--label-column", help="CSV: the label column (default: label, y, target)")
+    _add_data_options(parser)
     parser.add_argument(
         "--layout", choices=["nhwc", "nchw"],
         help="the data's image layout; models laid out the other way get transposed inputs",
@@ -212,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("reference", help="the float model (.tflite, .keras, .h5, SavedModel dir)")
     ev.add_argument("candidates", nargs="+", metavar="candidate", help="quantized model(s)")
-    ev.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
+    ev.add_argument("--data", required=True, help=DATA_HELP)
     _add_run_options(ev)
     ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
     _add_outputs(ev)
@@ -230,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=_runs, default=50, help="at least (default: 50)")
     bench.add_argument("--min-seconds", type=_seconds, default=1.0,
                        help="at least this long (default: 1)")  # fmt: skip
-    bench.add_argument("--data", help="inputs from this source (default: random in range)")
+    bench.add_argument("--data", help=f"inputs from {DATA_HELP} (default: random in range)")
+    _add_data_options(bench)
     bench.add_argument("--no-memory", action="store_true", help="skip the child-process probe")
     bench.add_argument(
         "--profile", action="store_true", help="ONNX: time by node and op type (ORT profiler)"
@@ -245,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qz.add_argument("model", help=".keras, .h5, SavedModel directory, or float .tflite")
     qz.add_argument("--modes", required=True, help="comma-separated, or 'all'")
-    qz.add_argument("--calibration", help="data for static modes (int8, int16x8, …)")
+    qz.add_argument("--calibration", help=f"data for static modes (int8, int16x8, …): {DATA_HELP}")
+    _add_data_options(qz)
     qz.add_argument("--calibration-samples", type=_positive_int, default=200,
                     help="samples that calibrate each static mode (default: 200)")  # fmt: skip
     qz.add_argument("--out", required=True, help="directory for the .tflite files and manifest")
@@ -259,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory, float .tflite")
     cmp.add_argument("--demo", action="store_true", help="run on the built-in digits CNN")
-    cmp.add_argument("--data", help=".npz, .npy, 'digits' or 'diabetes'")
+    cmp.add_argument("--data", help=DATA_HELP)
     cmp.add_argument("--modes", default="all", help="comma-separated (default: all)")
     cmp.add_argument("--calibration", help="default: a built-in set's train split, else --data")
     cmp.add_argument("--calibration-samples", type=_positive_int, default=200, help="default: 200")
@@ -284,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument("float_model", help="float .tflite or .onnx, or a Keras file / SavedModel")
     dg.add_argument("quant_model", nargs="?", help="quantized .tflite/.onnx (omit for Keras)")
-    dg.add_argument("--data", required=True, help=".npz, .npy, 'digits' or 'diabetes'")
+    dg.add_argument("--data", required=True, help=DATA_HELP)
+    _add_data_options(dg)
     dg.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
     dg.add_argument("--top", type=_positive_int, default=10, help="ops to show (default: 10)")
     dg.add_argument(
@@ -398,7 +422,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         warmup_runs=args.warmup_runs,
         runs=args.runs,
         min_seconds=args.min_seconds,
-        data=args.data,
+        data=_data(args, args.data),
         measure_memory=not args.no_memory,
         profile=args.profile,
         progress=lambda text: (
@@ -417,7 +441,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     console = make_console()
     result = quantize(
-        args.model, args.modes, args.out, calibration=args.calibration,
+        args.model, args.modes, args.out, calibration=_data(args, args.calibration),
         calibration_samples=args.calibration_samples,
     )  # fmt: skip
     for v in result.variants:
@@ -440,18 +464,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.model is None or args.data is None:
         raise ConfigError("give a MODEL and --data SOURCE (or --demo)")
     from quantlens.compare import compare
-    from quantlens.data import load_dataset
     from quantlens.report.console import delayed_progress, print_compare
 
     gates = _gates(args)
     console = make_console()
     status_console = make_console(stderr=True)
     with delayed_progress(None, "evaluating", status_console) as advance:
-        data = args.data
-        if args.preprocess or args.label_column:
-            data = load_dataset(data, preprocess=args.preprocess, label_column=args.label_column)
+        data = _data(args, args.data)
         result = compare(
-            args.model, data, modes=args.modes, calibration=args.calibration,
+            args.model, data, modes=args.modes, calibration=_data(args, args.calibration),
             calibration_samples=args.calibration_samples, max_drop=args.max_drop,
             out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
             num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
@@ -476,17 +497,18 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     _gates(args)
     console = make_console()
     status = make_console(stderr=True)
-    calibration = args.calibration or default_calibration(args.data)
+    data = _data(args, args.data)
+    calibration = _data(args, args.calibration) or default_calibration(data)
     if args.quant_model is None:
         mode = args.mode or "int8"
         result = diagnose_source(
-            args.float_model, args.data, mode=mode, calibration=calibration,
+            args.float_model, data, mode=mode, calibration=calibration,
             calibration_samples=args.calibration_samples, out_dir=args.out, samples=args.samples,
         )  # fmt: skip
         source = Path(args.float_model)
         float_tflite = Path(result.float_path)
     else:
-        result = diagnose(args.float_model, args.quant_model, args.data, samples=args.samples)
+        result = diagnose(args.float_model, args.quant_model, data, samples=args.samples)
         mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
         source = float_tflite = Path(args.float_model)
     print_diagnosis(result, args.top, console)
@@ -502,7 +524,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         float_names = {t["name"]: t["float_name"] for t in result.tensors}
         kind = source_kind(source)
         suggestion = suggest(
-            result, build, float_tflite, args.data, max_drop=args.max_drop,
+            result, build, float_tflite, data, max_drop=args.max_drop,
             budget_metric=args.budget_metric, out_dir=args.out,
             name_of=_suggest_names(kind, float_names),
             status=lambda text: status.print(visible(text), style="dim", markup=False)
