@@ -443,6 +443,7 @@ def test_names_from_files_are_inert_everywhere(digits_models, tmp_path, capsys) 
         "<script>alert(1)</script>",
         "**bold** _em_ | pipe",
         "   ",
+        "<http://e.com> &amp; &#60;",
     ],
 )
 def test_markdown_spellings_render_as_text(name: str) -> None:
@@ -455,7 +456,7 @@ def test_markdown_spellings_render_as_text(name: str) -> None:
     md = MarkdownIt("commonmark").enable("table")
     for spelled in (md_code(name), md_text(f"model {name} is slow")):
         html = md.render(f"- ⚠ {spelled}\n")
-        for tag in ("<h", "<a ", "<img", "<script", "<em>", "<strong>", "<table"):
+        for tag in ("<h", "<a ", "<img", "<script", "<em>", "<strong>", "<table", "&lt;b"):
             assert tag not in html, (spelled, html)
         assert html.count("<li>") == 1 and "\n## " not in spelled
     inner = md.render(md_code(name)).removeprefix("<p><code>").removesuffix("</code></p>\n")

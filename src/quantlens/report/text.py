@@ -45,10 +45,15 @@ def md_code(text: object, limit: int = MAX_NAME) -> str:
     return f"{fence}{pad}{s}{pad}{fence}"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+#: What can start a Markdown construct in the middle of a line: emphasis, code, links and
+#: images, raw HTML and entities, tables, strikethrough, and the ':' of a GFM autolink. Line-
+#: start constructs (headings, lists) cannot occur: prose is always placed after other text.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~!&:])")
 
 
 def md_text(text: object, limit: int = 2000) -> str:
-    """Prose holding names (a warning, a reason) for Markdown: every character Markdown or
-    HTML could act on backslash-escaped, on one line."""
-    return _MD_SPECIAL.sub(r"\\\1", visible(text, limit))
+    """Prose holding names (a warning, a reason) for Markdown: on one line, with every
+    character that could start Markdown or HTML mid-line backslash-escaped (and 'www.', which
+    GFM would make a link)."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", visible(text, limit))
+    return re.sub(r"(?i)\bwww\.", lambda m: m.group()[:-1] + "\\.", escaped)
