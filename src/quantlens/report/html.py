@@ -198,14 +198,16 @@ def _tradeoff_plots(result: EvaluationResult) -> str:
             logx=True,
         )
     ]
-    if all(m.performance for m in models):
-        p50 = [m.performance.latency_ms["p50"] for m in models]  # type: ignore[union-attr]
+    # Latencies compare only within the models timed together (TensorFlow's apart).
+    timed = [i for i, m in enumerate(models) if m.performance and m.performance.speedup]
+    if len(timed) >= 2:
+        p50 = [models[i].performance.latency_ms["p50"] for i in timed]  # type: ignore[union-attr]
         svgs.insert(
             0,
             plots.tradeoff(
-                names,
+                [names[i] for i in timed],
                 p50,
-                ys,
+                [ys[i] for i in timed],
                 xlabel="p50 latency (ms)",
                 ylabel=label,
                 recommended=rec,
