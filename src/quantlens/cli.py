@@ -138,6 +138,17 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", help="CSV: the label column (default: label, y, target)")
 
 
+def _status_printer() -> Any:
+    """A function printing a dim status line on stderr, when stderr is a terminal (None
+    otherwise: piped output stays the report alone)."""
+    from quantlens.report.console import make_console
+
+    status = make_console(stderr=True)
+    if not status.is_terminal:
+        return None
+    return lambda text: status.print(visible(text), style="dim", markup=False)
+
+
 def _data(args: argparse.Namespace, source: Any) -> Any:
     """A data source as the options say to read it (None stays None; built-in names and
     other sources pass through to the API, which reads them)."""
@@ -403,6 +414,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             layout=args.layout,
             constants=dict(args.const),
             progress=advance,
+            status=_status_printer(),
         )
     print_evaluation(result, console)
     return _finish(args, result, console, gates)
@@ -442,7 +454,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     console = make_console()
     result = quantize(
         args.model, args.modes, args.out, calibration=_data(args, args.calibration),
-        calibration_samples=args.calibration_samples,
+        calibration_samples=args.calibration_samples, status=_status_printer(),
     )  # fmt: skip
     for v in result.variants:
         console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {visible(v.path)}",
@@ -478,10 +490,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
             engine=args.engine, ray_address=args.ray_address, layout=args.layout,
             constants=dict(args.const), prefer=args.prefer,
-            allow_io_change=args.allow_io_change, progress=advance,
-            status=lambda text: status_console.print(visible(text), style="dim", markup=False)
-            if status_console.is_terminal
-            else None,
+            allow_io_change=args.allow_io_change, progress=advance, status=_status_printer(),
         )  # fmt: skip
     print_compare(result, console)
     return _finish(args, result, console, gates)
@@ -492,25 +501,34 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     from quantlens.compare import default_calibration
     from quantlens.diagnose import diagnose, diagnose_source, infer_mode
-    from quantlens.report.console import make_console, print_diagnosis, print_suggestion
+    from quantlens.report.console import (
+        delayed_progress,
+        make_console,
+        print_diagnosis,
+        print_suggestion,
+    )
 
     _gates(args)
     console = make_console()
     status = make_console(stderr=True)
     data = _data(args, args.data)
     calibration = _data(args, args.calibration) or default_calibration(data)
-    if args.quant_model is None:
-        mode = args.mode or "int8"
-        result = diagnose_source(
-            args.float_model, data, mode=mode, calibration=calibration,
-            calibration_samples=args.calibration_samples, out_dir=args.out, samples=args.samples,
-        )  # fmt: skip
-        source = Path(args.float_model)
-        float_tflite = Path(result.float_path)
-    else:
-        result = diagnose(args.float_model, args.quant_model, data, samples=args.samples)
-        mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
-        source = float_tflite = Path(args.float_model)
+    stderr = make_console(stderr=True)
+    with delayed_progress(args.samples, "diagnosing", stderr) as advance:
+        if args.quant_model is None:
+            mode = args.mode or "int8"
+            result = diagnose_source(
+                args.float_model, data, mode=mode, calibration=calibration,
+                calibration_samples=args.calibration_samples, out_dir=args.out,
+                samples=args.samples, progress=advance, status=_status_printer(),
+            )  # fmt: skip
+            source = Path(args.float_model)
+            float_tflite = Path(result.float_path)
+        else:
+            result = diagnose(args.float_model, args.quant_model, data, samples=args.samples,
+                              progress=advance)  # fmt: skip
+            mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
+            source = float_tflite = Path(args.float_model)
     print_diagnosis(result, args.top, console)
     if args.suggest:
         import dataclasses

@@ -267,13 +267,15 @@ def compare(
         tempfile.mkdtemp(prefix="quantlens-compare-"))  # fmt: skip
     if status:
         status(f"quantizing {src.name} into {', '.join(chosen)}…")
-    made = quantize(src, chosen, out, calibration=calib, calibration_samples=calibration_samples)
+    made = quantize(src, chosen, out, calibration=calib, calibration_samples=calibration_samples,
+                    status=status)  # fmt: skip
     if status:
-        status("evaluating and benchmarking every variant…")
+        status("evaluating every variant…")
     result = evaluate(
         src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
         limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
         ray_address=ray_address, layout=layout, constants=constants, progress=progress,
+        status=status,
     )  # fmt: skip
     by_path = {v.path: v for v in made.variants}
     source_io = _io_dtypes(src)

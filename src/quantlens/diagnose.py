@@ -440,6 +440,8 @@ def diagnose_source(
     out_dir: str | os.PathLike[str],
     samples: int = DEFAULT_SAMPLES,
     batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> DiagnosisResult:
     """Convert a Keras file or SavedModel to float32 and ``mode`` ``.tflite`` files in
     ``out_dir``, diagnose the pair, and merge the QuantizationDebugger's per-layer statistics
@@ -451,11 +453,15 @@ def diagnose_source(
     if source_kind(src) != "tf":
         raise ConfigError(f"{src.name}: give a Keras file or SavedModel, or two .tflite files")
     made = quantize(src, ["float32", mode], out_dir, calibration=calibration,
-                    calibration_samples=calibration_samples)  # fmt: skip
+                    calibration_samples=calibration_samples, status=status)  # fmt: skip
+    if status is not None:
+        status("running both models with every tensor kept…")
     result = diagnose(made.variant("float32").path, made.variant(mode).path, data,
-                      samples=samples, batch_size=batch_size)  # fmt: skip
+                      samples=samples, batch_size=batch_size, progress=progress)  # fmt: skip
     if mode not in TF_STATIC_MODES:
         return result
+    if status is not None:
+        status("collecting the TFLite quantization debugger's per-layer statistics…")
     stats = _debugger_statistics(src, mode, calibration, calibration_samples)
     tensors = tuple(
         {**t, "debugger": stats[t["name"]]} if t["name"] in stats else t for t in result.tensors

@@ -288,6 +288,7 @@ def evaluate(
     layout: str | None = None,
     constants: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
 
@@ -317,6 +318,7 @@ def evaluate(
         constants: inputs fixed by name, the same value for every sample (a sample rate);
             the data need not hold them.
         progress: called with the number of samples after each batch.
+        status: called with a line of text before the benchmark.
 
     Returns:
         An :class:`EvaluationResult`, the reference first. Task metrics are computed on each
@@ -357,6 +359,9 @@ def evaluate(
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
     names = unique_names([m.name for m in models])
+    if bench and status is not None:
+        status(f"benchmarking {len(models)} models: latency, then memory in a child process "
+               "each…")  # fmt: skip
     perf = _performance(models, outcome.first_sample, threads) if bench else None
     decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
                  for d, m in zip(decisions, models, strict=True)]  # fmt: skip

@@ -9,7 +9,7 @@ the same way for every mode.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ def quantize(
     *,
     calibration: Any = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    status: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
     """Write one quantized ``.tflite`` per mode into ``out_dir`` with a ``manifest.json``.
 
@@ -102,6 +103,7 @@ def quantize(
         out_dir: where the files go (created if missing).
         calibration: data for static modes (anything ``load_dataset`` takes).
         calibration_samples: how many samples calibrate each static mode.
+        status: called with a line of text before each mode.
 
     A mode that cannot be made, or whose file is not quantized the way the mode says (the
     quantizer could not read the graph or reach its weights), is listed in the result's
@@ -135,7 +137,9 @@ def quantize(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     variants, failed = [], []
-    for mode in chosen:
+    for k, mode in enumerate(chosen, start=1):
+        if status is not None:
+            status(f"quantizing {src.name} into {mode} ({k} of {len(chosen)})…")
         try:
             variants.append(_make(src, mode, calib if options[mode][1] else None, names,
                                   reference, source_info, out))  # fmt: skip
