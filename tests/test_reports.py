@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from quantlens.report.environment import environment
 from quantlens.report.html import bench_html, diagnosis_html, evaluation_html
 from quantlens.report.markdown import bench_markdown, evaluation_markdown
 from quantlens.results import (
+    EVALUATION_SCHEMA,
     BenchEntry,
     BenchResult,
     DatasetSummary,
@@ -133,21 +135,55 @@ def test_html_reports_of_bench_and_diagnosis() -> None:
     assert_self_contained(c)
 
 
+def _diagnosis() -> DiagnosisResult:
+    ops = tuple({"index": i, "op_type": "CONV_2D", "output": f"t{i}", "consumers": [],
+                 "error_added_db": float(i), "output_sqnr_db": 40.0 - i,
+                 "output_channel_sqnr_median_db": 40.0 - i, "output_channel_sqnr_worst_db": 30.0}
+                for i in range(5))  # fmt: skip
+    return DiagnosisResult("f.tflite", "q.tflite", 10, "note", {"out": {"sqnr_db": 30.0}}, (),
+                           ops, (), {"quantized": [], "float": []})  # fmt: skip
+
+
+def _evaluation_only() -> EvaluationResult:
+    return dataclasses.replace(evaluation(), recommendation=None, schema=EVALUATION_SCHEMA)
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_html_renders_in_headless_chromium_without_console_errors(tmp_path) -> None:
-    page = tmp_path / "report.html"
-    page.write_text(evaluation_html(evaluation(), environment(), []))
+@pytest.mark.parametrize(("kind", "render", "headings", "names"), [
+    ("evaluate", lambda: evaluation_html(_evaluation_only(), environment(), []),
+     ["Summary", "Trade-off", "Latency"], ["float", "int8", "fp16"]),
+    ("compare", lambda: evaluation_html(evaluation(), environment(), []),
+     ["Summary", "Trade-off", "Latency"], ["float", "int8", "fp16"]),
+    ("bench", lambda: bench_html(bench(), environment(), []), [], ["float", "int8"]),
+    ("diagnose", lambda: diagnosis_html(_diagnosis(), environment()), [], ["q.tflite"]),
+])  # fmt: skip
+def test_html_renders_in_headless_chromium(tmp_path, kind, render, headings, names) -> None:
+    """Each kind of report, opened in a real browser: it renders (a non-blank screenshot), the
+    DOM holds its headings and every model name, and the console logs no error."""
+    page = tmp_path / f"{kind}.html"
+    page.write_text(render())
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-         "--v=0", "--dump-dom", page.as_uri()],
+        ["chromium", *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "quantlens" in proc.stdout and "<svg" in proc.stdout
+    dom = proc.stdout
+    assert "quantlens" in dom and "<svg" in dom
+    for text in [*headings, *names]:
+        assert text in dom, text
     console_errors = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln and "ERROR" in ln]
     assert not console_errors
+    shot = tmp_path / f"{kind}.png"
+    subprocess.run(["chromium", *flags, "--window-size=1100,900", f"--screenshot={shot}",
+                    page.as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        colours = image.convert("L").getextrema()
+    assert colours[1] - colours[0] > 100  # not a blank page
 
 
 @pytest.mark.parametrize(("name", "render"), [
