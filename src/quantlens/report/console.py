@@ -112,6 +112,13 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     """Print the evaluation table, and per-output fidelity when models have several outputs."""
     console = console or Console()
     console.print(evaluation_table(result))
+    noisy = [m for m in result.models if m.performance and m.performance.warnings]
+    if noisy:
+        console.print("[dim]⚠ p50 ms: the latency is noisy or from few runs; "
+                      "the reasons follow[/]")  # fmt: skip
+        for m in noisy:
+            for w in m.performance.warnings:  # type: ignore[union-attr]
+                console.print(f"  ⚠ {term(m.name)}: {term(w, 2000)}")
     print_run_notes(result, console)
     for m in result.models:
         if m.nonfinite_outputs:
@@ -256,6 +263,9 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     """Print the benchmark table and every warning under it."""
     console = console or Console()
     console.print(bench_table(result))
+    if any(e.warnings for e in result.results):
+        console.print("[dim]⚠ after a model: its numbers may not be trusted; the reasons "
+                      "follow[/]")  # fmt: skip
     for e in result.results:
         for w in e.warnings:
             console.print(f"  ⚠ {term(e.name)} (threads={e.threads}, batch={e.batch_size}): "
@@ -356,6 +366,11 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
     """Print the ranked comparison and the recommendation."""
     console = console or Console()
     console.print(compare_table(result))
+    legend = "✓ the recommended variant"
+    if result.dataset.task in ("classification", "regression"):
+        legend += (" · Δ: change of the task metric against the reference, with its 95% "
+                   "interval · p: the paired test's p-value")  # fmt: skip
+    console.print(f"[dim]{legend}[/]")
     print_run_notes(result, console)
     rec = result.recommendation or {}
     console.print(f"[bold]recommendation:[/] {term(rec.get('model'))} — "
