@@ -303,3 +303,51 @@ def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
     manifest = {"schema": "quantlens.quantize/1", "source": "m.keras",
                 "calibration": calibration, "variants": [variant], "failed": [failed]}  # fmt: skip
     assert QuantizeResult.from_dict(manifest).to_dict() == manifest
+
+
+def _rendered(print_fn, result, width: int, *args) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    print_fn(result, *args, Console(width=width, file=out, color_system=None))
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_console_tables_fit_and_show_names_whole(width: int) -> None:
+    """Each main table rendered by rich at 80 and 120 columns: no line wider than the
+    terminal, no cell cut (rich marks a cut with '…'), every model name whole on one line."""
+    from rich.cells import cell_len
+
+    from quantlens.report.console import (
+        print_bench,
+        print_compare,
+        print_diagnosis,
+        print_evaluation,
+    )
+
+    long_names = ("mobilenet_v2_int8_per_channel", "mobilenet_v2_float16_weights")
+    renamed = dataclasses.replace(evaluation(), models=tuple(
+        dataclasses.replace(m, name=n) for m, n in zip(evaluation().models,
+                                                        ("mobilenet_v2_float", *long_names))))  # fmt: skip
+    rec = dict(
+        renamed.recommendation or {}, model=long_names[0], float_baseline="mobilenet_v2_float"
+    )
+    renamed = dataclasses.replace(renamed, recommendation=rec)
+    cases = [
+        (print_evaluation, dataclasses.replace(renamed, recommendation=None), ()),
+        (print_compare, renamed, ()),
+        (print_bench, bench(), ()),
+        (print_diagnosis, _diagnosis(), (10,)),
+    ]
+    for print_fn, result, args in cases:
+        lines = _rendered(print_fn, result, width, *args)
+        assert all(cell_len(line) <= width for line in lines), (print_fn.__name__, lines)
+        table_lines = [ln for ln in lines if "…" in ln]
+        assert not table_lines, (print_fn.__name__, table_lines)
+        names = [m.name for m in result.models] if hasattr(result, "models") else (
+            [e.name for e in result.results] if hasattr(result, "results") else [])  # fmt: skip
+        for name in names:
+            assert any(name in ln for ln in lines), (print_fn.__name__, name, lines)

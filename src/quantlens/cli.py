@@ -189,10 +189,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_wide(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wide", action="store_true",
+                        help="tables with every column, wider than the terminal if need "
+                        "be")  # fmt: skip
+
+
 def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
     parser.add_argument("--markdown", metavar="PATH.md", help="write a Markdown summary")
+    _add_wide(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace an existing file that is not a quantlens report; allow "
                         "more threads than 4 × the cores")  # fmt: skip
@@ -355,10 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="relative p50/p99 increase that counts (default 0.10)")  # fmt: skip
     df.add_argument("--fail-on", action="append", default=[], metavar="EXPR",
                     help="gates applied to the new report")  # fmt: skip
+    _add_wide(df)
 
     info = sub.add_parser("info", help="describe a model: I/O, quantization, ops, weights")
     info.add_argument("model")
     info.add_argument("--json", metavar="PATH", help="write the description as JSON")
+    _add_wide(info)
 
     demo = sub.add_parser(
         "demo",
@@ -653,7 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _on_sigterm()
     try:
         _check_bounds(args)
-        with trusted_models(getattr(args, "trust_model", False)):
+        from quantlens.report.console import wide_tables
+
+        with (
+            trusted_models(getattr(args, "trust_model", False)),
+            wide_tables(getattr(args, "wide", False)),
+        ):
             return COMMANDS[args.command](args)
     except QuantlensError as exc:
         print(_error_line(str(exc)), file=sys.stderr)

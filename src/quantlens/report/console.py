@@ -6,9 +6,12 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -32,15 +35,119 @@ FIDELITY_COLUMNS = [
     ("mse", "out mse", "{:.3g}"),
     ("max_abs_error", "max |err|", "{:.3g}"),
     ("cosine_similarity", "cosine", "{:.5f}"),
-    ("top1_agreement", "top-1 agree", "{:.4f}"),
+    ("top1_agreement", "top-1", "{:.4f}"),
     ("kl_divergence", "KL", "{:.3g}"),
 ]
 
 
+#: Tables show every column (``--wide``) instead of each command's compact set.
+_WIDE: ContextVar[bool] = ContextVar("quantlens_wide_tables", default=False)
+#: How wide a --wide table may grow.
+WIDE_WIDTH = 240
+#: A name column is at least this wide (so names up to it are never folded), when it fits.
+NAME_MIN = 28
+
+
+@contextmanager
+def wide_tables(wide: bool = True) -> Iterator[None]:
+    """Within the block, tables show all their columns and may be wider than the terminal."""
+    token = _WIDE.set(wide)
+    try:
+        yield
+    finally:
+        _WIDE.reset(token)
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A console; when not writing to a terminal, wide enough that tables never wrap."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=200)
+    """A console as wide as the terminal, or ``COLUMNS`` when set (piped output too), or 80;
+    with :func:`wide_tables`, as wide as a wide table needs."""
+    if _WIDE.get():
+        probe = Console(stderr=stderr)
+        return Console(stderr=stderr, width=max(probe.width, WIDE_WIDTH))
+    return Console(stderr=stderr)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: ``name`` (a model or tensor name: folded, never cut), ``text`` (words
+    that wrap) or ``num`` (never wraps); ``compact`` columns show without ``--wide``."""
+
+    header: str
+    kind: str = "num"
+    compact: bool = True
+    style: str | None = None
+
+
+def build_table(
+    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+    width: int | None = None,
+) -> Table:  # fmt: skip
+    """A table of the compact columns (all of them with --wide), laid out to fit ``width``:
+    numbers never wrap, text columns wrap at their words first, names fold last (so a name
+    up to NAME_MIN characters stays on one line), nothing is cut."""
+    shown = [i for i, c in enumerate(columns) if c.compact or _WIDE.get()]
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  pad_edge=False)  # fmt: skip
+    for i in shown:
+        c = columns[i]
+        table.add_column(c.header, justify="right" if c.kind == "num" else "left",
+                         style=c.style, no_wrap=c.kind == "num", overflow="fold")  # fmt: skip
+    for r in rows:
+        table.add_row(*(r[i] for i in shown))
+    if width is not None and not _WIDE.get():
+        _fit(table, [columns[i] for i in shown], [[r[i] for i in shown] for r in rows], width)
+    return table
+
+
+def _plain(text: str) -> str:
+    from rich.text import Text
+
+    return Text.from_markup(text).plain
+
+
+def _fit(table: Table, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+         width: int) -> None:  # fmt: skip
+    """Give each column a width so the table fits ``width``: rich alone shrinks every
+    wrappable column alike (folding names where a text column had room) or crops."""
+    from rich.cells import cell_len
+
+    texts = [[_plain(c.header), *(_plain(r[i]) for r in rows)] for i, c in enumerate(columns)]
+    longest = [max(cell_len(t) for t in col) for col in texts]
+    words = [max([cell_len(w) for t in col for w in t.split()] or [1]) for col in texts]
+    floor = [
+        longest[i] if c.kind == "num" else (min(longest[i], NAME_MIN) if c.kind == "name"
+                                            else words[i])
+        for i, c in enumerate(columns)
+    ]  # fmt: skip
+    # padding (none at the outer edges), one separator between columns, two edges
+    room = width - (2 * len(columns) - 2) - max(0, len(columns) - 1) - 2
+    widths = list(longest)
+    # Give up room from text first, then names down to NAME_MIN, then names folded further:
+    # numbers are never the ones cut.
+    for kind, lowest in (("text", floor), ("name", floor), ("name", [8] * len(columns))):
+        excess = sum(widths) - room
+        if excess <= 0:
+            break
+        for i, c in sorted(enumerate(columns), key=lambda ic: -(widths[ic[0]] - lowest[ic[0]])):
+            if c.kind != kind or excess <= 0:
+                continue
+            cut = max(0, min(excess, widths[i] - lowest[i]))
+            widths[i] -= cut
+            excess -= cut
+    for column, c, w in zip(table.columns, columns, widths, strict=True):
+        if c.kind != "num":
+            column.width = max(1, w)
+
+
+def latency(ms: float | None) -> str:
+    """A latency with a unit that suits it (µs, ms, s) and 3 significant digits."""
+    if ms is None or ms != ms:
+        return "—"
+    if ms < 1:
+        return f"{ms * 1000:.3g} µs"
+    if ms < 1000:
+        return f"{ms:.3g} ms"
+    return f"{ms / 1000:.3g} s"
 
 
 def human_size(n: int) -> str:
@@ -59,8 +166,9 @@ def _fmt(value: float | None, pattern: str) -> str:
     return pattern.format(value) if value == value and abs(value) != float("inf") else str(value)
 
 
-def evaluation_table(result: EvaluationResult) -> Table:
-    """One row per model, the reference first: size, task metrics, fidelity to the reference."""
+def evaluation_table(result: EvaluationResult, width: int | None = None) -> Table:
+    """One row per model, the reference first: size, task metrics, fidelity to the reference
+    (compact: the first task metric, SQNR, top-1 agreement, p50 and speed-up)."""
     task_cols = [
         c
         for c in TASK_COLUMNS.get(result.dataset.task, [])
@@ -69,22 +177,16 @@ def evaluation_table(result: EvaluationResult) -> Table:
     fid_cols = [
         c for c in FIDELITY_COLUMNS if any(m.fidelity and c[0] in m.fidelity for m in result.models)
     ]
-    table = Table(
-        title=f"{result.dataset.samples} samples from {term(result.dataset.source)}"
-        f" · task: {result.dataset.task} · fidelity vs {term(result.reference)}",
-        title_justify="left",
-    )
-    table.add_column("model", style="bold")
-    table.add_column("format")
-    table.add_column("size", justify="right")
-    for _, header, _ in task_cols:
-        table.add_column(header, justify="right", style="cyan")
-    for _, header, _ in fid_cols:
-        table.add_column(header, justify="right", style="magenta")
+    compact_fidelity = ("sqnr_db", "top1_agreement")
+    columns = [Column("model", "name", style="bold"), Column("format", "text", compact=False),
+               Column("size", compact=False)]  # fmt: skip
+    columns += [Column(h, style="cyan", compact=i == 0) for i, (_, h, _) in enumerate(task_cols)]
+    columns += [Column(h, style="magenta", compact=k in compact_fidelity) for k, h, _ in fid_cols]
     benched = any(m.performance for m in result.models)
     if benched:
-        for header in ("p50 ms", "speed-up", "peak RSS"):
-            table.add_column(header, justify="right", style="green")
+        columns += [Column("p50", style="green"), Column("speed-up", style="green"),
+                    Column("peak RSS", style="green", compact=False)]  # fmt: skip
+    rows = []
     for m in result.models:
         row = [
             term(m.name) + (" (ref)" if m.role == "reference" else ""),
@@ -97,24 +199,26 @@ def evaluation_table(result: EvaluationResult) -> Table:
             perf = m.performance
             row += (
                 [
-                    f"{perf.latency_ms['p50']:.4g}" + (" ⚠" if perf.warnings else ""),
+                    latency(perf.latency_ms["p50"]) + (" ⚠" if perf.warnings else ""),
                     _fmt(perf.speedup, "{:.2f}×"),
                     "—" if perf.peak_rss_mb is None else f"{perf.peak_rss_mb:.1f} MiB",
                 ]
                 if perf
                 else ["—"] * 3
             )
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    title = (f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
+             f"{result.dataset.task} · fidelity vs {term(result.reference)}")  # fmt: skip
+    return build_table(title, columns, rows, width)
 
 
 def print_evaluation(result: EvaluationResult, console: Console | None = None) -> None:
     """Print the evaluation table, and per-output fidelity when models have several outputs."""
     console = console or Console()
-    console.print(evaluation_table(result))
+    console.print(evaluation_table(result, console.width))
     noisy = [m for m in result.models if m.performance and m.performance.warnings]
     if noisy:
-        console.print("[dim]⚠ p50 ms: the latency is noisy or from few runs; "
+        console.print("[dim]⚠ p50: the latency is noisy or from few runs; "
                       "the reasons follow[/]")  # fmt: skip
         for m in noisy:
             for w in m.performance.warnings:  # type: ignore[union-attr]
@@ -156,7 +260,11 @@ def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
         f"[bold]{term(info.name)}[/] · {info.format} · {human_size(info.size_bytes)} · "
         f"{term(info.path)}"
     )
-    table = Table("", "name", "shape", "dtype", "scale", "zero point")
+    columns = [
+        Column("", "text"), Column("name", "name"), Column("shape", "text"),
+        Column("dtype", "text"), Column("scale", "text"), Column("zero point", "text"),
+    ]  # fmt: skip
+    rows = []
     for role, specs in (("input", info.inputs), ("output", info.outputs)):
         for s in specs:
             q = s.quantization
@@ -167,7 +275,8 @@ def print_model_info(info: ModelInfo, console: Console | None = None) -> None:
             )
             zp = ", ".join(str(v) for v in q.zero_point[:4]) if q else "—"
             shape = "(" + ", ".join("?" if d is None else str(d) for d in s.shape) + ")"
-            table.add_row(role, term(s.name), shape, term(s.dtype), scale, zp)
+            rows.append([role, term(s.name), shape, term(s.dtype), scale, zp])
+    table = build_table(None, columns, rows, console.width)
     console.print(table)
     if info.op_counts:
         console.print("ops: " + ", ".join(f"{term(k)}×{v}" for k, v in info.op_counts.items()))
@@ -231,38 +340,46 @@ def _ratio_text(ratio: dict[str, float] | None) -> str:
     return f"{ratio['ratio']:.3f}{interval}"
 
 
-def bench_table(result: BenchResult) -> Table:
-    """One row per model and configuration: latency percentiles, throughput, memory, size."""
-    table = Table(title="latency of invoke in ms (steady state); ratio = p50 / first model's p50, "
-                  "95% bootstrap interval over rounds", title_justify="left")  # fmt: skip
-    headers = ("model", "threads", "batch", "runs", "p50", "p90", "p99", "mean", "cv", "init",
-               "first", "samples/s", "peak RSS", "size", "gzip", "ratio [95% CI]")  # fmt: skip
-    for header in headers:
-        table.add_column(header, justify="left" if header == "model" else "right")
+def bench_table(result: BenchResult, width: int | None = None) -> Table:
+    """One row per model and configuration: latency percentiles, throughput, memory, size
+    (compact: p50, p99, cv, throughput and the ratio; threads and batch when they vary)."""
+    varied = {k: len({getattr(e, k) for e in result.results}) > 1
+              for k in ("threads", "batch_size")}  # fmt: skip
+    columns = [
+        Column("model", "name"), Column("threads", compact=varied["threads"]),
+        Column("batch", compact=varied["batch_size"]), Column("runs", compact=False),
+        Column("p50"), Column("p90", compact=False), Column("p99"),
+        Column("mean", compact=False), Column("cv"), Column("init", compact=False),
+        Column("first", compact=False), Column("samples/s"),
+        Column("peak RSS", compact=False), Column("size", compact=False),
+        Column("gzip", compact=False), Column("ratio [95% CI]", "text"),
+    ]  # fmt: skip
+    rows = []
     for e in result.results:
         lat = e.latency_ms
-        flag = " ⚠" if e.warnings else ""
-        table.add_row(
-            term(e.name) + flag,
+        rows.append([
+            term(e.name) + (" ⚠" if e.warnings else ""),
             "default" if e.threads is None else str(e.threads),
             str(e.batch_size),
             str(e.runs),
-            *(f"{lat[k]:.4g}" for k in ("p50", "p90", "p99", "mean")),
+            *(latency(lat[k]) for k in ("p50", "p90", "p99", "mean")),
             f"{lat['cv']:.0%}",
-            *(_fmt(lat.get(k), "{:.3g}") for k in ("init", "first")),
+            *(latency(lat.get(k)) for k in ("init", "first")),
             f"{e.throughput_sps:,.0f}",
             "—" if e.peak_rss_mb is None else f"{e.peak_rss_mb:.1f} MiB",
             human_size(e.size_bytes),
             human_size(e.size_gzip_bytes),
             _ratio_text(e.ratio_to_first),
-        )
-    return table
+        ])  # fmt: skip
+    title = ("latency of invoke (steady state); ratio = p50 / the first model's, with the 95% "
+             "interval of a block bootstrap over rounds")  # fmt: skip
+    return build_table(title, columns, rows, width)
 
 
 def print_bench(result: BenchResult, console: Console | None = None) -> None:
     """Print the benchmark table and every warning under it."""
     console = console or Console()
-    console.print(bench_table(result))
+    console.print(bench_table(result, console.width))
     if any(e.warnings for e in result.results):
         console.print("[dim]⚠ after a model: its numbers may not be trusted; the reasons "
                       "follow[/]")  # fmt: skip
@@ -272,21 +389,20 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
                           f"{term(w, 2000)}")  # fmt: skip
     for e in result.results:
         if e.profile:
-            console.print(profile_table(e))
+            console.print(profile_table(e, width=console.width))
 
 
-def profile_table(e: BenchEntry, top: int = 8) -> Table:
+def profile_table(e: BenchEntry, top: int = 8, width: int | None = None) -> Table:
     """Where an ONNX model spends its time: op types, then the slowest nodes."""
     p = e.profile or {}
-    table = Table(title=f"{term(e.name)} (threads={e.threads}, batch={e.batch_size}): kernel time "
-                        f"{p.get('total_us', 0):.1f} µs per run", title_justify="left")  # fmt: skip
-    for h in ("op type / node", "share", "µs per run"):
-        table.add_column(h, justify="left" if h.startswith("op") else "right")
-    for r in p.get("by_op_type", []):
-        table.add_row(f"[bold]{term(r['op_type'])}[/]", f"{r['share']:.1%}", f"{r['mean_us']:.1f}")
-    for r in p.get("by_node", [])[:top]:
-        table.add_row(f"  {term(r['node'])} ({term(r['op_type'])})", f"{r['share']:.1%}",
-                      f"{r['mean_us']:.1f}")  # fmt: skip
+    title = (f"{term(e.name)} (threads={e.threads}, batch={e.batch_size}): kernel time "
+             f"{p.get('total_us', 0):.1f} µs per run")  # fmt: skip
+    rows = [[f"[bold]{term(r['op_type'])}[/]", f"{r['share']:.1%}", f"{r['mean_us']:.1f}"]
+            for r in p.get("by_op_type", [])]  # fmt: skip
+    rows += [[f"  {term(r['node'])} ({term(r['op_type'])})", f"{r['share']:.1%}",
+              f"{r['mean_us']:.1f}"] for r in p.get("by_node", [])[:top]]  # fmt: skip
+    table = build_table(title, [Column("op type / node", "name"), Column("share"),
+                                Column("µs per run")], rows, width)  # fmt: skip
     return table
 
 
@@ -294,14 +410,14 @@ def _delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
     if not paired:
         return "—", "—"
     key, scale, unit = (
-        ("accuracy_delta", 100, " pt") if task == "classification" else ("mae_delta", 1, "")
+        ("accuracy_delta", 100, "\u00a0pt") if task == "classification" else ("mae_delta", 1, "")
     )
     d, lo, hi = (paired[key] * scale, paired["ci95_low"] * scale, paired["ci95_high"] * scale)
     p = paired.get("mcnemar_p", paired.get("wilcoxon_p"))
     return f"{d:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]", f"{p:.2g}"
 
 
-def compare_table(result: EvaluationResult) -> Table:
+def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
     """The ranked comparison: acceptable variants by size, then the rest by drop."""
     from quantlens.compare import drop, within
 
@@ -319,17 +435,15 @@ def compare_table(result: EvaluationResult) -> Table:
             return (False, m.size_bytes)
         return (True, d if d is not None else math.inf)
 
-    table = Table(
-        title=f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
-        f"{task} · drop vs {term(ref.name)}, speed-up and size vs {term(baseline.name)}",
-        title_justify="left",
-    )
-    headers = ["variant", "size", "× float"]
+    columns = [Column("variant", "name"), Column("size"), Column("× float", compact=False)]
     if metric:
-        headers += [metric[0], "Δ [95% CI]", "p"]
-    headers += ["SQNR dB", "top-1 agree", "p50 ms", "speed-up", "verdict"]
-    for h in headers:
-        table.add_column(h, justify="left" if h in ("variant", "verdict") else "right")
+        columns += [Column(metric[0], compact=False), Column("Δ [95% CI]", "text"),
+                    Column("p", compact=False)]  # fmt: skip
+    columns += [
+        Column("SQNR dB", compact=not metric), Column("top-1 agree", compact=False),
+        Column("p50", compact=False), Column("speed-up"), Column("verdict", "text"),
+    ]  # fmt: skip
+    rows = []
     for m in [ref, *sorted(result.models[1:], key=rank)]:
         d = drop(m, ref, task)
         worse = m.name in rec.get("significantly_worse", [])
@@ -354,18 +468,21 @@ def compare_table(result: EvaluationResult) -> Table:
         row += [
             _fmt(fid.get("sqnr_db"), "{:.1f}"),
             _fmt(fid.get("top1_agreement"), "{:.4f}"),
-            _fmt(p50, "{:.4g}"),
+            latency(p50),
             _fmt(m.performance.speedup if m.performance else None, "{:.2f}×"),
             verdict,
         ]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    title = (f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
+             f"{task} · drop vs {term(ref.name)}, speed-up and size vs "
+             f"{term(baseline.name)}")  # fmt: skip
+    return build_table(title, columns, rows, width)
 
 
 def print_compare(result: EvaluationResult, console: Console | None = None) -> None:
     """Print the ranked comparison and the recommendation."""
     console = console or Console()
-    console.print(compare_table(result))
+    console.print(compare_table(result, console.width))
     legend = "✓ the recommended variant"
     if result.dataset.task in ("classification", "regression"):
         legend += (" · Δ: change of the task metric against the reference, with its 95% "
@@ -385,7 +502,7 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
         console.print(f"note: {term(rec['note'], 2000)}")
 
 
-def _short(name: str, width: int = 48) -> str:
+def _short(name: str, width: int = 96) -> str:
     """A long fused tensor name, shortened to its first part."""
     first = name.split(";")[0]
     return term(first if len(first) <= width else "…" + first[-(width - 1) :])
@@ -406,14 +523,18 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     by_output = {t["name"]: t for t in result.tensors}
     title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
              "worst input and its output)")  # fmt: skip
-    table = Table(title=title, title_justify="left")
     debugged = any("debugger" in t for t in result.tensors)
-    headers = ["#", "op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
-               "ch. worst dB", "float range", "ch. range ×", "scale", "rmse/scale"]  # fmt: skip
+    columns = [
+        Column("#"), Column("op", compact=False), Column("type", "text"),
+        Column("output tensor", "name"), Column("added dB"), Column("SQNR dB"),
+        Column("ch. median dB"), Column("ch. worst dB", compact=False),
+        Column("float range", compact=False), Column("ch. range ×", compact=False),
+        Column("scale", compact=False), Column("rmse/scale", compact=False),
+    ]  # fmt: skip
     if debugged:
-        headers += ["debugger mse", "debugger max |err|"]
-    for h in headers:
-        table.add_column(h, justify="left" if h in ("op", "type", "output tensor") else "right")
+        columns += [Column("debugger mse", compact=False),
+                    Column("debugger max |err|", compact=False)]  # fmt: skip
+    rows = []
     for rank, op in enumerate(result.top_ops(top), start=1):
         t = by_output.get(op["output"], {})
         extra = []
@@ -421,7 +542,7 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
             dbg = t.get("debugger", {})
             extra = [_fmt(dbg.get("mean_squared_error"), "{:.3g}"),
                      _fmt(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
-        table.add_row(
+        rows.append([
             str(rank), str(op["index"]), term(op["op_type"]), _short(op["output"]),
             f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
             _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
@@ -429,7 +550,8 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
             (f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"),
             _fmt(t.get("channel_range_ratio"), "{:.3g}"),
             _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"), *extra,
-        )  # fmt: skip
+        ])  # fmt: skip
+    table = build_table(title, columns, rows, console.width)
     console.print(table)
     weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
     if weights:
@@ -448,33 +570,31 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     acc = s["budget_metric"] == "accuracy"
     unit = "accuracy" if acc else "SQNR dB"
-    ranks = Table(title="candidate layers: by error added, and by the metric with only that "
-                        "layer kept in float", title_justify="left")  # fmt: skip
-    for h in ("rank", "by error added", "dB", "by sensitivity", unit):
-        ranks.add_column(h, justify="right" if h in ("rank", "dB", unit) else "left")
     by_err, by_sens = s["rankings"]["error_added"], s["rankings"]["sensitivity"]
+    rank_rows = []
     for k in range(max(len(by_err), len(by_sens))):
         e = by_err[k] if k < len(by_err) else None
         v = by_sens[k] if k < len(by_sens) else None
-        ranks.add_row(
+        rank_rows.append([
             str(k + 1),
-            f"{term(e['op_type'])} {_short(e['tensor'], 36)}" if e else "",
+            f"{term(e['op_type'])} {_short(e['tensor'], 60)}" if e else "",
             f"{e['error_added_db']:+.1f}" if e else "",
-            f"{term(v['op_type'])} {_short(v['tensor'], 36)}" if v else "",
+            f"{term(v['op_type'])} {_short(v['tensor'], 60)}" if v else "",
             f"{v['metric']:.4f}" if v and acc else (f"{v['metric']:.1f}" if v else ""),
-        )
-    console.print(ranks)
+        ])  # fmt: skip
+    console.print(build_table(
+        "candidate layers: by error added, and by the metric with only that layer kept in float",
+        [Column("rank"), Column("by error added", "text"), Column("dB"),
+         Column("by sensitivity", "text"), Column(unit)], rank_rows, console.width,
+    ))  # fmt: skip
     budget = f"drop ≤ {s['max_drop']:g} ({'accuracy' if acc else 'relative RMSE'})"
-    steps = Table(title=f"greedy search, budget: {budget}", title_justify="left")
-    for h in ("step", "kept in float", unit, "drop", "size", "p50 ms", "Pareto"):
-        steps.add_column(h, justify="left" if h == "kept in float" else "right")
     front = set(s["pareto"]["latency"]) | set(s["pareto"]["size"])
-    steps.add_row("float", "everything", _fmt(s.get("float_metric"), "{:.4f}"), "0",
-                  human_size(s["float_size_bytes"]), f"{s['float_p50_ms']:.4g}", "")  # fmt: skip
+    step_rows = [["float", "everything", _fmt(s.get("float_metric"), "{:.4f}"), "0",
+                  human_size(s["float_size_bytes"]), latency(s["float_p50_ms"]), ""]]  # fmt: skip
     for st in s["steps"]:
-        kept = ", ".join(_short(n, 28) for n in st["kept_in_float"][-1:])
+        kept = ", ".join(_short(n, 60) for n in st["kept_in_float"][-1:])
         put_back = "" if st.get("accepted", True) else " [dim](no gain: put back)[/]"
-        steps.add_row(
+        step_rows.append([
             str(st["step"]),
             (f"+ {kept}" if kept else "nothing")
             + (f" ({len(st['kept_in_float'])})" if kept else "")
@@ -482,10 +602,16 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
             f"{st['metric']:.4f}" if acc else f"{st['metric']:.1f}",
             f"{st['drop']:.4f}",
             human_size(st["size_bytes"]),
-            f"{st['p50_ms']:.4g}",
+            latency(st["p50_ms"]),
             "★" if st["step"] in front else "",
-        )
-    console.print(steps)
+        ])  # fmt: skip
+    console.print(build_table(
+        f"greedy search, budget: {budget}",
+        [Column("step"), Column("kept in float", "text"), Column(unit), Column("drop"),
+         Column("size"), Column("p50"), Column("Pareto")], step_rows, console.width,
+    ))  # fmt: skip
+    console.print("[dim]★ on a Pareto front: nothing is better in both the metric and latency, "
+                  "or the metric and size[/]")  # fmt: skip
     verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
     kept = ", ".join(f"{term(k['op_type'])} {term(k['tensor'])}"
                      for k in s["kept_in_float"]) or "none"  # fmt: skip
@@ -497,17 +623,18 @@ def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[
                console: Console | None = None) -> None:  # fmt: skip
     """Old against new, model by model; regressions in red."""
     console = console or Console()
-    table = Table(title="old → new (change: points for accuracy-like metrics and dB for SQNR, "
-                        "relative otherwise)", title_justify="left")  # fmt: skip
-    for h in ("model", "metric", "old", "new", "change", ""):
-        table.add_column(h, justify="left" if h in ("model", "metric", "") else "right")
+    diff_rows = []
     for r in rows:
         relative = r.metric not in ("accuracy", "top5_accuracy", "macro_f1", "r2",
                                     "top1_agreement", "sqnr_db")  # fmt: skip
         change = f"{r.change:+.1%}" if relative else f"{r.change:+.4g}"
-        table.add_row(term(r.model), term(r.metric), f"{r.old:.6g}", f"{r.new:.6g}", change,
-                      "[bold red]regression[/]" if r.regression else "")  # fmt: skip
-    console.print(table)
+        diff_rows.append([term(r.model), term(r.metric), f"{r.old:.6g}", f"{r.new:.6g}", change,
+                          "[bold red]regression[/]" if r.regression else ""])  # fmt: skip
+    console.print(build_table(
+        "old → new (change: points for accuracy-like metrics and dB for SQNR, relative otherwise)",
+        [Column("model", "name"), Column("metric", "text"), Column("old"), Column("new"),
+         Column("change"), Column("", "text")], diff_rows, console.width,
+    ))  # fmt: skip
     if only_old:
         console.print("only in the old report: " + ", ".join(term(n) for n in only_old))
     if only_new:
