@@ -329,9 +329,10 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
     )
 
     long_names = ("mobilenet_v2_int8_per_channel", "mobilenet_v2_float16_weights")
-    renamed = dataclasses.replace(evaluation(), models=tuple(
-        dataclasses.replace(m, name=n) for m, n in zip(evaluation().models,
-                                                        ("mobilenet_v2_float", *long_names))))  # fmt: skip
+    names = ("mobilenet_v2_float", *long_names)
+    models = tuple(dataclasses.replace(m, name=n)
+                   for m, n in zip(evaluation().models, names, strict=True))  # fmt: skip
+    renamed = dataclasses.replace(evaluation(), models=models)
     rec = dict(
         renamed.recommendation or {}, model=long_names[0], float_baseline="mobilenet_v2_float"
     )
