@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
+from quantlens.report.formats import delta_text, human_size, latency, number, ratio_text
 from quantlens.report.text import term
 from quantlens.results import (
     BenchEntry,
@@ -139,33 +140,6 @@ def _fit(table: Table, columns: Sequence[Column], rows: Sequence[Sequence[str]],
             column.width = max(1, w)
 
 
-def latency(ms: float | None) -> str:
-    """A latency with a unit that suits it (µs, ms, s) and 3 significant digits."""
-    if ms is None or ms != ms:
-        return "—"
-    if ms < 1:
-        return f"{ms * 1000:.3g} µs"
-    if ms < 1000:
-        return f"{ms:.3g} ms"
-    return f"{ms / 1000:.3g} s"
-
-
-def human_size(n: int) -> str:
-    """Bytes as B, KiB, MiB or GiB."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.2f} GiB"
-
-
-def _fmt(value: float | None, pattern: str) -> str:
-    if value is None:
-        return "—"
-    return pattern.format(value) if value == value and abs(value) != float("inf") else str(value)
-
-
 def evaluation_table(result: EvaluationResult, width: int | None = None) -> Table:
     """One row per model, the reference first: size, task metrics, fidelity to the reference
     (compact: the first task metric, SQNR, top-1 agreement, p50 and speed-up)."""
@@ -193,14 +167,14 @@ def evaluation_table(result: EvaluationResult, width: int | None = None) -> Tabl
             m.format,
             human_size(m.size_bytes),
         ]
-        row += [_fmt((m.task_metrics or {}).get(k), p) for k, _, p in task_cols]
-        row += [_fmt((m.fidelity or {}).get(k), p) for k, _, p in fid_cols]
+        row += [number((m.task_metrics or {}).get(k), p) for k, _, p in task_cols]
+        row += [number((m.fidelity or {}).get(k), p) for k, _, p in fid_cols]
         if benched:
             perf = m.performance
             row += (
                 [
                     latency(perf.latency_ms["p50"]) + (" ⚠" if perf.warnings else ""),
-                    _fmt(perf.speedup, "{:.2f}×"),
+                    number(perf.speedup, "{:.2f}×"),
                     "—" if perf.peak_rss_mb is None else f"{perf.peak_rss_mb:.1f} MiB",
                 ]
                 if perf
@@ -232,9 +206,9 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     for m in result.models:
         for o in m.outputs:
             f = o.fidelity
-            sqnr = _fmt(f.get("sqnr_db"), "{:.2f}")
-            mse = _fmt(f.get("mse"), "{:.3g}")
-            cosine = _fmt(f.get("cosine_similarity"), "{:.5f}")
+            sqnr = number(f.get("sqnr_db"), "{:.2f}")
+            mse = number(f.get("mse"), "{:.3g}")
+            cosine = number(f.get("cosine_similarity"), "{:.5f}")
             console.print(
                 f"  {term(m.name)} · output {term(o.name)}: SQNR {sqnr} dB, mse {mse}, "
                 f"cosine {cosine}"
@@ -332,14 +306,6 @@ def delayed_progress(
             progress.stop()
 
 
-def _ratio_text(ratio: dict[str, float] | None) -> str:
-    if not ratio:
-        return "1 (base)"
-    lo, hi = ratio.get("ci95_low", float("nan")), ratio.get("ci95_high", float("nan"))
-    interval = f" [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else ""
-    return f"{ratio['ratio']:.3f}{interval}"
-
-
 def bench_table(result: BenchResult, width: int | None = None) -> Table:
     """One row per model and configuration: latency percentiles, throughput, memory, size
     (compact: p50, p99, cv, throughput and the ratio; threads and batch when they vary)."""
@@ -369,7 +335,7 @@ def bench_table(result: BenchResult, width: int | None = None) -> Table:
             "—" if e.peak_rss_mb is None else f"{e.peak_rss_mb:.1f} MiB",
             human_size(e.size_bytes),
             human_size(e.size_gzip_bytes),
-            _ratio_text(e.ratio_to_first),
+            ratio_text(e.ratio_to_first),
         ])  # fmt: skip
     title = ("latency of invoke (steady state); ratio = p50 / the first model's, with the 95% "
              "interval of a block bootstrap over rounds")  # fmt: skip
@@ -404,17 +370,6 @@ def profile_table(e: BenchEntry, top: int = 8, width: int | None = None) -> Tabl
     table = build_table(title, [Column("op type / node", "name"), Column("share"),
                                 Column("µs per run")], rows, width)  # fmt: skip
     return table
-
-
-def _delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
-    if not paired:
-        return "—", "—"
-    key, scale, unit = (
-        ("accuracy_delta", 100, "\u00a0pt") if task == "classification" else ("mae_delta", 1, "")
-    )
-    d, lo, hi = (paired[key] * scale, paired["ci95_low"] * scale, paired["ci95_high"] * scale)
-    p = paired.get("mcnemar_p", paired.get("wilcoxon_p"))
-    return f"{d:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]", f"{p:.2g}"
 
 
 def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
@@ -462,14 +417,14 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
         row = [term(m.name), human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
         if metric:
             value = (m.task_metrics or {}).get(metric[0])
-            row += [_fmt(value, metric[1]), *_delta_text(m.paired, task)]
+            row += [number(value, metric[1]), *delta_text(m.paired, task)]
         fid = m.fidelity or {}
         p50 = m.performance.latency_ms["p50"] if m.performance else None
         row += [
-            _fmt(fid.get("sqnr_db"), "{:.1f}"),
-            _fmt(fid.get("top1_agreement"), "{:.4f}"),
+            number(fid.get("sqnr_db"), "{:.1f}"),
+            number(fid.get("top1_agreement"), "{:.4f}"),
             latency(p50),
-            _fmt(m.performance.speedup if m.performance else None, "{:.2f}×"),
+            number(m.performance.speedup if m.performance else None, "{:.2f}×"),
             verdict,
         ]
         rows.append(row)
@@ -516,8 +471,8 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     console.print(f"[dim]{term(result.note, 2000)}[/]")
     for name, f in result.end_to_end.items():
         console.print(
-            f"end to end, output {term(name)}: SQNR {_fmt(f.get('sqnr_db'), '{:.2f}')} dB, "
-            f"cosine {_fmt(f.get('cosine_similarity'), '{:.5f}')}"
+            f"end to end, output {term(name)}: SQNR {number(f.get('sqnr_db'), '{:.2f}')} dB, "
+            f"cosine {number(f.get('cosine_similarity'), '{:.5f}')}"
             + (f", top-1 agreement {f['top1_agreement']:.4f}" if "top1_agreement" in f else "")
         )
     by_output = {t["name"]: t for t in result.tensors}
@@ -540,16 +495,16 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
         extra = []
         if debugged:
             dbg = t.get("debugger", {})
-            extra = [_fmt(dbg.get("mean_squared_error"), "{:.3g}"),
-                     _fmt(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
+            extra = [number(dbg.get("mean_squared_error"), "{:.3g}"),
+                     number(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
         rows.append([
             str(rank), str(op["index"]), term(op["op_type"]), _short(op["output"]),
-            f"{op['error_added_db']:+.1f}", _fmt(op.get("output_sqnr_db"), "{:.1f}"),
-            _fmt(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
-            _fmt(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
+            f"{op['error_added_db']:+.1f}", number(op.get("output_sqnr_db"), "{:.1f}"),
+            number(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
+            number(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
             (f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"),
-            _fmt(t.get("channel_range_ratio"), "{:.3g}"),
-            _fmt(t.get("scale"), "{:.3g}"), _fmt(t.get("rmse_over_scale"), "{:.2f}"), *extra,
+            number(t.get("channel_range_ratio"), "{:.3g}"),
+            number(t.get("scale"), "{:.3g}"), number(t.get("rmse_over_scale"), "{:.2f}"), *extra,
         ])  # fmt: skip
     table = build_table(title, columns, rows, console.width)
     console.print(table)
@@ -589,7 +544,7 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
     ))  # fmt: skip
     budget = f"drop ≤ {s['max_drop']:g} ({'accuracy' if acc else 'relative RMSE'})"
     front = set(s["pareto"]["latency"]) | set(s["pareto"]["size"])
-    step_rows = [["float", "everything", _fmt(s.get("float_metric"), "{:.4f}"), "0",
+    step_rows = [["float", "everything", number(s.get("float_metric"), "{:.4f}"), "0",
                   human_size(s["float_size_bytes"]), latency(s["float_p50_ms"]), ""]]  # fmt: skip
     for st in s["steps"]:
         kept = ", ".join(_short(n, 60) for n in st["kept_in_float"][-1:])

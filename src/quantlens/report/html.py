@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.report import plots
-from quantlens.report.console import human_size
+from quantlens.report.formats import delta_text, human_size, latency, ratio_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 CSS = """
@@ -118,15 +118,13 @@ def evaluation_html(
         *task_keys,
         "SQNR dB",
         "top-1 agree",
-        "p50 ms",
+        "p50",
         "speed-up",
         "Δ [95% CI]",
     ]
     rows = []
     for m in models:
-        p = m.paired or {}
-        delta_key = "accuracy_delta" if "accuracy_delta" in p else "mae_delta"
-        delta = f"{p[delta_key]:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if p else "—"
+        delta = delta_text(m.paired, result.dataset.task)[0]
         name = _e(m.name) + (" <b>✓ recommended</b>" if m.name == rec.get("model") else "")
         name += " (reference)" if m.role == "reference" else ""
         if (m.quantization or {}).get("io_change"):
@@ -139,7 +137,7 @@ def evaluation_html(
                 *(_num((m.task_metrics or {}).get(k)) for k in task_keys),
                 _num((m.fidelity or {}).get("sqnr_db"), "{:.1f}"),
                 _num((m.fidelity or {}).get("top1_agreement")),
-                _num(m.performance.latency_ms["p50"] if m.performance else None),
+                latency(m.performance.latency_ms["p50"] if m.performance else None),
                 _num(m.performance.speedup if m.performance else None, "{:.2f}×"),
                 delta,
             ]
@@ -233,12 +231,12 @@ def bench_html(
         "model",
         "threads",
         "batch",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
+        "p50",
+        "p90",
+        "p99",
         "cv",
-        "init ms",
-        "first ms",
+        "init",
+        "first",
         "samples/s",
         "peak RSS",
         "size",
@@ -248,16 +246,16 @@ def bench_html(
     rows = []
     for e in result.results:
         lat, r = e.latency_ms, e.ratio_to_first
-        ratio = f"{r['ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]" if r else "1 (base)"
+        ratio = ratio_text(r)
         rows.append(
             [
                 _e(e.name) + (" ⚠ " + _e("; ".join(e.warnings)) if e.warnings else ""),
                 _e(e.threads if e.threads is not None else "default"),
                 str(e.batch_size),
-                *(_num(lat.get(k)) for k in ("p50", "p90", "p99")),
+                *(latency(lat.get(k)) for k in ("p50", "p90", "p99")),
                 f"{lat['cv']:.0%}",
-                _num(lat.get("init"), "{:.3g}"),
-                _num(lat.get("first"), "{:.3g}"),
+                latency(lat.get("init")),
+                latency(lat.get("first")),
                 f"{e.throughput_sps:,.0f}",
                 _num(e.peak_rss_mb, "{:.1f} MiB"),
                 human_size(e.size_bytes),

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.report.console import human_size
+from quantlens.report.formats import delta_text, human_size, latency, ratio_text
 from quantlens.report.text import md_code, md_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
@@ -43,7 +43,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     task = result.dataset.task
     metric = {"classification": "accuracy", "regression": "mae"}.get(task)
     headers = ["model", "size"] + ([metric, "Δ [95% CI]", "p"] if metric else [])
-    headers += ["SQNR dB", "top-1 agree", "p50 ms", "speed-up"]
+    headers += ["SQNR dB", "top-1 agree", "p50", "speed-up"]
     rows = []
     for m in result.models:
         label = md_code(m.name) + (" (reference)" if m.role == "reference" else "")
@@ -51,17 +51,14 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
         label += " (integer I/O)" if (m.quantization or {}).get("io_change") else ""
         row = [label, human_size(m.size_bytes)]
         if metric:
-            p = m.paired or {}
-            key = "accuracy_delta" if task == "classification" else "mae_delta"
-            delta = f"{p[key]:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if p else "—"
-            pv = p.get("mcnemar_p", p.get("wilcoxon_p"))
-            row += [_n((m.task_metrics or {}).get(metric)), delta, _n(pv, "{:.2g}")]
+            delta, pv = delta_text(m.paired, task)
+            row += [_n((m.task_metrics or {}).get(metric)), delta, pv]
         fid = m.fidelity or {}
         perf = m.performance
         row += [
             _n(fid.get("sqnr_db"), "{:.1f}"),
             _n(fid.get("top1_agreement")),
-            _n(perf.latency_ms["p50"] if perf else None),
+            latency(perf.latency_ms["p50"] if perf else None),
             _n(perf.speedup if perf else None, "{:.2f}×"),
         ]
         rows.append(row)
@@ -92,11 +89,11 @@ def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) ->
         r = e.ratio_to_first
         rows.append([
             md_code(e.name), str(e.threads if e.threads is not None else "default"),
-            str(e.batch_size), _n(e.latency_ms["p50"]), _n(e.latency_ms["p99"]),
+            str(e.batch_size), latency(e.latency_ms["p50"]), latency(e.latency_ms["p99"]),
             f"{e.throughput_sps:,.0f}", human_size(e.size_bytes),
-            f"{r['ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]" if r else "1 (base)",
+            ratio_text(r),
         ])  # fmt: skip
-    headers = ["model", "threads", "batch", "p50 ms", "p99 ms", "samples/s", "size", "p50 ratio"]
+    headers = ["model", "threads", "batch", "p50", "p99", "samples/s", "size", "p50 ratio"]
     return "### quantlens benchmark\n\n" + _table(headers, rows) + _gates(gates) + "\n"
 
 
