@@ -17,7 +17,7 @@ color:#222;line-height:1.4}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
-th{background:#f4f4f4}td.name,th.name{text-align:left}
+th{background:#f4f4f4}td.name,th.name{text-align:left}td:not(.name){white-space:nowrap}
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
 .note{color:#666;font-size:.85rem}code{background:#f4f4f4;padding:0 .2rem}

@@ -14,13 +14,27 @@ def _pyplot() -> Any:
     matplotlib = require("matplotlib", "report", "the HTML report")
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: no embedded font files
-    # Labels are model and tensor names: '$...$' in one must stay text, not become mathtext
-    # (which fails on a malformed formula after the whole run).
-    matplotlib.rcParams["text.parse_math"] = False
     matplotlib.rcParams["text.usetex"] = False
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _label(name: str) -> str:
+    """A model or tensor name as plot text: one line, and its '$' escaped so that it is not
+    read as mathtext (a malformed formula would fail after the whole run)."""
+    return visible(name, 60).replace("$", r"\$")
+
+
+def _plain_log_axis(axis: Any, set_scale: Any) -> None:
+    """A log axis labelled 1, 2, 5 per decade in plain numbers (0.002, 0.005, 0.01): the
+    default's '3×10⁻³' minor labels run into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _svg(fig: Any) -> str:
@@ -45,36 +59,66 @@ def tradeoff(
     names: Sequence[str], costs: Sequence[float], metric: Sequence[float], *,
     xlabel: str, ylabel: str, recommended: str | None, logx: bool = False,
 ) -> str:  # fmt: skip
-    """One point per model, the Pareto front drawn, the recommended model marked."""
+    """One numbered point per model (a key under the plot names them: labels written beside
+    the points overlap as soon as two models are close), the Pareto front drawn, the
+    recommended model circled."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.scatter(costs, metric, color="#4C72B0", zorder=3)
     front = pareto_front(list(zip(costs, metric, strict=True)))
     ax.plot([costs[i] for i in front], [metric[i] for i in front], "--", color="#DD8452",
-            label="Pareto front", zorder=2)  # fmt: skip
+            linewidth=2, label="Pareto front", zorder=2)  # fmt: skip
+    for label, (x, y) in _numbered_positions(costs, metric, logx).items():
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     for n, x, y in zip(names, costs, metric, strict=True):
-        ax.annotate(visible(n, 60), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if n == recommended:
             ax.scatter([x], [y], s=220, facecolors="none", edgecolors="#55A868", linewidths=2,
                        label="recommended", zorder=4)  # fmt: skip
     if logx:
-        ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis, ax.set_xscale)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    blank = Line2D([], [], linestyle="none")
+    key = [f"{k}  {_label(n)}" for k, n in enumerate(names, start=1)]
+    ax.legend(handles + [blank] * len(key), labels + key, fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # fmt: skip
     return _svg(fig)
+
+
+def _numbered_positions(
+    xs: Sequence[float], ys: Sequence[float], logx: bool
+) -> dict[str, tuple[float, float]]:
+    """'1', '2,3', ... at each cluster of points: models closer than 4% of the axes' spans
+    share one label, so no two labels overlap."""
+    import math
+
+    px = [math.log10(x) if logx and x > 0 else x for x in xs]
+    span_x = (max(px) - min(px)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    clusters: list[list[int]] = []
+    for k in range(len(xs)):
+        near = next((c for c in clusters if abs(px[c[0]] - px[k]) < 0.04 * span_x
+                     and abs(ys[c[0]] - ys[k]) < 0.04 * span_y), None)  # fmt: skip
+        if near is None:
+            clusters.append([k])
+        else:
+            near.append(k)
+    return {",".join(str(k + 1) for k in c): (xs[c[0]], ys[c[0]]) for c in clusters}
 
 
 def latency_boxes(names: Sequence[str], samples: Sequence[Sequence[float]]) -> str:
     """Box plots of the raw steady-state latencies, one per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(names)))
-    ax.boxplot(list(samples), vert=False, tick_labels=[visible(n, 60) for n in names],
+    ax.boxplot(list(samples), vert=False, tick_labels=[_label(n) for n in names],
                showfliers=True,
                flierprops={"markersize": 2})  # fmt: skip
     ax.set_xlabel("latency of invoke (ms)")
-    ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis, ax.set_xscale)
     ax.grid(alpha=0.3, axis="x")
     return _svg(fig)
 
@@ -91,7 +135,7 @@ def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[flo
     a2.set_ylabel("error added (dB)")
     a2.set_xlabel("op, in graph order")
     for i in sorted(x, key=lambda i: -added[i])[:worst]:
-        a2.annotate(visible(labels[i], 60), (i, added[i]), textcoords="offset points",
+        a2.annotate(_label(labels[i]), (i, added[i]), textcoords="offset points",
                     xytext=(0, 3), ha="center", fontsize=7)  # fmt: skip
     a2.set_xticks(x)
     for ax in (a1, a2):
