@@ -73,18 +73,33 @@ def refuse_untrusted_saved_model(path: str) -> None:
         )
 
 
+#: A model config larger than this is not one Keras wrote.
+MAX_CONFIG_BYTES = 64 * 2**20
+
+
 def _keras_config_text(path: str) -> str:
     """The model config a .keras or .h5 file holds, as text ('' when it cannot be read; Keras
-    then reports the file itself)."""
-    import zipfile
+    then reports the file itself).
 
-    try:
-        if zipfile.is_zipfile(path):
+    Raises:
+        ModelLoadError: the config is too large to be a model's.
+    """
+    import zipfile
+    import zlib
+
+    if zipfile.is_zipfile(path):
+        try:
             with zipfile.ZipFile(path) as zf:
-                info = zf.getinfo("config.json")
-                if info.file_size > 64 * 2**20:
-                    return "TFSMLayer?"  # a config this large is not a model config: refuse
-                return zf.read(info).decode("utf-8", errors="replace")
+                names = zf.namelist()
+                info = zf.getinfo("config.json") if "config.json" in names else None
+                if info is not None and info.file_size > MAX_CONFIG_BYTES:
+                    size = info.file_size / 2**20
+                    raise ModelLoadError(f"{path} holds a {size:.0f} MiB model config; a Keras "
+                                         "model's is far smaller")  # fmt: skip
+                return zf.read(info).decode("utf-8", errors="replace") if info else ""
+        except (OSError, zipfile.BadZipFile, zlib.error):
+            return ""
+    try:
         import h5py
 
         with h5py.File(path, "r") as f:
