@@ -23,7 +23,7 @@ from _models import conv_net
 
 from quantlens.bench.inputs import synthetic_inputs
 from quantlens.bench.schedule import interleave
-from quantlens.models.base import load_model
+from quantlens.models.loading import load_model
 
 N = 20_000
 

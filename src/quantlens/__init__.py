@@ -13,7 +13,8 @@ from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.diagnose import diagnose
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
-from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec, load_model
+from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec
+from quantlens.models.loading import load_model
 from quantlens.quantize import quantize
 from quantlens.results import (
     BenchEntry,

@@ -542,7 +542,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.suggest:
         import dataclasses
 
-        from quantlens.models.base import load_model
+        from quantlens.models.loading import load_model
         from quantlens.quantize import source_kind
         from quantlens.suggest import make_builder, suggest
 
@@ -613,7 +613,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from quantlens.models.base import load_model
+    from quantlens.models.loading import load_model
     from quantlens.report.console import print_model_info
     from quantlens.report.files import write_json
 

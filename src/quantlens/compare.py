@@ -97,7 +97,7 @@ def _significantly_faster(a: ModelResult, b: ModelResult) -> bool:
 
 def _io_dtypes(path: Path) -> list[str]:
     """The dtypes a model takes and gives, inputs then outputs."""
-    from quantlens.models.base import load_model
+    from quantlens.models.loading import load_model
 
     model = load_model(path)
     return [s.dtype for s in (*model.inputs, *model.outputs)]

@@ -425,7 +425,7 @@ def _debugger_statistics(
 
 def load_model_inputs(source: Path) -> Any:
     """The input specs of a model file (loads it once)."""
-    from quantlens.models.base import load_model
+    from quantlens.models.loading import load_model
 
     return load_model(source).inputs
 

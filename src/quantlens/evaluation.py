@@ -19,13 +19,13 @@ from quantlens.models.base import (
     Model,
     QuantParams,
     TensorSpec,
-    load_model,
     models_trusted,
     plain_name,
     unique_names,
 )
 from quantlens.models.batching import PROBE_SAMPLES, declared_batch
 from quantlens.models.layout import adapt
+from quantlens.models.loading import load_model
 from quantlens.models.quantization import clipped_count, integer_parts
 from quantlens.paired import paired
 from quantlens.results import (
@@ -343,7 +343,7 @@ def evaluate(
     fixed = dict(constants or {})
     # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
     # Inline, the probe runs on the first batch of the run itself.
-    decisions = probe_batching(models, wiring, dataset, fixed, allow_nonfinite) if shards else []
+    decisions = probe_models(models, wiring, dataset, fixed, allow_nonfinite) if shards else []
     plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
                 models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
                 containment.verified())  # fmt: skip
@@ -390,7 +390,7 @@ def evaluate(
     )
 
 
-def probe_batching(
+def probe_models(
     models: Sequence[Model], wiring: Sequence[tuple[list[int], list[int]]], dataset: Dataset,
     constants: Mapping[str, Any], allow_nonfinite: bool,
 ) -> list[BatchingDecision]:  # fmt: skip

@@ -21,8 +21,9 @@ from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
 from quantlens.data import check_batch_memory
 from quantlens.errors import ConfigError
-from quantlens.models.base import Model, gzip_size, load_model, path_size, unique_names
+from quantlens.models.base import Model, gzip_size, path_size, unique_names
 from quantlens.models.layout import Relayout
+from quantlens.models.loading import load_model
 from quantlens.results import BenchEntry, BenchResult
 
 DEFAULT_WARMUP_RUNS = 10

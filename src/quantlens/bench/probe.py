@@ -77,7 +77,7 @@ def _import_runtime(path: str) -> None:
 
 def _child(request: Any) -> dict[str, Any]:
     from quantlens._quiet import captured_output
-    from quantlens.models.base import load_model
+    from quantlens.models.loading import load_model
 
     with np.load(request, allow_pickle=False) as req:
         path = str(req["path"])

@@ -21,7 +21,8 @@ _MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> l
 def shard_task(plan: Any, dataset: Any) -> Any:
     """Evaluate one shard in a worker (models loaded once per process and plan)."""
     from quantlens.evaluation import run_shard
-    from quantlens.models.base import load_model, trusted_models
+    from quantlens.models.base import trusted_models
+    from quantlens.models.loading import load_model
 
     key = plan.models_key
     if key not in _MODELS:

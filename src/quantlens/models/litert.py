@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -287,7 +288,7 @@ class LiteRTModel(RunnerBatching):
         of the QUANTIZE op that reads a float input (None: the input stays float)."""
         details = {d["index"]: d for d in self._interp.get_tensor_details()}
         first_quantize: dict[int, int] = {}
-        for op in self._graph().ops:
+        for op in self._graph.ops:
             if op.op_type == "QUANTIZE" and op.inputs:
                 first_quantize.setdefault(op.inputs[0], op.outputs[0])
         out: list[tuple[QuantParams, str] | None] = []
@@ -301,7 +302,9 @@ class LiteRTModel(RunnerBatching):
             out.append((qp, dtype) if qp is not None and dtype in INTEGER_IO_DTYPES else None)
         return out
 
+    @functools.cached_property
     def _graph(self) -> Graph:
+        """The main subgraph's ops and tensors, read from the file once, when first needed."""
         return read_graph(Path(self.path).read_bytes(), self.path)
 
     def tensor_value(self, index: int) -> np.ndarray:

@@ -17,8 +17,9 @@ import numpy as np
 
 from quantlens.data import load_dataset
 from quantlens.errors import ConfigError, ConversionError, QuantlensError
-from quantlens.models.base import ModelInfo, TensorSpec, load_model
+from quantlens.models.base import ModelInfo, TensorSpec
 from quantlens.models.batching import one_sample_feeds
+from quantlens.models.loading import load_model
 from quantlens.models.quantization import integer_parts
 from quantlens.quantize.aeq import AEQ_MODES
 from quantlens.quantize.ort import ONNX_MODES
