@@ -104,10 +104,17 @@ def test_recommendation_rule() -> None:
     )
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
     rec = recommend(result, "f32", 0.01)
-    assert rec["model"] == "dyn" and rec["slower_than_float"] == ["dyn"]
-    assert "28% of the float model's size" in rec["reason"]  # 110 / 400
-    assert "0.67× the float model's speed [95% CI 0.60–0.70]" in rec["reason"]
-    assert "a drop of 0.5 accuracy points" in rec["reason"]
+    # dyn is the smallest within the budget, but significantly slower than float: held back
+    assert rec["model"] == "f16" and rec["slower_than_float"] == ["dyn"]
+    assert "significantly slower than the float model: dyn" in rec["reason"]
+    assert "50% of the float model's size" in rec["reason"]  # 200 / 400
+    assert "a drop of 0.1 accuracy points" in rec["reason"]
+    # when every acceptable variant is slower, the smallest is still the answer
+    only_slow = EvaluationResult(result.dataset, "ref", (models[0], models[4]))
+    slow = recommend(only_slow, "ref", 0.01)
+    assert slow["model"] == "dyn" and "significantly slower" not in slow["reason"]
+    assert "0.67× the float model's speed [95% CI 0.60–0.70]" in slow["reason"]
+    assert "a drop of 0.5 accuracy points" in slow["reason"]
     assert recommend(result, "f32", 0.02)["model"] == "i8"
     assert recommend(result, "f32", 0.01, prefer="latency")["model"] == "f32"
     none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
@@ -119,7 +126,7 @@ def test_recommendation_weighs_speed_and_the_io_contract() -> None:
         _model("ref", 1000, 0.90, 5.0, None),
         _model("f32", 400, 0.90, 1.0, "float32", (1.0, 1.0)),
         _model("int8io", 100, 0.90, 0.5, "int8-io", (1.9, 2.1), io="float32 -> int8"),
-        _model("dyn", 104, 0.90, 2.0, "dynamic", (0.45, 0.55)),  # smallest float-I/O, slow
+        _model("dyn", 104, 0.90, 1.0, "dynamic", (0.9, 1.1)),  # smallest float-I/O, as float
         _model("int8", 110, 0.90, 0.5, "int8", (1.9, 2.1)),  # 6% larger, four times faster
     )
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)

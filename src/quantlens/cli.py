@@ -542,18 +542,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.suggest:
         import dataclasses
 
-        from quantlens.models.loading import load_model
-        from quantlens.quantize import source_kind
-        from quantlens.suggest import make_builder, suggest
+        from quantlens.suggest import suggest_from_source
 
-        build = make_builder(source, mode, calibration, args.calibration_samples,
-                             load_model(source).inputs)  # fmt: skip
-        float_names = {t["name"]: t["float_name"] for t in result.tensors}
-        kind = source_kind(source)
-        suggestion = suggest(
-            result, build, float_tflite, data, max_drop=args.max_drop,
+        suggestion = suggest_from_source(
+            result, source, float_tflite, data, mode=mode, calibration=calibration,
+            calibration_samples=args.calibration_samples, max_drop=args.max_drop,
             budget_metric=args.budget_metric, out_dir=args.out,
-            name_of=_suggest_names(kind, float_names),
             status=lambda text: status.print(visible(text), style="dim", markup=False)
             if status.is_terminal
             else None,
@@ -561,16 +555,6 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         result = dataclasses.replace(result, suggestion=suggestion)
         print_suggestion(suggestion, console)
     return _finish(args, result, console, [])
-
-
-def _suggest_names(kind: str, float_names: dict[str, str]) -> Any:
-    """How the rebuilding tool knows an op: ai-edge-quantizer by the float model's output
-    tensor name, onnxruntime by node name, the TFLite debugger by the output tensor name."""
-    if kind == "tflite":
-        return lambda op: float_names.get(op["output"], op["output"])
-    if kind == "onnx":
-        return lambda op: op.get("node") or op["output"]
-    return lambda op: op["output"]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from quantlens.quantize import (
     resolve_modes,
     source_kind,
 )
+from quantlens.report.formats import drop_words
 from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult, ReportWarning
 
 DEFAULT_MAX_DROP = 0.01
@@ -66,15 +67,6 @@ def _p50(m: ModelResult) -> float | None:
 def within(drop_value: float, max_drop: float) -> bool:
     """``drop_value ≤ max_drop``, forgiving the float error of 1.0 − 0.99 and the like."""
     return drop_value <= max_drop + 1e-9
-
-
-def _amount(d: float, task: str) -> str:
-    """A drop in words, in the units of ``task``."""
-    if task == "classification":
-        return f"{d * 100:g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
-    if task == "regression":
-        return f"{d:.2%} of MAE"
-    return f"{d:.2%} disagreement with the reference"
 
 
 PREFERENCES = ("size", "latency")
@@ -123,7 +115,7 @@ def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -
         if perf.speedup_ci95 is not None:
             speed += f" [95% CI {perf.speedup_ci95[0]:.2f}–{perf.speedup_ci95[1]:.2f}]"
         parts.append(speed)
-    detail = f"a drop of {_amount(drop(m, ref, task) or 0.0, task)}"
+    detail = f"a drop of {drop_words(drop(m, ref, task) or 0.0, task)}"
     if m.paired:
         lo, hi = m.paired["ci95_low"], m.paired["ci95_high"]
         scale = 100 if task == "classification" else 1
@@ -142,7 +134,8 @@ def recommend(
     Acceptable variants drop at most ``max_drop``; a variant that changes the model's I/O
     contract (integer inputs or outputs) only with ``allow_io_change``. ``prefer="size"``
     takes the smallest, unless one at most SIZE_SLACK larger is significantly faster;
-    ``prefer="latency"`` takes the fastest, the smaller on a tie. The result also names the
+    ``prefer="latency"`` takes the fastest, the smaller on a tie. A variant significantly
+    slower than float is taken only when every acceptable one is. The result also names the
     variants significantly worse than the reference and those significantly slower than float.
     """
     if prefer not in PREFERENCES:
@@ -162,7 +155,14 @@ def recommend(
         for m in candidates
         if m is not baseline and m.performance is not None and m.performance.significantly_slower
     ]
-    allowed = _amount(max_drop, task)
+    # A variant significantly slower than float is a size saving paid for in speed; it is
+    # picked only when no acceptable variant is at least as fast as float.
+    slow_held_back = [m.name for m in acceptable if m.name in slower]
+    if len(slow_held_back) < len(acceptable):
+        acceptable = [m for m in acceptable if m.name not in slow_held_back]
+    else:
+        slow_held_back = []
+    allowed = drop_words(max_drop, task)
     if acceptable:
         if prefer == "latency":
             best = max(acceptable, key=lambda m: (_speedup(m), -m.size_bytes))
@@ -185,6 +185,9 @@ def recommend(
     if io_held_back:
         reason += (f"; not considered, as they change the model's I/O to integers: "
                    f"{', '.join(io_held_back)} (allow with --allow-io-change)")  # fmt: skip
+    if slow_held_back:
+        reason += ("; not considered, as they are significantly slower than the float model: "
+                   f"{', '.join(slow_held_back)}")  # fmt: skip
     return {
         "model": chosen,
         "reason": reason,

@@ -249,3 +249,41 @@ def suggest(
         ],
         "model": str(chosen),
     }
+
+
+def suggest_from_source(
+    diagnosis: DiagnosisResult,
+    source: str | Path,
+    float_model: str | Path,
+    data: Any,
+    *,
+    mode: str,
+    calibration: Any,
+    calibration_samples: int,
+    max_drop: float,
+    budget_metric: str = "accuracy",
+    out_dir: str | Path,
+    status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`suggest` with the quantized model rebuilt from ``source`` (a Keras file,
+    SavedModel, float ``.tflite`` or ``.onnx``) in ``mode``, each op named the way the
+    rebuilding tool knows it."""
+    from quantlens.models.loading import load_model
+
+    src = Path(source)
+    build = make_builder(src, mode, calibration, calibration_samples, load_model(src).inputs)
+    float_names = {t["name"]: t["float_name"] for t in diagnosis.tensors}
+    return suggest(
+        diagnosis, build, float_model, data, max_drop=max_drop, budget_metric=budget_metric,
+        out_dir=out_dir, name_of=_names_for(source_kind(src), float_names), status=status,
+    )  # fmt: skip
+
+
+def _names_for(kind: str, float_names: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+    """How the rebuilding tool knows an op: ai-edge-quantizer by the float model's output
+    tensor name, onnxruntime by node name, the TFLite debugger by the output tensor name."""
+    if kind == "tflite":
+        return lambda op: float_names.get(op["output"], op["output"])
+    if kind == "onnx":
+        return lambda op: op.get("node") or op["output"]
+    return lambda op: op["output"]

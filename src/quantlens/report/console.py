@@ -16,7 +16,21 @@ from rich.console import Console
 from rich.table import Table
 
 from quantlens.models.base import ModelInfo
-from quantlens.report.formats import delta_text, human_size, latency, number, ratio_text
+from quantlens.report.formats import (
+    compare_legend,
+    delta_header,
+    delta_text,
+    drop_text,
+    human_size,
+    latency,
+    metric_text,
+    number,
+    origin_sentence,
+    ratio_text,
+    short_tensor_name,
+    step_additions,
+    suggestion_metric,
+)
 from quantlens.report.text import term
 from quantlens.results import (
     BenchEntry,
@@ -27,18 +41,13 @@ from quantlens.results import (
 )
 
 TASK_COLUMNS = {
-    "classification": [("accuracy", "acc", "{:.4f}"), ("top5_accuracy", "top5", "{:.4f}"),
-                       ("macro_f1", "macro F1", "{:.4f}")],
-    "regression": [("mse", "mse", "{:.4g}"), ("mae", "mae", "{:.4g}"), ("r2", "r2", "{:.4f}")],
-}  # fmt: skip
+    "classification": [("accuracy", "acc"), ("top5_accuracy", "top5"), ("macro_f1", "macro F1")],
+    "regression": [("mse", "mse"), ("mae", "mae"), ("r2", "r2")],
+}
 FIDELITY_COLUMNS = [
-    ("sqnr_db", "SQNR dB", "{:.2f}"),
-    ("mse", "out mse", "{:.3g}"),
-    ("max_abs_error", "max |err|", "{:.3g}"),
-    ("cosine_similarity", "cosine", "{:.5f}"),
-    ("top1_agreement", "top-1", "{:.4f}"),
-    ("kl_divergence", "KL", "{:.3g}"),
-]
+    ("sqnr_db", "SQNR dB"), ("mse", "out mse"), ("max_abs_error", "max |err|"),
+    ("cosine_similarity", "cosine"), ("top1_agreement", "top-1"), ("kl_divergence", "KL"),
+]  # fmt: skip
 
 
 #: Tables show every column (``--wide``) instead of each command's compact set.
@@ -85,19 +94,59 @@ def build_table(
 ) -> Table:  # fmt: skip
     """A table of the compact columns (all of them with --wide), laid out to fit ``width``:
     numbers never wrap, text columns wrap at their words first, names fold last (so a name
-    up to NAME_MIN characters stays on one line), nothing is cut."""
-    shown = [i for i, c in enumerate(columns) if c.compact or _WIDE.get()]
+    up to NAME_MIN characters stays on one line, a longer one breaks after its '/', '_' or
+    ';'), nothing is cut."""
+    shown = [columns[i] for i, c in enumerate(columns) if c.compact or _WIDE.get()]
+    cells = [[r[i] for i, c in enumerate(columns) if c.compact or _WIDE.get()] for r in rows]
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
                   pad_edge=False)  # fmt: skip
-    for i in shown:
-        c = columns[i]
-        table.add_column(c.header, justify="right" if c.kind == "num" else "left",
-                         style=c.style, no_wrap=c.kind == "num", overflow="fold")  # fmt: skip
-    for r in rows:
-        table.add_row(*(r[i] for i in shown))
+    widths: list[int | None] = [None] * len(shown)
     if width is not None and not _WIDE.get():
-        _fit(table, [columns[i] for i in shown], [[r[i] for i in shown] for r in rows], width)
+        widths = _fit(shown, cells, width)
+    for c, w in zip(shown, widths, strict=True):
+        table.add_column(c.header, justify="right" if c.kind == "num" else "left",
+                         style=c.style, no_wrap=c.kind == "num", overflow="fold",
+                         width=w)  # fmt: skip
+    for r in cells:
+        table.add_row(*(
+            _break_name(cell, w) if c.kind == "name" and w is not None else cell
+            for c, w, cell in zip(shown, widths, r, strict=True)
+        ))  # fmt: skip
     return table
+
+
+#: A long name breaks after one of these, the first kind preferred (a '_' often sits inside
+#: a word such as 'conv1_1').
+_STRONG_BREAKS, _WEAK_BREAKS = frozenset("/;, "), frozenset("_.:-")
+
+
+def _break_name(cell: str, width: int) -> Any:
+    """The cell as rich Text with line breaks after separators, so that no line is longer
+    than ``width`` unless a single part is (rich folds that one)."""
+    from rich.text import Text
+
+    text = Text.from_markup(cell)
+    plain = text.plain
+    if len(plain) <= width or "\n" in plain:
+        return text
+    strong = [i + 1 for i, ch in enumerate(plain) if ch in _STRONG_BREAKS]
+    weak = [i + 1 for i, ch in enumerate(plain) if ch in _WEAK_BREAKS]
+    offsets, start = [], 0
+    while len(plain) - start > width:
+        # a space may end a line one past the width: it is stripped
+        fits = [b for b in strong if start < b <= start + width + (plain[b - 1] == " ")]
+        fits = fits or [b for b in weak if start < b <= start + width]
+        if not fits:
+            later = [b for b in strong + weak if b > start]
+            if not later:
+                break
+            fits = [min(later)]  # a part longer than the width: rich folds it
+        start = max(fits)
+        offsets.append(start)
+    parts = text.divide(offsets)
+    for part in parts:
+        part.rstrip()  # in place: the space that ended a line
+    return Text("\n").join(parts)
 
 
 def _plain(text: str) -> str:
@@ -106,10 +155,10 @@ def _plain(text: str) -> str:
     return Text.from_markup(text).plain
 
 
-def _fit(table: Table, columns: Sequence[Column], rows: Sequence[Sequence[str]],
-         width: int) -> None:  # fmt: skip
-    """Give each column a width so the table fits ``width``: rich alone shrinks every
-    wrappable column alike (folding names where a text column had room) or crops."""
+def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> list[int | None]:
+    """Each column's width so the table fits ``width`` (None: as wide as its numbers): rich
+    alone shrinks every wrappable column alike (folding names where a text column had room)
+    or crops."""
     from rich.cells import cell_len
 
     texts = [[_plain(c.header), *(_plain(r[i]) for r in rows)] for i, c in enumerate(columns)]
@@ -124,8 +173,11 @@ def _fit(table: Table, columns: Sequence[Column], rows: Sequence[Sequence[str]],
     room = width - (2 * len(columns) - 2) - max(0, len(columns) - 1) - 2
     widths = list(longest)
     # Give up room from text first, then names down to NAME_MIN, then names folded further:
-    # numbers are never the ones cut.
-    for kind, lowest in (("text", floor), ("name", floor), ("name", [8] * len(columns))):
+    # numbers are never the ones cut. Last, text folds inside its longest word: a cut number
+    # would be worse.
+    stages = (("text", floor), ("name", floor), ("name", [8] * len(columns)),
+              ("text", [6] * len(columns)))  # fmt: skip
+    for kind, lowest in stages:
         excess = sum(widths) - room
         if excess <= 0:
             break
@@ -135,14 +187,12 @@ def _fit(table: Table, columns: Sequence[Column], rows: Sequence[Sequence[str]],
             cut = max(0, min(excess, widths[i] - lowest[i]))
             widths[i] -= cut
             excess -= cut
-    for column, c, w in zip(table.columns, columns, widths, strict=True):
-        if c.kind != "num":
-            column.width = max(1, w)
+    return [None if c.kind == "num" else max(1, w) for c, w in zip(columns, widths, strict=True)]
 
 
 def evaluation_table(result: EvaluationResult, width: int | None = None) -> Table:
     """One row per model, the reference first: size, task metrics, fidelity to the reference
-    (compact: the first task metric, SQNR, top-1 agreement, p50 and speed-up)."""
+    (compact: the first task metric, SQNR, top-1 agreement, p50 and speed)."""
     task_cols = [
         c
         for c in TASK_COLUMNS.get(result.dataset.task, [])
@@ -154,11 +204,11 @@ def evaluation_table(result: EvaluationResult, width: int | None = None) -> Tabl
     compact_fidelity = ("sqnr_db", "top1_agreement")
     columns = [Column("model", "name", style="bold"), Column("format", "text", compact=False),
                Column("size", compact=False)]  # fmt: skip
-    columns += [Column(h, style="cyan", compact=i == 0) for i, (_, h, _) in enumerate(task_cols)]
-    columns += [Column(h, style="magenta", compact=k in compact_fidelity) for k, h, _ in fid_cols]
+    columns += [Column(h, style="cyan", compact=i == 0) for i, (_, h) in enumerate(task_cols)]
+    columns += [Column(h, style="magenta", compact=k in compact_fidelity) for k, h in fid_cols]
     benched = any(m.performance for m in result.models)
     if benched:
-        columns += [Column("p50", style="green"), Column("speed-up", style="green"),
+        columns += [Column("p50", style="green"), Column("speed", style="green"),
                     Column("peak RSS", style="green", compact=False)]  # fmt: skip
     rows = []
     for m in result.models:
@@ -167,8 +217,8 @@ def evaluation_table(result: EvaluationResult, width: int | None = None) -> Tabl
             m.format,
             human_size(m.size_bytes),
         ]
-        row += [number((m.task_metrics or {}).get(k), p) for k, _, p in task_cols]
-        row += [number((m.fidelity or {}).get(k), p) for k, _, p in fid_cols]
+        row += [metric_text(k, (m.task_metrics or {}).get(k)) for k, _ in task_cols]
+        row += [metric_text(k, (m.fidelity or {}).get(k)) for k, _ in fid_cols]
         if benched:
             perf = m.performance
             row += (
@@ -206,9 +256,9 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     for m in result.models:
         for o in m.outputs:
             f = o.fidelity
-            sqnr = number(f.get("sqnr_db"), "{:.2f}")
-            mse = number(f.get("mse"), "{:.3g}")
-            cosine = number(f.get("cosine_similarity"), "{:.5f}")
+            sqnr = metric_text("sqnr_db", f.get("sqnr_db"))
+            mse = metric_text("mse", f.get("mse"))
+            cosine = metric_text("cosine_similarity", f.get("cosine_similarity"))
             console.print(
                 f"  {term(m.name)} · output {term(o.name)}: SQNR {sqnr} dB, mse {mse}, "
                 f"cosine {cosine}"
@@ -381,7 +431,7 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
     ref = result.models[0]
     baseline = result.model(rec.get("float_baseline", ref.name))
     max_drop = rec.get("max_drop", 0.01)
-    metric = {"classification": ("accuracy", "{:.4f}"), "regression": ("mae", "{:.4g}")}.get(task)
+    metric = {"classification": "accuracy", "regression": "mae"}.get(task)
 
     def rank(m: ModelResult) -> tuple[bool, float]:
         """Acceptable variants first, smallest first; then the rest, smallest drop first."""
@@ -392,11 +442,11 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
 
     columns = [Column("variant", "name"), Column("size"), Column("× float", compact=False)]
     if metric:
-        columns += [Column(metric[0], compact=False), Column("Δ [95% CI]", "text"),
+        columns += [Column(metric, compact=False), Column(delta_header(task), "text"),
                     Column("p", compact=False)]  # fmt: skip
     columns += [
         Column("SQNR dB", compact=not metric), Column("top-1 agree", compact=False),
-        Column("p50", compact=False), Column("speed-up"), Column("verdict", "text"),
+        Column("p50", compact=False), Column("speed"), Column("verdict", "text"),
     ]  # fmt: skip
     rows = []
     for m in [ref, *sorted(result.models[1:], key=rank)]:
@@ -409,27 +459,27 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
         elif d is not None and within(d, max_drop):
             verdict = "ok"
         else:
-            verdict = "[red]too large a drop[/]" + (" (significant)" if worse else "")
+            verdict = "[red]✗ drop[/]" + (", significant" if worse else "")
         if m.name in rec.get("slower_than_float", []):
-            verdict += " · slower than float"
+            verdict += " · slower"
         if m.name in rec.get("io_change", []):
             verdict += " · integer I/O"
         row = [term(m.name), human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
         if metric:
-            value = (m.task_metrics or {}).get(metric[0])
-            row += [number(value, metric[1]), *delta_text(m.paired, task)]
+            row += [metric_text(metric, (m.task_metrics or {}).get(metric)),
+                    *delta_text(m.paired, task)]  # fmt: skip
         fid = m.fidelity or {}
         p50 = m.performance.latency_ms["p50"] if m.performance else None
         row += [
-            number(fid.get("sqnr_db"), "{:.1f}"),
-            number(fid.get("top1_agreement"), "{:.4f}"),
+            metric_text("sqnr_db", fid.get("sqnr_db")),
+            metric_text("top1_agreement", fid.get("top1_agreement")),
             latency(p50),
             number(m.performance.speedup if m.performance else None, "{:.2f}×"),
             verdict,
         ]
         rows.append(row)
     title = (f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
-             f"{task} · drop vs {term(ref.name)}, speed-up and size vs "
+             f"{task} · drop vs {term(ref.name)}, speed and size vs "
              f"{term(baseline.name)}")  # fmt: skip
     return build_table(title, columns, rows, width)
 
@@ -438,11 +488,7 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
     """Print the ranked comparison and the recommendation."""
     console = console or Console()
     console.print(compare_table(result, console.width))
-    legend = "✓ the recommended variant"
-    if result.dataset.task in ("classification", "regression"):
-        legend += (" · Δ: change of the task metric against the reference, with its 95% "
-                   "interval · p: the paired test's p-value")  # fmt: skip
-    console.print(f"[dim]{legend}[/]")
+    console.print(f"[dim]{compare_legend(result)}[/]")
     print_run_notes(result, console)
     rec = result.recommendation or {}
     console.print(f"[bold]recommendation:[/] {term(rec.get('model'))} — "
@@ -451,16 +497,15 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
         console.print("significantly worse than the reference (p < 0.05): "
                       + ", ".join(term(n) for n in rec["significantly_worse"]))  # fmt: skip
     if rec.get("slower_than_float"):
-        console.print("slower than float (the speed-up's 95% interval lies below 1×): "
+        console.print("slower than float (the speed's 95% interval lies below 0.95×): "
                       + ", ".join(term(n) for n in rec["slower_than_float"]))  # fmt: skip
     if rec.get("note"):
         console.print(f"note: {term(rec['note'], 2000)}")
 
 
 def _short(name: str, width: int = 96) -> str:
-    """A long fused tensor name, shortened to its first part."""
-    first = name.split(";")[0]
-    return term(first if len(first) <= width else "…" + first[-(width - 1) :])
+    """A tensor name for the terminal: a fused name shortened to its first part."""
+    return term(short_tensor_name(name, width))
 
 
 def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None = None) -> None:
@@ -471,9 +516,13 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     console.print(f"[dim]{term(result.note, 2000)}[/]")
     for name, f in result.end_to_end.items():
         console.print(
-            f"end to end, output {term(name)}: SQNR {number(f.get('sqnr_db'), '{:.2f}')} dB, "
-            f"cosine {number(f.get('cosine_similarity'), '{:.5f}')}"
-            + (f", top-1 agreement {f['top1_agreement']:.4f}" if "top1_agreement" in f else "")
+            f"end to end, output {term(name)}: SQNR {metric_text('sqnr_db', f.get('sqnr_db'))} dB"
+            f", cosine {metric_text('cosine_similarity', f.get('cosine_similarity'))}"
+            + (
+                f", top-1 agreement {metric_text('top1_agreement', f['top1_agreement'])}"
+                if "top1_agreement" in f
+                else ""
+            )
         )
     by_output = {t["name"]: t for t in result.tensors}
     title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
@@ -508,6 +557,9 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
         ])  # fmt: skip
     table = build_table(title, columns, rows, console.width)
     console.print(table)
+    origin = origin_sentence(result, term)
+    if origin is not None:
+        console.print(f"[bold]{origin}[/]")
     weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
     if weights:
         console.print("worst weights: " + "; ".join(
@@ -521,54 +573,45 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
 
 
 def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
-    """The two rankings, every measured step, the Pareto fronts and the suggested model."""
+    """The candidate layers, every measured step, the Pareto fronts and the suggested model."""
     console = console or Console()
     acc = s["budget_metric"] == "accuracy"
     unit = "accuracy" if acc else "SQNR dB"
-    by_err, by_sens = s["rankings"]["error_added"], s["rankings"]["sensitivity"]
-    rank_rows = []
-    for k in range(max(len(by_err), len(by_sens))):
-        e = by_err[k] if k < len(by_err) else None
-        v = by_sens[k] if k < len(by_sens) else None
-        rank_rows.append([
-            str(k + 1),
-            f"{term(e['op_type'])} {_short(e['tensor'], 60)}" if e else "",
-            f"{e['error_added_db']:+.1f}" if e else "",
-            f"{term(v['op_type'])} {_short(v['tensor'], 60)}" if v else "",
-            f"{v['metric']:.4f}" if v and acc else (f"{v['metric']:.1f}" if v else ""),
-        ])  # fmt: skip
+    added = {e["op_index"]: e["error_added_db"] for e in s["rankings"]["error_added"]}
+    cand_rows = [
+        [str(v["op_index"]), term(v["op_type"]), _short(v["tensor"]),
+         number(added.get(v["op_index"]), "{:+.1f}"), suggestion_metric(v["metric"], acc),
+         drop_text(v["drop"], acc)]
+        for v in s["rankings"]["sensitivity"]
+    ]  # fmt: skip
     console.print(build_table(
-        "candidate layers: by error added, and by the metric with only that layer kept in float",
-        [Column("rank"), Column("by error added", "text"), Column("dB"),
-         Column("by sensitivity", "text"), Column(unit)], rank_rows, console.width,
+        "candidate layers, each kept in float alone (with the ops reading its output), "
+        "most helpful first",
+        [Column("op"), Column("type", "text"), Column("output tensor", "name"),
+         Column("added dB"), Column(unit), Column("drop")], cand_rows, console.width,
     ))  # fmt: skip
-    budget = f"drop ≤ {s['max_drop']:g} ({'accuracy' if acc else 'relative RMSE'})"
+    budget = f"drop ≤ {drop_text(s['max_drop'], acc)}"
     front = set(s["pareto"]["latency"]) | set(s["pareto"]["size"])
-    step_rows = [["float", "everything", number(s.get("float_metric"), "{:.4f}"), "0",
+    step_rows = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
                   human_size(s["float_size_bytes"]), latency(s["float_p50_ms"]), ""]]  # fmt: skip
-    for st in s["steps"]:
-        kept = ", ".join(_short(n, 60) for n in st["kept_in_float"][-1:])
+    for st, added_now in zip(s["steps"], step_additions(s["steps"]), strict=True):
+        kept = (f"+ {', '.join(_short(n) for n in added_now)} "
+                f"({len(st['kept_in_float'])} in float)" if added_now else "nothing")  # fmt: skip
         put_back = "" if st.get("accepted", True) else " [dim](no gain: put back)[/]"
         step_rows.append([
-            str(st["step"]),
-            (f"+ {kept}" if kept else "nothing")
-            + (f" ({len(st['kept_in_float'])})" if kept else "")
-            + put_back,
-            f"{st['metric']:.4f}" if acc else f"{st['metric']:.1f}",
-            f"{st['drop']:.4f}",
-            human_size(st["size_bytes"]),
-            latency(st["p50_ms"]),
+            str(st["step"]), kept + put_back, suggestion_metric(st["metric"], acc),
+            drop_text(st["drop"], acc), human_size(st["size_bytes"]), latency(st["p50_ms"]),
             "★" if st["step"] in front else "",
         ])  # fmt: skip
     console.print(build_table(
         f"greedy search, budget: {budget}",
-        [Column("step"), Column("kept in float", "text"), Column(unit), Column("drop"),
+        [Column("step"), Column("kept in float", "name"), Column(unit), Column("drop"),
          Column("size"), Column("p50"), Column("Pareto")], step_rows, console.width,
     ))  # fmt: skip
     console.print("[dim]★ on a Pareto front: nothing is better in both the metric and latency, "
-                  "or the metric and size[/]")  # fmt: skip
+                  "or the metric and size · drop: against the float model[/]")  # fmt: skip
     verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
-    kept = ", ".join(f"{term(k['op_type'])} {term(k['tensor'])}"
+    kept = ", ".join(f"{term(k['op_type'])} {_short(k['tensor'])}"
                      for k in s["kept_in_float"]) or "none"  # fmt: skip
     console.print(f"[bold]suggested model[/] ({verdict}): {term(s['model'])}\n"
                   f"kept in float: {kept}")  # fmt: skip

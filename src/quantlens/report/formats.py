@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -42,14 +43,111 @@ def ratio_text(ratio: dict[str, float] | None) -> str:
     return f"{ratio['ratio']:.3f}{interval}"
 
 
+#: How each metric is spelled: fractions such as accuracy with four decimals, SQNR in dB with
+#: one, error magnitudes with four significant digits.
+METRIC_FORMATS = {
+    "accuracy": "{:.4f}", "top5_accuracy": "{:.4f}", "macro_f1": "{:.4f}", "r2": "{:.4f}",
+    "top1_agreement": "{:.4f}", "cosine_similarity": "{:.5f}", "sqnr_db": "{:.1f}",
+    "mse": "{:.4g}", "mae": "{:.4g}", "max_abs_error": "{:.4g}", "kl_divergence": "{:.4g}",
+}  # fmt: skip
+
+
+def metric_text(key: str, value: float | None) -> str:
+    """A task or fidelity metric, spelled the way :data:`METRIC_FORMATS` says."""
+    return number(value, METRIC_FORMATS.get(key, "{:.4g}"))
+
+
+def delta_header(task: str) -> str:
+    """The heading of the column :func:`delta_text` fills."""
+    return "Δ pt [95% CI]" if task == "classification" else "Δ MAE [95% CI]"
+
+
 def delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
     """The change of the task metric with its 95% interval (accuracy in points, MAE as it
-    is), and the paired test's p-value."""
+    is; the unit is in :func:`delta_header`), and the paired test's p-value."""
     if not paired:
         return "—", "—"
-    key, scale, unit = (
-        ("accuracy_delta", 100, "\u00a0pt") if task == "classification" else ("mae_delta", 1, "")
-    )
+    key, scale = ("accuracy_delta", 100) if task == "classification" else ("mae_delta", 1)
     d, lo, hi = (paired[key] * scale, paired["ci95_low"] * scale, paired["ci95_high"] * scale)
     p = paired.get("mcnemar_p", paired.get("wilcoxon_p"))
-    return f"{d:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]", number(p, "{:.2g}")
+    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]", p_text(p)
+
+
+def p_text(p: float | None) -> str:
+    """A p-value with two significant digits."""
+    return number(p, "{:.2g}")
+
+
+def short_tensor_name(name: str, width: int = 96) -> str:
+    """A TFLite fused tensor name ('a/Relu;a/BiasAdd;a/conv') as its first part, which names
+    the op's output; longer than ``width``, its end."""
+    first = name.split(";")[0]
+    return first if len(first) <= width else "…" + first[-(width - 1) :]
+
+
+def suggestion_metric(value: float | None, accuracy: bool) -> str:
+    """The budget metric of a keep-in-float step: accuracy, or SQNR in dB."""
+    return metric_text("accuracy" if accuracy else "sqnr_db", value)
+
+
+def drop_text(drop: float | None, accuracy: bool) -> str:
+    """A drop against the float model: accuracy points, or relative RMSE for SQNR budgets."""
+    if drop is None or drop != drop:
+        return "—"
+    return f"{drop * 100:.2f}\u00a0pt" if accuracy else f"{drop:.3g}"
+
+
+def step_additions(steps: list[dict[str, Any]]) -> list[list[str]]:
+    """For each step of a keep-in-float search, the names it added to the last accepted set."""
+    accepted: set[str] = set()
+    out = []
+    for st in steps:
+        out.append([n for n in st["kept_in_float"] if n not in accepted])
+        if st.get("accepted", True):
+            accepted = set(st["kept_in_float"])
+    return out
+
+
+def drop_words(d: float, task: str) -> str:
+    """A drop in words, in the units of ``task``."""
+    if task == "classification":
+        return f"{d * 100:.3g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
+    if task == "regression":
+        return f"{d:.2%} of MAE"
+    return f"{d:.2%} disagreement with the reference"
+
+
+def compare_legend(result: Any) -> str:
+    """What the comparison's symbols and columns mean."""
+    rec = result.recommendation or {}
+    task = result.dataset.task
+    parts = ["✓ the recommended variant"]
+    if task in ("classification", "regression"):
+        allowed = drop_words(rec.get("max_drop", 0.01), task)
+        parts += [f"✗ a drop beyond the allowed {allowed} (significant: p < 0.05 in the "
+                  "paired test)", "Δ: change of the task metric against the reference, with "
+                  "its 95% interval"]  # fmt: skip
+    parts += ["speed: the float model's p50 latency over the variant's",
+              "slower: the speed's 95% interval lies below 0.95×"]  # fmt: skip
+    return " · ".join(parts)
+
+
+def origin_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | None:
+    """Where a diagnosis says the error starts, in one sentence (names through ``wrap``, which
+    escapes them for the output); None when no op stands out."""
+    o = diagnosis.origin()
+    if o is None:
+        return None
+    name = wrap(short_tensor_name(o["output"]))
+    text = (f"The error starts at op {o['index']} ({wrap(o['op_type'])} {name}), which adds "
+            f"{o['error_added_db']:.1f} dB")  # fmt: skip
+    t: dict[str, Any] = next((t for t in diagnosis.tensors if t["name"] == o["output"]), {})
+    ratio = t.get("channel_range_ratio")
+    if "scale" in t and ratio is not None and ratio >= WIDE_CHANNEL_RATIO:
+        text += (f": its output's widest channel spans {ratio:.3g}× the range of the median "
+                 "one, and all of them share one quantization scale")  # fmt: skip
+    return text + "."
+
+
+#: Channels whose ranges differ by more than this share a per-tensor scale badly.
+WIDE_CHANNEL_RATIO = 10.0

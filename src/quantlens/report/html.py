@@ -8,7 +8,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.report import plots
-from quantlens.report.formats import delta_text, human_size, latency, ratio_text
+from quantlens.report.formats import (
+    compare_legend,
+    delta_header,
+    delta_text,
+    drop_text,
+    human_size,
+    latency,
+    metric_text,
+    origin_sentence,
+    ratio_text,
+    short_tensor_name,
+    step_additions,
+    suggestion_metric,
+)
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 CSS = """
@@ -21,8 +34,14 @@ th{background:#f4f4f4}td.name,th.name{text-align:left}td:not(.name){white-space:
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
 .note{color:#666;font-size:.85rem}code{background:#f4f4f4;padding:0 .2rem}
-.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots svg{max-width:100%;height:auto}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>svg{flex:1 1 480px;min-width:0}
+svg{max-width:100%;height:auto}
 """
+
+
+#: Headings of the task metrics' columns.
+TASK_LABELS = {"top5_accuracy": "top-5 accuracy", "macro_f1": "macro F1", "mse": "MSE",
+               "mae": "MAE", "r2": "R²"}  # fmt: skip
 
 
 def _e(x: Any) -> str:
@@ -115,16 +134,17 @@ def evaluation_html(
         "model",
         "format",
         "size",
-        *task_keys,
+        *(TASK_LABELS.get(k, k) for k in task_keys),
         "SQNR dB",
         "top-1 agree",
         "p50",
-        "speed-up",
-        "Δ [95% CI]",
+        "speed",
+        delta_header(result.dataset.task),
+        "p",
     ]
     rows = []
     for m in models:
-        delta = delta_text(m.paired, result.dataset.task)[0]
+        delta, p_value = delta_text(m.paired, result.dataset.task)
         name = _e(m.name) + (" <b>✓ recommended</b>" if m.name == rec.get("model") else "")
         name += " (reference)" if m.role == "reference" else ""
         if (m.quantization or {}).get("io_change"):
@@ -134,23 +154,33 @@ def evaluation_html(
                 name,
                 _e(m.format),
                 human_size(m.size_bytes),
-                *(_num((m.task_metrics or {}).get(k)) for k in task_keys),
-                _num((m.fidelity or {}).get("sqnr_db"), "{:.1f}"),
-                _num((m.fidelity or {}).get("top1_agreement")),
+                *(metric_text(k, (m.task_metrics or {}).get(k)) for k in task_keys),
+                metric_text("sqnr_db", (m.fidelity or {}).get("sqnr_db")),
+                metric_text("top1_agreement", (m.fidelity or {}).get("top1_agreement")),
                 latency(m.performance.latency_ms["p50"] if m.performance else None),
                 _num(m.performance.speedup if m.performance else None, "{:.2f}×"),
                 delta,
+                p_value,
             ]
         )
     summary = (
         f"<p>{result.dataset.samples} samples from <code>{_e(result.dataset.source)}</code>, "
         f"task: {_e(result.dataset.task)}, fidelity against <b>{_e(result.reference)}</b>.</p>"
     )
+    notes = ""
     if rec:
         summary = (
             f'<p class="banner"><b>Ship {_e(rec["model"])}</b>: {_e(rec["reason"])}</p>' + summary
         )
-    sections = [("Summary", summary + _table(headers, rows)), ("Gates", gates_section(gates))]
+        if rec.get("significantly_worse"):
+            notes += ("<p>Significantly worse than the reference (p &lt; 0.05): "
+                      f"{', '.join(_e(n) for n in rec['significantly_worse'])}</p>")  # fmt: skip
+        if rec.get("slower_than_float"):
+            notes += ("<p>Slower than float (the speed's 95% interval lies below 0.95×): "
+                      f"{', '.join(_e(n) for n in rec['slower_than_float'])}</p>")  # fmt: skip
+        notes += f'<p class="note">{_e(compare_legend(result))}</p>'
+    table = _table(headers, rows)
+    sections = [("Summary", summary + table + notes), ("Gates", gates_section(gates))]
     if result.warnings:
         items = "".join(f"<li>⚠ {_e(w.message)} <code>{_e(w.code)}</code></li>"
                         for w in result.warnings)  # fmt: skip
@@ -285,7 +315,8 @@ def bench_html(
 
 
 def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) -> str:
-    """The report of a diagnose run: the worst ops, the per-layer bars, the suggestion."""
+    """The report of a diagnose run: where the error starts, the worst ops, the per-layer
+    bars in graph order, and the keep-in-float search."""
     ops = [o for o in result.ops if o.get("error_added_db") is not None]
     tensors = {t["name"]: t for t in result.tensors}
     rows = []
@@ -293,47 +324,72 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
         t = tensors.get(o["output"], {})
         span = f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"
         rows.append([
-            _e(o["index"]), _e(o["op_type"]), _e(o["output"].split(";")[0]),
-            _num(o["error_added_db"], "{:+.1f}"), _num(o.get("output_sqnr_db"), "{:.1f}"),
-            _num(o.get("output_channel_sqnr_median_db"), "{:.1f}"),
-            _num(o.get("output_channel_sqnr_worst_db"), "{:.1f}"), _e(span),
+            _e(o["index"]), _e(o["op_type"]), _e(short_tensor_name(o["output"])),
+            _num(o["error_added_db"], "{:+.1f}"), metric_text("sqnr_db", o.get("output_sqnr_db")),
+            metric_text("sqnr_db", o.get("output_channel_sqnr_median_db")),
+            metric_text("sqnr_db", o.get("output_channel_sqnr_worst_db")), _e(span),
             _num(t.get("channel_range_ratio"), "{:.3g}"), _num(t.get("scale"), "{:.3g}"),
         ])  # fmt: skip
     table = _table(["op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
-                    "ch. worst dB", "float range", "ch. range ×", "scale"], rows)  # fmt: skip
+                    "ch. worst dB", "float range", "ch. range ×", "scale"], rows,
+                   text_columns=(1, 2))  # fmt: skip
     e2e = "; ".join(
-        f"{_e(k)}: SQNR {_num(v.get('sqnr_db'), '{:.2f}')} dB" for k, v in result.end_to_end.items()
+        f"{_e(k)}: SQNR {metric_text('sqnr_db', v.get('sqnr_db'))} dB"
+        for k, v in result.end_to_end.items()
     )
     head = (
-        f"<p>{_e(result.quant_path)} against {_e(result.float_path)} on {result.samples} "
-        f'samples; end to end {e2e}.</p><p class="note">{_e(result.note)}</p>'
+        f"<p><code>{_e(result.quant_path)}</code> against <code>{_e(result.float_path)}</code> "
+        f'on {result.samples} samples; end to end {e2e}.</p><p class="note">{_e(result.note)}</p>'
     )
+    origin = origin_sentence(result, lambda name: f"<code>{_e(name)}</code>")
+    if origin is not None:
+        head = f'<p class="banner">{origin}</p>' + head
     bars = ""
     if ops:
         bars = plots.layer_bars(
-            [f"{o['index']} {o['op_type']}" for o in ops],
+            [f"{o['index']} {o['op_type']} {short_tensor_name(o['output'], 40)}" for o in ops],
             [min(o.get("output_sqnr_db") or 0.0, 100.0) for o in ops],
             [o["error_added_db"] for o in ops],
         )
-    sections = [("Where the error comes from", head + table), ("Per layer", bars)]
-    s = result.suggestion
-    if s:
-        steps = [
-            [
-                _e(st["step"]),
-                _e(", ".join(n.split(";")[0] for n in st["kept_in_float"]) or "nothing"),
-                _num(st["metric"]),
-                _num(st["drop"]),
-                human_size(st["size_bytes"]),
-                _num(st["p50_ms"]),
-            ]
-            for st in s["steps"]
-        ]
-        verdict = "meets" if s["met_budget"] else "does not meet"
-        banner = f"suggested model ({verdict} the budget): <code>{_e(s['model'])}</code>"
-        headers = ["step", "kept in float", s["budget_metric"], "drop", "size", "p50 ms"]
-        sections.append(
-            ("Keep in float", f'<p class="banner">{banner}</p>' + _table(headers, steps))
-        )
+    sections = [("Where the error comes from", head + table), ("Per layer, in graph order", bars)]
+    if result.suggestion:
+        sections.append(("Keep in float", _suggestion_html(result.suggestion)))
     sections.append(("Environment", environment_section(env)))
     return page("quantlens · Diagnosis", sections)
+
+
+def _suggestion_html(s: dict[str, Any]) -> str:
+    """The candidates, each kept in float alone, and the measured steps of the search."""
+    acc = s["budget_metric"] == "accuracy"
+    unit = "accuracy" if acc else "SQNR dB"
+    added = {e["op_index"]: e["error_added_db"] for e in s["rankings"]["error_added"]}
+    candidates = [
+        [_e(v["op_index"]), _e(v["op_type"]), _e(short_tensor_name(v["tensor"])),
+         _num(added.get(v["op_index"]), "{:+.1f}"), suggestion_metric(v["metric"], acc),
+         drop_text(v["drop"], acc)]
+        for v in s["rankings"]["sensitivity"]
+    ]  # fmt: skip
+    steps = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
+              human_size(s["float_size_bytes"]), latency(s["float_p50_ms"])]]  # fmt: skip
+    for st, new in zip(s["steps"], step_additions(s["steps"]), strict=True):
+        kept = ", ".join(f"<code>{_e(short_tensor_name(n))}</code>" for n in new)
+        kept = f"+ {kept} ({len(st['kept_in_float'])} in float)" if new else "nothing"
+        if not st.get("accepted", True):
+            kept += ' <span class="note">no gain: put back</span>'
+        steps.append([_e(st["step"]), kept, suggestion_metric(st["metric"], acc),
+                      drop_text(st["drop"], acc), human_size(st["size_bytes"]),
+                      latency(st["p50_ms"])])  # fmt: skip
+    verdict = "meets" if s["met_budget"] else "does not meet"
+    kept_all = ", ".join(f"<code>{_e(short_tensor_name(k['tensor']))}</code>"
+                         for k in s["kept_in_float"]) or "nothing"  # fmt: skip
+    banner = (f'<p class="banner">Keep {kept_all} in float: the model '
+              f"<code>{_e(s['model'])}</code> {verdict} the budget of a drop ≤ "
+              f"{drop_text(s['max_drop'], acc)}.</p>")  # fmt: skip
+    cand_table = _table(["op", "type", "output tensor", "added dB", unit, "drop"], candidates,
+                        text_columns=(1, 2))  # fmt: skip
+    step_table = _table(["step", "kept in float", unit, "drop", "size", "p50"], steps,
+                        text_columns=(1,))  # fmt: skip
+    return (
+        f"{banner}<h3>Candidates, each kept in float alone (with the ops reading its output)"
+        f"</h3>{cand_table}<h3>Greedy search, every step rebuilt and measured</h3>{step_table}"
+    )

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.report.formats import delta_text, human_size, latency, ratio_text
+from quantlens.report.formats import (
+    delta_header,
+    delta_text,
+    drop_text,
+    human_size,
+    latency,
+    metric_text,
+    number,
+    origin_sentence,
+    ratio_text,
+    short_tensor_name,
+    step_additions,
+    suggestion_metric,
+)
 from quantlens.report.text import md_code, md_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
-
-
-def _n(v: Any, fmt: str = "{:.4g}") -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return fmt.format(v)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -42,8 +46,8 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     rec = result.recommendation or {}
     task = result.dataset.task
     metric = {"classification": "accuracy", "regression": "mae"}.get(task)
-    headers = ["model", "size"] + ([metric, "Δ [95% CI]", "p"] if metric else [])
-    headers += ["SQNR dB", "top-1 agree", "p50", "speed-up"]
+    headers = ["model", "size"] + ([metric, delta_header(task), "p"] if metric else [])
+    headers += ["SQNR dB", "top-1 agree", "p50", "speed"]
     rows = []
     for m in result.models:
         label = md_code(m.name) + (" (reference)" if m.role == "reference" else "")
@@ -52,14 +56,14 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
         row = [label, human_size(m.size_bytes)]
         if metric:
             delta, pv = delta_text(m.paired, task)
-            row += [_n((m.task_metrics or {}).get(metric)), delta, pv]
+            row += [metric_text(metric, (m.task_metrics or {}).get(metric)), delta, pv]
         fid = m.fidelity or {}
         perf = m.performance
         row += [
-            _n(fid.get("sqnr_db"), "{:.1f}"),
-            _n(fid.get("top1_agreement")),
+            metric_text("sqnr_db", fid.get("sqnr_db")),
+            metric_text("top1_agreement", fid.get("top1_agreement")),
             latency(perf.latency_ms["p50"] if perf else None),
-            _n(perf.speedup if perf else None, "{:.2f}×"),
+            number(perf.speedup if perf else None, "{:.2f}×"),
         ]
         rows.append(row)
     kind = "comparison" if rec else "evaluation"
@@ -73,7 +77,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
                 md_code(n) for n in rec["significantly_worse"]
             )
         if rec.get("slower_than_float"):
-            body += "\n\nSlower than float (95% interval below 1×): " + ", ".join(
+            body += "\n\nSlower than float (the speed's 95% interval below 0.95×): " + ", ".join(
                 md_code(n) for n in rec["slower_than_float"]
             )
     warnings = "".join(f"\n- ⚠ {md_text(w.message)} ({md_code(w.code)})" for w in result.warnings)
@@ -98,18 +102,33 @@ def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) ->
 
 
 def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
-    """The ops that add the most error, and the suggestion when one was made."""
-    rows = [[str(o["index"]), md_code(o["op_type"]), md_code(o["output"].split(";")[0]),
-             f"{o['error_added_db']:+.1f}", _n(o.get("output_channel_sqnr_median_db"), "{:.1f}")]
+    """Where the error starts, the ops that add the most, and the keep-in-float search."""
+    rows = [[str(o["index"]), md_code(o["op_type"]), md_code(short_tensor_name(o["output"])),
+             f"{o['error_added_db']:+.1f}",
+             metric_text("sqnr_db", o.get("output_channel_sqnr_median_db"))]
             for o in result.top_ops(top)]  # fmt: skip
     headers = ["op", "type", "output", "error added dB", "ch. median SQNR dB"]
     text = (f"### quantlens diagnosis: {md_code(result.quant_path)} against "
             f"{md_code(result.float_path)}\n\n")  # fmt: skip
+    origin = origin_sentence(result, md_code)
+    if origin is not None:
+        text += origin + "\n\n"
     text += _table(headers, rows)
     s = result.suggestion
     if s:
-        kept = ", ".join(md_code(k["tensor"].split(";")[0]) for k in s["kept_in_float"])
-        kept = kept or "nothing"
+        acc = s["budget_metric"] == "accuracy"
+        kept = ", ".join(md_code(short_tensor_name(k["tensor"])) for k in s["kept_in_float"])
         verdict = "meets" if s["met_budget"] else "does not meet"
-        text += f"\n\n**Keep in float:** {kept} — the result {verdict} the budget."
+        text += (f"\n\n**Keep in float:** {kept or 'nothing'} — the model {verdict} the budget "
+                 f"of a drop ≤ {drop_text(s['max_drop'], acc)}.\n\n")  # fmt: skip
+        steps = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
+                  human_size(s["float_size_bytes"]), latency(s["float_p50_ms"])]]  # fmt: skip
+        for st, new in zip(s["steps"], step_additions(s["steps"]), strict=True):
+            added = ", ".join(md_code(short_tensor_name(n)) for n in new)
+            note = "" if st.get("accepted", True) else " (no gain: put back)"
+            steps.append([str(st["step"]), (f"+ {added}" if new else "nothing") + note,
+                          suggestion_metric(st["metric"], acc), drop_text(st["drop"], acc),
+                          human_size(st["size_bytes"]), latency(st["p50_ms"])])  # fmt: skip
+        unit = "accuracy" if acc else "SQNR dB"
+        text += _table(["step", "kept in float", unit, "drop", "size", "p50"], steps)
     return text + "\n"

@@ -65,13 +65,13 @@ def tradeoff(
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
     ax.scatter(costs, metric, color="#4C72B0", zorder=3)
     front = pareto_front(list(zip(costs, metric, strict=True)))
     ax.plot([costs[i] for i in front], [metric[i] for i in front], "--", color="#DD8452",
             linewidth=2, label="Pareto front", zorder=2)  # fmt: skip
     for label, (x, y) in _numbered_positions(costs, metric, logx).items():
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
     for n, x, y in zip(names, costs, metric, strict=True):
         if n == recommended:
             ax.scatter([x], [y], s=220, facecolors="none", edgecolors="#55A868", linewidths=2,
@@ -84,7 +84,7 @@ def tradeoff(
     handles, labels = ax.get_legend_handles_labels()
     blank = Line2D([], [], linestyle="none")
     key = [f"{k}  {_label(n)}" for k, n in enumerate(names, start=1)]
-    ax.legend(handles + [blank] * len(key), labels + key, fontsize=8, loc="upper center",
+    ax.legend(handles + [blank] * len(key), labels + key, fontsize=9, loc="upper center",
               bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # fmt: skip
     return _svg(fig)
 
@@ -113,7 +113,7 @@ def _numbered_positions(
 def latency_boxes(names: Sequence[str], samples: Sequence[Sequence[float]]) -> str:
     """Box plots of the raw steady-state latencies, one per model."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(names)))
+    fig, ax = plt.subplots(figsize=(11, 0.8 + 0.32 * len(names)))
     ax.boxplot(list(samples), vert=False, tick_labels=[_label(n) for n in names],
                showfliers=True,
                flierprops={"markersize": 2})  # fmt: skip
@@ -123,21 +123,30 @@ def latency_boxes(names: Sequence[str], samples: Sequence[Sequence[float]]) -> s
     return _svg(fig)
 
 
-def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[float],
-               worst: int = 3) -> str:  # fmt: skip
-    """Per-layer SQNR and error-added bars in graph order, the worst layers labelled."""
+#: At most this many ops get a bar: beyond it, the ones adding the most error (in graph order).
+MAX_BARS = 80
+
+
+def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[float]) -> str:
+    """One row per op in graph order, top to bottom, labelled by its name: its output's SQNR
+    and the error it adds, side by side."""
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    x = list(range(len(labels)))
-    a1.bar(x, sqnr, color="#4C72B0")
-    a1.set_ylabel("output SQNR (dB)")
-    a2.bar(x, added, color=["#C44E52" if v > 0 else "#8C8C8C" for v in added])
-    a2.set_ylabel("error added (dB)")
-    a2.set_xlabel("op, in graph order")
-    for i in sorted(x, key=lambda i: -added[i])[:worst]:
-        a2.annotate(_label(labels[i]), (i, added[i]), textcoords="offset points",
-                    xytext=(0, 3), ha="center", fontsize=7)  # fmt: skip
-    a2.set_xticks(x)
+    rows = list(range(len(labels)))
+    if len(rows) > MAX_BARS:
+        rows = sorted(sorted(rows, key=lambda i: -added[i])[:MAX_BARS])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 1.0 + 0.24 * len(rows)), sharey=True,
+                                 gridspec_kw={"wspace": 0.08})  # fmt: skip
+    y = list(range(len(rows)))
+    a1.barh(y, [sqnr[i] for i in rows], color="#4C72B0")
+    a1.set_xlabel("output SQNR (dB)")
+    a2.barh(y, [added[i] for i in rows],
+            color=["#C44E52" if added[i] > 0 else "#8C8C8C" for i in rows])  # fmt: skip
+    a2.axvline(0, color="#444", linewidth=0.8)
+    a2.set_xlabel("error added (dB)")
+    a1.set_yticks(y, [_label(labels[i]) for i in rows], fontsize=8)
+    a1.invert_yaxis()  # graph order reads top to bottom
     for ax in (a1, a2):
-        ax.grid(alpha=0.3, axis="y")
+        ax.grid(alpha=0.3, axis="x")
+        ax.xaxis.set_ticks_position("both")
+        ax.tick_params(axis="x", labeltop=True)
     return _svg(fig)
