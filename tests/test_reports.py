@@ -144,6 +144,37 @@ def _diagnosis() -> DiagnosisResult:
                            ops, (), {"quantized": [], "float": []})  # fmt: skip
 
 
+CONV1 = "digits_cnn_1/conv1_1/Relu;digits_cnn_1/conv1_1/BiasAdd;digits_cnn_1/conv1_1/conv"
+CONV2 = "digits_cnn_1/conv2_1/Relu;digits_cnn_1/conv2_1/BiasAdd"
+
+
+def _suggestion() -> dict:
+    """A keep-in-float search as suggest() writes it, with TFLite's long fused names."""
+    sens = [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1, "with": [CONV2],
+             "metric": 0.9533, "drop": 0.0022},
+            {"op_index": 8, "op_type": "FULLY_CONNECTED", "tensor": "StatefulPartitionedCall_1:0",
+             "with": [], "metric": 0.8444, "drop": 0.1111}]  # fmt: skip
+    steps = [{"step": 0, "kept_in_float": [], "path": "s0", "metric": 0.8444, "drop": 0.1111,
+              "size_bytes": 46182, "accepted": True, "p50_ms": 0.00291},
+             {"step": 1, "kept_in_float": [CONV1, CONV2], "path": "s1", "metric": 0.9533,
+              "drop": 0.0022, "size_bytes": 59187, "accepted": True, "p50_ms": 0.0041},
+             {"step": 2, "kept_in_float": [CONV1, CONV2, "StatefulPartitionedCall_1:0"],
+              "path": "s2", "metric": 0.95, "drop": 0.0056, "size_bytes": 60000,
+              "accepted": False, "p50_ms": 0.0042}]  # fmt: skip
+    return {
+        "budget_metric": "accuracy", "max_drop": 0.01, "float_metric": 0.9556,
+        "float_p50_ms": 0.00518, "float_size_bytes": 156979,
+        "rankings": {"error_added": [
+            {"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1, "error_added_db": 55.9},
+            {"op_index": 8, "op_type": "FULLY_CONNECTED", "tensor": "StatefulPartitionedCall_1:0",
+             "error_added_db": -0.1}], "sensitivity": sens},
+        "steps": steps, "pareto": {"latency": [0, 1], "size": [0, 1]}, "met_budget": True,
+        "kept_in_float": [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1},
+                          {"op_index": 2, "op_type": "CONV_2D", "tensor": CONV2}],
+        "model": "/tmp/quantlens-demo/keep-in-float/digits_cnn_float32_keep2.tflite",
+    }  # fmt: skip
+
+
 def _evaluation_only() -> EvaluationResult:
     return dataclasses.replace(evaluation(), recommendation=None, schema=EVALUATION_SCHEMA)
 
@@ -155,7 +186,10 @@ def _evaluation_only() -> EvaluationResult:
     ("compare", lambda: evaluation_html(evaluation(), environment(), []),
      ["Summary", "Trade-off", "Latency"], ["float", "int8", "fp16"]),
     ("bench", lambda: bench_html(bench(), environment(), []), [], ["float", "int8"]),
-    ("diagnose", lambda: diagnosis_html(_diagnosis(), environment()), [], ["q.tflite"]),
+    ("diagnose", lambda: diagnosis_html(
+        dataclasses.replace(_diagnosis(), suggestion=_suggestion()), environment()),
+     ["Where the error comes from", "Per layer, in graph order", "Keep in float"],
+     ["q.tflite", "digits_cnn_1/conv1_1/Relu"]),
 ])  # fmt: skip
 def test_html_renders_in_headless_chromium(tmp_path, kind, render, headings, names) -> None:
     """Each kind of report, opened in a real browser: it renders (a non-blank screenshot), the
@@ -325,7 +359,9 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
         print_bench,
         print_compare,
         print_diagnosis,
+        print_diff,
         print_evaluation,
+        print_suggestion,
     )
 
     long_names = ("mobilenet_v2_int8_per_channel", "mobilenet_v2_float16_weights")
@@ -337,14 +373,22 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
         renamed.recommendation or {}, model=long_names[0], float_baseline="mobilenet_v2_float"
     )
     renamed = dataclasses.replace(renamed, recommendation=rec)
+    old, new = evaluation().to_dict(), evaluation(acc_int8=0.92, p50_int8=0.6).to_dict()
     cases = [
-        (print_evaluation, dataclasses.replace(renamed, recommendation=None), ()),
-        (print_compare, renamed, ()),
-        (print_bench, bench(), ()),
-        (print_diagnosis, _diagnosis(), (10,)),
-    ]
-    for print_fn, result, args in cases:
+        (print_evaluation, dataclasses.replace(renamed, recommendation=None), (), []),
+        (print_compare, renamed, (), ["4.00×", "-1.00 [-2.00, -0.00]"[:5]]),
+        (print_bench, bench(), (), []),
+        (print_diagnosis, _diagnosis(), (10,), ["+4.0"]),
+        (print_suggestion, _suggestion(), (),
+         ["+55.9", "0.9533", "0.22\u00a0pt", "11.11\u00a0pt", "153.3 KiB", "5.18 µs", "float",
+          "everything", "57.8 KiB", "4.1 µs"]),
+        (print_diff, diff_reports(old, new)[0], ([], []), ["-2.00\u00a0pt", "0.9200"]),
+    ]  # fmt: skip
+    for print_fn, result, args, whole in cases:
         lines = _rendered(print_fn, result, width, *args)
+        # numbers are never cut or folded: each sits whole on one line
+        for cell in whole:
+            assert any(cell in ln for ln in lines), (print_fn.__name__, cell, lines)
         assert all(cell_len(line) <= width for line in lines), (print_fn.__name__, lines)
         table_lines = [ln for ln in lines if "…" in ln]
         assert not table_lines, (print_fn.__name__, table_lines)

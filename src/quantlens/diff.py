@@ -14,7 +14,8 @@ DIFF_METRICS: dict[str, bool] = {
     "task_mae": False, "task_rmse": False, "sqnr_db": True, "top1_agreement": True,
     "p50_ms": False, "p99_ms": False, "size_bytes": False, "peak_rss_mb": False,
 }  # fmt: skip
-_ABSOLUTE = {"accuracy", "top5_accuracy", "macro_f1", "r2", "top1_agreement"}
+#: Metrics in [0, 1], whose changes are absolute (in points).
+ABSOLUTE_METRICS = {"accuracy", "top5_accuracy", "macro_f1", "r2", "top1_agreement"}
 _LATENCY = {"p50_ms", "p99_ms"}
 
 
@@ -31,7 +32,7 @@ class DiffRow:
     @property
     def change(self) -> float:
         """Absolute change for [0, 1] metrics and SQNR; relative otherwise."""
-        if self.metric in _ABSOLUTE or self.metric == "sqnr_db":
+        if self.metric in ABSOLUTE_METRICS or self.metric == "sqnr_db":
             return self.new - self.old
         return (self.new - self.old) / self.old if self.old else 0.0
 
@@ -68,7 +69,7 @@ def diff_reports(
             if a is None or b is None:
                 continue
             worse = b - a if not higher_better else a - b  # > 0: got worse
-            if metric in _ABSOLUTE:
+            if metric in ABSOLUTE_METRICS:
                 regression = worse > threshold
             elif metric == "sqnr_db":
                 regression = worse > sqnr_threshold_db

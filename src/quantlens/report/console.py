@@ -358,15 +358,17 @@ def delayed_progress(
 
 def bench_table(result: BenchResult, width: int | None = None) -> Table:
     """One row per model and configuration: latency percentiles, throughput, memory, size
-    (compact: p50, p99, cv, throughput and the ratio; threads and batch when they vary)."""
+    (compact: p50, p99 and the ratio; threads and batch when they vary, throughput when a
+    batch holds more than one sample, since otherwise it is one over the mean latency)."""
     varied = {k: len({getattr(e, k) for e in result.results}) > 1
               for k in ("threads", "batch_size")}  # fmt: skip
+    batched = any(e.batch_size > 1 for e in result.results)
     columns = [
         Column("model", "name"), Column("threads", compact=varied["threads"]),
         Column("batch", compact=varied["batch_size"]), Column("runs", compact=False),
         Column("p50"), Column("p90", compact=False), Column("p99"),
-        Column("mean", compact=False), Column("cv"), Column("init", compact=False),
-        Column("first", compact=False), Column("samples/s"),
+        Column("mean", compact=False), Column("cv", compact=False), Column("init", compact=False),
+        Column("first", compact=False), Column("samples/s", compact=batched),
         Column("peak RSS", compact=False), Column("size", compact=False),
         Column("gzip", compact=False), Column("ratio [95% CI]", "text"),
     ]  # fmt: skip
@@ -617,19 +619,39 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
                   f"kept in float: {kept}")  # fmt: skip
 
 
+def _diff_value(metric: str, value: float) -> str:
+    """A value of ``diff`` in the spelling of its kind."""
+    if metric.endswith("_ms"):
+        return latency(value)
+    if metric == "size_bytes":
+        return human_size(int(value))
+    if metric == "peak_rss_mb":
+        return f"{value:.1f} MiB"
+    return metric_text(metric, value)
+
+
+def _diff_change(metric: str, change: float) -> str:
+    """A change of ``diff``: points for fractions, dB for SQNR, relative for the rest."""
+    from quantlens.diff import ABSOLUTE_METRICS
+
+    if metric in ABSOLUTE_METRICS:
+        return f"{change * 100:+.2f}\u00a0pt"
+    if metric == "sqnr_db":
+        return f"{change:+.1f}\u00a0dB"
+    return f"{change:+.1%}"
+
+
 def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[str],
                console: Console | None = None) -> None:  # fmt: skip
     """Old against new, model by model; regressions in red."""
     console = console or Console()
     diff_rows = []
     for r in rows:
-        relative = r.metric not in ("accuracy", "top5_accuracy", "macro_f1", "r2",
-                                    "top1_agreement", "sqnr_db")  # fmt: skip
-        change = f"{r.change:+.1%}" if relative else f"{r.change:+.4g}"
-        diff_rows.append([term(r.model), term(r.metric), f"{r.old:.6g}", f"{r.new:.6g}", change,
+        diff_rows.append([term(r.model), term(r.metric), _diff_value(r.metric, r.old),
+                          _diff_value(r.metric, r.new), _diff_change(r.metric, r.change),
                           "[bold red]regression[/]" if r.regression else ""])  # fmt: skip
     console.print(build_table(
-        "old → new (change: points for accuracy-like metrics and dB for SQNR, relative otherwise)",
+        "old → new (change: points for accuracy-like metrics, dB for SQNR, relative otherwise)",
         [Column("model", "name"), Column("metric", "text"), Column("old"), Column("new"),
          Column("change"), Column("", "text")], diff_rows, console.width,
     ))  # fmt: skip
