@@ -144,7 +144,7 @@ def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[flo
     a2.axvline(0, color="#444", linewidth=0.8)
     a2.set_xlabel("error added (dB)")
     a1.set_yticks(y, [_label(labels[i]) for i in rows], fontsize=8)
-    a1.invert_yaxis()  # graph order reads top to bottom
+    a1.set_ylim(len(rows) - 0.5, -0.5)  # graph order reads top to bottom, no empty margin
     for ax in (a1, a2):
         ax.grid(alpha=0.3, axis="x")
         ax.xaxis.set_ticks_position("both")
