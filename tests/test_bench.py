@@ -16,7 +16,7 @@ from quantlens.bench.schedule import interleave
 from quantlens.bench.stats import median_ratio, summarize, warnings_for
 from quantlens.cli import main
 from quantlens.errors import ConfigError
-from quantlens.models.base import QuantParams, TensorSpec
+from quantlens.results import QuantParams, TensorSpec
 
 
 def test_summary_matches_numpy() -> None:

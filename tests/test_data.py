@@ -8,7 +8,7 @@ import pytest
 from quantlens import load_dataset
 from quantlens.data import BUILTINS
 from quantlens.errors import DataError
-from quantlens.models.base import TensorSpec
+from quantlens.results import TensorSpec
 
 IMAGE = [TensorSpec("image", (None, 8, 8, 1), "float32")]
 TWO = [TensorSpec("feats", (None, 4), "float32"), TensorSpec("aux", (None, 3), "float32")]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantlens.models.base import QuantParams
 from quantlens.models.quantization import dequantize, quantize
+from quantlens.results import QuantParams
 
 
 @settings(max_examples=60, deadline=None)

@@ -328,7 +328,7 @@ def test_nonfinite_outputs_are_counted_and_left_out(tf, convert, tmp_path) -> No
 )
 @given(payload=st.binary(max_size=600), suffix=st.sampled_from([".npz", ".npy"]))
 def test_data_loaders_work_or_raise_data_errors(tmp_path, payload: bytes, suffix: str) -> None:
-    from quantlens.models.base import TensorSpec
+    from quantlens.results import TensorSpec
 
     path = tmp_path / f"data{suffix}"
     path.write_bytes(payload)

@@ -15,7 +15,8 @@ import quantlens
 from quantlens.cli import main
 from quantlens.diff import diff_reports
 from quantlens.errors import ConfigError
-from quantlens.gates import METRICS, check_gates, parse_gate
+from quantlens.gates import check_gates, parse_gate
+from quantlens.metric_registry import METRICS
 from quantlens.report.environment import environment
 from quantlens.report.html import bench_html, diagnosis_html, evaluation_html
 from quantlens.report.markdown import bench_markdown, evaluation_markdown

@@ -13,7 +13,7 @@ from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.diagnose import diagnose
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
-from quantlens.models.base import Model, ModelInfo, QuantParams, TensorSpec
+from quantlens.models.base import Model
 from quantlens.models.loading import load_model
 from quantlens.quantize import quantize
 from quantlens.results import (
@@ -22,11 +22,14 @@ from quantlens.results import (
     DatasetSummary,
     DiagnosisResult,
     EvaluationResult,
+    ModelInfo,
     ModelResult,
     OutputFidelity,
     Performance,
     QuantizedVariant,
     QuantizeResult,
+    QuantParams,
+    TensorSpec,
 )
 
 __version__ = "0.1.0"

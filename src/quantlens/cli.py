@@ -214,8 +214,8 @@ def _add_outputs(parser: argparse.ArgumentParser, gates: bool = True) -> None:
 
 def _gates(args: argparse.Namespace, *, outputs: bool = True) -> list[Any]:
     """Parse the gates and check the report paths (``outputs``) before any work is done."""
+    from quantlens.files import check_report_paths
     from quantlens.gates import parse_gate
-    from quantlens.report.files import check_report_paths
 
     if outputs:
         paths = {k: getattr(args, k) for k in ("json", "report", "markdown")
@@ -226,7 +226,7 @@ def _gates(args: argparse.Namespace, *, outputs: bool = True) -> list[Any]:
 
 
 def _finish(args: argparse.Namespace, result: Any, console: Any, gates: list[Any]) -> int:
-    from quantlens.report.outputs import write_outputs
+    from quantlens.outputs import write_outputs
 
     return write_outputs(
         result, console, gates=gates, json_path=args.json, html_path=args.report,
@@ -542,7 +542,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.suggest:
         import dataclasses
 
-        from quantlens.suggest import suggest_from_source
+        from quantlens.diagnose.suggest import suggest_from_source
 
         suggestion = suggest_from_source(
             result, source, float_tflite, data, mode=mode, calibration=calibration,
@@ -558,9 +558,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from quantlens.files import read_report
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console
-    from quantlens.report.files import read_report
     from quantlens.report.text import term
 
     gates = _gates(args, outputs=False)  # check reads a report; it writes none
@@ -577,9 +577,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from quantlens.diff import diff_reports
+    from quantlens.files import read_report
     from quantlens.gates import check_gates, describe_failure
     from quantlens.report.console import make_console, print_diff
-    from quantlens.report.files import read_report
     from quantlens.report.text import term
 
     gates = _gates(args, outputs=False)
@@ -597,9 +597,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from quantlens.files import write_json
     from quantlens.models.loading import load_model
     from quantlens.report.console import print_model_info
-    from quantlens.report.files import write_json
 
     info = load_model(args.model).info()
     print_model_info(info)

@@ -18,6 +18,7 @@ from typing import Any
 from quantlens.data import BUILTINS
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
+from quantlens.metric_registry import drop_words
 from quantlens.paired import significantly_worse
 from quantlens.quantize import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -26,7 +27,6 @@ from quantlens.quantize import (
     resolve_modes,
     source_kind,
 )
-from quantlens.report.formats import drop_words
 from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult, ReportWarning
 
 DEFAULT_MAX_DROP = 0.01
@@ -125,6 +125,25 @@ def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -
     return ", ".join(parts)
 
 
+def _ranking(
+    candidates: list[ModelResult], ref: ModelResult, task: str, max_drop: float
+) -> list[dict[str, Any]]:
+    """The candidates in the order a reader weighs them, each with its drop and whether it is
+    within the budget: those within it smallest first, then the rest by drop."""
+
+    def key(m: ModelResult) -> tuple[bool, float]:
+        d = drop(m, ref, task)
+        if d is not None and within(d, max_drop):
+            return (False, m.size_bytes)
+        return (True, d if d is not None else math.inf)
+
+    return [
+        {"model": m.name, "drop": d, "within_budget": d is not None and within(d, max_drop)}
+        for m in sorted(candidates, key=key)
+        for d in [drop(m, ref, task)]
+    ]
+
+
 def recommend(
     result: EvaluationResult, float_name: str, max_drop: float, *, prefer: str = "size",
     allow_io_change: bool = False,
@@ -198,6 +217,7 @@ def recommend(
         "significantly_worse": worse,
         "slower_than_float": slower,
         "io_change": [m.name for m in candidates if changes_io(m)],
+        "ranking": _ranking(candidates, ref, task, max_drop),
     }
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from quantlens.errors import DataError, require
-from quantlens.models.base import TensorSpec, plain_name
+from quantlens.models.base import plain_name
+from quantlens.results import TensorSpec
 from quantlens.sources import (
     ArraySource,
     CsvSource,

@@ -22,14 +22,15 @@ from quantlens._quiet import captured_output
 from quantlens.compare import DEFAULT_MAX_DROP, compare, default_calibration
 from quantlens.data import _digits
 from quantlens.diagnose import diagnose
+from quantlens.diagnose.suggest import suggest_from_source
+from quantlens.metric_registry import human_size
 from quantlens.models.keras import import_tensorflow
+from quantlens.outputs import write_outputs
 from quantlens.quantize import DEFAULT_CALIBRATION_SAMPLES
 from quantlens.report.console import make_console, print_compare, print_diagnosis, print_suggestion
-from quantlens.report.formats import delta_text, human_size, origin_sentence, short_tensor_name
-from quantlens.report.outputs import write_outputs
+from quantlens.report.formats import delta_text, origin_sentence, short_tensor_name
 from quantlens.report.text import term
 from quantlens.results import DiagnosisResult, EvaluationResult
-from quantlens.suggest import suggest_from_source
 
 SEED = 0
 EPOCHS = 12

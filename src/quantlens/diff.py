@@ -6,17 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quantlens.gates import METRICS, report_models
-
-#: metric -> higher is better; values in [0, 1] are compared in absolute points.
-DIFF_METRICS: dict[str, bool] = {
-    "accuracy": True, "top5_accuracy": True, "macro_f1": True, "r2": True,
-    "task_mae": False, "task_rmse": False, "sqnr_db": True, "top1_agreement": True,
-    "p50_ms": False, "p99_ms": False, "size_bytes": False, "peak_rss_mb": False,
-}  # fmt: skip
-#: Metrics in [0, 1], whose changes are absolute (in points).
-ABSOLUTE_METRICS = {"accuracy", "top5_accuracy", "macro_f1", "r2", "top1_agreement"}
-_LATENCY = {"p50_ms", "p99_ms"}
+from quantlens.gates import report_models
+from quantlens.metric_registry import METRICS
 
 
 @dataclass(frozen=True)
@@ -32,7 +23,7 @@ class DiffRow:
     @property
     def change(self) -> float:
         """Absolute change for [0, 1] metrics and SQNR; relative otherwise."""
-        if self.metric in ABSOLUTE_METRICS or self.metric == "sqnr_db":
+        if METRICS[self.metric].change_kind in ("points", "db"):
             return self.new - self.old
         return (self.new - self.old) / self.old if self.old else 0.0
 
@@ -64,17 +55,18 @@ def diff_reports(
         o = old_by.get(name)
         if o is None:
             continue
-        for metric, higher_better in DIFF_METRICS.items():
-            a, b = METRICS[metric][1](o, old_ref), METRICS[metric][1](n, new_ref)
+        for spec in (s for s in METRICS.values() if s.diffed):
+            metric = spec.name
+            a, b = spec.read(o, old_ref), spec.read(n, new_ref)
             if a is None or b is None:
                 continue
-            worse = b - a if not higher_better else a - b  # > 0: got worse
-            if metric in ABSOLUTE_METRICS:
+            worse = a - b if spec.higher_is_better else b - a  # > 0: got worse
+            if spec.change_kind == "points":
                 regression = worse > threshold
-            elif metric == "sqnr_db":
+            elif spec.change_kind == "db":
                 regression = worse > sqnr_threshold_db
             else:
-                limit = latency_threshold if metric in _LATENCY else threshold
+                limit = latency_threshold if spec.kind == "latency" else threshold
                 regression = a > 0 and worse / a > limit
             rows.append(DiffRow(name, metric, a, b, regression))
     only_old = [n for n in old_by if n not in new_by]

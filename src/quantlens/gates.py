@@ -2,7 +2,8 @@
 
 A gate applies to every candidate (every model but the reference, or the first model of a
 benchmark), or to one model named as ``MODEL:METRIC>NUMBER``. The metric names are those of
-:data:`METRICS`; an unknown name is an error, and so is a known one the report lacks.
+:data:`quantlens.metric_registry.METRICS`; an unknown name is an error, and so is a known one
+the report lacks.
 """
 
 from __future__ import annotations
@@ -15,72 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantlens.errors import ConfigError
-
-# name -> (what it is, where it comes from in a report's model entry)
-METRICS: dict[str, tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any]], float | None]]] = {}
-
-
-def _metric(
-    name: str, doc: str
-) -> Callable[[Callable[..., float | None]], Callable[..., float | None]]:
-    def register(fn: Callable[..., float | None]) -> Callable[..., float | None]:
-        METRICS[name] = (doc, fn)
-        return fn
-
-    return register
-
-
-def _get(d: Mapping[str, Any] | None, *keys: str) -> float | None:
-    for k in keys:
-        if not isinstance(d, Mapping) or k not in d or d[k] is None:
-            return None
-        d = d[k]
-    return float(d)  # type: ignore[arg-type]
-
-
-for _name in ("accuracy", "top5_accuracy", "macro_f1", "r2"):
-    _metric(_name, f"task metric `{_name}` against the labels")(
-        lambda m, r, k=_name: _get(m, "task_metrics", k)
-    )
-for _name in ("mse", "mae", "rmse"):
-    _metric(f"task_{_name}", f"regression `{_name}` against the labels")(
-        lambda m, r, k=_name: _get(m, "task_metrics", k)
-    )
-for _name in ("sqnr_db", "mse", "mae", "rmse", "max_abs_error", "cosine_similarity",
-              "top1_agreement", "kl_divergence"):  # fmt: skip
-    _metric(_name, f"fidelity to the reference: `{_name}` (first output)")(
-        lambda m, r, k=_name: _get(m, "fidelity", k)
-    )
-for _name in ("p50", "p90", "p99", "mean", "init", "first"):
-    _metric(f"{_name}_ms", f"latency `{_name}` in milliseconds")(
-        lambda m, r, k=_name: _get(m, "latency_ms", k)
-    )
-for _name in ("throughput_sps", "peak_rss_mb", "size_bytes", "size_gzip_bytes", "speedup"):
-    _metric(_name, f"`{_name}`")(lambda m, r, k=_name: _get(m, k))
-
-
-@_metric("accuracy_drop", "reference accuracy − model accuracy (0.01 = one point)")
-def _accuracy_drop(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
-    a, b = _get(ref, "task_metrics", "accuracy"), _get(m, "task_metrics", "accuracy")
-    return None if a is None or b is None else a - b
-
-
-@_metric("mae_increase", "relative increase of the regression MAE over the reference's")
-def _mae_increase(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
-    a, b = _get(ref, "task_metrics", "mae"), _get(m, "task_metrics", "mae")
-    return None if a is None or b is None or a == 0 else (b - a) / a
-
-
-@_metric("size_ratio", "size on disk / the reference's")
-def _size_ratio(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
-    a, b = _get(ref, "size_bytes"), _get(m, "size_bytes")
-    return None if not a or b is None else b / a
-
-
-@_metric("nonfinite_outputs", "outputs holding NaN or inf")
-def _nonfinite(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
-    return _get(m, "nonfinite_outputs")
-
+from quantlens.metric_registry import METRICS
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -159,7 +95,7 @@ def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOu
                               f"(models: {', '.join(names)})")  # fmt: skip
         targets = [m for m in entries if m["name"] == g.model] if g.model else candidates
         for m in targets:
-            value = METRICS[g.metric][1](m, reference)
+            value = METRICS[g.metric].read(m, reference)
             if value is None:
                 raise ConfigError(f"gate '{g.text}': the report has no {g.metric} for "
                                   f"'{m['name']}'")  # fmt: skip

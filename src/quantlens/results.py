@@ -7,7 +7,7 @@ and ``"nan"`` (an SQNR of identical outputs is ``"inf"``) and read back as float
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,99 @@ def decode_tree(obj: Any) -> Any:
 def decode_number(x: float | str) -> float:
     """The inverse of :func:`encode_number`."""
     return float(x)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization of a tensor: real = (q - zero_point) * scale.
+
+    ``scale`` and ``zero_point`` have one entry per tensor, or one per channel along ``axis``.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
+
+
+def infer_batch_axis(shape: Sequence[int | None]) -> int | None:
+    """The batch axis of a tensor of this signature shape (``None`` for a dimension that may
+    vary): see :attr:`TensorSpec.batch_axis`."""
+    if len(shape) == 0:
+        return None
+    if shape[0] is None or shape[0] == 1:
+        return 0
+    return next((i for i, d in enumerate(shape) if d is None), 0)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``shape`` holds ``None`` for a dimension that may vary."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    quantization: QuantParams | None = None
+
+    @property
+    def batch_axis(self) -> int | None:
+        """The axis samples are stacked on, read from the signature (None: not batched).
+
+        Axis 0 when it may vary or is 1; otherwise the first axis that may vary (a
+        recurrent state ``[layers, batch, units]``); a scalar has none (a sample rate).
+        """
+        return infer_batch_axis(self.shape)
+
+    @property
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """The shape of one sample: the shape without its batch axis."""
+        axis = self.batch_axis
+        return self.shape if axis is None else self.shape[:axis] + self.shape[axis + 1 :]
+
+    @property
+    def declared_batch(self) -> int | None:
+        """The batch size the signature fixes (None: the batch may vary, or there is none)."""
+        axis = self.batch_axis
+        return None if axis is None else self.shape[axis]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "batch_axis": self.batch_axis,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is: format, size, I/O and, where the format tells, its ops and weights."""
+
+    name: str
+    path: str
+    format: str
+    size_bytes: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    op_counts: dict[str, int] = field(default_factory=dict)
+    weight_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> number of elements
+    activation_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> tensor count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "op_counts": dict(self.op_counts),
+            "weight_dtypes": dict(self.weight_dtypes),
+            "activation_dtypes": dict(self.activation_dtypes),
+        }
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def _bench_config(
     models: list[Model], names: list[str], threads: int | None, batch: int, warmup_runs: int,
     runs: int, min_seconds: float, data: Any, measure_memory: bool, profile: bool,
 ) -> list[BenchEntry]:  # fmt: skip
-    from quantlens.evaluation import feed_order
+    from quantlens.models.matching import feed_order
 
     base = models[0]
     sample_bytes = sum(4 * int(np.prod([d or 1 for d in s.sample_shape])) for s in base.inputs)

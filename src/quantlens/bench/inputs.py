@@ -9,7 +9,7 @@ import numpy as np
 
 from quantlens.data import load_dataset
 from quantlens.errors import ConfigError
-from quantlens.models.base import TensorSpec
+from quantlens.results import TensorSpec
 
 SEED = 0
 

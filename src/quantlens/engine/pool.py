@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from quantlens._process import die_with_parent
-from quantlens.engine import shard_task
+from quantlens.engine.shard import shard_task
 from quantlens.errors import WorkerDiedError
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from quantlens._quiet import captured_output
-from quantlens.engine import shard_task
+from quantlens.engine.shard import shard_task
 from quantlens.errors import ConfigError, QuantlensError, WorkerDiedError, require
 
 LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")

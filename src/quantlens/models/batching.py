@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from quantlens.errors import ConfigError, DataError, ModelRunError, QuantlensError
-from quantlens.models.base import TensorSpec
-from quantlens.results import BatchingDecision
+from quantlens.results import BatchingDecision, TensorSpec
 
 BATCHINGS = ("resize", "chunks", "per-sample")
 #: Samples the probe runs one at a time and as one batch.

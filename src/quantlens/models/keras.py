@@ -12,8 +12,8 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ModelLoadError, require
-from quantlens.models.base import ModelInfo, TensorSpec, models_trusted, natural_key, path_size
-from quantlens.results import BatchingDecision
+from quantlens.models.base import models_trusted, natural_key, path_size
+from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
 #: TensorFlow runs a batch as one graph call; its kernels treat samples independently.
 _TF_BATCHING = BatchingDecision("resize", "TensorFlow runs the batch as given")

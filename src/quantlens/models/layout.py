@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from quantlens.errors import ConfigError
-from quantlens.models.base import Model, ModelInfo, TensorSpec
-from quantlens.results import BatchingDecision
+from quantlens.models.base import Model
+from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
 LAYOUTS = ("nhwc", "nchw")
 _CHANNELS = (1, 2, 3, 4)  # what a channel axis of an image input looks like

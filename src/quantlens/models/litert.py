@@ -12,18 +12,12 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import DataError, ModelLoadError, ModelRunError
-from quantlens.models.base import (
-    ModelInfo,
-    QuantParams,
-    TensorSpec,
-    natural_key,
-    path_size,
-    plain_name,
-)
+from quantlens.models.base import natural_key, path_size, plain_name
 from quantlens.models.batching import BatchRunner, RunnerBatching
 from quantlens.models.containment import ensure_contained
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
+from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, require
-from quantlens.models.base import ModelInfo, QuantParams, TensorSpec, path_size
+from quantlens.models.base import path_size
 from quantlens.models.batching import BatchRunner, RunnerBatching
+from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantlens.models.base import ModelInfo, QuantParams
+from quantlens.results import ModelInfo, QuantParams
 
 INTEGER_IO_DTYPES = ("int8", "uint8", "int16")
 #: Weight dtypes that mean "quantized"; activation dtypes likewise.

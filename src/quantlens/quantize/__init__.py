@@ -17,7 +17,7 @@ import numpy as np
 
 from quantlens.data import load_dataset
 from quantlens.errors import ConfigError, ConversionError, QuantlensError
-from quantlens.models.base import ModelInfo, TensorSpec
+from quantlens.files import write_json
 from quantlens.models.batching import one_sample_feeds
 from quantlens.models.loading import load_model
 from quantlens.models.quantization import integer_parts
@@ -25,8 +25,7 @@ from quantlens.quantize.aeq import AEQ_MODES
 from quantlens.quantize.ort import ONNX_MODES
 from quantlens.quantize.tf_converter import TF_MODES
 from quantlens.quantize.verify import not_quantized_reason
-from quantlens.report.files import write_json
-from quantlens.results import FailedMode, QuantizedVariant, QuantizeResult
+from quantlens.results import FailedMode, ModelInfo, QuantizedVariant, QuantizeResult, TensorSpec
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 MANIFEST = "manifest.json"

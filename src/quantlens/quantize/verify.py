@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantlens.models.base import ModelInfo
 from quantlens.models.quantization import (
     INTEGER_WEIGHTS,
     ONNX_QUANTIZED_OPS,
     count_of,
 )
+from quantlens.results import ModelInfo
 
 
 @dataclass(frozen=True)

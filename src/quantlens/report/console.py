@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,16 +14,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from quantlens.models.base import ModelInfo
+from quantlens.metric_registry import human_size, latency, number, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
     delta_header,
     delta_text,
     drop_text,
-    human_size,
-    latency,
     metric_text,
-    number,
     origin_sentence,
     ratio_text,
     short_tensor_name,
@@ -37,7 +33,7 @@ from quantlens.results import (
     BenchResult,
     DiagnosisResult,
     EvaluationResult,
-    ModelResult,
+    ModelInfo,
 )
 
 TASK_COLUMNS = {
@@ -425,22 +421,15 @@ def profile_table(e: BenchEntry, top: int = 8, width: int | None = None) -> Tabl
 
 
 def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
-    """The ranked comparison: acceptable variants by size, then the rest by drop."""
-    from quantlens.compare import drop, within
-
+    """The ranked comparison, in the order and with the verdicts compare() decided:
+    acceptable variants by size, then the rest by drop."""
     rec = result.recommendation or {}
     task = result.dataset.task
     ref = result.models[0]
     baseline = result.model(rec.get("float_baseline", ref.name))
-    max_drop = rec.get("max_drop", 0.01)
     metric = {"classification": "accuracy", "regression": "mae"}.get(task)
-
-    def rank(m: ModelResult) -> tuple[bool, float]:
-        """Acceptable variants first, smallest first; then the rest, smallest drop first."""
-        d = drop(m, ref, task)
-        if d is not None and within(d, max_drop):
-            return (False, m.size_bytes)
-        return (True, d if d is not None else math.inf)
+    ranking = {r["model"]: r for r in rec.get("ranking", [])}
+    ordered = [result.model(n) for n in ranking] or list(result.models[1:])
 
     columns = [Column("variant", "name"), Column("size"), Column("× float", compact=False)]
     if metric:
@@ -451,14 +440,13 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
         Column("p50", compact=False), Column("speed"), Column("verdict", "text"),
     ]  # fmt: skip
     rows = []
-    for m in [ref, *sorted(result.models[1:], key=rank)]:
-        d = drop(m, ref, task)
+    for m in [ref, *ordered]:
         worse = m.name in rec.get("significantly_worse", [])
         if m is ref:
             verdict = "reference"
         elif m.name == rec.get("model"):
             verdict = "[bold green]✓ recommended[/]"
-        elif d is not None and within(d, max_drop):
+        elif ranking.get(m.name, {}).get("within_budget"):
             verdict = "ok"
         else:
             verdict = "[red]✗ drop[/]" + (", significant" if worse else "")
@@ -619,36 +607,14 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
                   f"kept in float: {kept}")  # fmt: skip
 
 
-def _diff_value(metric: str, value: float) -> str:
-    """A value of ``diff`` in the spelling of its kind."""
-    if metric.endswith("_ms"):
-        return latency(value)
-    if metric == "size_bytes":
-        return human_size(int(value))
-    if metric == "peak_rss_mb":
-        return f"{value:.1f} MiB"
-    return metric_text(metric, value)
-
-
-def _diff_change(metric: str, change: float) -> str:
-    """A change of ``diff``: points for fractions, dB for SQNR, relative for the rest."""
-    from quantlens.diff import ABSOLUTE_METRICS
-
-    if metric in ABSOLUTE_METRICS:
-        return f"{change * 100:+.2f}\u00a0pt"
-    if metric == "sqnr_db":
-        return f"{change:+.1f}\u00a0dB"
-    return f"{change:+.1%}"
-
-
 def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[str],
                console: Console | None = None) -> None:  # fmt: skip
     """Old against new, model by model; regressions in red."""
     console = console or Console()
     diff_rows = []
     for r in rows:
-        diff_rows.append([term(r.model), term(r.metric), _diff_value(r.metric, r.old),
-                          _diff_value(r.metric, r.new), _diff_change(r.metric, r.change),
+        diff_rows.append([term(r.model), term(r.metric), spell(r.metric, r.old),
+                          spell(r.metric, r.new), spell_change(r.metric, r.change),
                           "[bold red]regression[/]" if r.regression else ""])  # fmt: skip
     console.print(build_table(
         "old → new (change: points for accuracy-like metrics, dB for SQNR, relative otherwise)",

@@ -5,33 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-
-def latency(ms: float | None) -> str:
-    """A latency with a unit that suits it (µs, ms, s) and 3 significant digits."""
-    if ms is None or ms != ms:
-        return "—"
-    if ms < 1:
-        return f"{ms * 1000:.3g} µs"
-    if ms < 1000:
-        return f"{ms:.3g} ms"
-    return f"{ms / 1000:.3g} s"
-
-
-def human_size(n: int) -> str:
-    """Bytes as B, KiB, MiB or GiB."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.2f} GiB"
-
-
-def number(value: float | None, pattern: str) -> str:
-    """A number in ``pattern``; '—' when missing, non-finite values spelled out."""
-    if value is None:
-        return "—"
-    return pattern.format(value) if value == value and abs(value) != float("inf") else str(value)
+from quantlens.metric_registry import drop_words, number, spell
 
 
 def ratio_text(ratio: dict[str, float] | None) -> str:
@@ -43,18 +17,9 @@ def ratio_text(ratio: dict[str, float] | None) -> str:
     return f"{ratio['ratio']:.3f}{interval}"
 
 
-#: How each metric is spelled: fractions such as accuracy with four decimals, SQNR in dB with
-#: one, error magnitudes with four significant digits.
-METRIC_FORMATS = {
-    "accuracy": "{:.4f}", "top5_accuracy": "{:.4f}", "macro_f1": "{:.4f}", "r2": "{:.4f}",
-    "top1_agreement": "{:.4f}", "cosine_similarity": "{:.5f}", "sqnr_db": "{:.1f}",
-    "mse": "{:.4g}", "mae": "{:.4g}", "max_abs_error": "{:.4g}", "kl_divergence": "{:.4g}",
-}  # fmt: skip
-
-
 def metric_text(key: str, value: float | None) -> str:
-    """A task or fidelity metric, spelled the way :data:`METRIC_FORMATS` says."""
-    return number(value, METRIC_FORMATS.get(key, "{:.4g}"))
+    """A task or fidelity metric, spelled as the metric registry says."""
+    return spell(key, value)
 
 
 def delta_header(task: str) -> str:
@@ -106,15 +71,6 @@ def step_additions(steps: list[dict[str, Any]]) -> list[list[str]]:
         if st.get("accepted", True):
             accepted = set(st["kept_in_float"])
     return out
-
-
-def drop_words(d: float, task: str) -> str:
-    """A drop in words, in the units of ``task``."""
-    if task == "classification":
-        return f"{d * 100:.3g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
-    if task == "regression":
-        return f"{d:.2%} of MAE"
-    return f"{d:.2%} disagreement with the reference"
 
 
 def compare_legend(result: Any) -> str:

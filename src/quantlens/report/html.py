@@ -7,14 +7,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from quantlens.metric_registry import human_size, latency
 from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
     delta_header,
     delta_text,
     drop_text,
-    human_size,
-    latency,
     metric_text,
     origin_sentence,
     ratio_text,

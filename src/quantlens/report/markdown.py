@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from quantlens.metric_registry import human_size, latency, number
 from quantlens.report.formats import (
     delta_header,
     delta_text,
     drop_text,
-    human_size,
-    latency,
     metric_text,
-    number,
     origin_sentence,
     ratio_text,
     short_tensor_name,

@@ -10,9 +10,9 @@ from typing import Any
 
 from rich.console import Console
 
+from quantlens.files import write_text
 from quantlens.gates import Gate, check_gates, describe_failure
 from quantlens.report.environment import environment
-from quantlens.report.files import write_text
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 Result = EvaluationResult | BenchResult | DiagnosisResult

@@ -10,158 +10,43 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantlens.data import load_dataset
+from quantlens.diagnose.common import (
+    DATA_MOVEMENT_OPS,
+    INSPECTION_NOTE,
+)
+from quantlens.diagnose.tflite_side import TFLiteSide
 from quantlens.errors import ConfigError, ModelMismatchError
-from quantlens.evaluation import feed_order, match_tensors
 from quantlens.metrics import FidelityState
-from quantlens.metrics.kernels import sqnr_db
 from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
-from quantlens.models.base import QuantParams
 from quantlens.models.batching import PROBE_SAMPLES
-from quantlens.models.litert import LiteRTModel, quant_params
-from quantlens.models.quantization import dequantize, integer_parts
-from quantlens.models.tflite_file import Graph, GraphTensor, read_graph
+from quantlens.models.litert import LiteRTModel
+from quantlens.models.matching import feed_order, match_tensors
+from quantlens.models.quantization import integer_parts
 from quantlens.results import DiagnosisResult
 
 DEFAULT_SAMPLES = 256
 DEFAULT_TOP = 10
-INSPECTION_NOTE = (
-    "inspection runs use the reference kernels (default delegates off, every tensor kept); "
-    "their speed is not the deployed speed"
-)
-ONNX_NOTE = (
-    "every intermediate tensor is added to the ONNX graph's outputs, which can change how "
-    "onnxruntime fuses nodes; matched by name as onnxruntime's qdq_loss_debug does"
-)
-_VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
-_CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
-DATA_MOVEMENT_OPS = {  # TFLite and ONNX ops that only rearrange values
-    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "Reshape", "Squeeze", "Unsqueeze",
-    "Transpose", "Flatten",
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Side:
-    """One model opened for inspection."""
-
-    model: LiteRTModel
-    graph: Graph
-    quant: dict[int, QuantParams]  # tensor index -> its quantization, when it has one
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> _Side:
-        p = Path(path)
-        model = LiteRTModel(p, use_default_delegates=False, preserve_all_tensors=True)
-        graph = read_graph(p.read_bytes(), str(p))
-        quant = {}
-        for d in model.tensor_details():
-            qp = quant_params(d)
-            if qp is not None:
-                quant[d["index"]] = qp
-        return cls(model, graph, quant)
-
-    def activations(self) -> list[GraphTensor]:
-        """Model inputs, then every op's outputs in execution order, that hold values."""
-        tensors = self.graph.tensors
-        # outputs of ops fed only constants (a float16 weight's DEQUANTIZE) are weights
-        computed = [
-            op for op in self.graph.ops
-            if not all(i < 0 or tensors[i].constant for i in op.inputs)
-        ]  # fmt: skip
-        order = list(self.graph.inputs) + [t for op in computed for t in op.outputs]
-        seen: dict[int, GraphTensor] = {}
-        for i in order:
-            t = self.graph.tensors[i]
-            if i not in seen and not t.constant and t.dtype in _VALUE_DTYPES:
-                seen[i] = t
-        return list(seen.values())
-
-    def real(self, index: int, raw: np.ndarray) -> np.ndarray:
-        qp = self.quant.get(index)
-        if qp is not None and raw.dtype.kind in "iu":
-            return dequantize(raw, qp)
-        return raw.astype(np.float32)
-
-    def match(self, flt: Any) -> dict[int, int]:
-        """This (quantized) model's tensor index -> the float model's."""
-        return match_activations(flt.activations(), self.activations(), self.graph)
-
-    def weight_rows(self, flt: Any, pairs: dict[int, int]) -> list[dict[str, Any]]:
-        return _weight_rows(flt, self, pairs)
 
 
 def open_side(path: str | os.PathLike[str]) -> Any:
     """A model opened for inspection: a .tflite or an .onnx file."""
     suffix = Path(path).suffix.lower()
     if suffix == ".tflite":
-        return _Side.open(path)
+        return TFLiteSide.open(path)
     if suffix == ".onnx":
-        from quantlens.diagnose_onnx import OnnxSide
+        from quantlens.diagnose.onnx_side import OnnxSide
 
         return OnnxSide.open(path)
     raise ConfigError(
         f"diagnose compares two .tflite or two .onnx files; {Path(path).name} is neither"
     )
-
-
-def match_activations(
-    flt: Sequence[GraphTensor], qnt: Sequence[GraphTensor], qgraph: Graph
-) -> dict[int, int]:
-    """Quantized tensor index -> float tensor index.
-
-    By name where both have the tensor; then, in graph order, the next unmatched float tensor
-    of the same per-sample shape; a QUANTIZE/DEQUANTIZE output takes its input's match.
-    """
-    by_name: dict[str, list[GraphTensor]] = {}
-    for f in flt:
-        by_name.setdefault(f.name, []).append(f)
-    pos = {f.index: k for k, f in enumerate(flt)}
-    matched: dict[int, int] = {}
-    used: set[int] = set()
-    for q in qnt:
-        cands = [f for f in by_name.get(q.name, []) if f.shape[1:] == q.shape[1:]] if q.name else []
-        if len(cands) == 1 and cands[0].index not in used:
-            matched[q.index] = cands[0].index
-            used.add(cands[0].index)
-    conversions = [
-        op for op in qgraph.ops
-        if op.op_type in _CONVERSION_OPS and op.inputs and op.outputs
-        and qgraph.tensors[op.inputs[0]].shape[1:] == qgraph.tensors[op.outputs[0]].shape[1:]
-    ]  # fmt: skip
-
-    def propagate() -> None:  # a conversion's input and output stand for the same value
-        for op in conversions:
-            src, dst = op.inputs[0], op.outputs[0]
-            if src in matched and dst not in matched:
-                matched[dst] = matched[src]
-            elif dst in matched and src not in matched and not qgraph.tensors[src].constant:
-                matched[src] = matched[dst]
-
-    propagate()
-    converted = {op.outputs[0] for op in conversions}
-    last = -1
-    for q in qnt:
-        if q.index in matched:
-            last = max(last, pos.get(matched[q.index], last))
-            continue
-        if q.index in converted:
-            continue  # matched through its input below, never by position
-        for f in flt[last + 1 :]:
-            if f.index not in used and f.shape[1:] == q.shape[1:] and len(f.shape) == len(q.shape):
-                matched[q.index] = f.index
-                used.add(f.index)
-                last = pos[f.index]
-                break
-    propagate()
-    return matched
 
 
 def diagnose(
@@ -353,44 +238,6 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any
     return rows
 
 
-def _weight_rows(flt: _Side, qnt: _Side, pairs: dict[int, int]) -> list[dict[str, Any]]:
-    """SQNR of each quantized weight (dequantized) against the float weight it replaces."""
-    f_const = {t.name: t for t in flt.graph.tensors if t.constant}
-    f_ops_by_out = {out: op for op in flt.graph.ops for out in op.outputs}
-    rows = []
-    for op in qnt.graph.ops:
-        f_op = f_ops_by_out.get(pairs.get(op.outputs[0], -1)) if op.outputs else None
-        for slot, i in enumerate(op.inputs):
-            if i < 0:
-                continue
-            t = qnt.graph.tensors[i]
-            if not t.constant or (i not in qnt.quant and t.dtype != "float16"):
-                continue
-            f = f_const.get(t.name)
-            if (f is None or f.shape != t.shape) and f_op is not None and slot < len(f_op.inputs):
-                cand = flt.graph.tensors[f_op.inputs[slot]]
-                f = cand if cand.constant and cand.shape == t.shape else None
-            if f is None or f.dtype != "float32":
-                continue
-            try:
-                q_raw = qnt.model.tensor_value(i)
-                f_val = flt.model.tensor_value(f.index).astype(np.float64)
-            except (ValueError, RuntimeError):
-                continue  # e.g. int4, which the runtime does not hand out
-            q_val = qnt.real(i, q_raw).astype(np.float64)
-            err = q_val - f_val
-            rows.append({
-                "index": i,
-                "name": t.name,
-                "op_index": op.index,
-                "op_type": op.op_type,
-                "dtype": t.dtype,
-                "sqnr_db": sqnr_db(float((f_val**2).sum()), float((err**2).sum())),
-                "max_abs_error": float(np.abs(err).max(initial=0.0)),
-            })  # fmt: skip
-    return rows
-
-
 def _debugger_statistics(
     source: Path, mode: str, calibration: Any, calibration_samples: int
 ) -> dict[str, dict[str, float]]:
@@ -446,8 +293,8 @@ def diagnose_source(
     """Convert a Keras file or SavedModel to float32 and ``mode`` ``.tflite`` files in
     ``out_dir``, diagnose the pair, and merge the QuantizationDebugger's per-layer statistics
     (static modes) into each tensor's row as ``debugger``."""
+    from quantlens.diagnose.suggest import TF_STATIC_MODES
     from quantlens.quantize import quantize, source_kind
-    from quantlens.suggest import TF_STATIC_MODES
 
     src = Path(source)
     if source_kind(src) != "tf":

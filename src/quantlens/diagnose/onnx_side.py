@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from quantlens.diagnose.common import ONNX_NOTE
 from quantlens.metrics.kernels import sqnr_db
 from quantlens.models.onnx import OnnxModel, session
 from quantlens.models.tflite_file import Graph, GraphOp, GraphTensor
@@ -69,7 +70,6 @@ class OnnxSide:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> OnnxSide:
-        from quantlens.diagnose import ONNX_NOTE
 
         model = OnnxModel(Path(path))
         g = model.proto.graph

@@ -1,0 +1,249 @@
+"""One shard of an evaluation: every model run on the same batches, their metric states
+accumulated. A :class:`Plan` carries all a worker needs, so a shard runs the same inline, in
+a process pool or on Ray; :class:`ShardOutcome` objects merge in shard order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from quantlens.data import Dataset
+from quantlens.errors import ConfigError, ModelMismatchError
+from quantlens.metrics import ClassificationState, FidelityState, RegressionState
+from quantlens.metrics.kernels import has_class_axis
+from quantlens.models.base import Model
+from quantlens.models.batching import PROBE_SAMPLES
+from quantlens.models.matching import wire
+from quantlens.models.quantization import clipped_count
+from quantlens.results import BatchingDecision, QuantParams
+
+TASKS = ("classification", "regression")
+
+
+TaskState = ClassificationState | RegressionState
+
+
+def infer_task(labels: np.ndarray | None, output: np.ndarray, forced: str | None) -> str:
+    """'classification', 'regression' or 'none' from the labels and the first output."""
+    if forced is not None and forced not in TASKS:
+        raise ConfigError(f"unknown task '{forced}'; use one of {', '.join(TASKS)}")
+    if labels is None:
+        if forced is not None:
+            raise ConfigError(f"task '{forced}' needs labels, and the data has none")
+        return "none"
+    if forced is not None:
+        return forced
+    y = np.asarray(labels)
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(y == np.round(y)))
+    )
+    if has_class_axis(output):
+        per_sample = y.shape[1:]
+        if integral and per_sample in ((), (1,), (output.shape[1],)):
+            return "classification"
+    elif np.issubdtype(y.dtype, np.integer) and output.reshape(len(output), -1).shape[1] == 1:
+        return "classification"  # a single sigmoid unit with integer labels
+    return "regression"
+
+
+def _new_task_state(task: str, output: np.ndarray) -> TaskState:
+    if task == "classification":
+        return ClassificationState.empty(int(np.prod(output.shape[1:])))
+    return RegressionState()
+
+
+@dataclass
+class RunState:
+    """One model's accumulators over the samples a shard saw (picklable, mergeable)."""
+
+    task: TaskState | None = None
+    fidelity: list[FidelityState] | None = None
+    nonfinite: int = 0  # samples with NaN or inf in any output, left out of the metrics
+    #: Per model input: (values that clip at the quantized dtype's range, values seen).
+    saturation: tuple[tuple[int, int], ...] = ()
+
+    def merge(self, other: RunState) -> RunState:
+        """This shard's samples, then the other's."""
+        task = other.task if self.task is None else (
+            self.task if other.task is None else self.task.merge(other.task)  # type: ignore[arg-type]
+        )  # fmt: skip
+        fidelity = None
+        if self.fidelity is not None and other.fidelity is not None:
+            fidelity = [a.merge(b) for a, b in zip(self.fidelity, other.fidelity, strict=True)]
+        saturation = (
+            tuple(
+                (a[0] + b[0], a[1] + b[1])
+                for a, b in zip(self.saturation, other.saturation, strict=True)
+            )
+            if self.saturation and other.saturation
+            else self.saturation or other.saturation
+        )
+        return RunState(task, fidelity or self.fidelity or other.fidelity,
+                        self.nonfinite + other.nonfinite, saturation)  # fmt: skip
+
+
+@dataclass
+class ShardOutcome:
+    """What one shard of the data produced: every model's state, in the models' order."""
+
+    samples: int
+    task: str | None
+    states: list[RunState]
+    first_sample: list[np.ndarray]
+    decisions: list[BatchingDecision] = field(default_factory=list)  # when probed here
+
+    def merge(self, other: ShardOutcome) -> ShardOutcome:
+        return ShardOutcome(
+            self.samples + other.samples,
+            self.task or other.task,
+            [a.merge(b) for a, b in zip(self.states, other.states, strict=True)],
+            self.first_sample or other.first_sample,
+            self.decisions or other.decisions,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs to evaluate a shard by itself (picklable)."""
+
+    paths: tuple[str, ...]  # the reference first
+    task: str | None
+    batch_size: int
+    num_threads: int | None
+    allow_nonfinite: bool
+    trusted: bool = False
+    layout: str | None = None  # the data's image layout; models laid out otherwise adapt
+    batching: tuple[str, ...] = ()  # per model, as the probe decided
+    constants: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: Digests of the models this process ran once in a child: workers need not again.
+    verified: tuple[str, ...] = field(default=(), hash=False, compare=False)
+
+    @property
+    def models_key(self) -> tuple[Any, ...]:
+        """What decides the loaded models: a worker loads them once per key."""
+        return (self.paths, self.num_threads, self.trusted, self.layout, self.batching)
+
+
+def run_shard(
+    models: Sequence[Model], dataset: Dataset, plan: Plan, *, limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ShardOutcome:  # fmt: skip
+    """Run every model on one shard of the data and accumulate their metric states.
+
+    When the plan carries no batching decisions, each model's batching is probed on the
+    shard's first batch (data read once, such as an iterable, is never read twice).
+    """
+    ref = models[0]
+    wiring = wire(models)
+    states = [RunState(fidelity=None if i == 0 else [FidelityState() for _ in ref.outputs])
+              for i in range(len(models))]  # fmt: skip
+    resolved_task: str | None = None
+    samples = 0
+    first_sample: list[np.ndarray] = []
+    quantized_inputs = [input_quantization(m) for m in models]
+    decisions: list[BatchingDecision] = []
+    for batch in dataset.bind(
+        ref.inputs, batch_size=plan.batch_size, limit=limit,
+        allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
+    ):  # fmt: skip
+        if not plan.batching and not decisions:
+            decisions = [m.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in ins])
+                         for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
+        ref_out: list[np.ndarray] = []
+        ref_ok = np.ones(len(batch), dtype=bool)
+        for model, (ins, outs_order), st, quant in zip(
+            models, wiring, states, quantized_inputs, strict=True
+        ):
+            fed = [batch.inputs[i] for i in ins]
+            if any(q is not None for q in quant):
+                st.saturation = _count_saturation(st.saturation, fed, quant)
+            raw = model.predict(fed)
+            outs = [raw[j] for j in outs_order]
+            ok = finite_rows(outs)
+            st.nonfinite += int((~ok).sum())
+            if model is ref:
+                ref_out, ref_ok = outs, ok
+                if resolved_task is None:
+                    resolved_task = infer_task(batch.labels, outs[0], plan.task)
+            if st.fidelity is not None:
+                both = ok & ref_ok
+                st.fidelity = [
+                    _update_fidelity(f, r[both], o[both], model.name, spec.name)
+                    if both.any() else f
+                    for f, r, o, spec in zip(st.fidelity, ref_out, outs, ref.outputs, strict=True)
+                ]  # fmt: skip
+            if resolved_task != "none" and batch.labels is not None:
+                if st.task is None:
+                    st.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
+                st.task = st.task.update(batch.labels, outs[0], ok)
+        if not first_sample:
+            first_sample = [x[:1] for x in batch.inputs]
+        samples += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return ShardOutcome(samples, resolved_task, states, first_sample, decisions)
+
+
+def input_quantization(model: Model) -> list[tuple[QuantParams, str] | None]:
+    """Per input of ``model``, how the model quantizes it (None: it stays float)."""
+    get = getattr(model, "input_quantization", None)
+    return list(get()) if get is not None else [None] * len(model.inputs)
+
+
+def _count_saturation(
+    counts: tuple[tuple[int, int], ...], fed: Sequence[np.ndarray],
+    quant: Sequence[tuple[QuantParams, str] | None],
+) -> tuple[tuple[int, int], ...]:  # fmt: skip
+    before = counts or tuple((0, 0) for _ in fed)
+    return tuple(
+        (c + clipped_count(x, q[0], q[1]), n + x.size) if q is not None else (c, n)
+        for (c, n), x, q in zip(before, fed, quant, strict=True)
+    )
+
+
+def finite_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per sample: every output value is finite."""
+    n = outputs[0].shape[0]
+    ok = np.ones(n, dtype=bool)
+    for o in outputs:
+        if np.issubdtype(o.dtype, np.floating):
+            ok &= np.isfinite(o.reshape(n, -1)).all(axis=1)
+    return ok
+
+
+def _update_fidelity(
+    state: FidelityState, ref: np.ndarray, cand: np.ndarray, model: str, output: str
+) -> FidelityState:
+    if ref.shape != cand.shape:
+        raise ModelMismatchError(
+            f"{model} output for '{output}' has shape {cand.shape} where the reference's has "
+            f"{ref.shape}; compare models of the same graph"
+        )
+    return state.update(ref, cand)
+
+
+_MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded
+
+
+def shard_task(plan: Any, dataset: Any) -> Any:
+    """Evaluate one shard in a worker (models loaded once per process and plan)."""
+    from quantlens.models.base import trusted_models
+    from quantlens.models.loading import load_model
+
+    key = plan.models_key
+    if key not in _MODELS:
+        from quantlens.models.containment import mark_verified
+
+        mark_verified(plan.verified)
+        from quantlens.models.layout import adapt
+
+        with trusted_models(plan.trusted):
+            models = [adapt(load_model(p, num_threads=plan.num_threads), plan.layout)
+                      for p in plan.paths]  # fmt: skip
+        for model, mode in zip(models, plan.batching, strict=False):
+            model.set_batching(mode)  # as the caller's probe decided
+        _MODELS[key] = models
+    return run_shard(_MODELS[key], dataset, plan)

@@ -1,0 +1,194 @@
+"""Every metric quantlens reports, declared once: its name, where a report holds it, which way
+is better, how a change of it is measured and how a value is spelled.
+
+Gates (``METRIC OP NUMBER``), ``diff`` and every renderer read this table; a new metric is
+one :func:`declare` call here (and the code that computes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: A value from a report's model entry and the reference's entry (dicts as in the JSON).
+Reader = Callable[[Mapping[str, Any], Mapping[str, Any]], float | None]
+
+#: How each kind of metric is spelled and how its change is measured: ``points`` (a fraction
+#: in [0, 1], its change in points), ``db`` (its change in dB), ``relative`` (the rest).
+KINDS: dict[str, tuple[str, str]] = {
+    "fraction": ("{:.4f}", "points"),
+    "similarity": ("{:.5f}", "points"),
+    "db": ("{:.1f}", "db"),
+    "error": ("{:.4g}", "relative"),
+    "latency": ("latency", "relative"),
+    "size": ("size", "relative"),
+    "memory": ("{:.1f}\u00a0MiB", "relative"),
+    "throughput": ("{:,.0f}", "relative"),
+    "ratio": ("{:.3g}", "relative"),
+    "speed": ("{:.2f}×", "relative"),
+    "count": ("{:.0f}", "relative"),
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: ``read`` takes it from a report's model entry (and the reference's);
+    ``higher_is_better`` is None for a metric without a direction; ``diffed`` metrics are
+    compared by ``quantlens diff``."""
+
+    name: str
+    doc: str
+    kind: str
+    read: Reader
+    higher_is_better: bool | None = None
+    diffed: bool = False
+
+    @property
+    def change_kind(self) -> str:
+        """'points', 'db' or 'relative'."""
+        return KINDS[self.kind][1]
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def declare(spec: MetricSpec) -> MetricSpec:
+    """Add a metric to the registry."""
+    if spec.kind not in KINDS:
+        raise ValueError(f"unknown metric kind {spec.kind!r}")
+    METRICS[spec.name] = spec
+    return spec
+
+
+def _get(d: Mapping[str, Any] | None, *keys: str) -> float | None:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d or d[k] is None:
+            return None
+        d = d[k]
+    return float(d)  # type: ignore[arg-type]
+
+
+def _at(*keys: str) -> Reader:
+    return lambda m, ref: _get(m, *keys)
+
+
+_TASK = [("accuracy", True, True), ("top5_accuracy", True, True), ("macro_f1", True, True),
+         ("r2", True, True)]  # fmt: skip
+for _name, _better, _diffed in _TASK:
+    declare(MetricSpec(_name, f"task metric `{_name}` against the labels", "fraction",
+                       _at("task_metrics", _name), _better, _diffed))  # fmt: skip
+for _name, _diffed in (("mse", False), ("mae", True), ("rmse", True)):
+    declare(MetricSpec(f"task_{_name}", f"regression `{_name}` against the labels", "error",
+                       _at("task_metrics", _name), False, _diffed))  # fmt: skip
+_FIDELITY = [("sqnr_db", "db", True, True), ("mse", "error", False, False),
+             ("mae", "error", False, False), ("rmse", "error", False, False),
+             ("max_abs_error", "error", False, False),
+             ("cosine_similarity", "similarity", True, False),
+             ("top1_agreement", "fraction", True, True),
+             ("kl_divergence", "error", False, False)]  # fmt: skip
+for _name, _kind, _better, _diffed in _FIDELITY:
+    declare(MetricSpec(_name, f"fidelity to the reference: `{_name}` (first output)", _kind,
+                       _at("fidelity", _name), _better, _diffed))  # fmt: skip
+for _name in ("p50", "p90", "p99", "mean", "init", "first"):
+    declare(MetricSpec(f"{_name}_ms", f"latency `{_name}` in milliseconds", "latency",
+                       _at("latency_ms", _name), False, _name in ("p50", "p99")))  # fmt: skip
+declare(MetricSpec("throughput_sps", "samples per second", "throughput", _at("throughput_sps"),
+                   True))  # fmt: skip
+declare(MetricSpec("peak_rss_mb", "peak resident memory, MiB", "memory", _at("peak_rss_mb"),
+                   False, True))  # fmt: skip
+declare(MetricSpec("size_bytes", "size on disk", "size", _at("size_bytes"), False, True))
+declare(MetricSpec("size_gzip_bytes", "size gzip-compressed", "size", _at("size_gzip_bytes"),
+                   False))  # fmt: skip
+declare(MetricSpec("speedup", "the float model's p50 over this model's", "speed",
+                   _at("speedup"), True))  # fmt: skip
+
+
+def _accuracy_drop(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "task_metrics", "accuracy"), _get(m, "task_metrics", "accuracy")
+    return None if a is None or b is None else a - b
+
+
+def _mae_increase(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "task_metrics", "mae"), _get(m, "task_metrics", "mae")
+    return None if a is None or b is None or a == 0 else (b - a) / a
+
+
+def _size_ratio(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+    a, b = _get(ref, "size_bytes"), _get(m, "size_bytes")
+    return None if not a or b is None else b / a
+
+
+declare(MetricSpec("accuracy_drop", "reference accuracy − model accuracy (0.01 = one point)",
+                   "fraction", _accuracy_drop, False))  # fmt: skip
+declare(MetricSpec("mae_increase", "relative increase of the regression MAE over the "
+                   "reference's", "ratio", _mae_increase, False))  # fmt: skip
+declare(MetricSpec("size_ratio", "size on disk / the reference's", "ratio", _size_ratio, False))
+declare(MetricSpec("nonfinite_outputs", "outputs holding NaN or inf", "count",
+                   _at("nonfinite_outputs"), False))  # fmt: skip
+
+
+def spec_for(key: str) -> MetricSpec | None:
+    """The metric a result's key names: a fidelity or task key ('mse' of the task metrics is
+    'task_mse' here)."""
+    return METRICS.get(key) or METRICS.get(f"task_{key}")
+
+
+def latency(ms: float | None) -> str:
+    """A latency with a unit that suits it (µs, ms, s) and 3 significant digits."""
+    if ms is None or ms != ms:
+        return "—"
+    if ms < 1:
+        return f"{ms * 1000:.3g} µs"
+    if ms < 1000:
+        return f"{ms:.3g} ms"
+    return f"{ms / 1000:.3g} s"
+
+
+def human_size(n: int | float) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GiB"
+
+
+def number(value: float | None, pattern: str) -> str:
+    """A number in ``pattern``; '—' when missing, non-finite values spelled out."""
+    if value is None:
+        return "—"
+    return pattern.format(value) if value == value and abs(value) != float("inf") else str(value)
+
+
+def spell(key: str, value: float | None) -> str:
+    """A metric's value the way its kind is spelled everywhere (fractions with four decimals,
+    SQNR with one, latencies with a unit, sizes in KiB/MiB)."""
+    spec = spec_for(key)
+    pattern = KINDS[spec.kind][0] if spec is not None else "{:.4g}"
+    if pattern == "latency":
+        return latency(value)
+    if pattern == "size":
+        return "—" if value is None else human_size(value)
+    return number(value, pattern)
+
+
+def spell_change(key: str, change: float) -> str:
+    """A change of a metric: points for fractions, dB for SQNR, relative for the rest."""
+    spec = spec_for(key)
+    kind = spec.change_kind if spec is not None else "relative"
+    if kind == "points":
+        return f"{change * 100:+.2f}\u00a0pt"
+    if kind == "db":
+        return f"{change:+.1f}\u00a0dB"
+    return f"{change:+.1%}"
+
+
+def drop_words(d: float, task: str) -> str:
+    """A drop in words, in the units of ``task``."""
+    if task == "classification":
+        return f"{d * 100:.3g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
+    if task == "regression":
+        return f"{d:.2%} of MAE"
+    return f"{d:.2%} disagreement with the reference"
