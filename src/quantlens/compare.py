@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from quantlens.backends import backend_for
 from quantlens.data import BUILTINS
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
@@ -25,7 +26,6 @@ from quantlens.quantize import (
     available_modes,
     quantize,
     resolve_modes,
-    source_kind,
 )
 from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult, ReportWarning
 
@@ -282,7 +282,7 @@ def compare(
         calib = default_calibration(data)
         if calib is data:
             calib_note = "calibrated on the evaluation data (pass --calibration to keep them apart)"
-    if source_kind(src) == "tf" and "float32" not in chosen:
+    if not backend_for(src).is_own_baseline and "float32" not in chosen:
         chosen = ["float32", *chosen]  # the float .tflite is the latency and size baseline
     if prefer not in PREFERENCES:
         raise ConfigError(f"unknown preference '{prefer}'; use one of {', '.join(PREFERENCES)}")
@@ -311,7 +311,7 @@ def compare(
     ]  # fmt: skip
     float_name = (
         models[0].name
-        if source_kind(src) in ("tflite", "onnx")  # the source itself is the float baseline
+        if backend_for(src).is_own_baseline  # the source itself is the float baseline
         else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
     )
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)

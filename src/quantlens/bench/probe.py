@@ -57,22 +57,10 @@ def _peak_kib() -> float:
 
 def _import_runtime(path: str) -> None:
     """Import everything loading the model will import, so the baseline includes it."""
-    import quantlens.models.base
+    import quantlens.models.base  # noqa: F401
+    from quantlens.backends import backend_for
 
-    if path.endswith(".tflite"):
-        import ai_edge_litert.interpreter
-        import ai_edge_litert.schema_py_generated  # noqa: F401
-
-        import quantlens.models.litert
-    elif path.endswith(".onnx"):
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-
-        import quantlens.models.onnx  # noqa: F401
-    else:
-        from quantlens.models.keras import import_tensorflow
-
-        import_tensorflow("benchmarking a TensorFlow model")
+    backend_for(path).import_runtime()
 
 
 def _child(request: Any) -> dict[str, Any]:

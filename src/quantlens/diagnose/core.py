@@ -16,17 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from quantlens.backends import BACKENDS, backend_for, resolve
 from quantlens.data import load_dataset
 from quantlens.diagnose.common import (
     DATA_MOVEMENT_OPS,
     INSPECTION_NOTE,
 )
-from quantlens.diagnose.tflite_side import TFLiteSide
-from quantlens.errors import ConfigError, ModelMismatchError
+from quantlens.errors import ConfigError, ModelLoadError, ModelMismatchError
 from quantlens.metrics import FidelityState
 from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
 from quantlens.models.batching import PROBE_SAMPLES
-from quantlens.models.litert import LiteRTModel
 from quantlens.models.matching import feed_order, match_tensors
 from quantlens.models.quantization import integer_parts
 from quantlens.results import DiagnosisResult
@@ -36,17 +35,15 @@ DEFAULT_TOP = 10
 
 
 def open_side(path: str | os.PathLike[str]) -> Any:
-    """A model opened for inspection: a .tflite or an .onnx file."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".tflite":
-        return TFLiteSide.open(path)
-    if suffix == ".onnx":
-        from quantlens.diagnose.onnx_side import OnnxSide
-
-        return OnnxSide.open(path)
-    raise ConfigError(
-        f"diagnose compares two .tflite or two .onnx files; {Path(path).name} is neither"
-    )
+    """A model opened for inspection, every intermediate tensor exposed, by its runtime."""
+    try:
+        backend = backend_for(path)
+    except ModelLoadError:
+        backend = None
+    if backend is None or backend.inspection is None:
+        kinds = " or two ".join(e for b in BACKENDS.values() if b.inspection for e in b.extensions)
+        raise ConfigError(f"diagnose compares two {kinds} files; {Path(path).name} is neither")
+    return resolve(backend.inspection).open(path)
 
 
 def diagnose(
@@ -293,11 +290,11 @@ def diagnose_source(
     """Convert a Keras file or SavedModel to float32 and ``mode`` ``.tflite`` files in
     ``out_dir``, diagnose the pair, and merge the QuantizationDebugger's per-layer statistics
     (static modes) into each tensor's row as ``debugger``."""
-    from quantlens.diagnose.suggest import TF_STATIC_MODES
-    from quantlens.quantize import quantize, source_kind
+    from quantlens.quantize import quantize
+    from quantlens.quantize.tf_converter import TF_STATIC_MODES
 
     src = Path(source)
-    if source_kind(src) != "tf":
+    if backend_for(src).inspection is not None:
         raise ConfigError(f"{src.name}: give a Keras file or SavedModel, or two .tflite files")
     made = quantize(src, ["float32", mode], out_dir, calibration=calibration,
                     calibration_samples=calibration_samples, status=status)  # fmt: skip
@@ -317,20 +314,9 @@ def diagnose_source(
 
 
 def infer_mode(quant_model: str | os.PathLike[str]) -> str:
-    """The quantization mode closest to how a .tflite (ai-edge-quantizer's modes) or an .onnx
-    (onnxruntime's) was quantized."""
-    if Path(quant_model).suffix.lower() == ".onnx":
-        from quantlens.models.onnx import OnnxModel
-
-        ops = OnnxModel(Path(quant_model)).info().op_counts
-        if "QLinearMatMul" in ops or "QLinearConv" in ops:
-            return "int8-qoperator"
-        return "int8" if "QuantizeLinear" in ops else "dynamic"
-    info = LiteRTModel(Path(quant_model)).info()
-    if info.activation_dtypes.get("int16"):
-        return "int16x8"
-    if info.activation_dtypes.get("int8"):
-        return "int8"
-    if info.weight_dtypes.get("int4"):
-        return "dynamic-int4"
-    return "dynamic"
+    """The quantization mode closest to how a quantized file was made (in its runtime's own
+    quantizer's terms)."""
+    backend = backend_for(quant_model)
+    if backend.mode_of is None:
+        raise ConfigError(f"cannot tell how {Path(quant_model).name} was quantized; give --mode")
+    return str(resolve(backend.mode_of)(quant_model))

@@ -183,3 +183,11 @@ class OnnxSide:
                 "max_abs_error": float(np.abs(err).max(initial=0.0)),
             })  # fmt: skip
         return rows
+
+
+def quantized_mode(path: str | os.PathLike[str]) -> str:
+    """The onnxruntime mode closest to how an .onnx was quantized."""
+    ops = OnnxModel(Path(path)).info().op_counts
+    if "QLinearMatMul" in ops or "QLinearConv" in ops:
+        return "int8-qoperator"
+    return "int8" if "QuantizeLinear" in ops else "dynamic"

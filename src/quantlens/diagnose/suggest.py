@@ -17,18 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantlens._quiet import captured_output
+from quantlens.backends import backend_for, resolve
 from quantlens.bench import benchmark
 from quantlens.compare import within
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
-from quantlens.quantize import calibration_arrays, source_kind
-from quantlens.quantize.aeq import AEQ_MODES, quantize_tflite
+from quantlens.quantize import calibration_arrays
 from quantlens.results import DiagnosisResult, ModelResult
 
 BUDGET_METRICS = ("accuracy", "sqnr")
 SENSITIVITY_CANDIDATES = 6  # ops tried one at a time: the top ones by error added
-TF_STATIC_MODES = ("int8", "int8-io", "int16x8")
 _CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
 _NOT_CANDIDATES = _CONVERSIONS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
 
@@ -55,44 +53,12 @@ class Step:
 def make_builder(
     source: Path, mode: str, calibration: Any, calibration_samples: int, input_specs: Any
 ) -> Builder:
-    """A function that rebuilds the quantized model with some ops (by output tensor name)
-    kept in float: the TFLite converter's debugger for a Keras source, ai-edge-quantizer's
-    recipe for a float .tflite."""
+    """A function that rebuilds the quantized model with some ops kept in float, by the
+    source's runtime (:mod:`quantlens.backends`): the TFLite converter's debugger for a Keras
+    source, ai-edge-quantizer's recipe for a float .tflite, onnxruntime for an .onnx."""
     names = [s.name for s in input_specs]
     calib = calibration_arrays(calibration, input_specs, calibration_samples)
-    if source_kind(source) == "onnx":
-        from quantlens.quantize.ort import ONNX_MODES, quantize_onnx
-
-        if mode not in ONNX_MODES or mode == "float16":
-            raise ConfigError(f"keeping nodes in float needs an int8 mode for .onnx, not '{mode}'")
-
-        def build_onnx(keep: list[str]) -> bytes:
-            return quantize_onnx(source, mode, calib, names, keep)[0]
-
-        return build_onnx
-    if source_kind(source) == "tflite":
-        if mode not in AEQ_MODES:
-            raise ConfigError(f"mode '{mode}' does not apply to a .tflite source; use one of "
-                              f"{', '.join(AEQ_MODES)}")  # fmt: skip
-
-        def build_aeq(keep: list[str]) -> bytes:
-            return quantize_tflite(source, mode, calib, names, "serving_default", keep)[0]
-
-        return build_aeq
-    if mode not in TF_STATIC_MODES:
-        modes = ", ".join(TF_STATIC_MODES)
-        raise ConfigError(
-            f"keeping layers in float needs a static mode ({modes}) for a Keras source, "
-            f"not '{mode}'"
-        )
-    from quantlens.quantize.tf_converter import debugger
-
-    def build_tf(keep: list[str]) -> bytes:
-        dbg = debugger(source, mode, calib, names, keep)
-        with captured_output():  # the converter reports its settings on stdout
-            return bytes(dbg.get_nondebug_quantized_model())
-
-    return build_tf
+    return resolve(backend_for(source).keep_in_float)(source, mode, calib, names)
 
 
 def _metric(result: ModelResult, budget_metric: str) -> float:
@@ -275,15 +241,14 @@ def suggest_from_source(
     float_names = {t["name"]: t["float_name"] for t in diagnosis.tensors}
     return suggest(
         diagnosis, build, float_model, data, max_drop=max_drop, budget_metric=budget_metric,
-        out_dir=out_dir, name_of=_names_for(source_kind(src), float_names), status=status,
+        out_dir=out_dir, name_of=_names_for(backend_for(src).op_name, float_names), status=status,
     )  # fmt: skip
 
 
-def _names_for(kind: str, float_names: dict[str, str]) -> Callable[[dict[str, Any]], str]:
-    """How the rebuilding tool knows an op: ai-edge-quantizer by the float model's output
-    tensor name, onnxruntime by node name, the TFLite debugger by the output tensor name."""
-    if kind == "tflite":
+def _names_for(op_name: str, float_names: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+    """How the rebuilding tool knows an op (:attr:`quantlens.backends.Backend.op_name`)."""
+    if op_name == "float_tensor":
         return lambda op: float_names.get(op["output"], op["output"])
-    if kind == "onnx":
+    if op_name == "node":
         return lambda op: op.get("node") or op["output"]
     return lambda op: op["output"]

@@ -105,3 +105,15 @@ def _weight_rows(flt: TFLiteSide, qnt: TFLiteSide, pairs: dict[int, int]) -> lis
                 "max_abs_error": float(np.abs(err).max(initial=0.0)),
             })  # fmt: skip
     return rows
+
+
+def quantized_mode(path: str | os.PathLike[str]) -> str:
+    """The ai-edge-quantizer mode closest to how a .tflite was quantized."""
+    info = LiteRTModel(Path(path)).info()
+    if info.activation_dtypes.get("int16"):
+        return "int16x8"
+    if info.activation_dtypes.get("int8"):
+        return "int8"
+    if info.weight_dtypes.get("int4"):
+        return "dynamic-int4"
+    return "dynamic"

@@ -251,3 +251,10 @@ class SavedModelModel(_TensorFlowBatching):
         return ModelInfo(
             self.name, self.path, self.format, path_size(self.path), self.inputs, self.outputs
         )
+
+
+def load_tf_model(path: Path, *, num_threads: int | None = None) -> KerasModel | SavedModelModel:
+    """A Keras file, or a SavedModel directory."""
+    if path.is_dir():
+        return SavedModelModel(path, num_threads=num_threads)
+    return KerasModel(path, num_threads=num_threads)

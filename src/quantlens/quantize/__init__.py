@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from quantlens.backends import backend_for, resolve
 from quantlens.data import load_dataset
 from quantlens.errors import ConfigError, ConversionError, QuantlensError
 from quantlens.files import write_json
 from quantlens.models.batching import one_sample_feeds
 from quantlens.models.loading import load_model
 from quantlens.models.quantization import integer_parts
-from quantlens.quantize.aeq import AEQ_MODES
-from quantlens.quantize.ort import ONNX_MODES
-from quantlens.quantize.tf_converter import TF_MODES
 from quantlens.quantize.verify import not_quantized_reason
 from quantlens.results import FailedMode, ModelInfo, QuantizedVariant, QuantizeResult, TensorSpec
 
@@ -32,19 +30,13 @@ MANIFEST = "manifest.json"
 
 
 def source_kind(path: Path) -> str:
-    """'tflite', 'onnx', or 'tf' (a Keras file or SavedModel directory)."""
-    suffix = path.suffix.lower()
-    return {".tflite": "tflite", ".onnx": "onnx"}.get(suffix, "tf")
+    """The runtime of a source model: 'tflite', 'onnx', 'tf' (:mod:`quantlens.backends`)."""
+    return backend_for(path).name
 
 
 def available_modes(path: str | os.PathLike[str]) -> dict[str, tuple[str, bool]]:
     """Mode -> (description, needs calibration) for a source model."""
-    kind = source_kind(Path(path))
-    if kind == "tflite":
-        return {m: (d, c) for m, (d, c, _) in AEQ_MODES.items()}
-    if kind == "onnx":
-        return dict(ONNX_MODES)
-    return dict(TF_MODES)
+    return dict(resolve(backend_for(path).modes))
 
 
 def resolve_modes(path: str | os.PathLike[str], modes: str | list[str]) -> list[str]:
@@ -62,9 +54,7 @@ def resolve_modes(path: str | os.PathLike[str], modes: str | list[str]) -> list[
         return list(options)
     for m in wanted:
         if m not in options:
-            kind = {"tflite": "a .tflite source", "onnx": "an .onnx source"}.get(
-                source_kind(Path(path)), "a Keras source"
-            )
+            kind = f"{backend_for(path).title} source"
             raise ConfigError(
                 f"mode '{m}' does not apply to {kind}; use one of {', '.join(options)} or all"
             )
@@ -174,21 +164,9 @@ def _make(
     Raises:
         ConversionError: the quantizer failed (NotQuantizedError: it wrote a float file).
     """
-    kind = source_kind(src)
-    suffix = ".onnx" if kind == "onnx" else ".tflite"
-    if kind == "tflite":
-        from quantlens.quantize.aeq import quantize_tflite
-
-        signature = getattr(reference, "signature", None) or "serving_default"
-        data, settings = quantize_tflite(src, mode, calib, names, signature)
-    elif kind == "onnx":
-        from quantlens.quantize.ort import quantize_onnx
-
-        data, settings = quantize_onnx(src, mode, calib, names)
-    else:
-        from quantlens.quantize.tf_converter import convert_tf
-
-        data, settings = convert_tf(src, mode, calib, names)
+    backend = backend_for(src)
+    kind, suffix = backend.name, backend.variant_suffix
+    data, settings = resolve(backend.quantizer)(src, mode, calib, names, reference)
     path = out / f"{src.stem}_{mode}{suffix}"
     path.write_bytes(data)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConversionError, require
+from quantlens.errors import ConfigError, ConversionError, require
 
 #: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
 AEQ_MODES: dict[str, tuple[str, bool, str]] = {
@@ -28,6 +28,34 @@ AEQ_MODES: dict[str, tuple[str, bool, str]] = {
     "int8": ("static int8 weights and activations, calibrated", True, "static_wi8_ai8"),
     "int16x8": ("static int16 activations, int8 weights, calibrated", True, "static_wi8_ai16"),
 }  # fmt: skip
+
+
+#: Mode -> (description, needs calibration data), as every backend declares its modes.
+MODES: dict[str, tuple[str, bool]] = {m: (d, c) for m, (d, c, _) in AEQ_MODES.items()}
+
+
+def quantize_source(
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str],
+    reference: Any,
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+    """The backend's quantizer: :func:`quantize_tflite` through the model's own signature."""
+    signature = getattr(reference, "signature", None) or "serving_default"
+    return quantize_tflite(source, mode, calibration, input_names, signature)
+
+
+def keep_in_float_builder(
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
+) -> Any:
+    """A function that rebuilds ``mode`` with some ops (by the float model's output tensor
+    name) kept in float, through ai-edge-quantizer's recipe."""
+    if mode not in AEQ_MODES:
+        raise ConfigError(f"mode '{mode}' does not apply to a .tflite source; use one of "
+                          f"{', '.join(AEQ_MODES)}")  # fmt: skip
+
+    def build(keep: list[str]) -> bytes:
+        return quantize_tflite(source, mode, calibration, input_names, "serving_default", keep)[0]
+
+    return build
 
 
 def quantize_tflite(

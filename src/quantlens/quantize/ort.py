@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConversionError, require
+from quantlens.errors import ConfigError, ConversionError, require
 
 #: Mode -> (description, needs calibration data).
 ONNX_MODES: dict[str, tuple[str, bool]] = {
@@ -35,6 +35,27 @@ class _Reader:
 
     def rewind(self) -> None:
         self._rows = iter(self._samples)
+
+
+def quantize_source(
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str],
+    reference: Any,
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+    """The backend's quantizer: :func:`quantize_onnx`."""
+    return quantize_onnx(source, mode, calibration, input_names)
+
+
+def keep_in_float_builder(
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
+) -> Any:
+    """A function that rebuilds ``mode`` with some nodes (by name) kept in float."""
+    if mode not in ONNX_MODES or mode == "float16":
+        raise ConfigError(f"keeping nodes in float needs an int8 mode for .onnx, not '{mode}'")
+
+    def build(keep: list[str]) -> bytes:
+        return quantize_onnx(source, mode, calibration, input_names, keep)[0]
+
+    return build
 
 
 def quantize_onnx(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConversionError
+from quantlens.errors import ConfigError, ConversionError
 from quantlens.models.keras import import_tensorflow, load_keras, refuse_untrusted_saved_model
 
 #: Mode -> (description, needs calibration data).
@@ -75,6 +75,36 @@ def make_converter(
         converter.inference_output_type = tf.int8
         settings["inference_input_type"] = settings["inference_output_type"] = "int8"
     return converter, settings
+
+
+#: The modes whose layers the TFLite debugger can keep in float.
+TF_STATIC_MODES = ("int8", "int8-io", "int16x8")
+
+
+def quantize_source(
+    source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str],
+    reference: Any,
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+    """The backend's quantizer: :func:`convert_tf`."""
+    return convert_tf(source, mode, calibration, input_names)
+
+
+def keep_in_float_builder(
+    source: Path, mode: str, calibration: list[list[np.ndarray]], input_names: list[str]
+) -> Any:
+    """A function that rebuilds ``mode`` with some ops (by output tensor name) kept in float,
+    through the TFLite converter's quantization debugger."""
+    if mode not in TF_STATIC_MODES:
+        modes = ", ".join(TF_STATIC_MODES)
+        raise ConfigError(f"keeping layers in float needs a static mode ({modes}) for a Keras "
+                          f"source, not '{mode}'")  # fmt: skip
+
+    def build(keep: list[str]) -> bytes:
+        dbg = debugger(source, mode, calibration, input_names, keep)
+        with captured_output():  # the converter reports its settings on stdout
+            return bytes(dbg.get_nondebug_quantized_model())
+
+    return build
 
 
 def convert_tf(
