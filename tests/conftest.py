@@ -48,7 +48,7 @@ def convert(tf) -> Callable[..., bytes]:
 
 @pytest.fixture(scope="session")
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from quantlens.data import _digits
+    from quantlens.data import digits as _digits
 
     x_train, y_train = _digits("train")
     x_test, y_test = _digits("test")

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "quantlens"
 #: Lowest first; a module may import from its own layer or a lower one.
 LAYERS = [
     ("vocabulary", ["errors", "_quiet", "_process", "results", "metric_registry", "backends"]),
-    ("runtimes and data", ["metrics", "models", "data", "sources", "paired", "files", "config"]),
+    ("runtimes and data", ["metrics", "models", "data", "files", "config"]),
     ("engine", ["engine", "quantize", "bench"]),
     ("api", ["evaluation", "compare", "diagnose", "gates", "diff"]),
     ("renderers", ["report"]),

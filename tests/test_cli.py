@@ -128,7 +128,7 @@ def test_multi_io_model_matches_outputs_in_keras_order(
 
 
 def test_regression_on_builtin_diabetes(capsys, tmp_path, tf, convert) -> None:
-    from quantlens.data import _diabetes
+    from quantlens.data import diabetes as _diabetes
 
     keras = tf.keras
     x_train, y_train = _diabetes("train")

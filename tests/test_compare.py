@@ -13,7 +13,7 @@ import pytest
 import quantlens
 from quantlens.cli import main
 from quantlens.compare import recommend
-from quantlens.paired import paired_classification, paired_regression, significantly_worse
+from quantlens.metrics.paired import paired_classification, paired_regression, significantly_worse
 from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, Performance
 
 
@@ -105,20 +105,20 @@ def test_recommendation_rule() -> None:
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
     rec = recommend(result, "f32", 0.01)
     # dyn is the smallest within the budget, but significantly slower than float: held back
-    assert rec["model"] == "f16" and rec["slower_than_float"] == ["dyn"]
-    assert "significantly slower than the float model: dyn" in rec["reason"]
-    assert "50% of the float model's size" in rec["reason"]  # 200 / 400
-    assert "a drop of 0.1 accuracy points" in rec["reason"]
+    assert rec.model == "f16" and rec.slower_than_float == ("dyn",)
+    assert "significantly slower than the float model: dyn" in rec.reason
+    assert "50% of the float model's size" in rec.reason  # 200 / 400
+    assert "a drop of 0.1 accuracy points" in rec.reason
     # when every acceptable variant is slower, the smallest is still the answer
     only_slow = EvaluationResult(result.dataset, "ref", (models[0], models[4]))
     slow = recommend(only_slow, "ref", 0.01)
-    assert slow["model"] == "dyn" and "significantly slower" not in slow["reason"]
-    assert "0.67× the float model's speed [95% CI 0.60–0.70]" in slow["reason"]
-    assert "a drop of 0.5 accuracy points" in slow["reason"]
-    assert recommend(result, "f32", 0.02)["model"] == "i8"
-    assert recommend(result, "f32", 0.01, prefer="latency")["model"] == "f32"
+    assert slow.model == "dyn" and "significantly slower" not in slow.reason
+    assert "0.67× the float model's speed [95% CI 0.60–0.70]" in slow.reason
+    assert "a drop of 0.5 accuracy points" in slow.reason
+    assert recommend(result, "f32", 0.02).model == "i8"
+    assert recommend(result, "f32", 0.01, prefer="latency").model == "f32"
     none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
-    assert recommend(none, "ref", 0.001)["model"] == "ref"
+    assert recommend(none, "ref", 0.001).model == "ref"
 
 
 def test_recommendation_weighs_speed_and_the_io_contract() -> None:
@@ -131,14 +131,14 @@ def test_recommendation_weighs_speed_and_the_io_contract() -> None:
     )
     result = EvaluationResult(DatasetSummary("d", 1000, "classification"), "ref", models)
     rec = recommend(result, "f32", 0.01)
-    assert rec["model"] == "int8"  # not int8io: it changes the I/O contract
-    assert "int8io" in rec["reason"] and "--allow-io-change" in rec["reason"]
-    assert "significantly faster" in rec["reason"] and rec["io_change"] == ["int8io"]
-    assert recommend(result, "f32", 0.01, allow_io_change=True)["model"] == "int8io"
+    assert rec.model == "int8"  # not int8io: it changes the I/O contract
+    assert "int8io" in rec.reason and "--allow-io-change" in rec.reason
+    assert "significantly faster" in rec.reason and rec.io_change == ("int8io",)
+    assert recommend(result, "f32", 0.01, allow_io_change=True).model == "int8io"
     # without evidence that it is faster, the smallest stays the choice
     noisy = tuple(_model(m.name, m.size_bytes, 0.90, 0.5, "int8", (0.3, 2.5))
                   if m.name == "int8" else m for m in models)  # fmt: skip
-    assert recommend(EvaluationResult(result.dataset, "ref", noisy), "f32", 0.01)["model"] == "dyn"
+    assert recommend(EvaluationResult(result.dataset, "ref", noisy), "f32", 0.01).model == "dyn"
 
 
 def test_compare_cli_end_to_end(capsys, tmp_path, digits_models) -> None:
@@ -181,7 +181,7 @@ def test_compare_cli_end_to_end(capsys, tmp_path, digits_models) -> None:
 def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models) -> None:
     result = quantlens.compare(digits_models["float"], "digits", modes="dynamic,weight-only-int4",
                                bench=False)  # fmt: skip
-    assert result.recommendation["float_baseline"] == "cnn_float"
+    assert result.recommendation.float_baseline == "cnn_float"
     modes = [m.quantization["mode"] for m in result.models[1:]]
     assert modes == ["dynamic", "weight-only-int4"]
     assert all(m.quantization["settings"]["tool"] == "ai_edge_quantizer" for m in result.models[1:])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from quantlens.data import _digits
+from quantlens.data import digits as _digits
 from quantlens.demo import WIDE_LAYER, run_demo, train_digits_cnn, widen_channels
 
 

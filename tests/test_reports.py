@@ -29,6 +29,7 @@ from quantlens.results import (
     EvaluationResult,
     ModelResult,
     Performance,
+    Recommendation,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -61,9 +62,8 @@ def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResul
                     {"accuracy": 0.95, "macro_f1": 0.95}, {**fid, "sqnr_db": 70.0}, (),
                     perf(1.8, 2.0 / 1.8), paired(0.0), {"mode": "float16", "settings": {}}),
     )  # fmt: skip
-    rec = {"model": "int8", "reason": "the smallest variant within the allowed drop",
-           "max_drop": 0.01, "float_baseline": "float", "significantly_worse": [],
-           "slower_than_float": []}  # fmt: skip
+    rec = Recommendation("int8", "the smallest variant within the allowed drop", 0.01, "size",
+                         False, "float")  # fmt: skip
     return EvaluationResult(DatasetSummary("test.npz", 400, "classification"), "float", models,
                             {"num_threads": 1}, rec, schema="quantlens.compare/1")  # fmt: skip
 
@@ -370,8 +370,8 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
     models = tuple(dataclasses.replace(m, name=n)
                    for m, n in zip(evaluation().models, names, strict=True))  # fmt: skip
     renamed = dataclasses.replace(evaluation(), models=models)
-    rec = dict(
-        renamed.recommendation or {}, model=long_names[0], float_baseline="mobilenet_v2_float"
+    rec = dataclasses.replace(
+        renamed.recommendation, model=long_names[0], float_baseline="mobilenet_v2_float"
     )
     renamed = dataclasses.replace(renamed, recommendation=rec)
     old, new = evaluation().to_dict(), evaluation(acc_int8=0.92, p50_int8=0.6).to_dict()

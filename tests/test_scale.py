@@ -7,8 +7,8 @@ import pytest
 
 import quantlens
 from quantlens.data import load_dataset
+from quantlens.data.sources import CHUNK, ROWS_PER_READ, CsvSource, ImageSpec, NpzSource
 from quantlens.results import TensorSpec
-from quantlens.sources import CHUNK, ROWS_PER_READ, CsvSource, ImageSpec, NpzSource
 
 IMAGE = [TensorSpec("image", (None, 8, 8, 1), "float32")]
 

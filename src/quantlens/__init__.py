@@ -11,6 +11,7 @@ from quantlens.bench import benchmark
 from quantlens.compare import compare
 from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.diagnose import diagnose
+from quantlens.engine.options import EvalOptions
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
 from quantlens.models.base import Model
@@ -29,6 +30,8 @@ from quantlens.results import (
     QuantizedVariant,
     QuantizeResult,
     QuantParams,
+    RankedVariant,
+    Recommendation,
     TensorSpec,
 )
 
@@ -41,6 +44,7 @@ __all__ = [
     "Dataset",
     "DatasetSummary",
     "DiagnosisResult",
+    "EvalOptions",
     "EvaluationResult",
     "Model",
     "ModelInfo",
@@ -51,6 +55,8 @@ __all__ = [
     "QuantizeResult",
     "QuantizedVariant",
     "QuantlensError",
+    "RankedVariant",
+    "Recommendation",
     "TensorSpec",
     "__version__",
     "benchmark",

@@ -22,6 +22,8 @@ EXIT_USER_ERROR = 2
 
 #: Longest error message printed (a message can quote a crafted file's contents).
 MAX_MESSAGE = 1000
+#: Where compare writes its variants, and the demo everything, unless told otherwise.
+COMPARE_OUT, DEMO_OUT = "quantlens-compare", "quantlens-demo"
 #: Bounds of the benchmark's options: it must end, and threads must exist.
 MAX_SECONDS = 3600.0
 MAX_RUNS = 10**7
@@ -313,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--allow-io-change", action="store_true",
                      help="recommend variants with integer inputs/outputs too")  # fmt: skip
     _add_run_options(cmp)
-    cmp.add_argument("--out", default="quantlens-compare", help="default: ./quantlens-compare")
+    cmp.add_argument(
+        "--out", default=None, help=f"default: ./{COMPARE_OUT} (with --demo: ./{DEMO_OUT})"
+    )
     _add_outputs(cmp)
 
     dg = sub.add_parser(
@@ -373,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="train a small digits CNN, quantize it every way and compare (= compare --demo)",
     )
-    demo.add_argument("--out", default="quantlens-demo", help="default: ./quantlens-demo")
+    demo.add_argument("--out", default=DEMO_OUT, help=f"default: ./{DEMO_OUT}")
     for command in (ev, bench, qz, cmp, dg, info):
         command.add_argument(
             "--trust-model", action="store_true",
@@ -395,6 +399,18 @@ def _version() -> str:
         return "unknown"
 
 
+def _eval_options(args: argparse.Namespace) -> Any:
+    """The run's EvalOptions from the options evaluate and compare share (validated here)."""
+    from quantlens.engine.options import EvalOptions
+
+    return EvalOptions(
+        task=args.task, batch_size=args.batch_size, limit=args.limit, num_threads=args.threads,
+        allow_nonfinite=getattr(args, "allow_nonfinite", False), bench=not args.no_bench,
+        workers=args.workers, engine=args.engine, ray_address=args.ray_address,
+        layout=args.layout, constants=dict(args.const),
+    )  # fmt: skip
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from quantlens.data import load_dataset
     from quantlens.evaluation import evaluate
@@ -407,24 +423,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         total = min(total, args.limit)
     console = make_console()
     with delayed_progress(total, "evaluating", make_console(stderr=True)) as advance:
-        result = evaluate(
-            args.reference,
-            args.candidates,
-            dataset,
-            task=args.task,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            num_threads=args.threads,
-            allow_nonfinite=args.allow_nonfinite,
-            bench=not args.no_bench,
-            workers=args.workers,
-            engine=args.engine,
-            ray_address=args.ray_address,
-            layout=args.layout,
-            constants=dict(args.const),
-            progress=advance,
-            status=_status_printer(),
-        )
+        result = evaluate(args.reference, args.candidates, dataset, options=_eval_options(args),
+                          progress=advance, status=_status_printer())  # fmt: skip
     print_evaluation(result, console)
     return _finish(args, result, console, gates)
 
@@ -480,7 +480,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.demo:
         from quantlens.demo import run_demo
 
-        run_demo("quantlens-demo" if args.out == "quantlens-compare" else args.out)
+        run_demo(args.out or DEMO_OUT)
         return EXIT_OK
     if args.model is None or args.data is None:
         raise ConfigError("give a MODEL and --data SOURCE (or --demo)")
@@ -495,21 +495,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         result = compare(
             args.model, data, modes=args.modes, calibration=_data(args, args.calibration),
             calibration_samples=args.calibration_samples, max_drop=args.max_drop,
-            out_dir=args.out, task=args.task, batch_size=args.batch_size, limit=args.limit,
-            num_threads=args.threads, bench=not args.no_bench, workers=args.workers,
-            engine=args.engine, ray_address=args.ray_address, layout=args.layout,
-            constants=dict(args.const), prefer=args.prefer,
-            allow_io_change=args.allow_io_change, progress=advance, status=_status_printer(),
+            out_dir=args.out or COMPARE_OUT, prefer=args.prefer,
+            allow_io_change=args.allow_io_change, options=_eval_options(args), progress=advance,
+            status=_status_printer(),
         )  # fmt: skip
     print_compare(result, console)
     return _finish(args, result, console, gates)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from quantlens.compare import default_calibration
-    from quantlens.diagnose import diagnose, diagnose_source, infer_mode
+    from quantlens.diagnose import diagnose, diagnose_source
     from quantlens.report.console import (
         delayed_progress,
         make_console,
@@ -525,35 +522,29 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     stderr = make_console(stderr=True)
     with delayed_progress(args.samples, "diagnosing", stderr) as advance:
         if args.quant_model is None:
-            mode = args.mode or "int8"
             result = diagnose_source(
-                args.float_model, data, mode=mode, calibration=calibration,
+                args.float_model, data, mode=args.mode or "int8", calibration=calibration,
                 calibration_samples=args.calibration_samples, out_dir=args.out,
                 samples=args.samples, progress=advance, status=_status_printer(),
             )  # fmt: skip
-            source = Path(args.float_model)
-            float_tflite = Path(result.float_path)
         else:
             result = diagnose(args.float_model, args.quant_model, data, samples=args.samples,
                               progress=advance)  # fmt: skip
-            mode = args.mode or (infer_mode(args.quant_model) if args.suggest else "")
-            source = float_tflite = Path(args.float_model)
     print_diagnosis(result, args.top, console)
     if args.suggest:
-        import dataclasses
-
         from quantlens.diagnose.suggest import suggest_from_source
 
-        suggestion = suggest_from_source(
-            result, source, float_tflite, data, mode=mode, calibration=calibration,
-            calibration_samples=args.calibration_samples, max_drop=args.max_drop,
-            budget_metric=args.budget_metric, out_dir=args.out,
+        result = suggest_from_source(
+            result, args.float_model, data,
+            mode=args.mode or ("int8" if args.quant_model is None else None),
+            calibration=calibration, calibration_samples=args.calibration_samples,
+            max_drop=args.max_drop, budget_metric=args.budget_metric, out_dir=args.out,
             status=lambda text: status.print(visible(text), style="dim", markup=False)
             if status.is_terminal
             else None,
         )  # fmt: skip
-        result = dataclasses.replace(result, suggestion=suggestion)
-        print_suggestion(suggestion, console)
+        assert result.suggestion is not None
+        print_suggestion(result.suggestion, console)
     return _finish(args, result, console, [])
 
 

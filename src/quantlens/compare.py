@@ -11,23 +11,31 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from quantlens.backends import backend_for
 from quantlens.data import BUILTINS
+from quantlens.engine.options import EvalOptions
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
 from quantlens.metric_registry import drop_words
-from quantlens.paired import significantly_worse
+from quantlens.metrics.paired import significantly_worse
 from quantlens.quantize import (
     DEFAULT_CALIBRATION_SAMPLES,
     available_modes,
     quantize,
     resolve_modes,
 )
-from quantlens.results import COMPARE_SCHEMA, EvaluationResult, ModelResult, ReportWarning
+from quantlens.results import (
+    COMPARE_SCHEMA,
+    EvaluationResult,
+    ModelResult,
+    RankedVariant,
+    Recommendation,
+    ReportWarning,
+)
 
 DEFAULT_MAX_DROP = 0.01
 
@@ -127,7 +135,7 @@ def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -
 
 def _ranking(
     candidates: list[ModelResult], ref: ModelResult, task: str, max_drop: float
-) -> list[dict[str, Any]]:
+) -> tuple[RankedVariant, ...]:
     """The candidates in the order a reader weighs them, each with its drop and whether it is
     within the budget: those within it smallest first, then the rest by drop."""
 
@@ -137,17 +145,17 @@ def _ranking(
             return (False, m.size_bytes)
         return (True, d if d is not None else math.inf)
 
-    return [
-        {"model": m.name, "drop": d, "within_budget": d is not None and within(d, max_drop)}
+    return tuple(
+        RankedVariant(m.name, d, d is not None and within(d, max_drop))
         for m in sorted(candidates, key=key)
         for d in [drop(m, ref, task)]
-    ]
+    )
 
 
 def recommend(
     result: EvaluationResult, float_name: str, max_drop: float, *, prefer: str = "size",
     allow_io_change: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+) -> Recommendation:  # fmt: skip
     """Pick the variant a careful person would ship, and say what it trades.
 
     Acceptable variants drop at most ``max_drop``; a variant that changes the model's I/O
@@ -207,18 +215,13 @@ def recommend(
     if slow_held_back:
         reason += ("; not considered, as they are significantly slower than the float model: "
                    f"{', '.join(slow_held_back)}")  # fmt: skip
-    return {
-        "model": chosen,
-        "reason": reason,
-        "max_drop": max_drop,
-        "prefer": prefer,
-        "allow_io_change": allow_io_change,
-        "float_baseline": float_name,
-        "significantly_worse": worse,
-        "slower_than_float": slower,
-        "io_change": [m.name for m in candidates if changes_io(m)],
-        "ranking": _ranking(candidates, ref, task, max_drop),
-    }
+    return Recommendation(
+        model=chosen, reason=reason, max_drop=max_drop, prefer=prefer,
+        allow_io_change=allow_io_change, float_baseline=float_name,
+        significantly_worse=tuple(worse), slower_than_float=tuple(slower),
+        io_change=tuple(m.name for m in candidates if changes_io(m)),
+        ranking=_ranking(candidates, ref, task, max_drop),
+    )  # fmt: skip
 
 
 def compare(
@@ -230,20 +233,12 @@ def compare(
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     max_drop: float = DEFAULT_MAX_DROP,
     out_dir: str | os.PathLike[str] | None = None,
-    task: str | None = None,
-    batch_size: int | None = None,
-    limit: int | None = None,
-    num_threads: int | None = None,
-    bench: bool = True,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
-    layout: str | None = None,
-    constants: Mapping[str, Any] | None = None,
     prefer: str = "size",
     allow_io_change: bool = False,
+    options: EvalOptions | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> EvaluationResult:
     """Quantize ``model`` into ``modes``, evaluate every variant on ``data``, and recommend.
 
@@ -257,28 +252,28 @@ def compare(
         out_dir: where the variants are written. ``None``: a new folder under the system's
             temporary directory (``quantlens-compare-*``), which is kept so that the result's
             paths stay valid; its path is in ``settings["out_dir"]``; delete it when done.
-        bench: measure latency (the speed-up is against the float ``.tflite``).
-        workers, engine, ray_address: where the evaluation runs (see :func:`evaluate`).
-        layout: the data's image layout (see :func:`evaluate`).
-        constants: inputs fixed by name for every sample (see :func:`evaluate`).
         prefer: ``"size"`` or ``"latency"``: what the recommendation optimises within the
             allowed drop (see :func:`recommend`).
         allow_io_change: recommend variants with integer inputs or outputs too (they change
             what the application must feed the model).
+        options: how the evaluation runs (:class:`~quantlens.engine.options.EvalOptions`;
+            here ``bench`` is on by default: the speed-up is against the float model).
         status: called with a line of text before each stage.
+        **overrides: any field of ``options`` by name (``bench=False``, ``workers=2``).
 
     Returns:
         An :class:`EvaluationResult` with schema ``quantlens.compare/1``: each candidate's
         ``quantization`` and ``paired`` statistics, and a ``recommendation``.
     """
+    opts = (options or EvalOptions(bench=True)).with_overrides(**overrides)
     if not 0 <= max_drop < 1:
         raise ConfigError(f"max drop must be a fraction in [0, 1) (0.01 = 1 point), got {max_drop}")
     src = Path(model)
     chosen = resolve_modes(src, modes)
-    options = available_modes(src)
+    mode_options = available_modes(src)
     calib = calibration
     calib_note = None
-    if calib is None and any(options[m][1] for m in chosen):
+    if calib is None and any(mode_options[m][1] for m in chosen):
         calib = default_calibration(data)
         if calib is data:
             calib_note = "calibrated on the evaluation data (pass --calibration to keep them apart)"
@@ -294,12 +289,8 @@ def compare(
                     status=status)  # fmt: skip
     if status:
         status("evaluating every variant…")
-    result = evaluate(
-        src, [v.path for v in made.variants], data, task=task, batch_size=batch_size,
-        limit=limit, num_threads=num_threads, bench=bench, workers=workers, engine=engine,
-        ray_address=ray_address, layout=layout, constants=constants, progress=progress,
-        status=status,
-    )  # fmt: skip
+    result = evaluate(src, [v.path for v in made.variants], data, options=opts,
+                      progress=progress, status=status)  # fmt: skip
     by_path = {v.path: v for v in made.variants}
     source_io = _io_dtypes(src)
     models = [result.models[0]] + [
@@ -326,5 +317,5 @@ def compare(
         out_dir=str(out),
     )
     if calib_note:
-        rec["note"] = calib_note
+        rec = dataclasses.replace(rec, note=calib_note)
     return dataclasses.replace(result, recommendation=rec, settings=settings)

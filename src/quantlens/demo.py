@@ -20,7 +20,7 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.compare import DEFAULT_MAX_DROP, compare, default_calibration
-from quantlens.data import _digits
+from quantlens.data import digits
 from quantlens.diagnose import diagnose
 from quantlens.diagnose.suggest import suggest_from_source
 from quantlens.metric_registry import human_size
@@ -50,7 +50,7 @@ def train_digits_cnn(
     keras = tf.keras
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    x, y = _digits("train")
+    x, y = digits("train")
     image = keras.Input((8, 8, 1), name="image")
     h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=WIDE_LAYER)(image)
     h = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu",
@@ -119,10 +119,11 @@ def run_demo(out: str | Path) -> None:
         model = train_digits_cnn(progress=lambda k: status.update(
             f"training a small CNN on digits (fixed seeds): epoch {k}/{EPOCHS}"))  # fmt: skip
         status.update(f"giving {WIDE_LAYER} {WIDE_CHANNELS} outlier channels…")
-        x_test, _ = _digits("test")
-        widened = widen_channels(model, x_test)
-    keras_path = out_dir / "digits_cnn.keras"
-    model.save(keras_path)
+        x_test, _ = digits("test")
+        keras_path = out_dir / "digits_cnn.keras"
+        with captured_output():  # TensorFlow's C++ chatter
+            widened = widen_channels(model, x_test)
+            model.save(keras_path)
     console.print(
         f"[bold]1. The model.[/] A small CNN trained on digits; {WIDE_CHANNELS} of "
         f"{WIDE_LAYER}'s channels ({', '.join(map(str, widened.channels))}) were then made "
@@ -149,14 +150,14 @@ def run_demo(out: str | Path) -> None:
 
     console.print("\n[bold]4. Which layers to keep in float?[/] Each step is rebuilt and measured.")
     with console.status("searching for the layers to keep in float…") as status:
-        suggestion = suggest_from_source(
-            diagnosis, keras_path, variants["float32"], "digits", mode="int8",
+        diagnosis = suggest_from_source(
+            diagnosis, keras_path, "digits", mode="int8",
             calibration=default_calibration("digits"),
             calibration_samples=DEFAULT_CALIBRATION_SAMPLES, max_drop=DEFAULT_MAX_DROP,
             out_dir=out_dir / "keep-in-float", status=lambda text: status.update(text),
         )  # fmt: skip
-    diagnosis = dataclasses.replace(diagnosis, suggestion=suggestion)
-    print_suggestion(suggestion, console)
+    assert diagnosis.suggestion is not None
+    print_suggestion(diagnosis.suggestion, console)
     _write(diagnosis, console, out_dir / "diagnosis")
 
     console.print()

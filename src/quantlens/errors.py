@@ -49,3 +49,17 @@ def require(module: str, extra: str, purpose: str):
         raise MissingDependencyError(
             f"{purpose} needs the '{module}' package: pip install 'quantlens[{extra}]'"
         ) from exc
+
+
+#: How much of what a library said goes into our one-line error.
+BRIEF_LIMIT = 300
+
+
+def brief(exc: BaseException, *, first_line: bool = False) -> str:
+    """What a library's exception said, on one line and at most BRIEF_LIMIT characters: its
+    whitespace collapsed, or with ``first_line`` only its first line (TensorFlow and LiteRT
+    put the cause there and a trace after); its type's name when it said nothing."""
+    text = str(exc).strip()
+    if first_line and text:
+        text = text.splitlines()[0]
+    return " ".join(text.split())[:BRIEF_LIMIT] or type(exc).__name__

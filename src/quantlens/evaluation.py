@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantlens.data import Dataset, load_dataset
+from quantlens.engine.options import EvalOptions
 from quantlens.engine.shard import (
     Plan,
     RunState,
@@ -19,6 +20,7 @@ from quantlens.engine.shard import (
     run_shard,
 )
 from quantlens.errors import ConfigError, DataError
+from quantlens.metrics.paired import paired
 from quantlens.models import containment
 from quantlens.models.base import (
     Model,
@@ -30,7 +32,6 @@ from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
 from quantlens.models.matching import wire
 from quantlens.models.quantization import integer_parts
-from quantlens.paired import paired
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
     BatchingDecision,
@@ -57,19 +58,10 @@ def evaluate(
     data: Any,
     *,
     labels: Any = None,
-    task: str | None = None,
-    batch_size: int | None = None,
-    limit: int | None = None,
-    num_threads: int | None = None,
-    allow_nonfinite: bool = False,
-    bench: bool = False,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
-    layout: str | None = None,
-    constants: Mapping[str, Any] | None = None,
+    options: EvalOptions | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
 
@@ -78,28 +70,11 @@ def evaluate(
         candidates: the quantized models to compare with it.
         data: anything :func:`quantlens.load_dataset` accepts.
         labels: labels for array data that does not carry them.
-        task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
-        batch_size: samples per invoke (default 32), for models whose outputs do not
-            depend on it; a model with a declared batch runs in chunks of it and a
-            batch-dependent one one sample at a time (a warning says so when asked for).
-        limit: use at most this many samples.
-        num_threads: runtime threads per model (``None``: the runtime's default).
-        allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
-        bench: also measure each model's latency (batch of 1, the data's first sample),
-            throughput, peak memory and compressed size, as :func:`quantlens.benchmark`.
-        workers: split the data into shards run by this many worker processes (each with
-            its own interpreters; threads per interpreter default to cores / workers) and
-            merge their metric states; 1 runs inline.
-        engine: ``"local"`` (a process pool) or ``"ray"`` (a Ray cluster; local when
-            ``ray_address`` is None), used when ``workers > 1``.
-        ray_address: the address of an existing Ray cluster.
-        layout: the data's image layout, ``"nhwc"`` or ``"nchw"``: a model whose 4-D image
-            inputs are laid out the other way (an ONNX model from PyTorch against a TFLite
-            model from Keras) gets them transposed. ``None``: every model takes the data as is.
-        constants: inputs fixed by name, the same value for every sample (a sample rate);
-            the data need not hold them.
+        options: how the run goes (:class:`~quantlens.engine.options.EvalOptions`: task,
+            batch size, limit, threads, workers and engine, layout, constants, bench).
         progress: called with the number of samples after each batch.
         status: called with a line of text before the benchmark.
+        **overrides: any field of ``options`` by name (``batch_size=64``, ``workers=2``).
 
     Returns:
         An :class:`EvaluationResult`, the reference first. Task metrics are computed on each
@@ -108,24 +83,26 @@ def evaluate(
     Raises:
         QuantlensError: a model or the data cannot be loaded, or they do not fit each other.
     """
-    asked_batch = batch_size
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    opts = (options or EvalOptions()).with_overrides(**overrides)
+    batch_size = DEFAULT_BATCH_SIZE if opts.batch_size is None else opts.batch_size
+    limit, layout = opts.limit, opts.layout
     dataset = load_dataset(data, labels)
-    workers = _useful_workers(workers, dataset.num_samples, limit)
+    workers = _useful_workers(opts.workers, dataset.num_samples, limit)
     shards = dataset.shards(workers * SHARDS_PER_WORKER, limit) if workers > 1 else None
     if workers > 1 and shards is None:
         raise ConfigError("--workers needs data of known size (a file or arrays); "
                           "an iterable or tf.data.Dataset runs with one worker")  # fmt: skip
-    threads = num_threads
+    threads = opts.num_threads
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
     models = [adapt(_as_model(m, threads), layout) for m in (reference, *candidates)]
     wiring = wire(models)  # refuse mismatched models before any work
-    fixed = dict(constants or {})
+    fixed = dict(opts.constants)
     # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
     # Inline, the probe runs on the first batch of the run itself.
-    decisions = probe_models(models, wiring, dataset, fixed, allow_nonfinite) if shards else []
-    plan = Plan(tuple(m.path for m in models), task, batch_size, threads, allow_nonfinite,
+    decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
+                 if shards else [])  # fmt: skip
+    plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads, opts.allow_nonfinite,
                 models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
                 containment.verified())  # fmt: skip
     if shards is None:
@@ -134,16 +111,16 @@ def evaluate(
     else:
         from quantlens.engine import run_shards
 
-        parts = run_shards(plan, shards, engine=engine, workers=workers,
-                           ray_address=ray_address, progress=progress)  # fmt: skip
+        parts = run_shards(plan, shards, engine=opts.engine, workers=workers,
+                           ray_address=opts.ray_address, progress=progress)  # fmt: skip
         outcome = functools.reduce(ShardOutcome.merge, parts)
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
     names = unique_names([m.name for m in models])
-    if bench and status is not None:
+    if opts.bench and status is not None:
         status(f"benchmarking {len(models)} models: latency, then memory in a child process "
                "each…")  # fmt: skip
-    perf = _performance(models, outcome.first_sample, threads) if bench else None
+    perf = _performance(models, outcome.first_sample, threads) if opts.bench else None
     decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
                  for d, m in zip(decisions, models, strict=True)]  # fmt: skip
     results = tuple(
@@ -162,10 +139,10 @@ def evaluate(
             "limit": limit,
             "num_threads": threads,
             "workers": workers if shards else 1,
-            "engine": engine if shards else "inline",
+            "engine": opts.engine if shards else "inline",
         },
         warnings=(
-            *batching_warnings(names, decisions, asked_batch),
+            *batching_warnings(names, decisions, opts.batch_size),
             *sanity_warnings(models, names, outcome.states),
         ),
     )

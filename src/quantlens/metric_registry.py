@@ -7,7 +7,7 @@ one :func:`declare` call here (and the code that computes it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,16 @@ class MetricSpec:
     read: Reader
     higher_is_better: bool | None = None
     diffed: bool = False
+    #: Where a result holds it: ``ModelResult.<section>[<key>]`` ("task_metrics", "fidelity");
+    #: renderers show a column for each such metric a result has, in declaration order.
+    section: str | None = None
+    key: str | None = None
+    label: str = ""  # its column heading
+    short: str = ""  # a narrower heading for the terminal (default: the label)
+
+    @property
+    def short_label(self) -> str:
+        return self.short or self.label
 
     @property
     def change_kind(self) -> str:
@@ -73,23 +83,29 @@ def _at(*keys: str) -> Reader:
     return lambda m, ref: _get(m, *keys)
 
 
-_TASK = [("accuracy", True, True), ("top5_accuracy", True, True), ("macro_f1", True, True),
-         ("r2", True, True)]  # fmt: skip
-for _name, _better, _diffed in _TASK:
+# task metrics against the labels: classification, then regression
+for _name, _label, _short in (("accuracy", "accuracy", "acc"), ("top5_accuracy", "top-5", ""),
+                              ("macro_f1", "macro F1", "")):  # fmt: skip
     declare(MetricSpec(_name, f"task metric `{_name}` against the labels", "fraction",
-                       _at("task_metrics", _name), _better, _diffed))  # fmt: skip
+                       _at("task_metrics", _name), True, True,
+                       "task_metrics", _name, _label, _short))  # fmt: skip
 for _name, _diffed in (("mse", False), ("mae", True), ("rmse", True)):
     declare(MetricSpec(f"task_{_name}", f"regression `{_name}` against the labels", "error",
-                       _at("task_metrics", _name), False, _diffed))  # fmt: skip
-_FIDELITY = [("sqnr_db", "db", True, True), ("mse", "error", False, False),
-             ("mae", "error", False, False), ("rmse", "error", False, False),
-             ("max_abs_error", "error", False, False),
-             ("cosine_similarity", "similarity", True, False),
-             ("top1_agreement", "fraction", True, True),
-             ("kl_divergence", "error", False, False)]  # fmt: skip
-for _name, _kind, _better, _diffed in _FIDELITY:
+                       _at("task_metrics", _name), False, _diffed, "task_metrics", _name,
+                       _name.upper()))  # fmt: skip
+declare(MetricSpec("r2", "task metric `r2` against the labels", "fraction",
+                   _at("task_metrics", "r2"), True, True, "task_metrics", "r2", "R²"))  # fmt: skip
+# fidelity to the reference, first output
+_FIDELITY = [("sqnr_db", "db", True, True, "SQNR dB"), ("mse", "error", False, False, "out MSE"),
+             ("mae", "error", False, False, "out MAE"), ("rmse", "error", False, False, "out RMSE"),
+             ("max_abs_error", "error", False, False, "max |err|"),
+             ("cosine_similarity", "similarity", True, False, "cosine"),
+             ("top1_agreement", "fraction", True, True, "top-1 agreement"),
+             ("kl_divergence", "error", False, False, "KL")]  # fmt: skip
+for _name, _kind, _better, _diffed, _label in _FIDELITY:
     declare(MetricSpec(_name, f"fidelity to the reference: `{_name}` (first output)", _kind,
-                       _at("fidelity", _name), _better, _diffed))  # fmt: skip
+                       _at("fidelity", _name), _better, _diffed, "fidelity", _name, _label,
+                       "top-1" if _name == "top1_agreement" else ""))  # fmt: skip
 for _name in ("p50", "p90", "p99", "mean", "init", "first"):
     declare(MetricSpec(f"{_name}_ms", f"latency `{_name}` in milliseconds", "latency",
                        _at("latency_ms", _name), False, _name in ("p50", "p99")))  # fmt: skip
@@ -126,6 +142,18 @@ declare(MetricSpec("mae_increase", "relative increase of the regression MAE over
 declare(MetricSpec("size_ratio", "size on disk / the reference's", "ratio", _size_ratio, False))
 declare(MetricSpec("nonfinite_outputs", "outputs holding NaN or inf", "count",
                    _at("nonfinite_outputs"), False))  # fmt: skip
+
+
+def shown_at(section: str, present: set[str]) -> list[MetricSpec]:
+    """The metrics of a result section (``task_metrics``, ``fidelity``) that ``present``
+    holds, in declaration order: the columns a renderer shows."""
+    return [s for s in METRICS.values() if s.section == section and s.key in present]
+
+
+def shown_in(section: str, present: set[str]) -> list[MetricSpec]:
+    """The metrics of a result section (``task_metrics``, ``fidelity``) that ``present``
+    holds, in declaration order: the columns a renderer shows."""
+    return [s for s in METRICS.values() if s.section == section and s.key in present]
 
 
 def spec_for(key: str) -> MetricSpec | None:
@@ -192,3 +220,14 @@ def drop_words(d: float, task: str) -> str:
     if task == "regression":
         return f"{d:.2%} of MAE"
     return f"{d:.2%} disagreement with the reference"
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, value) points that no other point beats on both (cost lower,
+    value higher, at least one strictly), in order of cost."""
+    front = [
+        i for i, (x, y) in enumerate(points)
+        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y)
+                   for j, (x2, y2) in enumerate(points) if j != i)
+    ]  # fmt: skip
+    return sorted(front, key=lambda i: points[i][0])

@@ -69,6 +69,11 @@ class QuantParams:
         return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
 
 
+def plain_name(tensor_name: str) -> str:
+    """'serving_default_x:0' -> 'x': the name a user or a Keras model would use."""
+    return tensor_name.split(":")[0].removeprefix("serving_default_")
+
+
 def infer_batch_axis(shape: Sequence[int | None]) -> int | None:
     """The batch axis of a tensor of this signature shape (``None`` for a dimension that may
     vary): see :attr:`TensorSpec.batch_axis`."""
@@ -358,6 +363,71 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True)
+class RankedVariant:
+    """A variant in the order compare() weighs them, with its drop against the reference
+    (in ``max_drop``'s units; None: not measurable) and whether that is within the budget."""
+
+    model: str
+    drop: float | None
+    within_budget: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "drop": None if self.drop is None else encode_number(
+            self.drop), "within_budget": self.within_budget}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RankedVariant:
+        drop = d.get("drop")
+        return cls(d["model"], None if drop is None else decode_number(drop),
+                   bool(d["within_budget"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """compare()'s decision: the variant to ship and why, and its verdict on every variant
+    (significantly worse, slower than float, changing the I/O contract; the ranking)."""
+
+    model: str
+    reason: str
+    max_drop: float
+    prefer: str
+    allow_io_change: bool
+    float_baseline: str
+    significantly_worse: tuple[str, ...] = ()
+    slower_than_float: tuple[str, ...] = ()
+    io_change: tuple[str, ...] = ()
+    ranking: tuple[RankedVariant, ...] = ()
+    note: str | None = None  # e.g. calibrated on the evaluation data
+
+    def verdict(self, name: str) -> RankedVariant | None:
+        """The ranking's entry for a variant."""
+        return next((r for r in self.ranking if r.model == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "model": self.model, "reason": self.reason, "max_drop": self.max_drop,
+            "prefer": self.prefer, "allow_io_change": self.allow_io_change,
+            "float_baseline": self.float_baseline,
+            "significantly_worse": list(self.significantly_worse),
+            "slower_than_float": list(self.slower_than_float), "io_change": list(self.io_change),
+            "ranking": [r.to_dict() for r in self.ranking],
+        }  # fmt: skip
+        if self.note:
+            d["note"] = self.note
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Recommendation:
+        return cls(
+            d["model"], d["reason"], float(d["max_drop"]), d.get("prefer", "size"),
+            bool(d.get("allow_io_change", False)), d.get("float_baseline", ""),
+            tuple(d.get("significantly_worse", ())), tuple(d.get("slower_than_float", ())),
+            tuple(d.get("io_change", ())),
+            tuple(RankedVariant.from_dict(r) for r in d.get("ranking", ())), d.get("note"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """The outcome of :func:`quantlens.evaluate`: the reference first, then each candidate."""
 
@@ -365,7 +435,7 @@ class EvaluationResult:
     reference: str
     models: tuple[ModelResult, ...]
     settings: dict[str, Any] = field(default_factory=dict)
-    recommendation: dict[str, Any] | None = None  # compare: {"model", "reason", ...}
+    recommendation: Recommendation | None = None  # compare's decision
     warnings: tuple[ReportWarning, ...] = ()
     schema: str = EVALUATION_SCHEMA
 
@@ -384,7 +454,7 @@ class EvaluationResult:
             "settings": dict(self.settings),
             "models": [m.to_dict() for m in self.models],
             "warnings": [w.to_dict() for w in self.warnings],
-            **({"recommendation": self.recommendation} if self.recommendation else {}),
+            **({"recommendation": self.recommendation.to_dict()} if self.recommendation else {}),
         }
 
     @classmethod
@@ -404,7 +474,9 @@ class EvaluationResult:
             reference=d["reference"],
             models=tuple(ModelResult.from_dict(m) for m in d["models"]),
             settings=dict(d.get("settings", {})),
-            recommendation=d.get("recommendation"),
+            recommendation=(
+                Recommendation.from_dict(d["recommendation"]) if d.get("recommendation") else None
+            ),
             warnings=tuple(ReportWarning.from_dict(w) for w in d.get("warnings", ())),
             schema=d["schema"],
         )

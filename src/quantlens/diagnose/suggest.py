@@ -22,6 +22,7 @@ from quantlens.bench import benchmark
 from quantlens.compare import within
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
+from quantlens.metric_registry import pareto_front
 from quantlens.quantize import calibration_arrays
 from quantlens.results import DiagnosisResult, ModelResult
 
@@ -76,21 +77,6 @@ def _drop(value: float, reference: float, budget_metric: str) -> float:
     if budget_metric == "accuracy":
         return reference - value
     return 0.0 if math.isinf(value) and value > 0 else 10 ** (-value / 20)
-
-
-def pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points (metric: higher is better, cost: lower is better) no other
-    point beats on both."""
-    front = []
-    for i, (m, c) in enumerate(points):
-        dominated = any(
-            (m2 >= m and c2 <= c) and (m2 > m or c2 < c)
-            for j, (m2, c2) in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return front
 
 
 def suggest(
@@ -183,8 +169,8 @@ def suggest(
     by_name: dict[str, dict[str, Any]] = {}
     for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name
         by_name.setdefault(name_of(op), op)
-    latency_front = pareto([(s.metric, s.p50_ms) for s in steps])
-    size_front = pareto([(s.metric, float(s.size_bytes)) for s in steps])
+    latency_front = sorted(pareto_front([(s.p50_ms, s.metric) for s in steps]))
+    size_front = sorted(pareto_front([(float(s.size_bytes), s.metric) for s in steps]))
     return {
         "budget_metric": budget_metric,
         "max_drop": max_drop,
@@ -220,29 +206,33 @@ def suggest(
 def suggest_from_source(
     diagnosis: DiagnosisResult,
     source: str | Path,
-    float_model: str | Path,
     data: Any,
     *,
-    mode: str,
+    mode: str | None = None,
     calibration: Any,
     calibration_samples: int,
     max_drop: float,
     budget_metric: str = "accuracy",
     out_dir: str | Path,
     status: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """:func:`suggest` with the quantized model rebuilt from ``source`` (a Keras file,
-    SavedModel, float ``.tflite`` or ``.onnx``) in ``mode``, each op named the way the
-    rebuilding tool knows it."""
+) -> DiagnosisResult:
+    """The diagnosis with its ``suggestion``: :func:`suggest`, the quantized model rebuilt from
+    ``source`` (a Keras file, SavedModel, float ``.tflite`` or ``.onnx``) in ``mode`` (None:
+    the mode closest to how the diagnosed model was made), each op named the way the
+    rebuilding tool knows it, every step measured against the diagnosis' float model."""
+    from quantlens.diagnose.core import infer_mode
     from quantlens.models.loading import load_model
 
     src = Path(source)
+    mode = mode or infer_mode(diagnosis.quant_path)
     build = make_builder(src, mode, calibration, calibration_samples, load_model(src).inputs)
     float_names = {t["name"]: t["float_name"] for t in diagnosis.tensors}
-    return suggest(
-        diagnosis, build, float_model, data, max_drop=max_drop, budget_metric=budget_metric,
-        out_dir=out_dir, name_of=_names_for(backend_for(src).op_name, float_names), status=status,
+    suggestion = suggest(
+        diagnosis, build, diagnosis.float_path, data, max_drop=max_drop,
+        budget_metric=budget_metric, out_dir=out_dir,
+        name_of=_names_for(backend_for(src).op_name, float_names), status=status,
     )  # fmt: skip
+    return dataclasses.replace(diagnosis, suggestion=suggestion)
 
 
 def _names_for(op_name: str, float_names: dict[str, str]) -> Callable[[dict[str, Any]], str]:

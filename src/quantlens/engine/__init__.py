@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from quantlens.engine.options import ENGINES
 from quantlens.errors import ConfigError
-
-ENGINES = ("local", "ray")
 
 
 def run_shards(

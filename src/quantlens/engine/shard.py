@@ -20,16 +20,11 @@ from quantlens.models.matching import wire
 from quantlens.models.quantization import clipped_count
 from quantlens.results import BatchingDecision, QuantParams
 
-TASKS = ("classification", "regression")
-
-
 TaskState = ClassificationState | RegressionState
 
 
 def infer_task(labels: np.ndarray | None, output: np.ndarray, forced: str | None) -> str:
     """'classification', 'regression' or 'none' from the labels and the first output."""
-    if forced is not None and forced not in TASKS:
-        raise ConfigError(f"unknown task '{forced}'; use one of {', '.join(TASKS)}")
     if labels is None:
         if forced is not None:
             raise ConfigError(f"task '{forced}' needs labels, and the data has none")

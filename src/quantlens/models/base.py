@@ -63,11 +63,6 @@ class Model(Protocol):
         ...
 
 
-def plain_name(tensor_name: str) -> str:
-    """'serving_default_x:0' -> 'x': the name a user or a Keras model would use."""
-    return tensor_name.split(":")[0].removeprefix("serving_default_")
-
-
 def unique_names(names: Sequence[str]) -> list[str]:
     """The names, with '#2', '#3', ... added where one repeats."""
     out: list[str] = []

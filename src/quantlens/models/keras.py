@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ModelLoadError, require
+from quantlens.errors import ModelLoadError, brief, require
 from quantlens.models.base import models_trusted, natural_key, path_size
 from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
@@ -52,11 +52,6 @@ def _set_threads(tf: Any, num_threads: int | None) -> None:
 
 def _shape(shape: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in shape)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def refuse_untrusted_saved_model(path: str) -> None:
@@ -132,7 +127,9 @@ def load_keras(tf: Any, path: str) -> Any:
                 f"{path} runs code to load (a Lambda layer or a custom object); pass "
                 "--trust-model only if you trust where it came from"
             ) from exc
-        raise ModelLoadError(f"cannot load Keras model {path}: {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"cannot load Keras model {path}: {brief(exc, first_line=True)}"
+        ) from exc
 
 
 class KerasModel(_TensorFlowBatching):
@@ -206,7 +203,9 @@ class SavedModelModel(_TensorFlowBatching):
         try:
             loaded = tf.saved_model.load(self.path)
         except Exception as exc:  # TensorFlow raises many types for a bad directory
-            raise ModelLoadError(f"cannot load SavedModel {self.path}: {_first_line(exc)}") from exc
+            raise ModelLoadError(
+                f"cannot load SavedModel {self.path}: {brief(exc, first_line=True)}"
+            ) from exc
         signatures = dict(loaded.signatures)
         if not signatures:
             raise ModelLoadError(f"SavedModel {self.path} has no signatures; export one to serve")

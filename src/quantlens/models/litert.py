@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import DataError, ModelLoadError, ModelRunError
-from quantlens.models.base import natural_key, path_size, plain_name
+from quantlens.errors import DataError, ModelLoadError, ModelRunError, brief
+from quantlens.models.base import natural_key, path_size
 from quantlens.models.batching import BatchRunner, RunnerBatching
 from quantlens.models.containment import ensure_contained
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
-from quantlens.results import ModelInfo, QuantParams, TensorSpec
+from quantlens.results import ModelInfo, QuantParams, TensorSpec, plain_name
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 
@@ -45,10 +45,6 @@ def _spec(detail: dict[str, Any], name: str) -> TensorSpec:
     return TensorSpec(name, shape, np.dtype(detail["dtype"]).name, quant_params(detail))
 
 
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
-
-
 def _custom_op_error(path: str, exc: BaseException) -> ModelLoadError | None:
     """The error for a model that needs custom ops the runtime lacks (None: it does not)."""
     custom = sorted(set(re.findall(r"unresolved custom op: ([^\s.]+)", " ".join(str(exc).split()))))
@@ -65,7 +61,7 @@ def _load_error(path: str, exc: Exception) -> ModelLoadError:
     custom = _custom_op_error(path, exc)
     if custom is not None:
         return custom
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = brief(exc, first_line=True)
     return ModelLoadError(
         f"cannot load {path}: {first} (the file may be truncated or corrupt; re-export it)"
     )
@@ -194,8 +190,7 @@ class LiteRTModel(RunnerBatching):
                 raise custom from exc
             given = ", ".join(str(tuple(s)) for s in shapes)
             raise ModelRunError(
-                f"the runtime cannot prepare {self.path} for input shape(s) {given}: "
-                f"{_first_line(exc)}"
+                f"the runtime cannot prepare {self.path} for input shape(s) {given}: {brief(exc)}"
             ) from exc
         self._shapes = [tuple(s) for s in shapes]
 
@@ -261,7 +256,7 @@ class LiteRTModel(RunnerBatching):
                 inputs, lambda own: self._invoke(own, extra), len(self.outputs)
             )
         except (RuntimeError, ValueError) as exc:  # raised by the runtime, not by us
-            raise ModelRunError(f"{self.path} failed to run: {_first_line(exc)}") from exc
+            raise ModelRunError(f"{self.path} failed to run: {brief(exc)}") from exc
 
     def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
         """Set the batch's inputs once and return the bare ``invoke`` to time.

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from quantlens.errors import ModelMismatchError
-from quantlens.models.base import Model, plain_name
-from quantlens.results import TensorSpec
+from quantlens.models.base import Model
+from quantlens.results import TensorSpec, plain_name
 
 
 def _compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, require
+from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, brief, require
 from quantlens.models.base import path_size
 from quantlens.models.batching import BatchRunner, RunnerBatching
 from quantlens.results import ModelInfo, QuantParams, TensorSpec
@@ -19,10 +19,6 @@ _ORT_TYPES = {
     "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
     "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
 }  # fmt: skip
-
-
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def load_checked(path: str) -> Any:
@@ -37,7 +33,7 @@ def load_checked(path: str) -> Any:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises protobuf, checker and OS errors alike
         raise ModelLoadError(
-            f"{path} is not a valid ONNX model ({_first_line(exc)}); re-export it"
+            f"{path} is not a valid ONNX model ({brief(exc)}); re-export it"
         ) from exc
     return model
 
@@ -64,7 +60,7 @@ def session(path: str, num_threads: int | None, *, profile_prefix: str | None = 
             providers=["CPUExecutionProvider"],
         )  # fmt: skip
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ModelLoadError(f"onnxruntime cannot run {path}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"onnxruntime cannot run {path}: {brief(exc)}") from exc
 
 
 class OnnxModel(RunnerBatching):
@@ -114,7 +110,7 @@ class OnnxModel(RunnerBatching):
         except QuantlensError:
             raise
         except Exception as exc:  # onnxruntime's own error types
-            raise ModelRunError(f"{self.path} failed to run: {_first_line(exc)}") from exc
+            raise ModelRunError(f"{self.path} failed to run: {brief(exc)}") from exc
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one batch; returns one array per output (ONNX models take real-valued I/O)."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, ConversionError, require
+from quantlens.errors import ConfigError, ConversionError, brief, require
 
 #: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
 AEQ_MODES: dict[str, tuple[str, bool, str]] = {
@@ -112,6 +112,6 @@ def quantize_tflite(
                 settings["calibration_samples"] = len(samples)
             result = qt.quantize(calib, enable_progress_report=False)
     except Exception as exc:  # the quantizer raises many types; say what it said
-        first = " ".join(str(exc).split())[:300]
+        first = brief(exc)
         raise ConversionError(f"ai-edge-quantizer failed in mode '{mode}': {first}") from exc
     return bytes(result.quantized_model), settings

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantlens.models.base import plain_name, unique_names
+from quantlens.models.base import unique_names
+from quantlens.results import plain_name
 
 SIGNATURE_KEY = "serving_default"
 #: Per-channel QuantizeLinear/DequantizeLinear (their ``axis`` attribute) need opset 13.

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, ConversionError, require
+from quantlens.errors import ConfigError, ConversionError, brief, require
 
 #: Mode -> (description, needs calibration data).
 ONNX_MODES: dict[str, tuple[str, bool]] = {
@@ -129,5 +129,5 @@ def quantize_onnx(
                 )  # fmt: skip
             return out.read_bytes(), settings
     except Exception as exc:  # the quantizers raise many types; say what they said
-        first = " ".join(str(exc).split())[:300]
+        first = brief(exc)
         raise ConversionError(f"onnxruntime quantization failed in mode '{mode}': {first}") from exc

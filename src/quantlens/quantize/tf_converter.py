@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._quiet import captured_output
-from quantlens.errors import ConfigError, ConversionError
+from quantlens.errors import ConfigError, ConversionError, brief
 from quantlens.models.keras import import_tensorflow, load_keras, refuse_untrusted_saved_model
 
 #: Mode -> (description, needs calibration data).
@@ -120,7 +120,7 @@ def convert_tf(
         try:
             result = converter.convert()
         except Exception as exc:  # the converter raises many types; say what it said
-            first = " ".join(str(exc).split())[:300]
+            first = brief(exc)
             raise ConversionError(f"the TFLite converter failed in mode '{mode}': {first}") from exc
     del log
     return bytes(result), settings
@@ -148,5 +148,5 @@ def debugger(
                 debug_options=options,
             )
         except Exception as exc:  # the debugger raises many types; say what it said
-            first = " ".join(str(exc).split())[:300]
+            first = brief(exc)
             raise ConversionError(f"the TFLite quantization debugger failed: {first}") from exc

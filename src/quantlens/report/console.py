@@ -14,7 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from quantlens.metric_registry import human_size, latency, number, spell, spell_change
+from quantlens.metric_registry import human_size, latency, number, shown_in, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
     delta_header,
@@ -35,16 +35,6 @@ from quantlens.results import (
     EvaluationResult,
     ModelInfo,
 )
-
-TASK_COLUMNS = {
-    "classification": [("accuracy", "acc"), ("top5_accuracy", "top5"), ("macro_f1", "macro F1")],
-    "regression": [("mse", "mse"), ("mae", "mae"), ("r2", "r2")],
-}
-FIDELITY_COLUMNS = [
-    ("sqnr_db", "SQNR dB"), ("mse", "out mse"), ("max_abs_error", "max |err|"),
-    ("cosine_similarity", "cosine"), ("top1_agreement", "top-1"), ("kl_divergence", "KL"),
-]  # fmt: skip
-
 
 #: Tables show every column (``--wide``) instead of each command's compact set.
 _WIDE: ContextVar[bool] = ContextVar("quantlens_wide_tables", default=False)
@@ -189,19 +179,15 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
 def evaluation_table(result: EvaluationResult, width: int | None = None) -> Table:
     """One row per model, the reference first: size, task metrics, fidelity to the reference
     (compact: the first task metric, SQNR, top-1 agreement, p50 and speed)."""
-    task_cols = [
-        c
-        for c in TASK_COLUMNS.get(result.dataset.task, [])
-        if any(m.task_metrics and c[0] in m.task_metrics for m in result.models)
-    ]
-    fid_cols = [
-        c for c in FIDELITY_COLUMNS if any(m.fidelity and c[0] in m.fidelity for m in result.models)
-    ]
+    task_cols = shown_in("task_metrics", {k for m in result.models for k in m.task_metrics or {}})
+    fid_cols = shown_in("fidelity", {k for m in result.models for k in m.fidelity or {}})
     compact_fidelity = ("sqnr_db", "top1_agreement")
     columns = [Column("model", "name", style="bold"), Column("format", "text", compact=False),
                Column("size", compact=False)]  # fmt: skip
-    columns += [Column(h, style="cyan", compact=i == 0) for i, (_, h) in enumerate(task_cols)]
-    columns += [Column(h, style="magenta", compact=k in compact_fidelity) for k, h in fid_cols]
+    columns += [Column(c.short_label, style="cyan", compact=i == 0)
+                for i, c in enumerate(task_cols)]  # fmt: skip
+    columns += [Column(c.short_label, style="magenta", compact=c.key in compact_fidelity)
+                for c in fid_cols]  # fmt: skip
     benched = any(m.performance for m in result.models)
     if benched:
         columns += [Column("p50", style="green"), Column("speed", style="green"),
@@ -213,8 +199,8 @@ def evaluation_table(result: EvaluationResult, width: int | None = None) -> Tabl
             m.format,
             human_size(m.size_bytes),
         ]
-        row += [metric_text(k, (m.task_metrics or {}).get(k)) for k, _ in task_cols]
-        row += [metric_text(k, (m.fidelity or {}).get(k)) for k, _ in fid_cols]
+        row += [spell(c.name, (m.task_metrics or {}).get(c.key or "")) for c in task_cols]
+        row += [spell(c.name, (m.fidelity or {}).get(c.key or "")) for c in fid_cols]
         if benched:
             perf = m.performance
             row += (
@@ -423,13 +409,13 @@ def profile_table(e: BenchEntry, top: int = 8, width: int | None = None) -> Tabl
 def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
     """The ranked comparison, in the order and with the verdicts compare() decided:
     acceptable variants by size, then the rest by drop."""
-    rec = result.recommendation or {}
+    rec = result.recommendation
     task = result.dataset.task
     ref = result.models[0]
-    baseline = result.model(rec.get("float_baseline", ref.name))
+    baseline = result.model(rec.float_baseline) if rec and rec.float_baseline else ref
     metric = {"classification": "accuracy", "regression": "mae"}.get(task)
-    ranking = {r["model"]: r for r in rec.get("ranking", [])}
-    ordered = [result.model(n) for n in ranking] or list(result.models[1:])
+    ranking = rec.ranking if rec else ()
+    ordered = [result.model(r.model) for r in ranking] or list(result.models[1:])
 
     columns = [Column("variant", "name"), Column("size"), Column("× float", compact=False)]
     if metric:
@@ -441,18 +427,19 @@ def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
     ]  # fmt: skip
     rows = []
     for m in [ref, *ordered]:
-        worse = m.name in rec.get("significantly_worse", [])
+        worse = rec is not None and m.name in rec.significantly_worse
+        verdict_of = rec.verdict(m.name) if rec else None
         if m is ref:
             verdict = "reference"
-        elif m.name == rec.get("model"):
+        elif rec is not None and m.name == rec.model:
             verdict = "[bold green]✓ recommended[/]"
-        elif ranking.get(m.name, {}).get("within_budget"):
+        elif verdict_of is not None and verdict_of.within_budget:
             verdict = "ok"
         else:
             verdict = "[red]✗ drop[/]" + (", significant" if worse else "")
-        if m.name in rec.get("slower_than_float", []):
+        if rec is not None and m.name in rec.slower_than_float:
             verdict += " · slower"
-        if m.name in rec.get("io_change", []):
+        if rec is not None and m.name in rec.io_change:
             verdict += " · integer I/O"
         row = [term(m.name), human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
         if metric:
@@ -480,17 +467,18 @@ def print_compare(result: EvaluationResult, console: Console | None = None) -> N
     console.print(compare_table(result, console.width))
     console.print(f"[dim]{compare_legend(result)}[/]")
     print_run_notes(result, console)
-    rec = result.recommendation or {}
-    console.print(f"[bold]recommendation:[/] {term(rec.get('model'))} — "
-                  f"{term(rec.get('reason'), 2000)}")  # fmt: skip
-    if rec.get("significantly_worse"):
+    rec = result.recommendation
+    if rec is None:
+        return
+    console.print(f"[bold]recommendation:[/] {term(rec.model)} — {term(rec.reason, 2000)}")
+    if rec.significantly_worse:
         console.print("significantly worse than the reference (p < 0.05): "
-                      + ", ".join(term(n) for n in rec["significantly_worse"]))  # fmt: skip
-    if rec.get("slower_than_float"):
+                      + ", ".join(term(n) for n in rec.significantly_worse))  # fmt: skip
+    if rec.slower_than_float:
         console.print("slower than float (the speed's 95% interval lies below 0.95×): "
-                      + ", ".join(term(n) for n in rec["slower_than_float"]))  # fmt: skip
-    if rec.get("note"):
-        console.print(f"note: {term(rec['note'], 2000)}")
+                      + ", ".join(term(n) for n in rec.slower_than_float))  # fmt: skip
+    if rec.note:
+        console.print(f"note: {term(rec.note, 2000)}")
 
 
 def _short(name: str, width: int = 96) -> str:

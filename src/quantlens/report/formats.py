@@ -75,11 +75,11 @@ def step_additions(steps: list[dict[str, Any]]) -> list[list[str]]:
 
 def compare_legend(result: Any) -> str:
     """What the comparison's symbols and columns mean."""
-    rec = result.recommendation or {}
+    rec = result.recommendation
     task = result.dataset.task
     parts = ["✓ the recommended variant"]
     if task in ("classification", "regression"):
-        allowed = drop_words(rec.get("max_drop", 0.01), task)
+        allowed = drop_words(rec.max_drop if rec else 0.01, task)
         parts += [f"✗ a drop beyond the allowed {allowed} (significant: p < 0.05 in the "
                   "paired test)", "Δ: change of the task metric against the reference, with "
                   "its 95% interval"]  # fmt: skip

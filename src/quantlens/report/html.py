@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.metric_registry import human_size, latency
+from quantlens.metric_registry import human_size, latency, shown_in, spell
 from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
@@ -36,11 +36,6 @@ th{background:#f4f4f4}td.name,th.name{text-align:left}td:not(.name){white-space:
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>svg{flex:1 1 480px;min-width:0}
 svg{max-width:100%;height:auto}
 """
-
-
-#: Headings of the task metrics' columns.
-TASK_LABELS = {"top5_accuracy": "top-5 accuracy", "macro_f1": "macro F1", "mse": "MSE",
-               "mae": "MAE", "r2": "R²"}  # fmt: skip
 
 
 def _e(x: Any) -> str:
@@ -124,16 +119,13 @@ def evaluation_html(
 ) -> str:
     """The report of an evaluate or compare run."""
     models = result.models
-    rec = result.recommendation or {}
-    task_keys = {
-        "classification": ["accuracy", "top5_accuracy", "macro_f1"],
-        "regression": ["mse", "mae", "r2"],
-    }.get(result.dataset.task, [])
+    rec = result.recommendation
+    task_cols = shown_in("task_metrics", {k for m in models for k in m.task_metrics or {}})
     headers = [
         "model",
         "format",
         "size",
-        *(TASK_LABELS.get(k, k) for k in task_keys),
+        *(c.label for c in task_cols),
         "SQNR dB",
         "top-1 agree",
         "p50",
@@ -144,7 +136,7 @@ def evaluation_html(
     rows = []
     for m in models:
         delta, p_value = delta_text(m.paired, result.dataset.task)
-        name = _e(m.name) + (" <b>✓ recommended</b>" if m.name == rec.get("model") else "")
+        name = _e(m.name) + (" <b>✓ recommended</b>" if rec and m.name == rec.model else "")
         name += " (reference)" if m.role == "reference" else ""
         if (m.quantization or {}).get("io_change"):
             name += f' <span class="note">integer I/O: {_e(m.quantization["io_change"])}</span>'  # type: ignore[index]
@@ -153,7 +145,7 @@ def evaluation_html(
                 name,
                 _e(m.format),
                 human_size(m.size_bytes),
-                *(metric_text(k, (m.task_metrics or {}).get(k)) for k in task_keys),
+                *(spell(c.name, (m.task_metrics or {}).get(c.key or "")) for c in task_cols),
                 metric_text("sqnr_db", (m.fidelity or {}).get("sqnr_db")),
                 metric_text("top1_agreement", (m.fidelity or {}).get("top1_agreement")),
                 latency(m.performance.latency_ms["p50"] if m.performance else None),
@@ -168,15 +160,13 @@ def evaluation_html(
     )
     notes = ""
     if rec:
-        summary = (
-            f'<p class="banner"><b>Ship {_e(rec["model"])}</b>: {_e(rec["reason"])}</p>' + summary
-        )
-        if rec.get("significantly_worse"):
+        summary = f'<p class="banner"><b>Ship {_e(rec.model)}</b>: {_e(rec.reason)}</p>' + summary
+        if rec.significantly_worse:
             notes += ("<p>Significantly worse than the reference (p &lt; 0.05): "
-                      f"{', '.join(_e(n) for n in rec['significantly_worse'])}</p>")  # fmt: skip
-        if rec.get("slower_than_float"):
+                      f"{', '.join(_e(n) for n in rec.significantly_worse)}</p>")  # fmt: skip
+        if rec.slower_than_float:
             notes += ("<p>Slower than float (the speed's 95% interval lies below 0.95×): "
-                      f"{', '.join(_e(n) for n in rec['slower_than_float'])}</p>")  # fmt: skip
+                      f"{', '.join(_e(n) for n in rec.slower_than_float)}</p>")  # fmt: skip
         notes += f'<p class="note">{_e(compare_legend(result))}</p>'
     table = _table(headers, rows)
     sections = [("Summary", summary + table + notes), ("Gates", gates_section(gates))]
@@ -212,7 +202,7 @@ def _tradeoff_plots(result: EvaluationResult) -> str:
     ys: list[float] = [float(values[i]) for i in keep]  # type: ignore[arg-type]
     if not models:
         return ""
-    rec = (result.recommendation or {}).get("model")
+    rec = result.recommendation.model if result.recommendation else None
     names = [m.name for m in models]
     svgs = [
         plots.tradeoff(

@@ -41,7 +41,7 @@ def _gates(outcomes: Sequence[dict[str, Any]]) -> str:
 
 def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]] = ()) -> str:
     """The summary table and the recommendation of an evaluate or compare run."""
-    rec = result.recommendation or {}
+    rec = result.recommendation
     task = result.dataset.task
     metric = {"classification": "accuracy", "regression": "mae"}.get(task)
     headers = ["model", "size"] + ([metric, delta_header(task), "p"] if metric else [])
@@ -49,7 +49,7 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     rows = []
     for m in result.models:
         label = md_code(m.name) + (" (reference)" if m.role == "reference" else "")
-        label += " ✅" if m.name == rec.get("model") else ""
+        label += " ✅" if rec and m.name == rec.model else ""
         label += " (integer I/O)" if (m.quantization or {}).get("io_change") else ""
         row = [label, human_size(m.size_bytes)]
         if metric:
@@ -69,14 +69,14 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
             f"{md_code(result.dataset.source)} ({task})")  # fmt: skip
     body = ""
     if rec:
-        body = f"\n\n**Recommendation: ship {md_code(rec['model'])}** — {md_text(rec['reason'])}"
-        if rec.get("significantly_worse"):
+        body = f"\n\n**Recommendation: ship {md_code(rec.model)}** — {md_text(rec.reason)}"
+        if rec.significantly_worse:
             body += "\n\nSignificantly worse than the reference: " + ", ".join(
-                md_code(n) for n in rec["significantly_worse"]
+                md_code(n) for n in rec.significantly_worse
             )
-        if rec.get("slower_than_float"):
+        if rec.slower_than_float:
             body += "\n\nSlower than float (the speed's 95% interval below 0.95×): " + ", ".join(
-                md_code(n) for n in rec["slower_than_float"]
+                md_code(n) for n in rec.slower_than_float
             )
     warnings = "".join(f"\n- ⚠ {md_text(w.message)} ({md_code(w.code)})" for w in result.warnings)
     if warnings:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantlens.errors import require
+from quantlens.metric_registry import pareto_front
 from quantlens.report.text import visible
 
 
@@ -43,16 +44,6 @@ def _svg(fig: Any) -> str:
     _pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: inlined in HTML
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of points (x: cost, lower better; y: metric, higher better) nothing beats on both."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y)
-                   for j, (x2, y2) in enumerate(points) if j != i):  # fmt: skip
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
 
 
 def tradeoff(

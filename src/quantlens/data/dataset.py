@@ -7,7 +7,7 @@ inputs before anything runs and yields :class:`Batch` es whose inputs are in the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, pairwise
 from pathlib import Path
@@ -15,10 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from quantlens.errors import DataError, require
-from quantlens.models.base import plain_name
-from quantlens.results import TensorSpec
-from quantlens.sources import (
+from quantlens.data.builtin import BUILTINS
+from quantlens.data.sources import (
     ArraySource,
     CsvSource,
     ImageFolderSource,
@@ -27,14 +25,14 @@ from quantlens.sources import (
     IterableSource,
     NpySource,
     NpzSource,
+    ShardableSource,
+    Source,
     check_label_count,
     sample_count,
     split_labels,
 )
-
-#: The built-in samples: name -> (description, loader). Each has a fixed test split.
-BUILTIN_TEST_FRACTION = 0.25
-BUILTIN_SPLIT_SEED = 0
+from quantlens.errors import DataError
+from quantlens.results import TensorSpec, plain_name
 
 
 @dataclass(frozen=True)
@@ -48,38 +46,6 @@ class Batch:
         return int(self.inputs[0].shape[0])
 
 
-def _sklearn_split(x: np.ndarray, y: np.ndarray, split: str, stratify: bool) -> tuple[Any, Any]:
-    model_selection = require("sklearn.model_selection", "datasets", "the built-in data sets")
-    x_train, x_test, y_train, y_test = model_selection.train_test_split(
-        x,
-        y,
-        test_size=BUILTIN_TEST_FRACTION,
-        random_state=BUILTIN_SPLIT_SEED,
-        stratify=y if stratify else None,
-    )
-    return (x_train, y_train) if split == "train" else (x_test, y_test)
-
-
-def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
-    datasets = require("sklearn.datasets", "datasets", "the built-in data set 'digits'")
-    d = datasets.load_digits()
-    x = (d.images[..., None] / 16.0).astype(np.float32)  # (N, 8, 8, 1) in [0, 1]
-    return _sklearn_split(x, d.target.astype(np.int64), split, stratify=True)
-
-
-def _diabetes(split: str) -> tuple[np.ndarray, np.ndarray]:
-    datasets = require("sklearn.datasets", "datasets", "the built-in data set 'diabetes'")
-    d = datasets.load_diabetes()
-    x = d.data.astype(np.float32)  # (N, 10), features already centred and scaled by sklearn
-    return _sklearn_split(x, d.target.astype(np.float32), split, stratify=False)
-
-
-BUILTINS: dict[str, tuple[str, Callable[[str], tuple[np.ndarray, np.ndarray]]]] = {
-    "digits": ("scikit-learn digits: (N, 8, 8, 1) float32 in [0, 1], 10 classes", _digits),
-    "diabetes": ("scikit-learn diabetes: (N, 10) float32 features, float target", _diabetes),
-}
-
-
 class Dataset:
     """A source of samples with optional labels, read in batches.
 
@@ -87,9 +53,9 @@ class Dataset:
     tell without reading it (an iterable).
     """
 
-    def __init__(self, source: str, reader: Any) -> None:
+    def __init__(self, source: str, reader: Source) -> None:
         self.source = source
-        self.reader = reader  # a quantlens.sources source: picklable, shardable when sized
+        self.reader = reader
 
     @property
     def num_samples(self) -> int | None:
@@ -98,7 +64,7 @@ class Dataset:
     def shards(self, n: int, limit: int | None = None) -> list[Dataset] | None:
         """Up to ``n`` contiguous shards of the first ``limit`` samples (None: cannot shard)."""
         total = self.num_samples
-        if total is None or not hasattr(self.reader, "shard"):
+        if total is None or not isinstance(self.reader, ShardableSource):
             return None
         total = min(total, limit) if limit is not None else total
         n = max(1, min(n, total))
@@ -438,7 +404,7 @@ def load_dataset(
               ``tf.data.Dataset`` of those;
             - a :class:`Dataset` (returned as is).
         labels: labels for array inputs, when not given inside ``source``.
-        preprocess: for image folders, a :class:`quantlens.sources.ImageSpec` string, e.g.
+        preprocess: for image folders, a :class:`quantlens.data.sources.ImageSpec` string, e.g.
             ``size=224x224,scale=1/255,mean=0.485:0.456:0.406,std=0.229:0.224:0.225``.
         label_column: for CSV, the label column (default: ``label``, ``y`` or ``target``).
 

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +22,31 @@ from quantlens.errors import DataError, require
 
 Inputs = list[np.ndarray] | dict[str, np.ndarray]
 Chunk = tuple[Inputs, np.ndarray | None]
+
+
+class Source(Protocol):
+    """A reader of one kind of data. Picklable (a worker re-opens it), it reads lazily: its
+    samples come in chunks of inputs (a list, or a dict by input name) and labels."""
+
+    @property
+    def num_samples(self) -> int | None:
+        """How many samples (None: unknown until read, as for an iterable)."""
+        ...
+
+    def chunks(self) -> Iterable[Chunk]:
+        """The samples, a chunk at a time, from the start."""
+        ...
+
+
+@runtime_checkable
+class ShardableSource(Source, Protocol):
+    """A source that can hand out a contiguous range of its samples as a source of its own."""
+
+    def shard(self, start: int, stop: int) -> Source:
+        """Samples ``start`` to ``stop`` (exclusive)."""
+        ...
+
+
 LABEL_KEYS = ("y", "label", "labels")
 CHUNK = 256  # samples decoded at a time for images and CSV
 ROWS_PER_READ = 4096  # samples read at a time from .npy/.npz files...

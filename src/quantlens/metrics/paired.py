@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from quantlens.metrics import ClassificationState, RegressionState
+from quantlens.metrics.task import ClassificationState, RegressionState
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0

@@ -1,0 +1,70 @@
+"""EvalOptions: how an evaluation runs, validated once where it is made (the CLI, a TOML
+config or a caller of the API) and carried unchanged through compare, evaluate and the
+engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantlens.errors import ConfigError
+from quantlens.models.layout import LAYOUTS
+
+TASKS = ("classification", "regression")
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Every setting of a run that is not a model or the data.
+
+    Attributes:
+        task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
+        batch_size: samples per invoke (None: 32, and no warning when a model cannot use
+            it), for models whose outputs do not depend on it; a model with a declared batch
+            runs in chunks of it and a batch-dependent one one sample at a time.
+        limit: use at most this many samples.
+        num_threads: runtime threads per model (``None``: the runtime's default).
+        allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
+        bench: also measure each model's latency, throughput, memory and compressed size.
+        workers: split the data into shards run by this many worker processes; 1 runs inline.
+        engine: ``"local"`` (a process pool) or ``"ray"``, used when ``workers > 1``.
+        ray_address: the address of an existing Ray cluster (None: a local one).
+        layout: the data's image layout, ``"nhwc"`` or ``"nchw"`` (None: as every model takes
+            it); a model laid out the other way gets its 4-D inputs transposed.
+        constants: inputs fixed by name, the same value for every sample.
+    """
+
+    task: str | None = None
+    batch_size: int | None = None
+    limit: int | None = None
+    num_threads: int | None = None
+    allow_nonfinite: bool = False
+    bench: bool = False
+    workers: int = 1
+    engine: str = "local"
+    ray_address: str | None = None
+    layout: str | None = None
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise ConfigError(f"unknown task '{self.task}'; use one of {', '.join(TASKS)}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine '{self.engine}'; use one of {', '.join(ENGINES)}")
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise ConfigError(f"unknown layout '{self.layout}'; use nhwc or nchw")
+        object.__setattr__(self, "constants", dict(self.constants or {}))
+
+    def with_overrides(self, **overrides: Any) -> EvalOptions:
+        """These options with some fields replaced (validated again); None values are
+        ignored, so that unset keyword arguments keep the defaults."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown evaluation option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **given) if given else self
