@@ -30,6 +30,7 @@ from quantlens.results import (
     ModelResult,
     Performance,
     Recommendation,
+    Suggestion,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -149,7 +150,7 @@ CONV1 = "digits_cnn_1/conv1_1/Relu;digits_cnn_1/conv1_1/BiasAdd;digits_cnn_1/con
 CONV2 = "digits_cnn_1/conv2_1/Relu;digits_cnn_1/conv2_1/BiasAdd"
 
 
-def _suggestion() -> dict:
+def _suggestion() -> Suggestion:
     """A keep-in-float search as suggest() writes it, with TFLite's long fused names."""
     sens = [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1, "with": [CONV2],
              "metric": 0.9533, "drop": 0.0022},
@@ -162,7 +163,7 @@ def _suggestion() -> dict:
              {"step": 2, "kept_in_float": [CONV1, CONV2, "StatefulPartitionedCall_1:0"],
               "path": "s2", "metric": 0.95, "drop": 0.0056, "size_bytes": 60000,
               "accepted": False, "p50_ms": 0.0042}]  # fmt: skip
-    return {
+    return Suggestion.from_dict({
         "budget_metric": "accuracy", "max_drop": 0.01, "float_metric": 0.9556,
         "float_p50_ms": 0.00518, "float_size_bytes": 156979,
         "rankings": {"error_added": [
@@ -173,7 +174,7 @@ def _suggestion() -> dict:
         "kept_in_float": [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1},
                           {"op_index": 2, "op_type": "CONV_2D", "tensor": CONV2}],
         "model": "/tmp/quantlens-demo/keep-in-float/digits_cnn_float32_keep2.tflite",
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def _evaluation_only() -> EvaluationResult:
@@ -332,6 +333,9 @@ def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
     again = DiagnosisResult.from_dict(json.loads(json.dumps(diag.to_dict(), allow_nan=False)))
     assert again.to_dict() == diag.to_dict()
     assert [o["error_added_db"] for o in again.ops] == [o["error_added_db"] for o in diag.ops]
+    with_suggestion = dataclasses.replace(diag, suggestion=_suggestion())
+    text = json.dumps(with_suggestion.to_dict(), allow_nan=False)
+    assert DiagnosisResult.from_dict(json.loads(text)).suggestion == _suggestion()
     variant = {"mode": "int8", "settings": {"tool": "x"}, "path": "p", "size_bytes": 3}
     calibration = {"source": "digits:train", "samples": 200}
     failed = {"mode": "int16x8", "reason": "PRELU has no int16 kernel", "code": "mode_failed"}

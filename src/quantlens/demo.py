@@ -185,13 +185,13 @@ def story(result: EvaluationResult, diagnosis: DiagnosisResult) -> list[str]:
     if origin is not None:
         lines.append(origin)
     s = diagnosis.suggestion
-    if s and s["steps"]:
-        best = min((st for st in s["steps"] if st["accepted"]), key=lambda st: st["drop"])
-        kept = ", ".join(term(short_tensor_name(k["tensor"])) for k in s["kept_in_float"])
-        verdict = "within" if s["met_budget"] else "still outside"
+    if s and s.steps:
+        best = min((st for st in s.steps if st.accepted), key=lambda st: st.drop)
+        kept = ", ".join(term(short_tensor_name(k.tensor)) for k in s.kept_in_float)
+        verdict = "within" if s.met_budget else "still outside"
         lines.append(
-            f"Keeping {kept} in float brings the drop to {best['drop'] * 100:.2f} pt, {verdict} "
-            f"the budget of {s['max_drop'] * 100:g} pt, at {human_size(best['size_bytes'])} "
-            f"(full int8: {human_size(s['steps'][0]['size_bytes'])})."
+            f"Keeping {kept} in float brings the drop to {best.drop * 100:.2f} pt, {verdict} "
+            f"the budget of {s.max_drop * 100:g} pt, at {human_size(best.size_bytes)} "
+            f"(full int8: {human_size(s.steps[0].size_bytes)})."
         )
     return lines

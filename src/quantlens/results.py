@@ -678,6 +678,153 @@ class QuantizeResult:
         )
 
 
+@dataclass(frozen=True)
+class OpRef:
+    """An op of the quantized model, by its index, type and the name the rebuilder knows."""
+
+    op_index: int
+    op_type: str
+    tensor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op_index": self.op_index, "op_type": self.op_type, "tensor": self.tensor}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OpRef:
+        return cls(int(d["op_index"]), str(d["op_type"]), str(d["tensor"]))
+
+
+@dataclass(frozen=True)
+class ErrorRank:
+    """A keep-in-float candidate ranked by the error its op adds (dB)."""
+
+    op: OpRef
+    error_added_db: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.op.to_dict(), "error_added_db": encode_number(self.error_added_db)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ErrorRank:
+        return cls(OpRef.from_dict(d), decode_number(d["error_added_db"]))
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """A candidate kept in float alone (``with_ops``: the ops reading its output, kept with
+    it), and the budget metric and drop that bought."""
+
+    op: OpRef
+    with_ops: tuple[str, ...]
+    metric: float
+    drop: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.op.to_dict(), "with": list(self.with_ops),
+                "metric": encode_number(self.metric), "drop": encode_number(self.drop)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Sensitivity:
+        return cls(OpRef.from_dict(d), tuple(d.get("with", ())), decode_number(d["metric"]),
+                   decode_number(d["drop"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """One measured keep-in-float set of the greedy search; ``accepted`` is False when it did
+    not lower the drop, so the search went on without its last layer."""
+
+    step: int
+    kept_in_float: tuple[str, ...]
+    path: str
+    metric: float
+    drop: float
+    size_bytes: int
+    accepted: bool = True
+    p50_ms: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "kept_in_float": list(self.kept_in_float), "path": self.path,
+                "metric": encode_number(self.metric), "drop": encode_number(self.drop),
+                "size_bytes": self.size_bytes, "accepted": self.accepted,
+                "p50_ms": encode_number(self.p50_ms)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchStep:
+        return cls(int(d["step"]), tuple(d["kept_in_float"]), str(d["path"]),
+                   decode_number(d["metric"]), decode_number(d["drop"]), int(d["size_bytes"]),
+                   bool(d.get("accepted", True)),
+                   decode_number(d.get("p50_ms", "nan")))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What to keep in float: the candidates by error added and by sensitivity, every measured
+    step, the steps on a Pareto front (metric against latency, and against size), and the
+    model the search suggests, which ``met_budget`` or not."""
+
+    budget_metric: str  # "accuracy" | "sqnr"
+    max_drop: float
+    float_metric: float | None
+    float_p50_ms: float
+    float_size_bytes: int
+    by_error: tuple[ErrorRank, ...]
+    by_sensitivity: tuple[Sensitivity, ...]
+    steps: tuple[SearchStep, ...]
+    pareto_latency: tuple[int, ...]
+    pareto_size: tuple[int, ...]
+    met_budget: bool
+    kept_in_float: tuple[OpRef, ...]
+    model: str
+
+    @property
+    def accuracy(self) -> bool:
+        """The budget is in accuracy points (else relative RMSE from SQNR)."""
+        return self.budget_metric == "accuracy"
+
+    def step_additions(self) -> list[list[str]]:
+        """For each step, the names it added to the last accepted set."""
+        accepted: set[str] = set()
+        out = []
+        for st in self.steps:
+            out.append([n for n in st.kept_in_float if n not in accepted])
+            if st.accepted:
+                accepted = set(st.kept_in_float)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget_metric": self.budget_metric, "max_drop": self.max_drop,
+            "float_metric": None if self.float_metric is None else encode_number(
+                self.float_metric),
+            "float_p50_ms": encode_number(self.float_p50_ms),
+            "float_size_bytes": self.float_size_bytes,
+            "rankings": {"error_added": [r.to_dict() for r in self.by_error],
+                         "sensitivity": [r.to_dict() for r in self.by_sensitivity]},
+            "steps": [st.to_dict() for st in self.steps],
+            "pareto": {"latency": list(self.pareto_latency), "size": list(self.pareto_size)},
+            "met_budget": self.met_budget,
+            "kept_in_float": [k.to_dict() for k in self.kept_in_float],
+            "model": self.model,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Suggestion:
+        rankings, pareto = d.get("rankings", {}), d.get("pareto", {})
+        float_metric = d.get("float_metric")
+        return cls(
+            d["budget_metric"], float(d["max_drop"]),
+            None if float_metric is None else decode_number(float_metric),
+            decode_number(d["float_p50_ms"]), int(d["float_size_bytes"]),
+            tuple(ErrorRank.from_dict(r) for r in rankings.get("error_added", ())),
+            tuple(Sensitivity.from_dict(r) for r in rankings.get("sensitivity", ())),
+            tuple(SearchStep.from_dict(st) for st in d["steps"]),
+            tuple(pareto.get("latency", ())), tuple(pareto.get("size", ())),
+            bool(d["met_budget"]), tuple(OpRef.from_dict(k) for k in d.get("kept_in_float", ())),
+            str(d["model"]),
+        )  # fmt: skip
+
+
 DIAGNOSIS_SCHEMA = "quantlens.diagnosis/1"
 #: An op adding less error than this (dB: the error's amplitude doubled) is not where it starts.
 ORIGIN_MIN_DB = 6.0
@@ -696,7 +843,7 @@ class DiagnosisResult:
     ops: tuple[dict[str, Any], ...]  # one per op of the quantized model, in graph order
     weights: tuple[dict[str, Any], ...]
     unmatched: dict[str, list[str]]
-    suggestion: dict[str, Any] | None = None
+    suggestion: Suggestion | None = None
     schema: str = DIAGNOSIS_SCHEMA
 
     def top_ops(self, k: int) -> list[dict[str, Any]]:
@@ -727,7 +874,7 @@ class DiagnosisResult:
             "tensors": [encode_tree(t) for t in self.tensors],
             "weights": [encode_tree(w) for w in self.weights],
             "unmatched": self.unmatched,
-            **({"suggestion": encode_tree(self.suggestion)} if self.suggestion else {}),
+            **({"suggestion": self.suggestion.to_dict()} if self.suggestion else {}),
         }
 
     @classmethod
@@ -748,5 +895,5 @@ class DiagnosisResult:
             ops=tuple(decode_tree(o) for o in d["ops"]),
             weights=tuple(decode_tree(w) for w in d["weights"]),
             unmatched=dict(d["unmatched"]),
-            suggestion=decode_tree(d["suggestion"]) if d.get("suggestion") else None,
+            suggestion=Suggestion.from_dict(d["suggestion"]) if d.get("suggestion") else None,
         )

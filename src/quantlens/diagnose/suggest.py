@@ -13,7 +13,6 @@ import dataclasses
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,15 @@ from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
 from quantlens.metric_registry import pareto_front
 from quantlens.quantize import calibration_arrays
-from quantlens.results import DiagnosisResult, ModelResult
+from quantlens.results import (
+    DiagnosisResult,
+    ErrorRank,
+    ModelResult,
+    OpRef,
+    SearchStep,
+    Sensitivity,
+    Suggestion,
+)
 
 BUDGET_METRICS = ("accuracy", "sqnr")
 SENSITIVITY_CANDIDATES = 6  # ops tried one at a time: the top ones by error added
@@ -32,23 +39,6 @@ _CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
 _NOT_CANDIDATES = _CONVERSIONS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
 
 Builder = Callable[[list[str]], bytes]
-
-
-@dataclass
-class Step:
-    """One measured keep-in-float set."""
-
-    step: int
-    kept_in_float: list[str]
-    path: str
-    metric: float
-    drop: float
-    size_bytes: int
-    accepted: bool = True  # False: it did not lower the drop, so the search went on without it
-    p50_ms: float = math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def make_builder(
@@ -90,7 +80,7 @@ def suggest(
     out_dir: str | Path,
     name_of: Callable[[dict[str, Any]], str] = lambda op: op["output"],
     status: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> Suggestion:
     """Find a keep-in-float set that brings the drop within ``max_drop``, measuring each step.
 
     Args:
@@ -115,53 +105,60 @@ def suggest(
         readers = [diagnosis.ops[c] for c in op.get("consumers", [])]
         return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in _CONVERSIONS]
 
-    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult, ModelResult]:
-        """The rebuilt model's path and result, and the float model's result."""
+    task = "classification" if budget_metric == "accuracy" else None
+
+    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult]:
+        """The rebuilt model's path and result. An accuracy needs the model alone (the float
+        model is measured once, below); an SQNR needs the float model beside it."""
         path = work / f"{tag}{Path(float_model).suffix}"
         path.write_bytes(build(keep))
-        result = evaluate(float_model, [path], data, task="classification"
-                          if budget_metric == "accuracy" else None)  # fmt: skip
-        return path, result.models[1], result.models[0]
+        if budget_metric == "accuracy":
+            return path, evaluate(path, [], data, task=task).models[0]
+        return path, evaluate(float_model, [path], data).models[1]
 
     if status:
         status(f"measuring each of {len(candidates)} candidate layers kept in float alone…")
-    base_path, base, ref = measure([], "step0")
-    ref_value = _metric(ref, budget_metric) if budget_metric == "accuracy" else math.inf
+    ref_value = (_metric(evaluate(float_model, [], data, task=task).models[0], budget_metric)
+                 if budget_metric == "accuracy" else math.inf)  # fmt: skip
+    base_path, base = measure([], "step0")
     sensitivity = []
     for k, op in enumerate(candidates):
-        _, res, _ = measure(unit(op), f"alone{k}")
+        _, res = measure(unit(op), f"alone{k}")
         value = _metric(res, budget_metric)
-        sensitivity.append({"op_index": op["index"], "op_type": op["op_type"],
-                            "tensor": name_of(op), "with": unit(op)[1:], "metric": value,
-                            "drop": _drop(value, ref_value, budget_metric)})  # fmt: skip
-    order = sorted(range(len(candidates)), key=lambda k: sensitivity[k]["drop"])
+        sensitivity.append(Sensitivity(OpRef(op["index"], op["op_type"], name_of(op)),
+                                       tuple(unit(op)[1:]), value,
+                                       _drop(value, ref_value, budget_metric)))  # fmt: skip
+    order = sorted(range(len(candidates)), key=lambda k: sensitivity[k].drop)
     value = _metric(base, budget_metric)
-    steps = [Step(0, [], str(base_path), value, _drop(value, ref_value, budget_metric),
-                  base.size_bytes)]  # fmt: skip
+    steps = [SearchStep(0, (), str(base_path), value, _drop(value, ref_value, budget_metric),
+                        base.size_bytes)]  # fmt: skip
     best = steps[0]
     for k in order:
         if within(best.drop, max_drop):
             break
-        trial = best.kept_in_float + [n for n in unit(candidates[k]) if n not in best.kept_in_float]
+        trial = best.kept_in_float + tuple(
+            n for n in unit(candidates[k]) if n not in best.kept_in_float
+        )
         if trial == best.kept_in_float:
             continue
         if status:
             status(f"step {len(steps)}: keeping {len(trial)} layer(s) in float…")
-        path, res, _ = measure(trial, f"step{len(steps)}")
+        path, res = measure(list(trial), f"step{len(steps)}")
         value = _metric(res, budget_metric)
-        step = Step(len(steps), trial, str(path), value, _drop(value, ref_value, budget_metric),
-                    res.size_bytes, accepted=False)  # fmt: skip
+        drop = _drop(value, ref_value, budget_metric)
+        # a layer that does not lower the drop goes back to quantized
+        step = SearchStep(len(steps), trial, str(path), value, drop, res.size_bytes,
+                          accepted=drop < best.drop)  # fmt: skip
         steps.append(step)
-        if step.drop < best.drop:  # a layer that does not help goes back to quantized
-            step.accepted = True
+        if step.accepted:
             best = step
     if status:
         status("benchmarking every step against the float model…")
     paths = [str(float_model)] + [s.path for s in steps]
     bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
-    for s, e in zip(steps, bench.results[1:], strict=True):
-        s.p50_ms = e.latency_ms["p50"]
-    final = best
+    steps = [dataclasses.replace(st, p50_ms=e.latency_ms["p50"])
+             for st, e in zip(steps, bench.results[1:], strict=True)]  # fmt: skip
+    final = next(st for st in steps if st.step == best.step)
     chosen = (
         out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}{Path(float_model).suffix}"
     )
@@ -169,38 +166,28 @@ def suggest(
     by_name: dict[str, dict[str, Any]] = {}
     for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name
         by_name.setdefault(name_of(op), op)
-    latency_front = sorted(pareto_front([(s.p50_ms, s.metric) for s in steps]))
-    size_front = sorted(pareto_front([(float(s.size_bytes), s.metric) for s in steps]))
-    return {
-        "budget_metric": budget_metric,
-        "max_drop": max_drop,
-        "float_metric": ref_value if budget_metric == "accuracy" else None,
-        "float_p50_ms": bench.results[0].latency_ms["p50"],
-        "float_size_bytes": Path(float_model).stat().st_size,
-        "rankings": {
-            "error_added": [
-                {
-                    "op_index": op["index"],
-                    "op_type": op["op_type"],
-                    "tensor": name_of(op),
-                    "error_added_db": op["error_added_db"],
-                }
-                for op in candidates
-            ],
-            "sensitivity": [sensitivity[k] for k in order],
-        },
-        "steps": [s.to_dict() for s in steps],
-        "pareto": {
-            "latency": [steps[i].step for i in latency_front],
-            "size": [steps[i].step for i in size_front],
-        },
-        "met_budget": within(final.drop, max_drop),
-        "kept_in_float": [
-            {"op_index": by_name[n]["index"], "op_type": by_name[n]["op_type"], "tensor": n}
-            for n in final.kept_in_float
-        ],
-        "model": str(chosen),
-    }
+    latency_front = sorted(pareto_front([(st.p50_ms, st.metric) for st in steps]))
+    size_front = sorted(pareto_front([(float(st.size_bytes), st.metric) for st in steps]))
+    return Suggestion(
+        budget_metric=budget_metric,
+        max_drop=max_drop,
+        float_metric=ref_value if budget_metric == "accuracy" else None,
+        float_p50_ms=bench.results[0].latency_ms["p50"],
+        float_size_bytes=Path(float_model).stat().st_size,
+        by_error=tuple(
+            ErrorRank(OpRef(op["index"], op["op_type"], name_of(op)), op["error_added_db"])
+            for op in candidates
+        ),
+        by_sensitivity=tuple(sensitivity[k] for k in order),
+        steps=tuple(steps),
+        pareto_latency=tuple(steps[i].step for i in latency_front),
+        pareto_size=tuple(steps[i].step for i in size_front),
+        met_budget=within(final.drop, max_drop),
+        kept_in_float=tuple(
+            OpRef(by_name[n]["index"], by_name[n]["op_type"], n) for n in final.kept_in_float
+        ),
+        model=str(chosen),
+    )
 
 
 def suggest_from_source(

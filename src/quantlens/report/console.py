@@ -24,7 +24,6 @@ from quantlens.report.formats import (
     origin_sentence,
     ratio_text,
     short_tensor_name,
-    step_additions,
     suggestion_metric,
 )
 from quantlens.report.text import term
@@ -34,6 +33,7 @@ from quantlens.results import (
     DiagnosisResult,
     EvaluationResult,
     ModelInfo,
+    Suggestion,
 )
 
 #: Tables show every column (``--wide``) instead of each command's compact set.
@@ -550,17 +550,17 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
         console.print(f"unmatched tensors: {n_q} in the quantized model, {n_f} in the float model")
 
 
-def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
+def print_suggestion(s: Suggestion, console: Console | None = None) -> None:
     """The candidate layers, every measured step, the Pareto fronts and the suggested model."""
     console = console or Console()
-    acc = s["budget_metric"] == "accuracy"
+    acc = s.accuracy
     unit = "accuracy" if acc else "SQNR dB"
-    added = {e["op_index"]: e["error_added_db"] for e in s["rankings"]["error_added"]}
+    added = {e.op.op_index: e.error_added_db for e in s.by_error}
     cand_rows = [
-        [str(v["op_index"]), term(v["op_type"]), _short(v["tensor"]),
-         number(added.get(v["op_index"]), "{:+.1f}"), suggestion_metric(v["metric"], acc),
-         drop_text(v["drop"], acc)]
-        for v in s["rankings"]["sensitivity"]
+        [str(v.op.op_index), term(v.op.op_type), _short(v.op.tensor),
+         number(added.get(v.op.op_index), "{:+.1f}"), suggestion_metric(v.metric, acc),
+         drop_text(v.drop, acc)]
+        for v in s.by_sensitivity
     ]  # fmt: skip
     console.print(build_table(
         "candidate layers, each kept in float alone (with the ops reading its output), "
@@ -568,18 +568,18 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
         [Column("op"), Column("type", "text"), Column("output tensor", "name"),
          Column("added dB"), Column(unit), Column("drop")], cand_rows, console.width,
     ))  # fmt: skip
-    budget = f"drop ≤ {drop_text(s['max_drop'], acc)}"
-    front = set(s["pareto"]["latency"]) | set(s["pareto"]["size"])
-    step_rows = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
-                  human_size(s["float_size_bytes"]), latency(s["float_p50_ms"]), ""]]  # fmt: skip
-    for st, added_now in zip(s["steps"], step_additions(s["steps"]), strict=True):
+    budget = f"drop ≤ {drop_text(s.max_drop, acc)}"
+    front = set(s.pareto_latency) | set(s.pareto_size)
+    step_rows = [["float", "everything", suggestion_metric(s.float_metric, acc), "—",
+                  human_size(s.float_size_bytes), latency(s.float_p50_ms), ""]]  # fmt: skip
+    for st, added_now in zip(s.steps, s.step_additions(), strict=True):
         kept = (f"+ {', '.join(_short(n) for n in added_now)} "
-                f"({len(st['kept_in_float'])} in float)" if added_now else "nothing")  # fmt: skip
-        put_back = "" if st.get("accepted", True) else " [dim](no gain: put back)[/]"
+                f"({len(st.kept_in_float)} in float)" if added_now else "nothing")  # fmt: skip
+        put_back = "" if st.accepted else " [dim](no gain: put back)[/]"
         step_rows.append([
-            str(st["step"]), kept + put_back, suggestion_metric(st["metric"], acc),
-            drop_text(st["drop"], acc), human_size(st["size_bytes"]), latency(st["p50_ms"]),
-            "★" if st["step"] in front else "",
+            str(st.step), kept + put_back, suggestion_metric(st.metric, acc),
+            drop_text(st.drop, acc), human_size(st.size_bytes), latency(st.p50_ms),
+            "★" if st.step in front else "",
         ])  # fmt: skip
     console.print(build_table(
         f"greedy search, budget: {budget}",
@@ -588,10 +588,9 @@ def print_suggestion(s: dict[str, Any], console: Console | None = None) -> None:
     ))  # fmt: skip
     console.print("[dim]★ on a Pareto front: nothing is better in both the metric and latency, "
                   "or the metric and size · drop: against the float model[/]")  # fmt: skip
-    verdict = "meets the budget" if s["met_budget"] else "does NOT meet the budget"
-    kept = ", ".join(f"{term(k['op_type'])} {_short(k['tensor'])}"
-                     for k in s["kept_in_float"]) or "none"  # fmt: skip
-    console.print(f"[bold]suggested model[/] ({verdict}): {term(s['model'])}\n"
+    verdict = "meets the budget" if s.met_budget else "does NOT meet the budget"
+    kept = ", ".join(f"{term(k.op_type)} {_short(k.tensor)}" for k in s.kept_in_float) or "none"
+    console.print(f"[bold]suggested model[/] ({verdict}): {term(s.model)}\n"
                   f"kept in float: {kept}")  # fmt: skip
 
 

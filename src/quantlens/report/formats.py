@@ -62,17 +62,6 @@ def drop_text(drop: float | None, accuracy: bool) -> str:
     return f"{drop * 100:.2f}\u00a0pt" if accuracy else f"{drop:.3g}"
 
 
-def step_additions(steps: list[dict[str, Any]]) -> list[list[str]]:
-    """For each step of a keep-in-float search, the names it added to the last accepted set."""
-    accepted: set[str] = set()
-    out = []
-    for st in steps:
-        out.append([n for n in st["kept_in_float"] if n not in accepted])
-        if st.get("accepted", True):
-            accepted = set(st["kept_in_float"])
-    return out
-
-
 def compare_legend(result: Any) -> str:
     """What the comparison's symbols and columns mean."""
     rec = result.recommendation

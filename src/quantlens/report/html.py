@@ -18,10 +18,9 @@ from quantlens.report.formats import (
     origin_sentence,
     ratio_text,
     short_tensor_name,
-    step_additions,
     suggestion_metric,
 )
-from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, Suggestion
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
@@ -347,33 +346,33 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
     return page("quantlens · Diagnosis", sections)
 
 
-def _suggestion_html(s: dict[str, Any]) -> str:
+def _suggestion_html(s: Suggestion) -> str:
     """The candidates, each kept in float alone, and the measured steps of the search."""
-    acc = s["budget_metric"] == "accuracy"
+    acc = s.accuracy
     unit = "accuracy" if acc else "SQNR dB"
-    added = {e["op_index"]: e["error_added_db"] for e in s["rankings"]["error_added"]}
+    added = {e.op.op_index: e.error_added_db for e in s.by_error}
     candidates = [
-        [_e(v["op_index"]), _e(v["op_type"]), _e(short_tensor_name(v["tensor"])),
-         _num(added.get(v["op_index"]), "{:+.1f}"), suggestion_metric(v["metric"], acc),
-         drop_text(v["drop"], acc)]
-        for v in s["rankings"]["sensitivity"]
+        [_e(v.op.op_index), _e(v.op.op_type), _e(short_tensor_name(v.op.tensor)),
+         _num(added.get(v.op.op_index), "{:+.1f}"), suggestion_metric(v.metric, acc),
+         drop_text(v.drop, acc)]
+        for v in s.by_sensitivity
     ]  # fmt: skip
-    steps = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
-              human_size(s["float_size_bytes"]), latency(s["float_p50_ms"])]]  # fmt: skip
-    for st, new in zip(s["steps"], step_additions(s["steps"]), strict=True):
+    steps = [["float", "everything", suggestion_metric(s.float_metric, acc), "—",
+              human_size(s.float_size_bytes), latency(s.float_p50_ms)]]  # fmt: skip
+    for st, new in zip(s.steps, s.step_additions(), strict=True):
         kept = ", ".join(f"<code>{_e(short_tensor_name(n))}</code>" for n in new)
-        kept = f"+ {kept} ({len(st['kept_in_float'])} in float)" if new else "nothing"
-        if not st.get("accepted", True):
+        kept = f"+ {kept} ({len(st.kept_in_float)} in float)" if new else "nothing"
+        if not st.accepted:
             kept += ' <span class="note">no gain: put back</span>'
-        steps.append([_e(st["step"]), kept, suggestion_metric(st["metric"], acc),
-                      drop_text(st["drop"], acc), human_size(st["size_bytes"]),
-                      latency(st["p50_ms"])])  # fmt: skip
-    verdict = "meets" if s["met_budget"] else "does not meet"
-    kept_all = ", ".join(f"<code>{_e(short_tensor_name(k['tensor']))}</code>"
-                         for k in s["kept_in_float"]) or "nothing"  # fmt: skip
+        steps.append([_e(st.step), kept, suggestion_metric(st.metric, acc),
+                      drop_text(st.drop, acc), human_size(st.size_bytes),
+                      latency(st.p50_ms)])  # fmt: skip
+    verdict = "meets" if s.met_budget else "does not meet"
+    kept_all = ", ".join(f"<code>{_e(short_tensor_name(k.tensor))}</code>"
+                         for k in s.kept_in_float) or "nothing"  # fmt: skip
     banner = (f'<p class="banner">Keep {kept_all} in float: the model '
-              f"<code>{_e(s['model'])}</code> {verdict} the budget of a drop ≤ "
-              f"{drop_text(s['max_drop'], acc)}.</p>")  # fmt: skip
+              f"<code>{_e(s.model)}</code> {verdict} the budget of a drop ≤ "
+              f"{drop_text(s.max_drop, acc)}.</p>")  # fmt: skip
     cand_table = _table(["op", "type", "output tensor", "added dB", unit, "drop"], candidates,
                         text_columns=(1, 2))  # fmt: skip
     step_table = _table(["step", "kept in float", unit, "drop", "size", "p50"], steps,

@@ -14,7 +14,6 @@ from quantlens.report.formats import (
     origin_sentence,
     ratio_text,
     short_tensor_name,
-    step_additions,
     suggestion_metric,
 )
 from quantlens.report.text import md_code, md_text
@@ -114,19 +113,19 @@ def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
     text += _table(headers, rows)
     s = result.suggestion
     if s:
-        acc = s["budget_metric"] == "accuracy"
-        kept = ", ".join(md_code(short_tensor_name(k["tensor"])) for k in s["kept_in_float"])
-        verdict = "meets" if s["met_budget"] else "does not meet"
+        acc = s.accuracy
+        kept = ", ".join(md_code(short_tensor_name(k.tensor)) for k in s.kept_in_float)
+        verdict = "meets" if s.met_budget else "does not meet"
         text += (f"\n\n**Keep in float:** {kept or 'nothing'} — the model {verdict} the budget "
-                 f"of a drop ≤ {drop_text(s['max_drop'], acc)}.\n\n")  # fmt: skip
-        steps = [["float", "everything", suggestion_metric(s.get("float_metric"), acc), "—",
-                  human_size(s["float_size_bytes"]), latency(s["float_p50_ms"])]]  # fmt: skip
-        for st, new in zip(s["steps"], step_additions(s["steps"]), strict=True):
+                 f"of a drop ≤ {drop_text(s.max_drop, acc)}.\n\n")  # fmt: skip
+        steps = [["float", "everything", suggestion_metric(s.float_metric, acc), "—",
+                  human_size(s.float_size_bytes), latency(s.float_p50_ms)]]  # fmt: skip
+        for st, new in zip(s.steps, s.step_additions(), strict=True):
             added = ", ".join(md_code(short_tensor_name(n)) for n in new)
-            note = "" if st.get("accepted", True) else " (no gain: put back)"
-            steps.append([str(st["step"]), (f"+ {added}" if new else "nothing") + note,
-                          suggestion_metric(st["metric"], acc), drop_text(st["drop"], acc),
-                          human_size(st["size_bytes"]), latency(st["p50_ms"])])  # fmt: skip
+            note = "" if st.accepted else " (no gain: put back)"
+            steps.append([str(st.step), (f"+ {added}" if new else "nothing") + note,
+                          suggestion_metric(st.metric, acc), drop_text(st.drop, acc),
+                          human_size(st.size_bytes), latency(st.p50_ms)])  # fmt: skip
         unit = "accuracy" if acc else "SQNR dB"
         text += _table(["step", "kept in float", unit, "drop", "size", "p50"], steps)
     return text + "\n"
