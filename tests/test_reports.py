@@ -29,6 +29,7 @@ from quantlens.results import (
     EvaluationResult,
     ModelResult,
     Performance,
+    RankedVariant,
     Recommendation,
     Suggestion,
 )
@@ -63,8 +64,9 @@ def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResul
                     {"accuracy": 0.95, "macro_f1": 0.95}, {**fid, "sqnr_db": 70.0}, (),
                     perf(1.8, 2.0 / 1.8), paired(0.0), {"mode": "float16", "settings": {}}),
     )  # fmt: skip
+    ranking = (RankedVariant("int8", 0.01, True), RankedVariant("fp16", 0.0, True))
     rec = Recommendation("int8", "the smallest variant within the allowed drop", 0.01, "size",
-                         False, "float")  # fmt: skip
+                         False, "float", ranking=ranking)  # fmt: skip
     return EvaluationResult(DatasetSummary("test.npz", 400, "classification"), "float", models,
                             {"num_threads": 1}, rec, schema="quantlens.compare/1")  # fmt: skip
 

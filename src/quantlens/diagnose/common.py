@@ -22,7 +22,8 @@ ONNX_NOTE = (
 _VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
 
 
-_CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
+#: TFLite ops whose input and output stand for the same value.
+CONVERSION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
 
 DATA_MOVEMENT_OPS = {  # TFLite and ONNX ops that only rearrange values
@@ -52,7 +53,7 @@ def match_activations(
             used.add(cands[0].index)
     conversions = [
         op for op in qgraph.ops
-        if op.op_type in _CONVERSION_OPS and op.inputs and op.outputs
+        if op.op_type in CONVERSION_OPS and op.inputs and op.outputs
         and qgraph.tensors[op.inputs[0]].shape[1:] == qgraph.tensors[op.outputs[0]].shape[1:]
     ]  # fmt: skip
 

@@ -19,6 +19,7 @@ from typing import Any
 from quantlens.backends import backend_for, resolve
 from quantlens.bench import benchmark
 from quantlens.compare import within
+from quantlens.diagnose.common import CONVERSION_OPS
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
 from quantlens.metric_registry import pareto_front
@@ -35,8 +36,8 @@ from quantlens.results import (
 
 BUDGET_METRICS = ("accuracy", "sqnr")
 SENSITIVITY_CANDIDATES = 6  # ops tried one at a time: the top ones by error added
-_CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
-_NOT_CANDIDATES = _CONVERSIONS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
+#: Ops never worth keeping in float: conversions and ops that only move or describe values.
+_NOT_CANDIDATES = CONVERSION_OPS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
 
 Builder = Callable[[list[str]], bytes]
 
@@ -103,7 +104,7 @@ def suggest(
     def unit(op: dict[str, Any]) -> list[str]:
         """An op and the ops reading its output: a tensor stays float only if both do."""
         readers = [diagnosis.ops[c] for c in op.get("consumers", [])]
-        return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in _CONVERSIONS]
+        return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in CONVERSION_OPS]
 
     task = "classification" if budget_metric == "accuracy" else None
 

@@ -14,11 +14,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from quantlens.metric_registry import human_size, latency, number, shown_in, spell, spell_change
+from quantlens.metric_registry import human_size, latency, number, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
-    delta_header,
-    delta_text,
     drop_text,
     metric_text,
     origin_sentence,
@@ -27,6 +25,7 @@ from quantlens.report.formats import (
     suggestion_metric,
 )
 from quantlens.report.text import term
+from quantlens.report.views import TableView, compare_view, evaluation_view
 from quantlens.results import (
     BenchEntry,
     BenchResult,
@@ -176,46 +175,25 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
     return [None if c.kind == "num" else max(1, w) for c, w in zip(columns, widths, strict=True)]
 
 
+#: How a view's cell tones look on the terminal.
+TONES = {"good": "bold green", "bad": "red"}
+
+
+def view_table(view: TableView, width: int | None = None) -> Table:
+    """A view as a rich table that fits ``width``: names and text escaped, tones coloured."""
+    columns = [Column(c.header, c.kind, c.compact, c.style) for c in view.columns]
+    rows = [
+        [f"[{TONES[cell.tone]}]{term(cell.text)}[/]" if cell.tone in TONES else term(cell.text)
+         for cell in row]
+        for row in view.rows
+    ]  # fmt: skip
+    return build_table(term(view.title, 2000), columns, rows, width)
+
+
 def evaluation_table(result: EvaluationResult, width: int | None = None) -> Table:
     """One row per model, the reference first: size, task metrics, fidelity to the reference
     (compact: the first task metric, SQNR, top-1 agreement, p50 and speed)."""
-    task_cols = shown_in("task_metrics", {k for m in result.models for k in m.task_metrics or {}})
-    fid_cols = shown_in("fidelity", {k for m in result.models for k in m.fidelity or {}})
-    compact_fidelity = ("sqnr_db", "top1_agreement")
-    columns = [Column("model", "name", style="bold"), Column("format", "text", compact=False),
-               Column("size", compact=False)]  # fmt: skip
-    columns += [Column(c.short_label, style="cyan", compact=i == 0)
-                for i, c in enumerate(task_cols)]  # fmt: skip
-    columns += [Column(c.short_label, style="magenta", compact=c.key in compact_fidelity)
-                for c in fid_cols]  # fmt: skip
-    benched = any(m.performance for m in result.models)
-    if benched:
-        columns += [Column("p50", style="green"), Column("speed", style="green"),
-                    Column("peak RSS", style="green", compact=False)]  # fmt: skip
-    rows = []
-    for m in result.models:
-        row = [
-            term(m.name) + (" (ref)" if m.role == "reference" else ""),
-            m.format,
-            human_size(m.size_bytes),
-        ]
-        row += [spell(c.name, (m.task_metrics or {}).get(c.key or "")) for c in task_cols]
-        row += [spell(c.name, (m.fidelity or {}).get(c.key or "")) for c in fid_cols]
-        if benched:
-            perf = m.performance
-            row += (
-                [
-                    latency(perf.latency_ms["p50"]) + (" ⚠" if perf.warnings else ""),
-                    number(perf.speedup, "{:.2f}×"),
-                    "—" if perf.peak_rss_mb is None else f"{perf.peak_rss_mb:.1f} MiB",
-                ]
-                if perf
-                else ["—"] * 3
-            )
-        rows.append(row)
-    title = (f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
-             f"{result.dataset.task} · fidelity vs {term(result.reference)}")  # fmt: skip
-    return build_table(title, columns, rows, width)
+    return view_table(evaluation_view(result), width)
 
 
 def print_evaluation(result: EvaluationResult, console: Console | None = None) -> None:
@@ -409,56 +387,7 @@ def profile_table(e: BenchEntry, top: int = 8, width: int | None = None) -> Tabl
 def compare_table(result: EvaluationResult, width: int | None = None) -> Table:
     """The ranked comparison, in the order and with the verdicts compare() decided:
     acceptable variants by size, then the rest by drop."""
-    rec = result.recommendation
-    task = result.dataset.task
-    ref = result.models[0]
-    baseline = result.model(rec.float_baseline) if rec and rec.float_baseline else ref
-    metric = {"classification": "accuracy", "regression": "mae"}.get(task)
-    ranking = rec.ranking if rec else ()
-    ordered = [result.model(r.model) for r in ranking] or list(result.models[1:])
-
-    columns = [Column("variant", "name"), Column("size"), Column("× float", compact=False)]
-    if metric:
-        columns += [Column(metric, compact=False), Column(delta_header(task), "text"),
-                    Column("p", compact=False)]  # fmt: skip
-    columns += [
-        Column("SQNR dB", compact=not metric), Column("top-1 agree", compact=False),
-        Column("p50", compact=False), Column("speed"), Column("verdict", "text"),
-    ]  # fmt: skip
-    rows = []
-    for m in [ref, *ordered]:
-        worse = rec is not None and m.name in rec.significantly_worse
-        verdict_of = rec.verdict(m.name) if rec else None
-        if m is ref:
-            verdict = "reference"
-        elif rec is not None and m.name == rec.model:
-            verdict = "[bold green]✓ recommended[/]"
-        elif verdict_of is not None and verdict_of.within_budget:
-            verdict = "ok"
-        else:
-            verdict = "[red]✗ drop[/]" + (", significant" if worse else "")
-        if rec is not None and m.name in rec.slower_than_float:
-            verdict += " · slower"
-        if rec is not None and m.name in rec.io_change:
-            verdict += " · integer I/O"
-        row = [term(m.name), human_size(m.size_bytes), f"{m.size_bytes / baseline.size_bytes:.2f}"]
-        if metric:
-            row += [metric_text(metric, (m.task_metrics or {}).get(metric)),
-                    *delta_text(m.paired, task)]  # fmt: skip
-        fid = m.fidelity or {}
-        p50 = m.performance.latency_ms["p50"] if m.performance else None
-        row += [
-            metric_text("sqnr_db", fid.get("sqnr_db")),
-            metric_text("top1_agreement", fid.get("top1_agreement")),
-            latency(p50),
-            number(m.performance.speedup if m.performance else None, "{:.2f}×"),
-            verdict,
-        ]
-        rows.append(row)
-    title = (f"{result.dataset.samples} samples from {term(result.dataset.source)} · task: "
-             f"{task} · drop vs {term(ref.name)}, speed and size vs "
-             f"{term(baseline.name)}")  # fmt: skip
-    return build_table(title, columns, rows, width)
+    return view_table(compare_view(result), width)
 
 
 def print_compare(result: EvaluationResult, console: Console | None = None) -> None:

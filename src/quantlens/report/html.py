@@ -7,12 +7,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.metric_registry import human_size, latency, shown_in, spell
+from quantlens.metric_registry import human_size, latency
 from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
-    delta_header,
-    delta_text,
     drop_text,
     metric_text,
     origin_sentence,
@@ -20,6 +18,7 @@ from quantlens.report.formats import (
     short_tensor_name,
     suggestion_metric,
 )
+from quantlens.report.views import TableView, models_view
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, Suggestion
 
 CSS = """
@@ -28,10 +27,10 @@ color:#222;line-height:1.4}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
-th{background:#f4f4f4}td.name,th.name{text-align:left}td:not(.name){white-space:nowrap}
+th{background:#f4f4f4}td.name,th.name,td.txt,th.txt{text-align:left}td:not(.name){white-space:nowrap}
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
-.note{color:#666;font-size:.85rem}code{background:#f4f4f4;padding:0 .2rem}
+.note{color:#666;font-size:.85rem}.bad{color:#C44E52}code{background:#f4f4f4;padding:0 .2rem}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>svg{flex:1 1 480px;min-width:0}
 svg{max-width:100%;height:auto}
 """
@@ -49,19 +48,36 @@ def _num(v: Any, fmt: str = "{:.4g}") -> str:
     return fmt.format(v) if isinstance(v, int | float) else _e(v)
 
 
+#: How a view's cell tones look on the page.
+_TONES = {"good": ("<b>", "</b>"), "bad": ('<span class="bad">', "</span>")}
+
+
+def view_html(view: TableView) -> str:
+    """A view as an HTML table, every column; names and words left-aligned, numbers right."""
+    names = [i for i, c in enumerate(view.columns) if c.kind == "name"]
+    words = [i for i, c in enumerate(view.columns) if c.kind == "text"]
+    rows = []
+    for row in view.rows:
+        cells = []
+        for cell in row:
+            start, end = _TONES.get(cell.tone or "", ("", ""))
+            cells.append(f"{start}{_e(cell.text)}{end}")
+        rows.append(cells)
+    return _table([c.header for c in view.columns], rows, names, words)
+
+
 def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Sequence[int] = (0,)
-) -> str:
-    """A table whose ``text_columns`` are left-aligned, the rest (numbers) right-aligned."""
-    head = "".join(
-        f'<th class="{"name" if i in text_columns else ""}">{_e(h)}</th>'
-        for i, h in enumerate(headers)
-    )
-    cells = [
-        "".join(f'<td class="{"name" if i in text_columns else ""}">{c}</td>'
-                for i, c in enumerate(r))
-        for r in rows
-    ]  # fmt: skip
+    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Sequence[int] = (0,),
+    word_columns: Sequence[int] = (),
+) -> str:  # fmt: skip
+    """A table whose ``text_columns`` are left-aligned and may wrap (names, prose), whose
+    ``word_columns`` are left-aligned on one line, the rest (numbers) right-aligned."""
+
+    def kind(i: int) -> str:
+        return "name" if i in text_columns else ("txt" if i in word_columns else "")
+
+    head = "".join(f'<th class="{kind(i)}">{_e(h)}</th>' for i, h in enumerate(headers))
+    cells = ["".join(f'<td class="{kind(i)}">{c}</td>' for i, c in enumerate(r)) for r in rows]
     body = "".join(f"<tr>{c}</tr>" for c in cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -119,40 +135,6 @@ def evaluation_html(
     """The report of an evaluate or compare run."""
     models = result.models
     rec = result.recommendation
-    task_cols = shown_in("task_metrics", {k for m in models for k in m.task_metrics or {}})
-    headers = [
-        "model",
-        "format",
-        "size",
-        *(c.label for c in task_cols),
-        "SQNR dB",
-        "top-1 agree",
-        "p50",
-        "speed",
-        delta_header(result.dataset.task),
-        "p",
-    ]
-    rows = []
-    for m in models:
-        delta, p_value = delta_text(m.paired, result.dataset.task)
-        name = _e(m.name) + (" <b>✓ recommended</b>" if rec and m.name == rec.model else "")
-        name += " (reference)" if m.role == "reference" else ""
-        if (m.quantization or {}).get("io_change"):
-            name += f' <span class="note">integer I/O: {_e(m.quantization["io_change"])}</span>'  # type: ignore[index]
-        rows.append(
-            [
-                name,
-                _e(m.format),
-                human_size(m.size_bytes),
-                *(spell(c.name, (m.task_metrics or {}).get(c.key or "")) for c in task_cols),
-                metric_text("sqnr_db", (m.fidelity or {}).get("sqnr_db")),
-                metric_text("top1_agreement", (m.fidelity or {}).get("top1_agreement")),
-                latency(m.performance.latency_ms["p50"] if m.performance else None),
-                _num(m.performance.speedup if m.performance else None, "{:.2f}×"),
-                delta,
-                p_value,
-            ]
-        )
     summary = (
         f"<p>{result.dataset.samples} samples from <code>{_e(result.dataset.source)}</code>, "
         f"task: {_e(result.dataset.task)}, fidelity against <b>{_e(result.reference)}</b>.</p>"
@@ -167,7 +149,7 @@ def evaluation_html(
             notes += ("<p>Slower than float (the speed's 95% interval lies below 0.95×): "
                       f"{', '.join(_e(n) for n in rec.slower_than_float)}</p>")  # fmt: skip
         notes += f'<p class="note">{_e(compare_legend(result))}</p>'
-    table = _table(headers, rows)
+    table = view_html(models_view(result))
     sections = [("Summary", summary + table + notes), ("Gates", gates_section(gates))]
     if result.warnings:
         items = "".join(f"<li>⚠ {_e(w.message)} <code>{_e(w.code)}</code></li>"

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.metric_registry import human_size, latency, number
+from quantlens.metric_registry import human_size, latency
 from quantlens.report.formats import (
-    delta_header,
-    delta_text,
     drop_text,
     metric_text,
     origin_sentence,
@@ -17,11 +15,16 @@ from quantlens.report.formats import (
     suggestion_metric,
 )
 from quantlens.report.text import md_code, md_text
+from quantlens.report.views import TableView, models_view
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    align = ["---"] + ["---:"] * (len(headers) - 1)
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[bool] | None = None
+) -> str:
+    """A Markdown table; the columns ``left`` marks (by default the first) align left."""
+    left = left if left is not None else [i == 0 for i in range(len(headers))]
+    align = ["---" if lft else "---:" for lft in left]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -38,31 +41,20 @@ def _gates(outcomes: Sequence[dict[str, Any]]) -> str:
     return "\n\n**Gates failed**\n\n" + "\n".join(lines)
 
 
+def _view_table(view: TableView) -> str:
+    """A view as a Markdown table, every column: names as code spans (the other cells are
+    quantlens' own numbers and words)."""
+    rows = [[md_code(cell.text) if col.kind == "name" else cell.text
+             for col, cell in zip(view.columns, row, strict=True)]
+            for row in view.rows]  # fmt: skip
+    left = [c.kind != "num" for c in view.columns]
+    return _table([c.header for c in view.columns], rows, left)
+
+
 def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]] = ()) -> str:
     """The summary table and the recommendation of an evaluate or compare run."""
     rec = result.recommendation
     task = result.dataset.task
-    metric = {"classification": "accuracy", "regression": "mae"}.get(task)
-    headers = ["model", "size"] + ([metric, delta_header(task), "p"] if metric else [])
-    headers += ["SQNR dB", "top-1 agree", "p50", "speed"]
-    rows = []
-    for m in result.models:
-        label = md_code(m.name) + (" (reference)" if m.role == "reference" else "")
-        label += " ✅" if rec and m.name == rec.model else ""
-        label += " (integer I/O)" if (m.quantization or {}).get("io_change") else ""
-        row = [label, human_size(m.size_bytes)]
-        if metric:
-            delta, pv = delta_text(m.paired, task)
-            row += [metric_text(metric, (m.task_metrics or {}).get(metric)), delta, pv]
-        fid = m.fidelity or {}
-        perf = m.performance
-        row += [
-            metric_text("sqnr_db", fid.get("sqnr_db")),
-            metric_text("top1_agreement", fid.get("top1_agreement")),
-            latency(perf.latency_ms["p50"] if perf else None),
-            number(perf.speedup if perf else None, "{:.2f}×"),
-        ]
-        rows.append(row)
     kind = "comparison" if rec else "evaluation"
     head = (f"### quantlens {kind}: {result.dataset.samples} samples from "
             f"{md_code(result.dataset.source)} ({task})")  # fmt: skip
@@ -80,7 +72,8 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     warnings = "".join(f"\n- ⚠ {md_text(w.message)} ({md_code(w.code)})" for w in result.warnings)
     if warnings:
         warnings = "\n\n**Warnings**\n" + warnings
-    return head + body + "\n\n" + _table(headers, rows) + warnings + _gates(gates) + "\n"
+    table = _view_table(models_view(result))
+    return head + body + "\n\n" + table + warnings + _gates(gates) + "\n"
 
 
 def bench_markdown(result: BenchResult, gates: Sequence[dict[str, Any]] = ()) -> str:
