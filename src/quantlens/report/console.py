@@ -14,18 +14,22 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from quantlens.metric_registry import human_size, latency, number, spell, spell_change
+from quantlens.metric_registry import human_size, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
-    drop_text,
     metric_text,
     origin_sentence,
-    ratio_text,
     short_tensor_name,
-    suggestion_metric,
 )
 from quantlens.report.text import term
-from quantlens.report.views import TableView, compare_view, evaluation_view
+from quantlens.report.views import (
+    TableView,
+    bench_view,
+    compare_view,
+    diagnosis_view,
+    evaluation_view,
+    suggestion_views,
+)
 from quantlens.results import (
     BenchEntry,
     BenchResult,
@@ -183,8 +187,8 @@ def view_table(view: TableView, width: int | None = None) -> Table:
     """A view as a rich table that fits ``width``: names and text escaped, tones coloured."""
     columns = [Column(c.header, c.kind, c.compact, c.style) for c in view.columns]
     rows = [
-        [f"[{TONES[cell.tone]}]{term(cell.text)}[/]" if cell.tone in TONES else term(cell.text)
-         for cell in row]
+        [(f"[{TONES[cell.tone]}]{term(cell.text)}[/]" if cell.tone in TONES else term(cell.text))
+         + term(cell.note) for cell in row]
         for row in view.rows
     ]  # fmt: skip
     return build_table(term(view.title, 2000), columns, rows, width)
@@ -317,41 +321,8 @@ def delayed_progress(
 
 
 def bench_table(result: BenchResult, width: int | None = None) -> Table:
-    """One row per model and configuration: latency percentiles, throughput, memory, size
-    (compact: p50, p99 and the ratio; threads and batch when they vary, throughput when a
-    batch holds more than one sample, since otherwise it is one over the mean latency)."""
-    varied = {k: len({getattr(e, k) for e in result.results}) > 1
-              for k in ("threads", "batch_size")}  # fmt: skip
-    batched = any(e.batch_size > 1 for e in result.results)
-    columns = [
-        Column("model", "name"), Column("threads", compact=varied["threads"]),
-        Column("batch", compact=varied["batch_size"]), Column("runs", compact=False),
-        Column("p50"), Column("p90", compact=False), Column("p99"),
-        Column("mean", compact=False), Column("cv", compact=False), Column("init", compact=False),
-        Column("first", compact=False), Column("samples/s", compact=batched),
-        Column("peak RSS", compact=False), Column("size", compact=False),
-        Column("gzip", compact=False), Column("ratio [95% CI]", "text"),
-    ]  # fmt: skip
-    rows = []
-    for e in result.results:
-        lat = e.latency_ms
-        rows.append([
-            term(e.name) + (" ⚠" if e.warnings else ""),
-            "default" if e.threads is None else str(e.threads),
-            str(e.batch_size),
-            str(e.runs),
-            *(latency(lat[k]) for k in ("p50", "p90", "p99", "mean")),
-            f"{lat['cv']:.0%}",
-            *(latency(lat.get(k)) for k in ("init", "first")),
-            f"{e.throughput_sps:,.0f}",
-            "—" if e.peak_rss_mb is None else f"{e.peak_rss_mb:.1f} MiB",
-            human_size(e.size_bytes),
-            human_size(e.size_gzip_bytes),
-            ratio_text(e.ratio_to_first),
-        ])  # fmt: skip
-    title = ("latency of invoke (steady state); ratio = p50 / the first model's, with the 95% "
-             "interval of a block bootstrap over rounds")  # fmt: skip
-    return build_table(title, columns, rows, width)
+    """One row per model and configuration (see :func:`~quantlens.report.views.bench_view`)."""
+    return view_table(bench_view(result), width)
 
 
 def print_bench(result: BenchResult, console: Console | None = None) -> None:
@@ -431,39 +402,7 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
                 else ""
             )
         )
-    by_output = {t["name"]: t for t in result.tensors}
-    title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
-             "worst input and its output)")  # fmt: skip
-    debugged = any("debugger" in t for t in result.tensors)
-    columns = [
-        Column("#"), Column("op", compact=False), Column("type", "text"),
-        Column("output tensor", "name"), Column("added dB"), Column("SQNR dB"),
-        Column("ch. median dB"), Column("ch. worst dB", compact=False),
-        Column("float range", compact=False), Column("ch. range ×", compact=False),
-        Column("scale", compact=False), Column("rmse/scale", compact=False),
-    ]  # fmt: skip
-    if debugged:
-        columns += [Column("debugger mse", compact=False),
-                    Column("debugger max |err|", compact=False)]  # fmt: skip
-    rows = []
-    for rank, op in enumerate(result.top_ops(top), start=1):
-        t = by_output.get(op["output"], {})
-        extra = []
-        if debugged:
-            dbg = t.get("debugger", {})
-            extra = [number(dbg.get("mean_squared_error"), "{:.3g}"),
-                     number(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
-        rows.append([
-            str(rank), str(op["index"]), term(op["op_type"]), _short(op["output"]),
-            f"{op['error_added_db']:+.1f}", number(op.get("output_sqnr_db"), "{:.1f}"),
-            number(op.get("output_channel_sqnr_median_db"), "{:.1f}"),
-            number(op.get("output_channel_sqnr_worst_db"), "{:.1f}"),
-            (f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"),
-            number(t.get("channel_range_ratio"), "{:.3g}"),
-            number(t.get("scale"), "{:.3g}"), number(t.get("rmse_over_scale"), "{:.2f}"), *extra,
-        ])  # fmt: skip
-    table = build_table(title, columns, rows, console.width)
-    console.print(table)
+    console.print(view_table(diagnosis_view(result, top), console.width))
     origin = origin_sentence(result, term)
     if origin is not None:
         console.print(f"[bold]{origin}[/]")
@@ -482,39 +421,8 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
 def print_suggestion(s: Suggestion, console: Console | None = None) -> None:
     """The candidate layers, every measured step, the Pareto fronts and the suggested model."""
     console = console or Console()
-    acc = s.accuracy
-    unit = "accuracy" if acc else "SQNR dB"
-    added = {e.op.op_index: e.error_added_db for e in s.by_error}
-    cand_rows = [
-        [str(v.op.op_index), term(v.op.op_type), _short(v.op.tensor),
-         number(added.get(v.op.op_index), "{:+.1f}"), suggestion_metric(v.metric, acc),
-         drop_text(v.drop, acc)]
-        for v in s.by_sensitivity
-    ]  # fmt: skip
-    console.print(build_table(
-        "candidate layers, each kept in float alone (with the ops reading its output), "
-        "most helpful first",
-        [Column("op"), Column("type", "text"), Column("output tensor", "name"),
-         Column("added dB"), Column(unit), Column("drop")], cand_rows, console.width,
-    ))  # fmt: skip
-    budget = f"drop ≤ {drop_text(s.max_drop, acc)}"
-    front = set(s.pareto_latency) | set(s.pareto_size)
-    step_rows = [["float", "everything", suggestion_metric(s.float_metric, acc), "—",
-                  human_size(s.float_size_bytes), latency(s.float_p50_ms), ""]]  # fmt: skip
-    for st, added_now in zip(s.steps, s.step_additions(), strict=True):
-        kept = (f"+ {', '.join(_short(n) for n in added_now)} "
-                f"({len(st.kept_in_float)} in float)" if added_now else "nothing")  # fmt: skip
-        put_back = "" if st.accepted else " [dim](no gain: put back)[/]"
-        step_rows.append([
-            str(st.step), kept + put_back, suggestion_metric(st.metric, acc),
-            drop_text(st.drop, acc), human_size(st.size_bytes), latency(st.p50_ms),
-            "★" if st.step in front else "",
-        ])  # fmt: skip
-    console.print(build_table(
-        f"greedy search, budget: {budget}",
-        [Column("step"), Column("kept in float", "name"), Column(unit), Column("drop"),
-         Column("size"), Column("p50"), Column("Pareto")], step_rows, console.width,
-    ))  # fmt: skip
+    for view in suggestion_views(s):
+        console.print(view_table(view, console.width))
     console.print("[dim]★ on a Pareto front: nothing is better in both the metric and latency, "
                   "or the metric and size · drop: against the float model[/]")  # fmt: skip
     verdict = "meets the budget" if s.met_budget else "does NOT meet the budget"

@@ -7,26 +7,31 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens.metric_registry import human_size, latency
 from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
     drop_text,
     metric_text,
     origin_sentence,
-    ratio_text,
     short_tensor_name,
-    suggestion_metric,
 )
-from quantlens.report.views import TableView, models_view
+from quantlens.report.views import (
+    TableView,
+    bench_view,
+    diagnosis_view,
+    models_view,
+    on_page,
+    suggestion_views,
+)
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, Suggestion
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
 color:#222;line-height:1.4}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
+.scroll{overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:right}
 th{background:#f4f4f4}td.name,th.name,td.txt,th.txt{text-align:left}td:not(.name){white-space:nowrap}
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
@@ -53,7 +58,9 @@ _TONES = {"good": ("<b>", "</b>"), "bad": ('<span class="bad">', "</span>")}
 
 
 def view_html(view: TableView) -> str:
-    """A view as an HTML table, every column; names and words left-aligned, numbers right."""
+    """A view as an HTML table, the columns a page shows; names and words left-aligned,
+    numbers right."""
+    view = on_page(view)
     names = [i for i, c in enumerate(view.columns) if c.kind == "name"]
     words = [i for i, c in enumerate(view.columns) if c.kind == "text"]
     rows = []
@@ -61,7 +68,7 @@ def view_html(view: TableView) -> str:
         cells = []
         for cell in row:
             start, end = _TONES.get(cell.tone or "", ("", ""))
-            cells.append(f"{start}{_e(cell.text)}{end}")
+            cells.append(f"{start}{_e(cell.text)}{end}{_e(cell.note)}")
         rows.append(cells)
     return _table([c.header for c in view.columns], rows, names, words)
 
@@ -79,7 +86,9 @@ def _table(
     head = "".join(f'<th class="{kind(i)}">{_e(h)}</th>' for i, h in enumerate(headers))
     cells = ["".join(f'<td class="{kind(i)}">{c}</td>' for i, c in enumerate(r)) for r in rows]
     body = "".join(f"<tr>{c}</tr>" for c in cells)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a table wider than the page scrolls inside its own box rather than past the page's edge
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
@@ -227,42 +236,6 @@ def bench_html(
     result: BenchResult, env: dict[str, Any], gates: Sequence[dict[str, Any]] = ()
 ) -> str:
     """The report of a bench run."""
-    headers = [
-        "model",
-        "threads",
-        "batch",
-        "p50",
-        "p90",
-        "p99",
-        "cv",
-        "init",
-        "first",
-        "samples/s",
-        "peak RSS",
-        "size",
-        "gzip",
-        "ratio [95% CI]",
-    ]
-    rows = []
-    for e in result.results:
-        lat, r = e.latency_ms, e.ratio_to_first
-        ratio = ratio_text(r)
-        rows.append(
-            [
-                _e(e.name) + (" ⚠ " + _e("; ".join(e.warnings)) if e.warnings else ""),
-                _e(e.threads if e.threads is not None else "default"),
-                str(e.batch_size),
-                *(latency(lat.get(k)) for k in ("p50", "p90", "p99")),
-                f"{lat['cv']:.0%}",
-                latency(lat.get("init")),
-                latency(lat.get("first")),
-                f"{e.throughput_sps:,.0f}",
-                _num(e.peak_rss_mb, "{:.1f} MiB"),
-                human_size(e.size_bytes),
-                human_size(e.size_gzip_bytes),
-                ratio,
-            ]
-        )
     profiles = ""
     for e in result.results:
         if e.profile:
@@ -274,8 +247,14 @@ def bench_html(
                          + _table(["op type", "share", "µs per run"], prof)
                          + _table(["node", "op type", "share", "µs per run"], nodes))  # fmt: skip
     labels = [f"{e.name} t={e.threads} b={e.batch_size}" for e in result.results]
+    reasons = "".join(
+        f"<li>⚠ {_e(e.name)} (threads {_e(e.threads)}, batch {e.batch_size}): {_e(w)}</li>"
+        for e in result.results for w in e.warnings
+    )  # fmt: skip
+    warnings = (f'<p class="note">⚠ after a model: its numbers may not be trusted</p>'
+                f"<ul>{reasons}</ul>" if reasons else "")  # fmt: skip
     sections = [
-        ("Summary", _table(headers, rows)),
+        ("Summary", view_html(bench_view(result)) + warnings),
         ("Gates", gates_section(gates)),
         ("Latency", plots.latency_boxes(labels, [e.samples_ms for e in result.results])),
         ("Time by node (onnxruntime profiler)", profiles),
@@ -288,21 +267,7 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
     """The report of a diagnose run: where the error starts, the worst ops, the per-layer
     bars in graph order, and the keep-in-float search."""
     ops = [o for o in result.ops if o.get("error_added_db") is not None]
-    tensors = {t["name"]: t for t in result.tensors}
-    rows = []
-    for o in result.top_ops(top):
-        t = tensors.get(o["output"], {})
-        span = f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—"
-        rows.append([
-            _e(o["index"]), _e(o["op_type"]), _e(short_tensor_name(o["output"])),
-            _num(o["error_added_db"], "{:+.1f}"), metric_text("sqnr_db", o.get("output_sqnr_db")),
-            metric_text("sqnr_db", o.get("output_channel_sqnr_median_db")),
-            metric_text("sqnr_db", o.get("output_channel_sqnr_worst_db")), _e(span),
-            _num(t.get("channel_range_ratio"), "{:.3g}"), _num(t.get("scale"), "{:.3g}"),
-        ])  # fmt: skip
-    table = _table(["op", "type", "output tensor", "error added dB", "SQNR dB", "ch. median dB",
-                    "ch. worst dB", "float range", "ch. range ×", "scale"], rows,
-                   text_columns=(1, 2))  # fmt: skip
+    table = view_html(diagnosis_view(result, top))
     e2e = "; ".join(
         f"{_e(k)}: SQNR {metric_text('sqnr_db', v.get('sqnr_db'))} dB"
         for k, v in result.end_to_end.items()
@@ -331,34 +296,14 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
 def _suggestion_html(s: Suggestion) -> str:
     """The candidates, each kept in float alone, and the measured steps of the search."""
     acc = s.accuracy
-    unit = "accuracy" if acc else "SQNR dB"
-    added = {e.op.op_index: e.error_added_db for e in s.by_error}
-    candidates = [
-        [_e(v.op.op_index), _e(v.op.op_type), _e(short_tensor_name(v.op.tensor)),
-         _num(added.get(v.op.op_index), "{:+.1f}"), suggestion_metric(v.metric, acc),
-         drop_text(v.drop, acc)]
-        for v in s.by_sensitivity
-    ]  # fmt: skip
-    steps = [["float", "everything", suggestion_metric(s.float_metric, acc), "—",
-              human_size(s.float_size_bytes), latency(s.float_p50_ms)]]  # fmt: skip
-    for st, new in zip(s.steps, s.step_additions(), strict=True):
-        kept = ", ".join(f"<code>{_e(short_tensor_name(n))}</code>" for n in new)
-        kept = f"+ {kept} ({len(st.kept_in_float)} in float)" if new else "nothing"
-        if not st.accepted:
-            kept += ' <span class="note">no gain: put back</span>'
-        steps.append([_e(st.step), kept, suggestion_metric(st.metric, acc),
-                      drop_text(st.drop, acc), human_size(st.size_bytes),
-                      latency(st.p50_ms)])  # fmt: skip
+    candidates, steps = suggestion_views(s)
     verdict = "meets" if s.met_budget else "does not meet"
     kept_all = ", ".join(f"<code>{_e(short_tensor_name(k.tensor))}</code>"
                          for k in s.kept_in_float) or "nothing"  # fmt: skip
     banner = (f'<p class="banner">Keep {kept_all} in float: the model '
               f"<code>{_e(s.model)}</code> {verdict} the budget of a drop ≤ "
               f"{drop_text(s.max_drop, acc)}.</p>")  # fmt: skip
-    cand_table = _table(["op", "type", "output tensor", "added dB", unit, "drop"], candidates,
-                        text_columns=(1, 2))  # fmt: skip
-    step_table = _table(["step", "kept in float", unit, "drop", "size", "p50"], steps,
-                        text_columns=(1,))  # fmt: skip
+    cand_table, step_table = view_html(candidates), view_html(steps)
     return (
         f"{banner}<h3>Candidates, each kept in float alone (with the ops reading its output)"
         f"</h3>{cand_table}<h3>Greedy search, every step rebuilt and measured</h3>{step_table}"

@@ -12,27 +12,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantlens.metric_registry import human_size, latency, number, shown_in, spell
-from quantlens.report.formats import delta_header, delta_text
-from quantlens.results import EvaluationResult, ModelResult
+from quantlens.report.formats import (
+    delta_header,
+    delta_text,
+    drop_text,
+    ratio_text,
+    short_tensor_name,
+    suggestion_metric,
+)
+from quantlens.results import (
+    BenchResult,
+    DiagnosisResult,
+    EvaluationResult,
+    ModelResult,
+    Suggestion,
+)
 
 
 @dataclass(frozen=True)
 class Col:
     """A column: its heading, the kind of its text, whether a terminal shows it without
-    ``--wide``, and a console colour."""
+    ``--wide``, whether the HTML page and Markdown show it (a page is as wide as it is), and
+    a console colour."""
 
     header: str
     kind: str = "num"  # "name" | "text" | "num"
     compact: bool = True
     style: str | None = None
+    page: bool = True
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A cell's plain text, and how it stands out (None, "good", "bad")."""
+    """A cell's plain text, how it stands out (None, "good", "bad"), and words that follow a
+    name without being part of it (" (ref)", " ⚠")."""
 
     text: str
     tone: str | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,7 @@ def evaluation_view(result: EvaluationResult) -> TableView:
                     Col("peak RSS", style="green", compact=False)]  # fmt: skip
     rows = []
     for m in result.models:
-        row = [Cell(m.name + (" (ref)" if m.role == "reference" else "")), Cell(m.format),
+        row = [Cell(m.name, note=" (ref)" if m.role == "reference" else ""), Cell(m.format),
                Cell(human_size(m.size_bytes))]  # fmt: skip
         row += [Cell(spell(c.name, (m.task_metrics or {}).get(c.key or ""))) for c in task_cols]
         row += [Cell(spell(c.name, (m.fidelity or {}).get(c.key or ""))) for c in fid_cols]
@@ -163,3 +180,119 @@ def _verdict(m: ModelResult, ref: ModelResult, result: EvaluationResult) -> Cell
     if m.name in rec.io_change:
         text += " · integer I/O"
     return Cell(text, tone)
+
+
+def bench_view(result: BenchResult) -> TableView:
+    """One row per model and configuration: latency percentiles, throughput, memory, size
+    and the p50 ratio to the first model (a terminal shows p50, p99 and the ratio; threads
+    and batch when they vary; throughput when a batch holds more than one sample, since
+    otherwise it is one over the mean latency)."""
+    varied = {k: len({getattr(e, k) for e in result.results}) > 1
+              for k in ("threads", "batch_size")}  # fmt: skip
+    batched = any(e.batch_size > 1 for e in result.results)
+    columns = (
+        Col("model", "name"), Col("threads", compact=varied["threads"]),
+        Col("batch", compact=varied["batch_size"]), Col("runs", compact=False, page=False),
+        Col("p50"), Col("p90", compact=False), Col("p99"), Col("mean", compact=False, page=False),
+        Col("cv", compact=False), Col("init", compact=False), Col("first", compact=False),
+        Col("samples/s", compact=batched), Col("peak RSS", compact=False),
+        Col("size", compact=False), Col("gzip", compact=False), Col("ratio [95% CI]", "text"),
+    )  # fmt: skip
+    rows = []
+    for e in result.results:
+        lat = e.latency_ms
+        texts = [
+            "default" if e.threads is None else str(e.threads), str(e.batch_size), str(e.runs),
+            *(latency(lat[k]) for k in ("p50", "p90", "p99", "mean")), f"{lat['cv']:.0%}",
+            *(latency(lat.get(k)) for k in ("init", "first")), f"{e.throughput_sps:,.0f}",
+            "—" if e.peak_rss_mb is None else f"{e.peak_rss_mb:.1f} MiB",
+            human_size(e.size_bytes), human_size(e.size_gzip_bytes), ratio_text(e.ratio_to_first),
+        ]  # fmt: skip
+        name = Cell(e.name, note=" ⚠" if e.warnings else "")
+        rows.append((name, *(Cell(t) for t in texts)))
+    title = ("latency of invoke (steady state); ratio = p50 / the first model's, with the 95% "
+             "interval of a block bootstrap over rounds")  # fmt: skip
+    return TableView(title, columns, tuple(rows))
+
+
+def on_page(view: TableView) -> TableView:
+    """The view with only the columns a page shows."""
+    keep = [i for i, c in enumerate(view.columns) if c.page]
+    return TableView(view.title, tuple(view.columns[i] for i in keep),
+                     tuple(tuple(r[i] for i in keep) for r in view.rows))  # fmt: skip
+
+
+def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
+    """The ``top`` ops by the error they add, with their output's SQNR (whole and per
+    channel), range, scale and, when the TFLite debugger ran, its per-layer errors."""
+    by_output = {t["name"]: t for t in result.tensors}
+    debugged = any("debugger" in t for t in result.tensors)
+    columns = [
+        Col("#", page=False), Col("op", compact=False), Col("type", "text"),
+        Col("output tensor", "name"), Col("added dB"), Col("SQNR dB"), Col("ch. median dB"),
+        Col("ch. worst dB", compact=False), Col("float range", compact=False),
+        Col("ch. range ×", compact=False), Col("scale", compact=False),
+        Col("rmse/scale", compact=False),
+    ]  # fmt: skip
+    if debugged:
+        columns += [Col("debugger mse", compact=False), Col("debugger max |err|", compact=False)]
+    rows = []
+    for rank, op in enumerate(result.top_ops(top), start=1):
+        t = by_output.get(op["output"], {})
+        texts = [
+            str(rank), str(op["index"]), op["op_type"], short_tensor_name(op["output"]),
+            f"{op['error_added_db']:+.1f}", spell("sqnr_db", op.get("output_sqnr_db")),
+            spell("sqnr_db", op.get("output_channel_sqnr_median_db")),
+            spell("sqnr_db", op.get("output_channel_sqnr_worst_db")),
+            f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—",
+            number(t.get("channel_range_ratio"), "{:.3g}"), number(t.get("scale"), "{:.3g}"),
+            number(t.get("rmse_over_scale"), "{:.2f}"),
+        ]  # fmt: skip
+        if debugged:
+            dbg = t.get("debugger", {})
+            texts += [number(dbg.get("mean_squared_error"), "{:.3g}"),
+                      number(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
+        rows.append(tuple(Cell(x) for x in texts))
+    title = (f"top {top} ops by error added (dB of per-channel median SQNR lost between the op's "
+             "worst input and its output)")  # fmt: skip
+    return TableView(title, tuple(columns), tuple(rows))
+
+
+def suggestion_views(s: Suggestion) -> tuple[TableView, TableView]:
+    """The candidates, each kept in float alone (most helpful first), and every measured step
+    of the greedy search with the Pareto fronts marked."""
+    acc = s.accuracy
+    unit = "accuracy" if acc else "SQNR dB"
+    added = {e.op.op_index: e.error_added_db for e in s.by_error}
+    candidates = TableView(
+        "candidate layers, each kept in float alone (with the ops reading its output), "
+        "most helpful first",
+        (Col("op"), Col("type", "text"), Col("output tensor", "name"), Col("added dB"),
+         Col(unit), Col("drop")),
+        tuple(
+            (Cell(str(v.op.op_index)), Cell(v.op.op_type), Cell(short_tensor_name(v.op.tensor)),
+             Cell(number(added.get(v.op.op_index), "{:+.1f}")),
+             Cell(suggestion_metric(v.metric, acc)), Cell(drop_text(v.drop, acc)))
+            for v in s.by_sensitivity
+        ),
+    )  # fmt: skip
+    front = set(s.pareto_latency) | set(s.pareto_size)
+    rows = [(Cell("float"), Cell("everything"), Cell(suggestion_metric(s.float_metric, acc)),
+             Cell("—"), Cell(human_size(s.float_size_bytes)), Cell(latency(s.float_p50_ms)),
+             Cell(""))]  # fmt: skip
+    for st, new in zip(s.steps, s.step_additions(), strict=True):
+        kept = Cell("nothing")
+        if new:
+            kept = Cell("+ " + ", ".join(short_tensor_name(n) for n in new),
+                        note=f" ({len(st.kept_in_float)} in float)"
+                        + ("" if st.accepted else " (no gain: put back)"))  # fmt: skip
+        rows.append((Cell(str(st.step)), kept, Cell(suggestion_metric(st.metric, acc)),
+                     Cell(drop_text(st.drop, acc)), Cell(human_size(st.size_bytes)),
+                     Cell(latency(st.p50_ms)), Cell("★" if st.step in front else "")))  # fmt: skip
+    steps = TableView(
+        f"greedy search, budget: drop ≤ {drop_text(s.max_drop, acc)}",
+        (Col("step"), Col("kept in float", "name"), Col(unit), Col("drop"), Col("size"),
+         Col("p50"), Col("Pareto")),
+        tuple(rows),
+    )  # fmt: skip
+    return candidates, steps
