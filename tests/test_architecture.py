@@ -14,7 +14,7 @@ LAYERS = [
     ("vocabulary", ["errors", "_quiet", "_process", "results", "metric_registry", "backends"]),
     ("runtimes and data", ["metrics", "models", "data", "files", "config"]),
     ("engine", ["engine", "quantize", "bench"]),
-    ("api", ["evaluation", "compare", "diagnose", "gates", "diff"]),
+    ("api", ["evaluation", "compare", "budget", "diagnose", "gates", "diff"]),
     ("renderers", ["report"]),
     ("application", ["cli", "demo", "outputs", "__main__", ""]),
 ]

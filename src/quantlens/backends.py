@@ -44,6 +44,8 @@ class Backend:
     #: How the keep-in-float rebuilder knows an op: "float_tensor" (the float model's output
     #: tensor name), "node" (the graph node's name) or "output_tensor" (the quantized one's).
     op_name: str
+    #: mode -> :class:`~quantlens.quantize.verify.Expectation` its variants are checked against
+    expectations: str | None = None
     inspection: str | None = None  # None: diagnose needs files of another runtime
     mode_of: str | None = None
     saved_model_dirs: bool = False  # a directory holding saved_model.pb is this runtime's
@@ -89,7 +91,8 @@ register(Backend(
                      "quantlens.models.litert"),
     quantizer="quantlens.quantize.aeq:quantize_source", modes="quantlens.quantize.aeq:MODES",
     variant_suffix=".tflite", keep_in_float="quantlens.quantize.aeq:keep_in_float_builder",
-    op_name="float_tensor", inspection="quantlens.diagnose.tflite_side:TFLiteSide",
+    op_name="float_tensor", expectations="quantlens.quantize.aeq:EXPECTED",
+    inspection="quantlens.diagnose.tflite_side:TFLiteSide",
     mode_of="quantlens.diagnose.tflite_side:quantized_mode",
 ))  # fmt: skip
 register(Backend(
@@ -98,7 +101,8 @@ register(Backend(
     runtime_imports=("onnx", "onnxruntime", "quantlens.models.onnx"),
     quantizer="quantlens.quantize.ort:quantize_source", modes="quantlens.quantize.ort:ONNX_MODES",
     variant_suffix=".onnx", keep_in_float="quantlens.quantize.ort:keep_in_float_builder",
-    op_name="node", inspection="quantlens.diagnose.onnx_side:OnnxSide",
+    op_name="node", expectations="quantlens.quantize.ort:EXPECTED",
+    inspection="quantlens.diagnose.onnx_side:OnnxSide",
     mode_of="quantlens.diagnose.onnx_side:quantized_mode",
 ))  # fmt: skip
 register(Backend(
@@ -108,7 +112,8 @@ register(Backend(
     quantizer="quantlens.quantize.tf_converter:quantize_source",
     modes="quantlens.quantize.tf_converter:TF_MODES", variant_suffix=".tflite",
     keep_in_float="quantlens.quantize.tf_converter:keep_in_float_builder",
-    op_name="output_tensor", saved_model_dirs=True,
+    op_name="output_tensor", expectations="quantlens.quantize.tf_converter:EXPECTED",
+    saved_model_dirs=True,
 ))  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlens.backends import backend_for
+from quantlens.budget import drop, within
 from quantlens.data import BUILTINS
 from quantlens.engine.options import EvalOptions
 from quantlens.errors import ConfigError
@@ -48,33 +49,8 @@ def default_calibration(data: Any) -> Any:
     return data
 
 
-def drop(model: ModelResult, reference: ModelResult, task: str) -> float | None:
-    """How much worse the model is, in the units ``max_drop`` is given in.
-
-    classification: accuracy points lost (0.01 = one point); regression: relative increase
-    of MAE; no labels: 1 − top-1 agreement for class outputs, else relative RMSE
-    (10^(−SQNR/20)).
-    """
-    if task == "classification" and model.task_metrics and reference.task_metrics:
-        return reference.task_metrics["accuracy"] - model.task_metrics["accuracy"]
-    if task == "regression" and model.task_metrics and reference.task_metrics:
-        ref_mae = reference.task_metrics["mae"]
-        return (model.task_metrics["mae"] - ref_mae) / ref_mae if ref_mae > 0 else 0.0
-    if model.fidelity is None:
-        return 0.0 if model is reference else None
-    if "top1_agreement" in model.fidelity:
-        return 1.0 - model.fidelity["top1_agreement"]
-    sqnr = model.fidelity["sqnr_db"]
-    return 0.0 if math.isinf(sqnr) and sqnr > 0 else 10 ** (-sqnr / 20)
-
-
 def _p50(m: ModelResult) -> float | None:
     return m.performance.latency_ms["p50"] if m.performance else None
-
-
-def within(drop_value: float, max_drop: float) -> bool:
-    """``drop_value ≤ max_drop``, forgiving the float error of 1.0 − 0.99 and the like."""
-    return drop_value <= max_drop + 1e-9
 
 
 PREFERENCES = ("size", "latency")

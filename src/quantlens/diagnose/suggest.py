@@ -18,7 +18,7 @@ from typing import Any
 
 from quantlens.backends import backend_for, resolve
 from quantlens.bench import benchmark
-from quantlens.compare import within
+from quantlens.budget import relative_rmse, within
 from quantlens.diagnose.common import CONVERSION_OPS
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
@@ -65,9 +65,7 @@ def _metric(result: ModelResult, budget_metric: str) -> float:
 
 def _drop(value: float, reference: float, budget_metric: str) -> float:
     """accuracy: points lost against the float model; sqnr: relative RMSE, 10^(−SQNR/20)."""
-    if budget_metric == "accuracy":
-        return reference - value
-    return 0.0 if math.isinf(value) and value > 0 else 10 ** (-value / 20)
+    return reference - value if budget_metric == "accuracy" else relative_rmse(value)
 
 
 def suggest(

@@ -165,7 +165,7 @@ def _make(
         ConversionError: the quantizer failed (NotQuantizedError: it wrote a float file).
     """
     backend = backend_for(src)
-    kind, suffix = backend.name, backend.variant_suffix
+    suffix = backend.variant_suffix
     data, settings = resolve(backend.quantizer)(src, mode, calib, names, reference)
     path = out / f"{src.stem}_{mode}{suffix}"
     path.write_bytes(data)
@@ -174,7 +174,8 @@ def _make(
     except QuantlensError as exc:
         path.unlink(missing_ok=True)
         raise ConversionError(f"mode '{mode}' wrote a model that does not load: {exc}") from exc
-    reason = not_quantized_reason(kind, mode, source_info, made)
+    expected = resolve(backend.expectations).get(mode) if backend.expectations else None
+    reason = not_quantized_reason(expected, mode, source_info, made)
     if reason is not None:
         path.unlink(missing_ok=True)
         raise NotQuantizedError(reason)

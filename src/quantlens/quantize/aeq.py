@@ -11,6 +11,7 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief, require
+from quantlens.quantize.verify import Expectation, activations, weights
 
 #: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
 AEQ_MODES: dict[str, tuple[str, bool, str]] = {
@@ -32,6 +33,13 @@ AEQ_MODES: dict[str, tuple[str, bool, str]] = {
 
 #: Mode -> (description, needs calibration data), as every backend declares its modes.
 MODES: dict[str, tuple[str, bool]] = {m: (d, c) for m, (d, c, _) in AEQ_MODES.items()}
+#: Mode -> what its variant must hold (checked after quantizing; see quantize/verify.py).
+EXPECTED: dict[str, Expectation] = {
+    **{m: weights() for m in ("dynamic", "weight-only-int8", "weight-only-int4", "dynamic-int4",
+                              "dynamic-int4-block32", "dynamic-int4-block64")},
+    "int8": activations("int8"),
+    "int16x8": activations("int16"),
+}  # fmt: skip
 
 
 def quantize_source(

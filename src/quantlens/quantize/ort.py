@@ -10,6 +10,8 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief, require
+from quantlens.models.quantization import ONNX_QUANTIZED_OPS
+from quantlens.quantize.verify import Expectation, weights
 
 #: Mode -> (description, needs calibration data).
 ONNX_MODES: dict[str, tuple[str, bool]] = {
@@ -19,6 +21,22 @@ ONNX_MODES: dict[str, tuple[str, bool]] = {
     "int8-percentile": ("static int8 QDQ, percentile calibration", True),
     "int8-entropy": ("static int8 QDQ, entropy calibration", True),
     "int8-qoperator": ("static int8 in QOperator format (QLinearConv, QLinearMatMul, ...)", True),
+}
+
+
+#: Mode -> what its variant must hold (checked after quantizing; see quantize/verify.py).
+_STATIC = Expectation(
+    "activations",
+    ONNX_QUANTIZED_OPS,
+    counted_in="op_counts",
+    unreachable=("If", "Loop", "Scan"),
+    hint="the model computes inside If/Loop branches, which onnxruntime's static quantizer does "
+    "not enter; 'dynamic' does",
+)
+EXPECTED: dict[str, Expectation] = {
+    "float16": weights("float16"),
+    "dynamic": weights(),
+    **{m: _STATIC for m in ("int8", "int8-percentile", "int8-entropy", "int8-qoperator")},
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief
 from quantlens.models.keras import import_tensorflow, load_keras, refuse_untrusted_saved_model
+from quantlens.quantize.verify import Expectation, activations, weights
 
 #: Mode -> (description, needs calibration data).
 TF_MODES: dict[str, tuple[str, bool]] = {
@@ -76,6 +77,15 @@ def make_converter(
         settings["inference_input_type"] = settings["inference_output_type"] = "int8"
     return converter, settings
 
+
+#: Mode -> what its variant must hold (checked after quantizing; see quantize/verify.py).
+EXPECTED: dict[str, Expectation] = {
+    "dynamic": weights(),
+    "float16": weights("float16"),
+    "int8": activations("int8"),
+    "int8-io": activations("int8"),
+    "int16x8": activations("int16"),
+}
 
 #: The modes whose layers the TFLite debugger can keep in float.
 TF_STATIC_MODES = ("int8", "int8-io", "int16x8")

@@ -6,44 +6,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantlens.models.quantization import (
-    INTEGER_WEIGHTS,
-    ONNX_QUANTIZED_OPS,
-    count_of,
-)
+from quantlens.models.quantization import INTEGER_WEIGHTS, count_of
 from quantlens.results import ModelInfo
 
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a mode must change: ``weights`` or ``activations``, into one of ``dtypes``."""
+    """What a mode must change: ``weights`` or ``activations`` into one of ``dtypes``.
+    Activations are counted in the model's ``counted_in`` (its activation dtypes, or for a
+    runtime whose quantization shows as ops, its op counts); ``unreachable`` names ops whose
+    bodies the quantizer does not enter, and ``hint`` says so when the source has them."""
 
     what: str
     dtypes: tuple[str, ...]
+    counted_in: str = "activation_dtypes"
+    unreachable: tuple[str, ...] = ()
+    hint: str = ""
 
 
-#: (source kind, mode) -> what the variant must hold; modes not listed are not checked
-#: (float32 is the source itself).
-EXPECTED: dict[tuple[str, str], Expectation] = {
-    **{("tf", m): Expectation("weights", INTEGER_WEIGHTS) for m in ("dynamic",)},
-    ("tf", "float16"): Expectation("weights", ("float16",)),
-    **{("tf", m): Expectation("activations", ("int8",)) for m in ("int8", "int8-io")},
-    ("tf", "int16x8"): Expectation("activations", ("int16",)),
-    **{("tflite", m): Expectation("weights", INTEGER_WEIGHTS) for m in (
-        "dynamic", "weight-only-int8", "weight-only-int4", "dynamic-int4",
-        "dynamic-int4-block32", "dynamic-int4-block64")},
-    ("tflite", "int8"): Expectation("activations", ("int8",)),
-    ("tflite", "int16x8"): Expectation("activations", ("int16",)),
-    ("onnx", "float16"): Expectation("weights", ("float16",)),
-    ("onnx", "dynamic"): Expectation("weights", INTEGER_WEIGHTS),
-    **{("onnx", m): Expectation("activations", ONNX_QUANTIZED_OPS) for m in (
-        "int8", "int8-percentile", "int8-entropy", "int8-qoperator")},
-}  # fmt: skip
+def weights(*dtypes: str) -> Expectation:
+    """The variant holds more weights of one of ``dtypes`` than its source."""
+    return Expectation("weights", dtypes or INTEGER_WEIGHTS)
 
 
-def not_quantized_reason(kind: str, mode: str, source: ModelInfo, variant: ModelInfo) -> str | None:
-    """Why the variant is not what ``mode`` promises (None when it is)."""
-    expected = EXPECTED.get((kind, mode))
+def activations(*dtypes: str) -> Expectation:
+    """The variant has more activations of one of ``dtypes`` than its source."""
+    return Expectation("activations", dtypes)
+
+
+def not_quantized_reason(
+    expected: Expectation | None, mode: str, source: ModelInfo, variant: ModelInfo
+) -> str | None:
+    """Why the variant is not what ``mode`` promises (None when it is, or when the mode
+    promises nothing checkable: ``expected`` None)."""
     if expected is None:
         return None
     if expected.what == "weights":
@@ -57,14 +52,13 @@ def not_quantized_reason(kind: str, mode: str, source: ModelInfo, variant: Model
             f"{'/'.join(expected.dtypes)} weight elements than the source ({after:,}; "
             f"{floats:,} float32 weight elements remain)"
         )
-    counts = variant.op_counts if kind == "onnx" else variant.activation_dtypes
-    if count_of(counts, expected.dtypes) > count_of(
-        source.op_counts if kind == "onnx" else source.activation_dtypes, expected.dtypes
-    ):
+    counted = getattr(variant, expected.counted_in)
+    if count_of(counted, expected.dtypes) > count_of(getattr(source, expected.counted_in),
+                                                     expected.dtypes):  # fmt: skip
         return None
-    what = "quantization op" if kind == "onnx" else f"{'/'.join(expected.dtypes)} activation"
+    what = ("quantization op" if expected.counted_in == "op_counts"
+            else f"{'/'.join(expected.dtypes)} activation")  # fmt: skip
     reason = f"mode '{mode}' quantized no activation: the variant has no {what}"
-    if kind == "onnx" and count_of(source.op_counts, ("If", "Loop", "Scan")):
-        reason += (" (the model computes inside If/Loop branches, which onnxruntime's static "
-                   "quantizer does not enter; 'dynamic' does)")  # fmt: skip
+    if expected.unreachable and count_of(source.op_counts, expected.unreachable):
+        reason += f" ({expected.hint})"
     return reason
