@@ -67,11 +67,13 @@ def compare_legend(result: Any) -> str:
     rec = result.recommendation
     task = result.dataset.task
     parts = ["✓ the recommended variant"]
+    allowed = drop_words(rec.max_drop if rec else 0.01, task)
     if task in ("classification", "regression"):
-        allowed = drop_words(rec.max_drop if rec else 0.01, task)
         parts += [f"✗ a drop beyond the allowed {allowed} (significant: p < 0.05 in the "
                   "paired test)", "Δ: change of the task metric against the reference, with "
                   "its 95% interval"]  # fmt: skip
+    else:  # no labels: the drop is fidelity to the reference
+        parts += [f"✗ a drop beyond the allowed {allowed}"]
     parts += ["speed: the float model's p50 latency over the variant's",
               "slower: the speed's 95% interval lies below 0.95×"]  # fmt: skip
     return " · ".join(parts)
