@@ -17,9 +17,11 @@ from rich.table import Table
 from quantlens.metric_registry import human_size, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
+    end_to_end_sentences,
     metric_text,
     origin_sentence,
     short_tensor_name,
+    worst_weights_sentence,
 )
 from quantlens.report.text import term
 from quantlens.report.views import (
@@ -392,26 +394,15 @@ def print_diagnosis(result: DiagnosisResult, top: int, console: Console | None =
     quant, flt = term(Path(result.quant_path).name), term(Path(result.float_path).name)
     console.print(f"[bold]{quant}[/] against [bold]{flt}[/] on {result.samples} samples")
     console.print(f"[dim]{term(result.note, 2000)}[/]")
-    for name, f in result.end_to_end.items():
-        console.print(
-            f"end to end, output {term(name)}: SQNR {metric_text('sqnr_db', f.get('sqnr_db'))} dB"
-            f", cosine {metric_text('cosine_similarity', f.get('cosine_similarity'))}"
-            + (
-                f", top-1 agreement {metric_text('top1_agreement', f['top1_agreement'])}"
-                if "top1_agreement" in f
-                else ""
-            )
-        )
+    for line in end_to_end_sentences(result, term):
+        console.print(line)
     console.print(view_table(diagnosis_view(result, top), console.width))
     origin = origin_sentence(result, term)
     if origin is not None:
         console.print(f"[bold]{origin}[/]")
-    weights = sorted(result.weights, key=lambda w: w["sqnr_db"])[:5]
-    if weights:
-        console.print("worst weights: " + "; ".join(
-            f"{_short(w['name'], 40)} ({term(w['dtype'])}, op {w['op_index']}) "
-            f"{w['sqnr_db']:.1f} dB"
-            for w in weights))  # fmt: skip
+    weights = worst_weights_sentence(result, term)
+    if weights is not None:
+        console.print(weights)
     unmatched = result.unmatched
     if unmatched.get("quantized") or unmatched.get("float"):
         n_q, n_f = len(unmatched.get("quantized", [])), len(unmatched.get("float", []))

@@ -98,3 +98,28 @@ def origin_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | N
 
 #: Channels whose ranges differ by more than this share a per-tensor scale badly.
 WIDE_CHANNEL_RATIO = 10.0
+
+
+def end_to_end_sentences(diagnosis: Any, wrap: Callable[[str], str] = str) -> list[str]:
+    """Per model output, its fidelity at the end of the graph (names through ``wrap``)."""
+    lines = []
+    for name, f in diagnosis.end_to_end.items():
+        sqnr = metric_text("sqnr_db", f.get("sqnr_db"))
+        cosine = metric_text("cosine_similarity", f.get("cosine_similarity"))
+        text = f"end to end, output {wrap(name)}: SQNR {sqnr} dB, cosine {cosine}"
+        if "top1_agreement" in f:
+            text += f", top-1 agreement {metric_text('top1_agreement', f['top1_agreement'])}"
+        lines.append(text)
+    return lines
+
+
+def worst_weights_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | None:
+    """The five weights quantized worst (names through ``wrap``); None when none was compared."""
+    weights = sorted(diagnosis.weights, key=lambda w: w["sqnr_db"])[:5]
+    if not weights:
+        return None
+    return "worst weights: " + "; ".join(
+        f"{wrap(short_tensor_name(w['name'], 40))} ({wrap(w['dtype'])}, op {w['op_index']}) "
+        f"{w['sqnr_db']:.1f} dB"
+        for w in weights
+    )

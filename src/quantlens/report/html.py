@@ -11,9 +11,10 @@ from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
     drop_text,
-    metric_text,
+    end_to_end_sentences,
     origin_sentence,
     short_tensor_name,
+    worst_weights_sentence,
 )
 from quantlens.report.views import (
     TableView,
@@ -268,15 +269,18 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
     bars in graph order, and the keep-in-float search."""
     ops = [o for o in result.ops if o.get("error_added_db") is not None]
     table = view_html(diagnosis_view(result, top))
-    e2e = "; ".join(
-        f"{_e(k)}: SQNR {metric_text('sqnr_db', v.get('sqnr_db'))} dB"
-        for k, v in result.end_to_end.items()
-    )
+
+    def code(name: str) -> str:
+        return f"<code>{_e(name)}</code>"
+
+    e2e = "".join(f"<p>{line}.</p>" for line in end_to_end_sentences(result, code))
+    weights = worst_weights_sentence(result, code)
     head = (
-        f"<p><code>{_e(result.quant_path)}</code> against <code>{_e(result.float_path)}</code> "
-        f'on {result.samples} samples; end to end {e2e}.</p><p class="note">{_e(result.note)}</p>'
+        f"<p>{code(result.quant_path)} against {code(result.float_path)} on {result.samples} "
+        f'samples.</p>{e2e}<p class="note">{_e(result.note)}</p>'
     )
-    origin = origin_sentence(result, lambda name: f"<code>{_e(name)}</code>")
+    table += f"<p>{weights}.</p>" if weights else ""
+    origin = origin_sentence(result, code)
     if origin is not None:
         head = f'<p class="banner">{origin}</p>' + head
     bars = ""

@@ -7,8 +7,10 @@ from typing import Any
 
 from quantlens.report.formats import (
     drop_text,
+    end_to_end_sentences,
     origin_sentence,
     short_tensor_name,
+    worst_weights_sentence,
 )
 from quantlens.report.text import md_code, md_text
 from quantlens.report.views import (
@@ -89,10 +91,13 @@ def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
     """Where the error starts, the ops that add the most, and the keep-in-float search."""
     text = (f"### quantlens diagnosis: {md_code(result.quant_path)} against "
             f"{md_code(result.float_path)}\n\n")  # fmt: skip
+    text += "".join(line + "\n\n" for line in end_to_end_sentences(result, md_code))
     origin = origin_sentence(result, md_code)
     if origin is not None:
         text += origin + "\n\n"
     text += _view_table(diagnosis_view(result, top))
+    weights = worst_weights_sentence(result, md_code)
+    text += f"\n\n{weights}" if weights else ""
     s = result.suggestion
     if s:
         kept = ", ".join(md_code(short_tensor_name(k.tensor)) for k in s.kept_in_float)

@@ -228,7 +228,8 @@ def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
     by_output = {t["name"]: t for t in result.tensors}
     debugged = any("debugger" in t for t in result.tensors)
     columns = [
-        Col("#", page=False), Col("op", compact=False), Col("type", "text"),
+        # an op type is data too (a custom op's name comes from the file): a name
+        Col("#", page=False), Col("op", compact=False), Col("type", "name"),
         Col("output tensor", "name"), Col("added dB"), Col("SQNR dB"), Col("ch. median dB"),
         Col("ch. worst dB", compact=False), Col("float range", compact=False),
         Col("ch. range ×", compact=False), Col("scale", compact=False),
@@ -267,7 +268,7 @@ def suggestion_views(s: Suggestion) -> tuple[TableView, TableView]:
     candidates = TableView(
         "candidate layers, each kept in float alone (with the ops reading its output), "
         "most helpful first",
-        (Col("op"), Col("type", "text"), Col("output tensor", "name"), Col("added dB"),
+        (Col("op"), Col("type", "name"), Col("output tensor", "name"), Col("added dB"),
          Col(unit), Col("drop")),
         tuple(
             (Cell(str(v.op.op_index)), Cell(v.op.op_type), Cell(short_tensor_name(v.op.tensor)),
