@@ -19,15 +19,15 @@ BAD = "bad_1/MatMul"
 def test_the_bad_layer_is_ranked_first(bad_layer) -> None:
     result = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"])
     top = result.top_ops(3)
-    assert BAD in top[0]["output"] and top[0]["op_type"] == "FULLY_CONNECTED"
-    assert top[0]["error_added_db"] > 20 > top[1]["error_added_db"]
+    assert BAD in top[0].output and top[0].op_type == "FULLY_CONNECTED"
+    assert top[0].error_added_db > 20 > top[1].error_added_db
     row = next(t for t in result.tensors if BAD in t["name"])
     # the failure tensor-wide SQNR hides: the wide channel is fine, the others carry nothing
     assert row["sqnr_db"] > 25 and row["channel_sqnr_median_db"] < 5
     assert row["channel_range_ratio"] > 100  # and why: one channel a thousand times wider
     assert row["scale"] > 1 and "zero_point" in row
-    consumer = next(o for o in result.ops if o["index"] in top[0]["consumers"])
-    assert consumer["error_added_db"] < 5  # it inherits the error, it does not add it
+    consumer = next(o for o in result.ops if o.index in top[0].consumers)
+    assert consumer.error_added_db < 5  # it inherits the error, it does not add it
     assert result.end_to_end["output_0"]["top1_agreement"] < 0.9
     assert result.unmatched == {"quantized": [], "float": []}
     assert "reference kernels" in result.note
@@ -98,7 +98,7 @@ def test_tensors_match_by_position_when_names_differ(bad_layer, tmp_path) -> Non
     original = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=64)
     result = diagnose(bad_layer["float"], renamed, bad_layer["data"], samples=64)
     assert [t["float_name"] for t in result.tensors] == [t["float_name"] for t in original.tensors]
-    assert result.top_ops(1)[0]["index"] == original.top_ops(1)[0]["index"]
+    assert result.top_ops(1)[0].index == original.top_ops(1)[0].index
     assert result.unmatched == {"quantized": [], "float": []}
 
 
@@ -136,4 +136,4 @@ def test_keras_source_merges_the_quantization_debugger(bad_layer, tmp_path) -> N
     assert with_debugger
     worst = max(with_debugger, key=lambda t: t["debugger"]["mean_squared_error"])
     assert BAD in worst["name"]
-    assert BAD in result.top_ops(1)[0]["output"]
+    assert BAD in result.top_ops(1)[0].output

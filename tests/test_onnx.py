@@ -143,11 +143,9 @@ def test_diagnose_onnx_matches_numpy_on_the_raw_tensors(onnx_models) -> None:
         err = q.astype(np.float64) - f
         assert row["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12), name
     ranked = [o for o in result.top_ops(10)]
-    assert ranked and all(
-        o["op_type"] not in ("QuantizeLinear", "DequantizeLinear") for o in ranked
-    )
-    assert {w["name"] for w in result.weights} >= {"W1", "W2"}
-    assert all(w["sqnr_db"] > 30 for w in result.weights if w["name"] in ("W1", "W2"))
+    assert ranked and all(o.op_type not in ("QuantizeLinear", "DequantizeLinear") for o in ranked)
+    assert {w.name for w in result.weights} >= {"W1", "W2"}
+    assert all(w.sqnr_db > 30 for w in result.weights if w.name in ("W1", "W2"))
 
 
 def test_profile_aggregation() -> None:

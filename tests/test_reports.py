@@ -28,6 +28,7 @@ from quantlens.results import (
     DiagnosisResult,
     EvaluationResult,
     ModelResult,
+    OpRow,
     Performance,
     RankedVariant,
     Recommendation,
@@ -127,9 +128,7 @@ def test_html_reports_of_bench_and_diagnosis() -> None:
     c = parse(bench_html(bench(), environment(), []))
     assert any(t == "svg" for t, _ in c.tags)
     assert_self_contained(c)
-    ops = tuple({"index": i, "op_type": "CONV_2D", "output": f"t{i}", "consumers": [],
-                 "error_added_db": float(i), "output_sqnr_db": 40.0 - i,
-                 "output_channel_sqnr_median_db": 40.0 - i, "output_channel_sqnr_worst_db": 30.0}
+    ops = tuple(OpRow(i, "CONV_2D", f"t{i}", (), None, float(i), 40.0 - i, 40.0 - i, 30.0)
                 for i in range(5))  # fmt: skip
     diag = DiagnosisResult("f.tflite", "q.tflite", 10, "note", {"out": {"sqnr_db": 30.0}}, (),
                            ops, (), {"quantized": [], "float": []})  # fmt: skip
@@ -140,9 +139,7 @@ def test_html_reports_of_bench_and_diagnosis() -> None:
 
 
 def _diagnosis() -> DiagnosisResult:
-    ops = tuple({"index": i, "op_type": "CONV_2D", "output": f"t{i}", "consumers": [],
-                 "error_added_db": float(i), "output_sqnr_db": 40.0 - i,
-                 "output_channel_sqnr_median_db": 40.0 - i, "output_channel_sqnr_worst_db": 30.0}
+    ops = tuple(OpRow(i, "CONV_2D", f"t{i}", (), None, float(i), 40.0 - i, 40.0 - i, 30.0)
                 for i in range(5))  # fmt: skip
     return DiagnosisResult("f.tflite", "q.tflite", 10, "note", {"out": {"sqnr_db": 30.0}}, (),
                            ops, (), {"quantized": [], "float": []})  # fmt: skip
@@ -334,7 +331,8 @@ def test_every_result_survives_a_json_round_trip(bad_layer) -> None:
     diag = quantlens.diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=32)
     again = DiagnosisResult.from_dict(json.loads(json.dumps(diag.to_dict(), allow_nan=False)))
     assert again.to_dict() == diag.to_dict()
-    assert [o["error_added_db"] for o in again.ops] == [o["error_added_db"] for o in diag.ops]
+    assert [o.error_added_db for o in again.ops] == [o.error_added_db for o in diag.ops]
+    assert again.ops == diag.ops and again.weights == diag.weights
     with_suggestion = dataclasses.replace(diag, suggestion=_suggestion())
     text = json.dumps(with_suggestion.to_dict(), allow_nan=False)
     assert DiagnosisResult.from_dict(json.loads(text)).suggestion == _suggestion()

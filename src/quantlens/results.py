@@ -678,6 +678,78 @@ class QuantizeResult:
         )
 
 
+def _maybe(x: Any) -> float | None:
+    return None if x is None else decode_number(x)
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One op of the quantized model in a diagnosis: its output tensor, the ops reading it,
+    and how much error it adds (dB of per-channel median SQNR lost between its worst input
+    and its output; None when its output could not be compared)."""
+
+    index: int
+    op_type: str
+    output: str
+    consumers: tuple[int, ...] = ()
+    node: str | None = None  # the graph node's own name, where the format has one (ONNX)
+    error_added_db: float | None = None
+    output_sqnr_db: float | None = None
+    output_channel_sqnr_median_db: float | None = None
+    output_channel_sqnr_worst_db: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"index": self.index, "op_type": self.op_type,
+                             "output": self.output, "consumers": list(self.consumers),
+                             "error_added_db": _encode_maybe(self.error_added_db)}  # fmt: skip
+        if self.node:
+            d["node"] = self.node
+        for key in ("output_sqnr_db", "output_channel_sqnr_median_db",
+                    "output_channel_sqnr_worst_db"):  # fmt: skip
+            if getattr(self, key) is not None:
+                d[key] = encode_number(getattr(self, key))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OpRow:
+        return cls(
+            int(d["index"]), str(d["op_type"]), str(d["output"]),
+            tuple(int(c) for c in d.get("consumers", ())), d.get("node"),
+            _maybe(d.get("error_added_db")), _maybe(d.get("output_sqnr_db")),
+            _maybe(d.get("output_channel_sqnr_median_db")),
+            _maybe(d.get("output_channel_sqnr_worst_db")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WeightRow:
+    """A quantized weight (dequantized) against the float weight it replaces."""
+
+    index: int
+    name: str
+    op_index: int  # the op reading it (-1: none found)
+    op_type: str
+    dtype: str
+    sqnr_db: float
+    max_abs_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "op_index": self.op_index,
+                "op_type": self.op_type, "dtype": self.dtype,
+                "sqnr_db": encode_number(self.sqnr_db),
+                "max_abs_error": encode_number(self.max_abs_error)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WeightRow:
+        return cls(int(d["index"]), str(d["name"]), int(d["op_index"]), str(d["op_type"]),
+                   str(d["dtype"]), decode_number(d["sqnr_db"]),
+                   decode_number(d["max_abs_error"]))  # fmt: skip
+
+
+def _encode_maybe(x: float | None) -> float | str | None:
+    return None if x is None else encode_number(x)
+
+
 @dataclass(frozen=True)
 class OpRef:
     """An op of the quantized model, by its index, type and the name the rebuilder knows."""
@@ -840,27 +912,27 @@ class DiagnosisResult:
     note: str
     end_to_end: dict[str, dict[str, float]]  # output name -> fidelity
     tensors: tuple[dict[str, Any], ...]  # one per matched tensor, in graph order
-    ops: tuple[dict[str, Any], ...]  # one per op of the quantized model, in graph order
-    weights: tuple[dict[str, Any], ...]
+    ops: tuple[OpRow, ...]  # one per op of the quantized model, in graph order
+    weights: tuple[WeightRow, ...]
     unmatched: dict[str, list[str]]
     suggestion: Suggestion | None = None
     schema: str = DIAGNOSIS_SCHEMA
 
-    def top_ops(self, k: int) -> list[dict[str, Any]]:
+    def top_ops(self, k: int) -> list[OpRow]:
         """The ``k`` ops that add the most error, largest first."""
-        measured = [o for o in self.ops if o.get("error_added_db") is not None]
-        return sorted(measured, key=lambda o: -o["error_added_db"])[:k]
+        measured = [o for o in self.ops if o.error_added_db is not None]
+        return sorted(measured, key=lambda o: -(o.error_added_db or 0.0))[:k]
 
-    def origin(self) -> dict[str, Any] | None:
+    def origin(self) -> OpRow | None:
         """The op where the error starts: the first in graph order that adds at least half
         of the worst op's error and at least ORIGIN_MIN_DB (the error's amplitude doubled);
         None when no op does."""
         top = self.top_ops(1)
         if not top:
             return None
-        bar = max(ORIGIN_MIN_DB, top[0]["error_added_db"] / 2)
-        damaging = [o for o in self.top_ops(len(self.ops)) if o["error_added_db"] >= bar]
-        return min(damaging, key=lambda o: o["index"]) if damaging else None
+        bar = max(ORIGIN_MIN_DB, (top[0].error_added_db or 0.0) / 2)
+        damaging = [o for o in self.top_ops(len(self.ops)) if (o.error_added_db or 0.0) >= bar]
+        return min(damaging, key=lambda o: o.index) if damaging else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -870,9 +942,9 @@ class DiagnosisResult:
             "samples": self.samples,
             "note": self.note,
             "end_to_end": {k: encode_tree(v) for k, v in self.end_to_end.items()},
-            "ops": [encode_tree(o) for o in self.ops],
+            "ops": [o.to_dict() for o in self.ops],
             "tensors": [encode_tree(t) for t in self.tensors],
-            "weights": [encode_tree(w) for w in self.weights],
+            "weights": [w.to_dict() for w in self.weights],
             "unmatched": self.unmatched,
             **({"suggestion": self.suggestion.to_dict()} if self.suggestion else {}),
         }
@@ -892,8 +964,8 @@ class DiagnosisResult:
             note=d["note"],
             end_to_end={k: decode_tree(v) or {} for k, v in d["end_to_end"].items()},
             tensors=tuple(decode_tree(t) for t in d["tensors"]),
-            ops=tuple(decode_tree(o) for o in d["ops"]),
-            weights=tuple(decode_tree(w) for w in d["weights"]),
+            ops=tuple(OpRow.from_dict(o) for o in d["ops"]),
+            weights=tuple(WeightRow.from_dict(w) for w in d["weights"]),
             unmatched=dict(d["unmatched"]),
             suggestion=Suggestion.from_dict(d["suggestion"]) if d.get("suggestion") else None,
         )

@@ -28,7 +28,7 @@ from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
 from quantlens.models.batching import PROBE_SAMPLES
 from quantlens.models.matching import feed_order, match_tensors
 from quantlens.models.quantization import integer_parts
-from quantlens.results import DiagnosisResult
+from quantlens.results import DiagnosisResult, OpRow
 
 DEFAULT_SAMPLES = 256
 DEFAULT_TOP = 10
@@ -196,7 +196,7 @@ def _capped(v: float) -> float:
     return float(np.clip(v, -SQNR_CAP_DB, LOSSLESS_DB))
 
 
-def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[OpRow]:
     """Per op: how much worse its output is than its worst activation input (error added),
     on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
     readers: dict[int, list[int]] = {}
@@ -208,14 +208,8 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any
     for op in qnt.graph.ops:
         out = op.outputs[0] if op.outputs else -1
         out = aliases.get(out, out)  # ONNX QDQ: an op's value as the next op sees it
-        row: dict[str, Any] = {
-            "index": op.index,
-            "op_type": op.op_type,
-            "output": qnt.graph.tensors[out].name if out >= 0 else "",
-            "consumers": readers.get(out, []),
-            "error_added_db": None,
-            **({"node": op.name} if op.name else {}),
-        }
+        row = OpRow(op.index, op.op_type, qnt.graph.tensors[out].name if out >= 0 else "",
+                    tuple(readers.get(out, [])), op.name or None)  # fmt: skip
         if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
             # moving values around changes what the last axis holds, not the error: compare
             # such ops on tensor-wide SQNR, every other op on the per-channel median
@@ -226,11 +220,12 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[dict[str, Any
                 if i >= 0 and not qnt.graph.tensors[i].constant and i in tensors
             ]
             worst_in = min(ins) if ins else LOSSLESS_DB
-            out_sqnr = _capped(tensors[out][key])
-            row["error_added_db"] = worst_in - out_sqnr
-            row["output_sqnr_db"] = tensors[out]["sqnr_db"]
-            row["output_channel_sqnr_median_db"] = tensors[out]["channel_sqnr_median_db"]
-            row["output_channel_sqnr_worst_db"] = tensors[out]["channel_sqnr_worst_db"]
+            row = dataclasses.replace(
+                row, error_added_db=worst_in - _capped(tensors[out][key]),
+                output_sqnr_db=tensors[out]["sqnr_db"],
+                output_channel_sqnr_median_db=tensors[out]["channel_sqnr_median_db"],
+                output_channel_sqnr_worst_db=tensors[out]["channel_sqnr_worst_db"],
+            )  # fmt: skip
         rows.append(row)
     return rows
 

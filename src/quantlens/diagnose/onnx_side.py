@@ -17,6 +17,7 @@ from quantlens.diagnose.common import ONNX_NOTE
 from quantlens.metrics.kernels import sqnr_db
 from quantlens.models.onnx import OnnxModel, session
 from quantlens.models.tflite_file import Graph, GraphOp, GraphTensor
+from quantlens.results import WeightRow
 
 DEQUANT_SUFFIXES = ("_DequantizeLinear_Output", "_DequantizeLinear_Output_1")
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
@@ -146,7 +147,7 @@ class OnnxSide:
                     break
         return pairs
 
-    def weight_rows(self, flt: OnnxSide, pairs: dict[int, int]) -> list[dict[str, Any]]:
+    def weight_rows(self, flt: OnnxSide, pairs: dict[int, int]) -> list[WeightRow]:
         """SQNR of each quantized weight, as the graph dequantizes it, against the float one.
 
         The dequantized weights are read from the running graph (onnxruntime's
@@ -176,12 +177,11 @@ class OnnxSide:
             if err.shape != f.shape:
                 continue
             op = consumers.get(i)
-            rows.append({
-                "index": i, "name": name, "op_index": op.index if op else -1,
-                "op_type": op.op_type if op else "", "dtype": "int",
-                "sqnr_db": sqnr_db(float((f**2).sum()), float((err**2).sum())),
-                "max_abs_error": float(np.abs(err).max(initial=0.0)),
-            })  # fmt: skip
+            rows.append(WeightRow(
+                i, name, op.index if op else -1, op.op_type if op else "", "int",
+                sqnr_db(float((f**2).sum()), float((err**2).sum())),
+                float(np.abs(err).max(initial=0.0)),
+            ))  # fmt: skip
         return rows
 
 

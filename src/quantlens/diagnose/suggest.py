@@ -29,6 +29,7 @@ from quantlens.results import (
     ErrorRank,
     ModelResult,
     OpRef,
+    OpRow,
     SearchStep,
     Sensitivity,
     Suggestion,
@@ -77,7 +78,7 @@ def suggest(
     max_drop: float,
     budget_metric: str = "accuracy",
     out_dir: str | Path,
-    name_of: Callable[[dict[str, Any]], str] = lambda op: op["output"],
+    name_of: Callable[[OpRow], str] = lambda op: op.output,
     status: Callable[[str], None] | None = None,
 ) -> Suggestion:
     """Find a keep-in-float set that brings the drop within ``max_drop``, measuring each step.
@@ -95,14 +96,14 @@ def suggest(
     out.mkdir(parents=True, exist_ok=True)
     candidates = [
         op for op in diagnosis.top_ops(len(diagnosis.ops))
-        if op["op_type"] not in _NOT_CANDIDATES
+        if op.op_type not in _NOT_CANDIDATES
     ][:SENSITIVITY_CANDIDATES]  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="quantlens-suggest-", dir=out))
 
-    def unit(op: dict[str, Any]) -> list[str]:
+    def unit(op: OpRow) -> list[str]:
         """An op and the ops reading its output: a tensor stays float only if both do."""
-        readers = [diagnosis.ops[c] for c in op.get("consumers", [])]
-        return [name_of(op)] + [name_of(r) for r in readers if r["op_type"] not in CONVERSION_OPS]
+        readers = [diagnosis.ops[c] for c in op.consumers]
+        return [name_of(op)] + [name_of(r) for r in readers if r.op_type not in CONVERSION_OPS]
 
     task = "classification" if budget_metric == "accuracy" else None
 
@@ -124,7 +125,7 @@ def suggest(
     for k, op in enumerate(candidates):
         _, res = measure(unit(op), f"alone{k}")
         value = _metric(res, budget_metric)
-        sensitivity.append(Sensitivity(OpRef(op["index"], op["op_type"], name_of(op)),
+        sensitivity.append(Sensitivity(OpRef(op.index, op.op_type, name_of(op)),
                                        tuple(unit(op)[1:]), value,
                                        _drop(value, ref_value, budget_metric)))  # fmt: skip
     order = sorted(range(len(candidates)), key=lambda k: sensitivity[k].drop)
@@ -162,7 +163,7 @@ def suggest(
         out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}{Path(float_model).suffix}"
     )
     chosen.write_bytes(Path(final.path).read_bytes())
-    by_name: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, OpRow] = {}
     for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name
         by_name.setdefault(name_of(op), op)
     latency_front = sorted(pareto_front([(st.p50_ms, st.metric) for st in steps]))
@@ -174,7 +175,7 @@ def suggest(
         float_p50_ms=bench.results[0].latency_ms["p50"],
         float_size_bytes=Path(float_model).stat().st_size,
         by_error=tuple(
-            ErrorRank(OpRef(op["index"], op["op_type"], name_of(op)), op["error_added_db"])
+            ErrorRank(OpRef(op.index, op.op_type, name_of(op)), op.error_added_db or 0.0)
             for op in candidates
         ),
         by_sensitivity=tuple(sensitivity[k] for k in order),
@@ -183,7 +184,7 @@ def suggest(
         pareto_size=tuple(steps[i].step for i in size_front),
         met_budget=within(final.drop, max_drop),
         kept_in_float=tuple(
-            OpRef(by_name[n]["index"], by_name[n]["op_type"], n) for n in final.kept_in_float
+            OpRef(by_name[n].index, by_name[n].op_type, n) for n in final.kept_in_float
         ),
         model=str(chosen),
     )
@@ -221,10 +222,10 @@ def suggest_from_source(
     return dataclasses.replace(diagnosis, suggestion=suggestion)
 
 
-def _names_for(op_name: str, float_names: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+def _names_for(op_name: str, float_names: dict[str, str]) -> Callable[[OpRow], str]:
     """How the rebuilding tool knows an op (:attr:`quantlens.backends.Backend.op_name`)."""
     if op_name == "float_tensor":
-        return lambda op: float_names.get(op["output"], op["output"])
+        return lambda op: float_names.get(op.output, op.output)
     if op_name == "node":
-        return lambda op: op.get("node") or op["output"]
-    return lambda op: op["output"]
+        return lambda op: op.node or op.output
+    return lambda op: op.output

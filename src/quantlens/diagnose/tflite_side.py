@@ -16,7 +16,7 @@ from quantlens.metrics.kernels import sqnr_db
 from quantlens.models.litert import LiteRTModel, quant_params
 from quantlens.models.quantization import dequantize
 from quantlens.models.tflite_file import Graph, GraphTensor, read_graph
-from quantlens.results import QuantParams
+from quantlens.results import QuantParams, WeightRow
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ class TFLiteSide:
         """This (quantized) model's tensor index -> the float model's."""
         return match_activations(flt.activations(), self.activations(), self.graph)
 
-    def weight_rows(self, flt: Any, pairs: dict[int, int]) -> list[dict[str, Any]]:
+    def weight_rows(self, flt: Any, pairs: dict[int, int]) -> list[WeightRow]:
         return _weight_rows(flt, self, pairs)
 
 
-def _weight_rows(flt: TFLiteSide, qnt: TFLiteSide, pairs: dict[int, int]) -> list[dict[str, Any]]:
+def _weight_rows(flt: TFLiteSide, qnt: TFLiteSide, pairs: dict[int, int]) -> list[WeightRow]:
     """SQNR of each quantized weight (dequantized) against the float weight it replaces."""
     f_const = {t.name: t for t in flt.graph.tensors if t.constant}
     f_ops_by_out = {out: op for op in flt.graph.ops for out in op.outputs}
@@ -95,15 +95,11 @@ def _weight_rows(flt: TFLiteSide, qnt: TFLiteSide, pairs: dict[int, int]) -> lis
                 continue  # e.g. int4, which the runtime does not hand out
             q_val = qnt.real(i, q_raw).astype(np.float64)
             err = q_val - f_val
-            rows.append({
-                "index": i,
-                "name": t.name,
-                "op_index": op.index,
-                "op_type": op.op_type,
-                "dtype": t.dtype,
-                "sqnr_db": sqnr_db(float((f_val**2).sum()), float((err**2).sum())),
-                "max_abs_error": float(np.abs(err).max(initial=0.0)),
-            })  # fmt: skip
+            rows.append(WeightRow(
+                i, t.name, op.index, op.op_type, t.dtype,
+                sqnr_db(float((f_val**2).sum()), float((err**2).sum())),
+                float(np.abs(err).max(initial=0.0)),
+            ))  # fmt: skip
     return rows
 
 

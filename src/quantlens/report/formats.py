@@ -85,10 +85,10 @@ def origin_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | N
     o = diagnosis.origin()
     if o is None:
         return None
-    name = wrap(short_tensor_name(o["output"]))
-    text = (f"The error starts at op {o['index']} ({wrap(o['op_type'])} {name}), which adds "
-            f"{o['error_added_db']:.1f} dB")  # fmt: skip
-    t: dict[str, Any] = next((t for t in diagnosis.tensors if t["name"] == o["output"]), {})
+    name = wrap(short_tensor_name(o.output))
+    text = (f"The error starts at op {o.index} ({wrap(o.op_type)} {name}), which adds "
+            f"{o.error_added_db or 0.0:.1f} dB")  # fmt: skip
+    t: dict[str, Any] = next((t for t in diagnosis.tensors if t["name"] == o.output), {})
     ratio = t.get("channel_range_ratio")
     if "scale" in t and ratio is not None and ratio >= WIDE_CHANNEL_RATIO:
         text += (f": its output's widest channel spans {ratio:.3g}× the range of the median "
@@ -115,11 +115,11 @@ def end_to_end_sentences(diagnosis: Any, wrap: Callable[[str], str] = str) -> li
 
 def worst_weights_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | None:
     """The five weights quantized worst (names through ``wrap``); None when none was compared."""
-    weights = sorted(diagnosis.weights, key=lambda w: w["sqnr_db"])[:5]
+    weights = sorted(diagnosis.weights, key=lambda w: w.sqnr_db)[:5]
     if not weights:
         return None
     return "worst weights: " + "; ".join(
-        f"{wrap(short_tensor_name(w['name'], 40))} ({wrap(w['dtype'])}, op {w['op_index']}) "
-        f"{w['sqnr_db']:.1f} dB"
+        f"{wrap(short_tensor_name(w.name, 40))} ({wrap(w.dtype)}, op {w.op_index}) "
+        f"{w.sqnr_db:.1f} dB"
         for w in weights
     )

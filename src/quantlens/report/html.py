@@ -267,7 +267,7 @@ def bench_html(
 def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) -> str:
     """The report of a diagnose run: where the error starts, the worst ops, the per-layer
     bars in graph order, and the keep-in-float search."""
-    ops = [o for o in result.ops if o.get("error_added_db") is not None]
+    ops = [o for o in result.ops if o.error_added_db is not None]
     table = view_html(diagnosis_view(result, top))
 
     def code(name: str) -> str:
@@ -286,9 +286,9 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
     bars = ""
     if ops:
         bars = plots.layer_bars(
-            [f"{o['index']} {o['op_type']} {short_tensor_name(o['output'], 40)}" for o in ops],
-            [min(o.get("output_sqnr_db") or 0.0, 100.0) for o in ops],
-            [o["error_added_db"] for o in ops],
+            [f"{o.index} {o.op_type} {short_tensor_name(o.output, 40)}" for o in ops],
+            [min(o.output_sqnr_db or 0.0, 100.0) for o in ops],
+            [o.error_added_db or 0.0 for o in ops],
         )
     sections = [("Where the error comes from", head + table), ("Per layer, in graph order", bars)]
     if result.suggestion:

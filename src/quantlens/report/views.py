@@ -239,12 +239,12 @@ def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
         columns += [Col("debugger mse", compact=False), Col("debugger max |err|", compact=False)]
     rows = []
     for rank, op in enumerate(result.top_ops(top), start=1):
-        t = by_output.get(op["output"], {})
+        t = by_output.get(op.output, {})
         texts = [
-            str(rank), str(op["index"]), op["op_type"], short_tensor_name(op["output"]),
-            f"{op['error_added_db']:+.1f}", spell("sqnr_db", op.get("output_sqnr_db")),
-            spell("sqnr_db", op.get("output_channel_sqnr_median_db")),
-            spell("sqnr_db", op.get("output_channel_sqnr_worst_db")),
+            str(rank), str(op.index), op.op_type, short_tensor_name(op.output),
+            number(op.error_added_db, "{:+.1f}"), spell("sqnr_db", op.output_sqnr_db),
+            spell("sqnr_db", op.output_channel_sqnr_median_db),
+            spell("sqnr_db", op.output_channel_sqnr_worst_db),
             f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—",
             number(t.get("channel_range_ratio"), "{:.3g}"), number(t.get("scale"), "{:.3g}"),
             number(t.get("rmse_over_scale"), "{:.2f}"),
