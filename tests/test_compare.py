@@ -14,7 +14,13 @@ import quantlens
 from quantlens.cli import main
 from quantlens.compare import recommend
 from quantlens.metrics.paired import paired_classification, paired_regression, significantly_worse
-from quantlens.results import DatasetSummary, EvaluationResult, ModelResult, Performance
+from quantlens.results import (
+    DatasetSummary,
+    EvaluationResult,
+    ModelResult,
+    Performance,
+    VariantQuantization,
+)
 
 
 def contingency(both: int, to_wrong: int, to_right: int, neither: int) -> tuple[np.ndarray, ...]:
@@ -89,7 +95,7 @@ def _model(
     speedup_ci: tuple[float, float] | None = None, io: str | None = None,
 ) -> ModelResult:  # fmt: skip
     perf = Performance({"p50": p50}, 1.0, None, size, 1.0 / p50, speedup_ci95=speedup_ci)
-    quantization = {"mode": mode, "settings": {}, "io_change": io} if mode else None
+    quantization = VariantQuantization(mode, {}, io) if mode else None
     return ModelResult(name, f"{name}.tflite", "tflite", "candidate" if mode else "reference",
                        size, {"accuracy": acc}, None, (), perf, None, quantization)  # fmt: skip
 
@@ -182,9 +188,9 @@ def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models
     result = quantlens.compare(digits_models["float"], "digits", modes="dynamic,weight-only-int4",
                                bench=False)  # fmt: skip
     assert result.recommendation.float_baseline == "cnn_float"
-    modes = [m.quantization["mode"] for m in result.models[1:]]
+    modes = [m.quantization.mode for m in result.models[1:]]
     assert modes == ["dynamic", "weight-only-int4"]
-    assert all(m.quantization["settings"]["tool"] == "ai_edge_quantizer" for m in result.models[1:])
+    assert all(m.quantization.settings["tool"] == "ai_edge_quantizer" for m in result.models[1:])
     # without out_dir the variants are kept where the result points, in a folder it names
     kept = Path(result.settings["out_dir"])
     assert all(Path(m.path).is_file() and Path(m.path).parent == kept for m in result.models[1:])
@@ -198,7 +204,7 @@ def test_a_mode_that_cannot_be_made_does_not_stop_the_others(tf, tmp_path) -> No
     np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(64, 16)))
     result = quantlens.compare(tmp_path / "prelu.keras", tmp_path / "d.npz", modes="int8,int16x8",
                                out_dir=tmp_path / "out", bench=False)  # fmt: skip
-    assert [m.quantization["mode"] for m in result.models[1:]] == ["float32", "int8"]
+    assert [m.quantization.mode for m in result.models[1:]] == ["float32", "int8"]
     (warning,) = result.warnings
     assert warning.code == "mode_failed" and "PRELU" in warning.message
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

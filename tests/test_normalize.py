@@ -131,7 +131,7 @@ def test_a_mode_that_quantizes_nothing_is_an_error_and_never_ranked(tf, tmp_path
     assert not (tmp_path / "q" / "dw_dynamic-int4-block32.tflite").exists()
     result = quantlens.compare(source, tmp_path / "d.npz", modes=modes, out_dir=tmp_path / "c",
                                bench=False)  # fmt: skip
-    assert [m.quantization["mode"] for m in result.models[1:]] == ["dynamic"]
+    assert [m.quantization.mode for m in result.models[1:]] == ["dynamic"]
     assert [(w.code, w.model) for w in result.warnings] == [("not_quantized",
                                                              "dynamic-int4-block32")]  # fmt: skip
 

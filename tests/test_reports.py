@@ -33,6 +33,7 @@ from quantlens.results import (
     RankedVariant,
     Recommendation,
     Suggestion,
+    VariantQuantization,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -60,10 +61,10 @@ def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResul
         ModelResult("int8", "int8.tflite", "tflite", "candidate", 1_000_000,
                     {"accuracy": acc_int8, "macro_f1": 0.93}, fid, (),
                     perf(p50_int8, 2.0 / p50_int8),
-                    paired(acc_int8 - 0.95), {"mode": "int8", "settings": {}}),
+                    paired(acc_int8 - 0.95), VariantQuantization("int8")),
         ModelResult("fp16", "fp16.tflite", "tflite", "candidate", 2_000_000,
                     {"accuracy": 0.95, "macro_f1": 0.95}, {**fid, "sqnr_db": 70.0}, (),
-                    perf(1.8, 2.0 / 1.8), paired(0.0), {"mode": "float16", "settings": {}}),
+                    perf(1.8, 2.0 / 1.8), paired(0.0), VariantQuantization("float16")),
     )  # fmt: skip
     ranking = (RankedVariant("int8", 0.01, True), RankedVariant("fp16", 0.0, True))
     rec = Recommendation("int8", "the smallest variant within the allowed drop", 0.01, "size",

@@ -36,6 +36,7 @@ from quantlens.results import (
     RankedVariant,
     Recommendation,
     ReportWarning,
+    VariantQuantization,
 )
 
 DEFAULT_MAX_DROP = 0.01
@@ -87,7 +88,7 @@ def _io_change(source: list[str], variant: list[str]) -> str | None:
 
 def changes_io(m: ModelResult) -> bool:
     """The variant takes or gives integers where the float model takes or gives floats."""
-    return bool((m.quantization or {}).get("io_change"))
+    return m.quantization is not None and bool(m.quantization.io_change)
 
 
 def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -> str:
@@ -270,16 +271,16 @@ def compare(
     by_path = {v.path: v for v in made.variants}
     source_io = _io_dtypes(src)
     models = [result.models[0]] + [
-        dataclasses.replace(m, quantization={
-            "mode": by_path[m.path].mode, "settings": by_path[m.path].settings,
-            "io_change": _io_change(source_io, _io_dtypes(Path(m.path))),
-        })
+        dataclasses.replace(m, quantization=VariantQuantization(
+            by_path[m.path].mode, dict(by_path[m.path].settings),
+            _io_change(source_io, _io_dtypes(Path(m.path))),
+        ))
         for m in result.models[1:]
     ]  # fmt: skip
     float_name = (
         models[0].name
         if backend_for(src).is_own_baseline  # the source itself is the float baseline
-        else next(m.name for m in models[1:] if m.quantization["mode"] == "float32")  # type: ignore[index]
+        else next(m.name for m in models[1:] if m.quantization and m.quantization.mode == "float32")
     )
     result = dataclasses.replace(result, models=tuple(models), schema=COMPARE_SCHEMA)
     rec = recommend(result, float_name, max_drop, prefer=prefer, allow_io_change=allow_io_change)

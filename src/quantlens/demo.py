@@ -141,7 +141,7 @@ def run_demo(out: str | Path) -> None:
     print_compare(result, console)
     _write(result, console, out_dir / "compare")
 
-    variants = {m.quantization["mode"]: m.path for m in result.models[1:] if m.quantization}
+    variants = {m.quantization.mode: m.path for m in result.models[1:] if m.quantization}
     console.print("\n[bold]3. Where does int8 lose it?[/] Both models run with every tensor kept.")
     with console.status("diagnosing the int8 model layer by layer…"):
         diagnosis = diagnose(variants["float32"], variants["int8"], "digits",
@@ -178,7 +178,7 @@ def _write(result: Any, console: Any, stem: Path) -> None:
 
 def story(result: EvaluationResult, diagnosis: DiagnosisResult) -> list[str]:
     """The demo's conclusion in three sentences: what int8 lost, where, and the fix."""
-    int8 = next(m for m in result.models if (m.quantization or {}).get("mode") == "int8")
+    int8 = next(m for m in result.models if m.quantization and m.quantization.mode == "int8")
     delta, p = delta_text(int8.paired, result.dataset.task)
     lines = [f"[bold]In short:[/] full int8 changes accuracy by {delta} (p = {p})."]
     origin = origin_sentence(diagnosis, term)

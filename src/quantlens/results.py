@@ -285,6 +285,24 @@ class ReportWarning:
 
 
 @dataclass(frozen=True)
+class VariantQuantization:
+    """How compare() made a variant: its mode, the quantizer's settings, and how it changes
+    the model's I/O contract ("float32 -> int8"; None: it keeps float I/O)."""
+
+    mode: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    io_change: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "settings": encode_tree(self.settings),
+                "io_change": self.io_change}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VariantQuantization:
+        return cls(str(d["mode"]), dict(decode_tree(d.get("settings") or {})), d.get("io_change"))
+
+
+@dataclass(frozen=True)
 class ModelResult:
     """One model's row: task metrics against labels and, for a candidate, fidelity."""
 
@@ -298,7 +316,7 @@ class ModelResult:
     outputs: tuple[OutputFidelity, ...] = ()  # every output, when there are several
     performance: Performance | None = None  # when the run was benchmarked
     paired: dict[str, Any] | None = None  # candidates with labels: paired statistics
-    quantization: dict[str, Any] | None = None  # compare: {"mode", "settings"}
+    quantization: VariantQuantization | None = None  # compare's variants
     nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
     batching: BatchingDecision | None = None  # how its batches ran, and why
 
@@ -322,7 +340,7 @@ class ModelResult:
         if self.paired is not None:
             d["paired"] = encode_tree(self.paired)
         if self.quantization is not None:
-            d["quantization"] = self.quantization
+            d["quantization"] = self.quantization.to_dict()
         if self.batching is not None:
             d["batching"] = self.batching.to_dict()
         return d
@@ -340,7 +358,9 @@ class ModelResult:
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
             performance=Performance.from_dict(d),
             paired=decode_tree(d.get("paired")),
-            quantization=d.get("quantization"),
+            quantization=(
+                VariantQuantization.from_dict(d["quantization"]) if d.get("quantization") else None
+            ),
             nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
             batching=BatchingDecision.from_dict(d["batching"]) if d.get("batching") else None,
         )
