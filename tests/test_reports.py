@@ -226,7 +226,8 @@ def test_html_renders_in_headless_chromium(tmp_path, kind, render, headings, nam
     ("compare.md", lambda: evaluation_markdown(evaluation(), [])),
     ("bench.md", lambda: bench_markdown(bench(), [])),
     ("gates.md", lambda: evaluation_markdown(evaluation(), [
-        {"gate": "accuracy_drop>0.005", "model": "int8", "value": 0.01, "failed": True}])),
+        {"gate": "accuracy_drop>0.005", "model": "int8", "value": 0.01, "failed": True,
+         "metric": "accuracy_drop"}])),
 ])  # fmt: skip
 def test_markdown_against_golden_files(name: str, render) -> None:
     assert render() == (GOLDEN / name).read_text()

@@ -550,15 +550,14 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from quantlens.files import read_report
     from quantlens.gates import check_gates, describe_failure
-    from quantlens.report.console import make_console
+    from quantlens.report.console import make_console, view_table
     from quantlens.report.text import term
+    from quantlens.report.views import gates_view
 
     gates = _gates(args, outputs=False)  # check reads a report; it writes none
     console = make_console()
     outcomes = check_gates(gates, read_report(args.report))
-    for o in outcomes:
-        mark = "[bold red]FAILED[/]" if o.failed else "ok"
-        console.print(f"{mark:>8}  {term(o.model)}: {term(o.gate)} (value {o.value:.6g})")
+    console.print(view_table(gates_view([o.to_dict() for o in outcomes]), console.width))
     failed = [o for o in outcomes if o.failed]
     for o in failed:
         console.print(f"[bold red]gate failed:[/] {term(describe_failure(o, gates), 2000)}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantlens.errors import ConfigError
-from quantlens.metric_registry import METRICS
+from quantlens.metric_registry import METRICS, spell
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -74,9 +74,11 @@ class GateOutcome:
     model: str
     value: float
     failed: bool
+    metric: str = ""  # the registry's name of what the gate reads
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "model": self.model, "value": self.value, "failed": self.failed}
+        return {"gate": self.gate, "model": self.model, "value": self.value,
+                "failed": self.failed, "metric": self.metric}  # fmt: skip
 
 
 def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOutcome]:
@@ -99,7 +101,7 @@ def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOu
             if value is None:
                 raise ConfigError(f"gate '{g.text}': the report has no {g.metric} for "
                                   f"'{m['name']}'")  # fmt: skip
-            outcomes.append(GateOutcome(g.text, m["name"], value, g.violated_by(value)))
+            outcomes.append(GateOutcome(g.text, m["name"], value, g.violated_by(value), g.metric))
     return outcomes
 
 
@@ -107,7 +109,8 @@ def describe_failure(o: GateOutcome, gates: Sequence[Gate]) -> str:
     """'model broke gate: value (by how much)'."""
     g = next(g for g in gates if g.text == o.gate)
     by = abs(o.value - g.threshold)
-    return f"{o.model} broke gate {g.text}: {g.metric} = {o.value:.6g} (by {by:.6g})"
+    return (f"{o.model} broke gate {g.text}: {g.metric} = {spell(g.metric, o.value)} "
+            f"(by {spell(g.metric, by)})")  # fmt: skip
 
 
 def report_models(

@@ -20,6 +20,7 @@ from quantlens.report.views import (
     TableView,
     bench_view,
     diagnosis_view,
+    gates_view,
     models_view,
     on_page,
     suggestion_views,
@@ -123,11 +124,7 @@ def gates_section(outcomes: Sequence[dict[str, Any]]) -> str:
         if failed
         else '<p class="banner">every gate passed</p>'
     )
-    rows = [
-        [_e(o["model"]), _e(o["gate"]), _num(o["value"]), "FAILED" if o["failed"] else "ok"]
-        for o in outcomes
-    ]
-    return banner + _table(["model", "gate", "value", "outcome"], rows)
+    return banner + view_html(gates_view(outcomes))
 
 
 def _task_metric(result: EvaluationResult) -> tuple[str, str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from quantlens.metric_registry import spell
 from quantlens.report.formats import (
     drop_text,
     end_to_end_sentences,
@@ -41,8 +42,8 @@ def _gates(outcomes: Sequence[dict[str, Any]]) -> str:
     failed = [o for o in outcomes if o["failed"]]
     if not failed:
         return f"\n\n✅ all {len(outcomes)} gate checks passed"
-    lines = [f"- ❌ {md_code(o['model'])} broke {md_code(o['gate'])} (value {o['value']:.6g})"
-             for o in failed]  # fmt: skip
+    lines = [f"- ❌ {md_code(o['model'])} broke {md_code(o['gate'])} "
+             f"(value {spell(o.get('metric', ''), o['value'])})" for o in failed]  # fmt: skip
     return "\n\n**Gates failed**\n\n" + "\n".join(lines)
 
 

@@ -9,7 +9,9 @@ stands out (``good``, ``bad``), each renderer in its own way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from quantlens.metric_registry import human_size, latency, number, shown_in, spell
 from quantlens.report.formats import (
@@ -297,3 +299,15 @@ def suggestion_views(s: Suggestion) -> tuple[TableView, TableView]:
         tuple(rows),
     )  # fmt: skip
     return candidates, steps
+
+
+def gates_view(outcomes: Sequence[Mapping[str, Any]]) -> TableView:
+    """Every gate checked against every model it applies to (outcomes as in a report's JSON),
+    each value spelled as its metric is."""
+    rows = tuple(
+        (Cell("FAILED", "bad") if o["failed"] else Cell("ok"), Cell(o["model"]), Cell(o["gate"]),
+         Cell(spell(o.get("metric", ""), o["value"])))
+        for o in outcomes
+    )  # fmt: skip
+    columns = (Col("outcome", "text"), Col("model", "name"), Col("gate", "name"), Col("value"))
+    return TableView("gates", columns, rows)
