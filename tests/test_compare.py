@@ -34,29 +34,29 @@ def test_mcnemar_exact_on_a_known_table() -> None:
     got = paired_classification(ref, cand)
     # exact two-sided binomial test of 2 successes in 12 fair trials, written out by hand
     expected_p = 2 * sum(comb(12, k) for k in range(3)) / 2**12
-    assert got["mcnemar_p"] == pytest.approx(expected_p)  # 0.0386
-    assert got["flips"] == {"correct_to_wrong": 10, "wrong_to_correct": 2}
-    assert got["accuracy_delta"] == pytest.approx(-0.08)
-    assert got["samples"] == 100 and got["resamples"] == 2000
+    assert got.p_value == pytest.approx(expected_p)  # 0.0386
+    assert (got.correct_to_wrong, got.wrong_to_correct) == (10, 2)
+    assert got.delta == pytest.approx(-0.08)
+    assert got.samples == 100 and got.resamples == 2000
     # the percentile bootstrap agrees with the normal approximation of the paired difference
     d = cand.astype(float) - ref.astype(float)
     half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
-    assert got["ci95_low"] == pytest.approx(d.mean() - half, abs=0.015)
-    assert got["ci95_high"] == pytest.approx(d.mean() + half, abs=0.015)
-    assert got["ci95_high"] < 0 and significantly_worse(got)
+    assert got.ci95_low == pytest.approx(d.mean() - half, abs=0.015)
+    assert got.ci95_high == pytest.approx(d.mean() + half, abs=0.015)
+    assert got.ci95_high < 0 and significantly_worse(got)
 
 
 def test_identical_models_have_an_interval_on_zero_and_p_of_one() -> None:
     ref, _ = contingency(90, 0, 0, 10)
     got = paired_classification(ref, ref)
-    assert got["ci95_low"] <= 0 <= got["ci95_high"]
-    assert got["mcnemar_p"] == 1.0 and not significantly_worse(got)
+    assert got.ci95_low <= 0 <= got.ci95_high
+    assert got.p_value == 1.0 and not significantly_worse(got)
 
 
 def test_balanced_flips_are_not_significant() -> None:
     got = paired_classification(*contingency(80, 5, 5, 10))
-    assert got["accuracy_delta"] == 0 and got["mcnemar_p"] == pytest.approx(1.0)
-    assert got["ci95_low"] < 0 < got["ci95_high"] and not significantly_worse(got)
+    assert got.delta == 0 and got.p_value == pytest.approx(1.0)
+    assert got.ci95_low < 0 < got.ci95_high and not significantly_worse(got)
 
 
 def test_paired_regression() -> None:
@@ -66,12 +66,12 @@ def test_paired_regression() -> None:
     ref = np.abs(rng.normal(size=300))
     cand = ref + rng.normal(0.05, 0.1, size=300)
     got = paired_regression(ref, cand)
-    assert got["mae_delta"] == pytest.approx(np.mean(cand) - np.mean(ref))
-    assert got["wilcoxon_p"] == pytest.approx(wilcoxon(cand, ref).pvalue)
-    assert got["ci95_low"] < got["mae_delta"] < got["ci95_high"]
-    assert got["ci95_low"] > 0 and significantly_worse(got)
+    assert got.delta == pytest.approx(np.mean(cand) - np.mean(ref))
+    assert got.p_value == pytest.approx(wilcoxon(cand, ref).pvalue)
+    assert got.ci95_low < got.delta < got.ci95_high
+    assert got.ci95_low > 0 and significantly_worse(got)
     same = paired_regression(ref, ref)
-    assert same["wilcoxon_p"] == 1.0 and same["ci95_low"] == same["ci95_high"] == 0.0
+    assert same.p_value == 1.0 and same.ci95_low == same.ci95_high == 0.0
 
 
 def test_damaged_model_interval_excludes_zero(tf, convert, digits_models, digits_split, tmp_path):
@@ -84,10 +84,10 @@ def test_damaged_model_interval_excludes_zero(tf, convert, digits_models, digits
     result = quantlens.evaluate(digits_models["float"], [damaged, digits_models["float"]], "digits")
     bad = result.models[1].paired
     same = result.models[2].paired
-    assert bad["ci95_high"] < 0 and bad["mcnemar_p"] < 0.05
+    assert bad.ci95_high < 0 and bad.p_value < 0.05
     acc = result.models[1].task_metrics["accuracy"] - result.models[0].task_metrics["accuracy"]
-    assert bad["accuracy_delta"] == pytest.approx(acc)
-    assert same["ci95_low"] <= 0 <= same["ci95_high"] and same["mcnemar_p"] == 1.0
+    assert bad.delta == pytest.approx(acc)
+    assert same.ci95_low <= 0 <= same.ci95_high and same.p_value == 1.0
 
 
 def _model(

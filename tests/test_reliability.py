@@ -314,7 +314,7 @@ def test_nonfinite_outputs_are_counted_and_left_out(tf, convert, tmp_path) -> No
         skm.mean_absolute_error(y[~bad], c[~bad]), rel=1e-5
     )
     assert m.fidelity["mse"] == pytest.approx(np.mean((c[~bad] - r[~bad]) ** 2), rel=1e-5)
-    assert m.paired["samples"] == int((~bad).sum())
+    assert m.paired.samples == int((~bad).sum())
     report = json.loads(json.dumps(result.to_dict()))
     assert report["models"][1]["nonfinite_outputs"] == int(bad.sum())
     gate = parse_gate("nonfinite_outputs>0")

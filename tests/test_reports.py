@@ -29,6 +29,7 @@ from quantlens.results import (
     EvaluationResult,
     ModelResult,
     OpRow,
+    PairedStats,
     Performance,
     RankedVariant,
     Recommendation,
@@ -46,10 +47,8 @@ def perf(p50: float, speedup: float) -> Performance:
     return Performance(latency, 1000 / p50, 3.5, 1000, speedup, (), samples)
 
 
-def paired(delta: float) -> dict:
-    return {"samples": 400, "accuracy_delta": delta, "ci95_low": delta - 0.01,
-            "ci95_high": delta + 0.01, "resamples": 2000, "mcnemar_p": 0.5,
-            "flips": {"correct_to_wrong": 3, "wrong_to_correct": 1}}  # fmt: skip
+def paired(delta: float) -> PairedStats:
+    return PairedStats("classification", 400, delta, delta - 0.01, delta + 0.01, 0.5, 2000, 3, 1)
 
 
 def evaluation(acc_int8: float = 0.94, p50_int8: float = 0.5) -> EvaluationResult:

@@ -26,8 +26,9 @@ def _same(a, b) -> None:
         if ma.fidelity:
             assert ma.fidelity == pytest.approx(mb.fidelity, rel=1e-9)
         if ma.paired:
-            assert ma.paired["flips"] == mb.paired["flips"]
-            assert ma.paired["accuracy_delta"] == mb.paired["accuracy_delta"]
+            flips = (ma.paired.correct_to_wrong, ma.paired.wrong_to_correct)
+            assert flips == (mb.paired.correct_to_wrong, mb.paired.wrong_to_correct)
+            assert ma.paired.delta == mb.paired.delta
     assert a.dataset == b.dataset
 
 

@@ -102,7 +102,7 @@ def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -
         parts.append(speed)
     detail = f"a drop of {drop_words(drop(m, ref, task) or 0.0, task)}"
     if m.paired:
-        lo, hi = m.paired["ci95_low"], m.paired["ci95_high"]
+        lo, hi = m.paired.ci95_low, m.paired.ci95_high
         scale = 100 if task == "classification" else 1
         unit = " pt" if task == "classification" else ""
         detail += f" (95% CI of the delta [{lo * scale:+.2f}, {hi * scale:+.2f}]{unit})"

@@ -284,6 +284,62 @@ class ReportWarning:
         return cls(str(d["code"]), d.get("model"), str(d["message"]))
 
 
+#: A p-value below this says a difference is not noise.
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A candidate against the reference on the same samples: the change of the task metric
+    (candidate − reference: accuracy as a fraction, or MAE) with its 95% bootstrap interval,
+    and the p-value of the paired test (exact McNemar on the discordant pairs for accuracy,
+    Wilcoxon signed-rank on per-sample absolute errors for regression)."""
+
+    task: str  # "classification" | "regression"
+    samples: int
+    delta: float
+    ci95_low: float
+    ci95_high: float
+    p_value: float
+    resamples: int
+    correct_to_wrong: int | None = None  # classification: the discordant pairs
+    wrong_to_correct: int | None = None
+
+    @property
+    def significantly_worse(self) -> bool:
+        """Worse than the reference (less accurate, or a larger MAE), beyond the noise."""
+        worse = self.delta < 0 if self.task == "classification" else self.delta > 0
+        return worse and self.p_value < SIGNIFICANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"samples": self.samples}
+        if self.task == "classification":
+            d["accuracy_delta"] = encode_number(self.delta)
+        else:
+            d["mae_delta"] = encode_number(self.delta)
+        d.update(ci95_low=encode_number(self.ci95_low), ci95_high=encode_number(self.ci95_high),
+                 resamples=self.resamples)  # fmt: skip
+        if self.task == "classification":
+            d["mcnemar_p"] = encode_number(self.p_value)
+            d["flips"] = {"correct_to_wrong": self.correct_to_wrong,
+                          "wrong_to_correct": self.wrong_to_correct}  # fmt: skip
+        else:
+            d["wilcoxon_p"] = encode_number(self.p_value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PairedStats:
+        if "accuracy_delta" in d:
+            flips = d.get("flips") or {}
+            return cls("classification", int(d["samples"]), decode_number(d["accuracy_delta"]),
+                       decode_number(d["ci95_low"]), decode_number(d["ci95_high"]),
+                       decode_number(d["mcnemar_p"]), int(d.get("resamples", 0)),
+                       flips.get("correct_to_wrong"), flips.get("wrong_to_correct"))  # fmt: skip
+        return cls("regression", int(d["samples"]), decode_number(d["mae_delta"]),
+                   decode_number(d["ci95_low"]), decode_number(d["ci95_high"]),
+                   decode_number(d["wilcoxon_p"]), int(d.get("resamples", 0)))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class VariantQuantization:
     """How compare() made a variant: its mode, the quantizer's settings, and how it changes
@@ -315,7 +371,7 @@ class ModelResult:
     fidelity: dict[str, float] | None = None  # first output; candidates only
     outputs: tuple[OutputFidelity, ...] = ()  # every output, when there are several
     performance: Performance | None = None  # when the run was benchmarked
-    paired: dict[str, Any] | None = None  # candidates with labels: paired statistics
+    paired: PairedStats | None = None  # candidates with labels: paired statistics
     quantization: VariantQuantization | None = None  # compare's variants
     nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
     batching: BatchingDecision | None = None  # how its batches ran, and why
@@ -338,7 +394,7 @@ class ModelResult:
         if self.performance is not None:
             d.update(self.performance.to_dict())
         if self.paired is not None:
-            d["paired"] = encode_tree(self.paired)
+            d["paired"] = self.paired.to_dict()
         if self.quantization is not None:
             d["quantization"] = self.quantization.to_dict()
         if self.batching is not None:
@@ -357,7 +413,7 @@ class ModelResult:
             fidelity=decode_tree(d.get("fidelity")),
             outputs=tuple(OutputFidelity.from_dict(o) for o in d.get("outputs", ())),
             performance=Performance.from_dict(d),
-            paired=decode_tree(d.get("paired")),
+            paired=PairedStats.from_dict(d["paired"]) if d.get("paired") else None,
             quantization=(
                 VariantQuantization.from_dict(d["quantization"]) if d.get("quantization") else None
             ),

@@ -11,10 +11,10 @@ import math
 import numpy as np
 
 from quantlens.metrics.task import ClassificationState, RegressionState
+from quantlens.results import PairedStats
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-SIGNIFICANCE = 0.05
 _BOOTSTRAP_CELLS = 4_000_000  # resamples × samples held in memory at once
 
 
@@ -49,7 +49,7 @@ def _both_valid(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return r[keep], c[keep]
 
 
-def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> dict[str, object]:
+def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> PairedStats:
     """accuracy_delta (candidate − reference) with its 95% bootstrap interval, the exact
     McNemar p-value on the discordant pairs, and the flips between them."""
     from scipy import stats
@@ -62,18 +62,11 @@ def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> 
     to_right = int(np.sum(~r & c))
     discordant = to_wrong + to_right
     p = stats.binomtest(to_wrong, discordant, 0.5).pvalue if discordant else 1.0
-    return {
-        "samples": int(r.size),
-        "accuracy_delta": float(d.mean()) if d.size else math.nan,
-        "ci95_low": low,
-        "ci95_high": high,
-        "resamples": BOOTSTRAP_RESAMPLES,
-        "mcnemar_p": float(p),
-        "flips": {"correct_to_wrong": to_wrong, "wrong_to_correct": to_right},
-    }
+    return PairedStats("classification", int(r.size), float(d.mean()) if d.size else math.nan,
+                       low, high, float(p), BOOTSTRAP_RESAMPLES, to_wrong, to_right)  # fmt: skip
 
 
-def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> dict[str, object]:
+def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> PairedStats:
     """mae_delta (candidate − reference) with its 95% bootstrap interval, and the Wilcoxon
     signed-rank p-value on the per-sample absolute errors."""
     from scipy import stats
@@ -82,19 +75,13 @@ def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> dict
     d = c - r
     low, high = _bootstrap_mean_interval(d)
     p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(c, r).pvalue)
-    return {
-        "samples": int(r.size),
-        "mae_delta": float(d.mean()) if d.size else math.nan,
-        "ci95_low": low,
-        "ci95_high": high,
-        "resamples": BOOTSTRAP_RESAMPLES,
-        "wilcoxon_p": p,
-    }
+    return PairedStats("regression", int(r.size), float(d.mean()) if d.size else math.nan,
+                       low, high, p, BOOTSTRAP_RESAMPLES)  # fmt: skip
 
 
 def paired(
     ref: ClassificationState | RegressionState, cand: ClassificationState | RegressionState
-) -> dict[str, object]:
+) -> PairedStats:
     """The paired statistics for the task both states accumulated."""
     if isinstance(ref, ClassificationState) and isinstance(cand, ClassificationState):
         return paired_classification(np.concatenate(ref.correct), np.concatenate(cand.correct))
@@ -103,8 +90,6 @@ def paired(
     raise TypeError("reference and candidate accumulated different tasks")
 
 
-def significantly_worse(stats: dict[str, object]) -> bool:
+def significantly_worse(stats: PairedStats) -> bool:
     """The candidate is worse than the reference and the test says it is not noise."""
-    if "mcnemar_p" in stats:
-        return float(stats["accuracy_delta"]) < 0 and float(stats["mcnemar_p"]) < SIGNIFICANCE  # type: ignore[arg-type]
-    return float(stats["mae_delta"]) > 0 and float(stats["wilcoxon_p"]) < SIGNIFICANCE  # type: ignore[arg-type]
+    return stats.significantly_worse

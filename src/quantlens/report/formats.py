@@ -27,15 +27,14 @@ def delta_header(task: str) -> str:
     return "Δ pt [95% CI]" if task == "classification" else "Δ MAE [95% CI]"
 
 
-def delta_text(paired: dict[str, Any] | None, task: str) -> tuple[str, str]:
+def delta_text(paired: Any, task: str) -> tuple[str, str]:
     """The change of the task metric with its 95% interval (accuracy in points, MAE as it
     is; the unit is in :func:`delta_header`), and the paired test's p-value."""
-    if not paired:
+    if paired is None:
         return "—", "—"
-    key, scale = ("accuracy_delta", 100) if task == "classification" else ("mae_delta", 1)
-    d, lo, hi = (paired[key] * scale, paired["ci95_low"] * scale, paired["ci95_high"] * scale)
-    p = paired.get("mcnemar_p", paired.get("wilcoxon_p"))
-    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]", p_text(p)
+    scale = 100 if task == "classification" else 1
+    d, lo, hi = paired.delta * scale, paired.ci95_low * scale, paired.ci95_high * scale
+    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]", p_text(paired.p_value)
 
 
 def p_text(p: float | None) -> str:
