@@ -179,7 +179,7 @@ def _write(result: Any, console: Any, stem: Path) -> None:
 def story(result: EvaluationResult, diagnosis: DiagnosisResult) -> list[str]:
     """The demo's conclusion in three sentences: what int8 lost, where, and the fix."""
     int8 = next(m for m in result.models if m.quantization and m.quantization.mode == "int8")
-    delta, p = delta_text(int8.paired, result.dataset.task)
+    delta, p = delta_text(int8.paired, result.dataset.task, unit=True)
     lines = [f"[bold]In short:[/] full int8 changes accuracy by {delta} (p = {p})."]
     origin = origin_sentence(diagnosis, term)
     if origin is not None:

@@ -27,14 +27,16 @@ def delta_header(task: str) -> str:
     return "Δ pt [95% CI]" if task == "classification" else "Δ MAE [95% CI]"
 
 
-def delta_text(paired: Any, task: str) -> tuple[str, str]:
+def delta_text(paired: Any, task: str, *, unit: bool = False) -> tuple[str, str]:
     """The change of the task metric with its 95% interval (accuracy in points, MAE as it
-    is; the unit is in :func:`delta_header`), and the paired test's p-value."""
+    is; the unit is in :func:`delta_header`, or after the number with ``unit``), and the
+    paired test's p-value."""
     if paired is None:
         return "—", "—"
     scale = 100 if task == "classification" else 1
     d, lo, hi = paired.delta * scale, paired.ci95_low * scale, paired.ci95_high * scale
-    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]", p_text(paired.p_value)
+    after = " pt" if unit and task == "classification" else ""
+    return f"{d:+.2f}{after} [{lo:+.2f}, {hi:+.2f}]", p_text(paired.p_value)
 
 
 def p_text(p: float | None) -> str:
