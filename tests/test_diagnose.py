@@ -21,11 +21,11 @@ def test_the_bad_layer_is_ranked_first(bad_layer) -> None:
     top = result.top_ops(3)
     assert BAD in top[0].output and top[0].op_type == "FULLY_CONNECTED"
     assert top[0].error_added_db > 20 > top[1].error_added_db
-    row = next(t for t in result.tensors if BAD in t["name"])
+    row = next(t for t in result.tensors if BAD in t.name)
     # the failure tensor-wide SQNR hides: the wide channel is fine, the others carry nothing
-    assert row["sqnr_db"] > 25 and row["channel_sqnr_median_db"] < 5
-    assert row["channel_range_ratio"] > 100  # and why: one channel a thousand times wider
-    assert row["scale"] > 1 and "zero_point" in row
+    assert row.sqnr_db > 25 and row.channel_sqnr_median_db < 5
+    assert row.channel_range_ratio > 100  # and why: one channel a thousand times wider
+    assert row.scale > 1 and row.zero_point is not None
     consumer = next(o for o in result.ops if o.index in top[0].consumers)
     assert consumer.error_added_db < 5  # it inherits the error, it does not add it
     assert result.end_to_end["output_0"]["top1_agreement"] < 0.9
@@ -57,34 +57,35 @@ def test_tensor_metrics_match_numpy_on_the_raw_tensors(bad_layer) -> None:
     f_vals, _ = _run_all_tensors(bad_layer["float"], x)
     q_vals, q_details = _run_all_tensors(bad_layer["int8"], x)
     for row in result.tensors:
-        if row["name"] not in q_vals or row["float_name"] not in f_vals:
+        if row.name not in q_vals or row.float_name not in f_vals:
             continue
-        ref = f_vals[row["float_name"]].astype(np.float64)
-        raw = q_vals[row["name"]]
-        scale, zp = q_details[row["name"]]["quantization"]
+        ref = f_vals[row.float_name].astype(np.float64)
+        raw = q_vals[row.name]
+        scale, zp = q_details[row.name]["quantization"]
         cand = (raw.astype(np.float64) - zp) * scale if scale else raw.astype(np.float64)
         err = cand - ref
-        assert row["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12)
-        assert row["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-5, abs=1e-12)
+        fid = row.fidelity
+        assert fid["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12)
+        assert fid["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-5, abs=1e-12)
         # quantlens dequantizes to float32, this test in float64
-        assert row["max_abs_error"] == pytest.approx(np.abs(err).max(), rel=1e-5, abs=1e-9)
-        assert (row["float_min"], row["float_max"]) == pytest.approx((ref.min(), ref.max()))
+        assert fid["max_abs_error"] == pytest.approx(np.abs(err).max(), rel=1e-5, abs=1e-9)
+        assert (row.float_min, row.float_max) == pytest.approx((ref.min(), ref.max()))
         ch_max = np.abs(ref).max(axis=0)
         if (ch_max > 0).any():
             live = ch_max[ch_max > 0]
-            assert row["channel_range_ratio"] == pytest.approx(live.max() / np.median(live))
+            assert row.channel_range_ratio == pytest.approx(live.max() / np.median(live))
         if np.sum(err**2) > 0:
             sqnr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2))
-            assert row["sqnr_db"] == pytest.approx(sqnr, rel=1e-5)
+            assert row.sqnr_db == pytest.approx(sqnr, rel=1e-5)
             live = (np.sum(ref**2, 0) > 0) | (np.sum(err**2, 0) > 0)
             with np.errstate(divide="ignore"):
                 ch = 10 * np.log10(np.sum(ref**2, 0)[live] / np.sum(err**2, 0)[live])
             ch = np.clip(ch, -100, 100)
-            assert row["channel_sqnr_median_db"] == pytest.approx(np.median(ch), rel=1e-5, abs=1e-6)
-            assert row["channel_sqnr_worst_db"] == pytest.approx(ch.min(), rel=1e-5, abs=1e-6)
+            assert row.channel_sqnr_median_db == pytest.approx(np.median(ch), rel=1e-5, abs=1e-6)
+            assert row.channel_sqnr_worst_db == pytest.approx(ch.min(), rel=1e-5, abs=1e-6)
         if scale:
             expected = np.sqrt(np.mean(err**2)) / scale
-            assert row["rmse_over_scale"] == pytest.approx(expected, rel=1e-5)
+            assert row.rmse_over_scale == pytest.approx(expected, rel=1e-5)
 
 
 def test_tensors_match_by_position_when_names_differ(bad_layer, tmp_path) -> None:
@@ -97,7 +98,7 @@ def test_tensors_match_by_position_when_names_differ(bad_layer, tmp_path) -> Non
     renamed.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     original = diagnose(bad_layer["float"], bad_layer["int8"], bad_layer["data"], samples=64)
     result = diagnose(bad_layer["float"], renamed, bad_layer["data"], samples=64)
-    assert [t["float_name"] for t in result.tensors] == [t["float_name"] for t in original.tensors]
+    assert [t.float_name for t in result.tensors] == [t.float_name for t in original.tensors]
     assert result.top_ops(1)[0].index == original.top_ops(1)[0].index
     assert result.unmatched == {"quantized": [], "float": []}
 
@@ -132,8 +133,8 @@ def test_keras_source_merges_the_quantization_debugger(bad_layer, tmp_path) -> N
         bad_layer["keras"], bad_layer["data"], mode="int8", calibration=bad_layer["data"],
         out_dir=tmp_path, samples=64,
     )  # fmt: skip
-    with_debugger = [t for t in result.tensors if "debugger" in t]
+    with_debugger = [t for t in result.tensors if t.debugger is not None]
     assert with_debugger
-    worst = max(with_debugger, key=lambda t: t["debugger"]["mean_squared_error"])
-    assert BAD in worst["name"]
+    worst = max(with_debugger, key=lambda t: t.debugger["mean_squared_error"])
+    assert BAD in worst.name
     assert BAD in result.top_ops(1)[0].output

@@ -128,7 +128,7 @@ def test_diagnose_onnx_matches_numpy_on_the_raw_tensors(onnx_models) -> None:
     result = quantlens.diagnose(onnx_models["float"], onnx_models["qdq"], onnx_models["data"],
                                 samples=100)  # fmt: skip
     x = np.load(onnx_models["data"])["x"][:100]
-    rows = {t["float_name"]: t for t in result.tensors}
+    rows = {t.float_name: t for t in result.tensors}
     assert {"h0", "h2", "logits"} <= set(rows)
 
     def with_outputs(path, names):
@@ -139,9 +139,9 @@ def test_diagnose_onnx_matches_numpy_on_the_raw_tensors(onnx_models) -> None:
 
     for name, row in rows.items():
         (f,) = with_outputs(onnx_models["float"], [name])
-        (q,) = with_outputs(onnx_models["qdq"], [row["name"]])
+        (q,) = with_outputs(onnx_models["qdq"], [row.name])
         err = q.astype(np.float64) - f
-        assert row["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12), name
+        assert row.fidelity["mse"] == pytest.approx(np.mean(err**2), rel=1e-5, abs=1e-12), name
     ranked = [o for o in result.top_ops(10)]
     assert ranked and all(o.op_type not in ("QuantizeLinear", "DequantizeLinear") for o in ranked)
     assert {w.name for w in result.weights} >= {"W1", "W2"}

@@ -69,14 +69,14 @@ def test_diagnose_reports_the_share_of_values_at_the_integer_limits(bad_layer) -
         interp.set_tensor(interp.get_input_details()[0]["index"], x[i : i + 1])
         interp.invoke()
         for row in diagnosis.tensors:
-            if row["dtype"] == "int8":
-                v = interp.get_tensor(row["index"])
-                h = hits.setdefault(row["index"], [0, 0])
+            if row.dtype == "int8":
+                v = interp.get_tensor(row.index)
+                h = hits.setdefault(row.index, [0, 0])
                 h[0] += int(np.count_nonzero((v == -128) | (v == 127)))
                 h[1] += v.size
-    int8_rows = [r for r in diagnosis.tensors if r["dtype"] == "int8"]
-    assert int8_rows and all("clipped_fraction" in r for r in int8_rows)
+    int8_rows = [r for r in diagnosis.tensors if r.dtype == "int8"]
+    assert int8_rows and all(r.clipped_fraction is not None for r in int8_rows)
     for row in int8_rows:
-        a, n = hits[row["index"]]
-        assert row["clipped_fraction"] == pytest.approx(a / n)
-    assert max(r["clipped_fraction"] for r in int8_rows) > 0
+        a, n = hits[row.index]
+        assert row.clipped_fraction == pytest.approx(a / n)
+    assert max(r.clipped_fraction or 0.0 for r in int8_rows) > 0

@@ -758,6 +758,73 @@ def _maybe(x: Any) -> float | None:
     return None if x is None else decode_number(x)
 
 
+#: A diagnosis tensor row's fields that are not its tensor-wide fidelity metrics.
+_TENSOR_FIELDS = (
+    "index", "name", "float_name", "dtype", "op_type", "channel_sqnr_median_db",
+    "channel_sqnr_worst_db", "float_min", "float_max", "channel_range_ratio", "scale",
+    "zero_point", "rmse_over_scale", "clipped_fraction", "debugger",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    """One activation of the quantized model in a diagnosis, against the float model's tensor
+    it was matched to: tensor-wide fidelity (``fidelity``: mse, sqnr_db, ... as the metric
+    registry names them), SQNR per channel (median and worst), the float values' range and
+    how much wider the widest channel is than the median one, and for an integer tensor its
+    scale, zero point, error in units of the scale and the share of values that clipped;
+    ``debugger``: the TFLite QuantizationDebugger's statistics for it, when it ran."""
+
+    index: int
+    name: str
+    float_name: str
+    dtype: str
+    op_type: str  # of the op producing it ("INPUT" for a model input)
+    fidelity: dict[str, float]
+    channel_sqnr_median_db: float
+    channel_sqnr_worst_db: float
+    float_min: float
+    float_max: float
+    channel_range_ratio: float | None = None
+    scale: float | None = None
+    zero_point: int | None = None
+    rmse_over_scale: float | None = None
+    clipped_fraction: float | None = None
+    debugger: dict[str, float] | None = None
+
+    @property
+    def sqnr_db(self) -> float:
+        """The tensor-wide SQNR."""
+        return self.fidelity["sqnr_db"]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: getattr(self, k) for k in _TENSOR_FIELDS[:5]}
+        d.update(encode_tree(self.fidelity))
+        for k in _TENSOR_FIELDS[5:]:
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = encode_tree(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorRow:
+        fidelity = {k: decode_number(v) for k, v in d.items() if k not in _TENSOR_FIELDS}
+
+        def num(key: str) -> float | None:
+            return None if d.get(key) is None else decode_number(d[key])
+
+        return cls(
+            int(d["index"]), str(d["name"]), str(d["float_name"]), str(d["dtype"]),
+            str(d["op_type"]), fidelity, decode_number(d["channel_sqnr_median_db"]),
+            decode_number(d["channel_sqnr_worst_db"]), decode_number(d["float_min"]),
+            decode_number(d["float_max"]), num("channel_range_ratio"), num("scale"),
+            None if d.get("zero_point") is None else int(d["zero_point"]), num("rmse_over_scale"),
+            num("clipped_fraction"),
+            None if d.get("debugger") is None else {k: decode_number(v)
+                                                    for k, v in d["debugger"].items()},
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class OpRow:
     """One op of the quantized model in a diagnosis: its output tensor, the ops reading it,
@@ -987,7 +1054,7 @@ class DiagnosisResult:
     samples: int
     note: str
     end_to_end: dict[str, dict[str, float]]  # output name -> fidelity
-    tensors: tuple[dict[str, Any], ...]  # one per matched tensor, in graph order
+    tensors: tuple[TensorRow, ...]  # one per matched tensor, in graph order
     ops: tuple[OpRow, ...]  # one per op of the quantized model, in graph order
     weights: tuple[WeightRow, ...]
     unmatched: dict[str, list[str]]
@@ -1019,7 +1086,7 @@ class DiagnosisResult:
             "note": self.note,
             "end_to_end": {k: encode_tree(v) for k, v in self.end_to_end.items()},
             "ops": [o.to_dict() for o in self.ops],
-            "tensors": [encode_tree(t) for t in self.tensors],
+            "tensors": [t.to_dict() for t in self.tensors],
             "weights": [w.to_dict() for w in self.weights],
             "unmatched": self.unmatched,
             **({"suggestion": self.suggestion.to_dict()} if self.suggestion else {}),
@@ -1039,7 +1106,7 @@ class DiagnosisResult:
             samples=int(d["samples"]),
             note=d["note"],
             end_to_end={k: decode_tree(v) or {} for k, v in d["end_to_end"].items()},
-            tensors=tuple(decode_tree(t) for t in d["tensors"]),
+            tensors=tuple(TensorRow.from_dict(t) for t in d["tensors"]),
             ops=tuple(OpRow.from_dict(o) for o in d["ops"]),
             weights=tuple(WeightRow.from_dict(w) for w in d["weights"]),
             unmatched=dict(d["unmatched"]),

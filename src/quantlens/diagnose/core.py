@@ -28,7 +28,7 @@ from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
 from quantlens.models.batching import PROBE_SAMPLES
 from quantlens.models.matching import feed_order, match_tensors
 from quantlens.models.quantization import integer_parts
-from quantlens.results import DiagnosisResult, OpRow
+from quantlens.results import DiagnosisResult, OpRow, TensorRow
 
 DEFAULT_SAMPLES = 256
 DEFAULT_TOP = 10
@@ -112,11 +112,7 @@ def diagnose(
     for i in runtime_mismatch:
         pairs.pop(i, None)
         states.pop(i, None)
-    tensors = _tensor_rows(qnt, flt, pairs, states)
-    for row in tensors:
-        if row["index"] in clipped and clipped[row["index"]][1]:
-            hits, total = clipped[row["index"]]
-            row["clipped_fraction"] = hits / total
+    tensors = _tensor_rows(qnt, flt, pairs, states, clipped)
     return DiagnosisResult(
         float_path=str(float_model),
         quant_path=str(quant_model),
@@ -124,7 +120,7 @@ def diagnose(
         note=getattr(qnt, "note", INSPECTION_NOTE),
         end_to_end={o.name: s.result() for o, s in zip(flt.model.outputs, end_to_end, strict=True)},
         tensors=tuple(tensors),
-        ops=tuple(_op_rows(qnt, {t["index"]: t for t in tensors})),
+        ops=tuple(_op_rows(qnt, {t.index: t for t in tensors})),
         weights=tuple(qnt.weight_rows(flt, pairs)),
         unmatched={
             "quantized": [t.name or f"#{t.index}" for t in q_acts if t.index not in pairs],
@@ -157,8 +153,9 @@ def _check_roles(float_model: Any, quant_model: Any) -> None:
 
 
 def _tensor_rows(
-    qnt: Any, flt: Any, pairs: dict[int, int], states: dict[int, TensorErrorState]
-) -> list[dict[str, Any]]:
+    qnt: Any, flt: Any, pairs: dict[int, int], states: dict[int, TensorErrorState],
+    clipped: dict[int, list[int]],
+) -> list[TensorRow]:  # fmt: skip
     producer = {t: op for op in qnt.graph.ops for t in op.outputs}
     rows = []
     for i, st in states.items():
@@ -171,18 +168,20 @@ def _tensor_rows(
             if qp and len(qp.scale) == 1 and t.dtype in ("int8", "uint8", "int16")
             else None
         )
-        row: dict[str, Any] = {
-            "index": i,
-            "name": t.name,
-            "float_name": flt.graph.tensors[pairs[i]].name,
-            "dtype": t.dtype,
-            "op_type": producer[i].op_type if i in producer else "INPUT",
-            **st.result(scale),
-        }
-        if scale is not None and qp is not None:
-            row["scale"] = scale
-            row["zero_point"] = qp.zero_point[0]
-        rows.append(row)
+        metrics = st.result(scale)
+        channel = {k: metrics.pop(k, None) for k in (
+            "channel_sqnr_median_db", "channel_sqnr_worst_db", "float_min", "float_max",
+            "channel_range_ratio", "rmse_over_scale")}  # fmt: skip
+        hits, total = clipped.get(i, [0, 0])
+        rows.append(TensorRow(
+            i, t.name, flt.graph.tensors[pairs[i]].name, t.dtype,
+            producer[i].op_type if i in producer else "INPUT", metrics,
+            channel["channel_sqnr_median_db"], channel["channel_sqnr_worst_db"],  # type: ignore[arg-type]
+            channel["float_min"], channel["float_max"], channel["channel_range_ratio"],  # type: ignore[arg-type]
+            scale if qp is not None else None,
+            qp.zero_point[0] if scale is not None and qp is not None else None,
+            channel["rmse_over_scale"], hits / total if total else None,
+        ))  # fmt: skip
     return rows
 
 
@@ -196,7 +195,14 @@ def _capped(v: float) -> float:
     return float(np.clip(v, -SQNR_CAP_DB, LOSSLESS_DB))
 
 
-def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[OpRow]:
+def _compared_sqnr(t: TensorRow, op_type: str) -> float:
+    """The SQNR an op's error is measured on: moving values around changes what the last axis
+    holds, not the error, so such ops compare tensor-wide SQNR, every other op the
+    per-channel median."""
+    return t.sqnr_db if op_type in DATA_MOVEMENT_OPS else t.channel_sqnr_median_db
+
+
+def _op_rows(qnt: Any, tensors: dict[int, TensorRow]) -> list[OpRow]:
     """Per op: how much worse its output is than its worst activation input (error added),
     on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
     readers: dict[int, list[int]] = {}
@@ -211,20 +217,17 @@ def _op_rows(qnt: Any, tensors: dict[int, dict[str, Any]]) -> list[OpRow]:
         row = OpRow(op.index, op.op_type, qnt.graph.tensors[out].name if out >= 0 else "",
                     tuple(readers.get(out, [])), op.name or None)  # fmt: skip
         if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
-            # moving values around changes what the last axis holds, not the error: compare
-            # such ops on tensor-wide SQNR, every other op on the per-channel median
-            key = "sqnr_db" if op.op_type in DATA_MOVEMENT_OPS else "channel_sqnr_median_db"
             ins = [
-                _capped(tensors[i][key])
+                _capped(_compared_sqnr(tensors[i], op.op_type))
                 for i in op.inputs
                 if i >= 0 and not qnt.graph.tensors[i].constant and i in tensors
             ]
             worst_in = min(ins) if ins else LOSSLESS_DB
             row = dataclasses.replace(
-                row, error_added_db=worst_in - _capped(tensors[out][key]),
-                output_sqnr_db=tensors[out]["sqnr_db"],
-                output_channel_sqnr_median_db=tensors[out]["channel_sqnr_median_db"],
-                output_channel_sqnr_worst_db=tensors[out]["channel_sqnr_worst_db"],
+                row, error_added_db=worst_in - _capped(_compared_sqnr(tensors[out], op.op_type)),
+                output_sqnr_db=tensors[out].sqnr_db,
+                output_channel_sqnr_median_db=tensors[out].channel_sqnr_median_db,
+                output_channel_sqnr_worst_db=tensors[out].channel_sqnr_worst_db,
             )  # fmt: skip
         rows.append(row)
     return rows
@@ -303,7 +306,8 @@ def diagnose_source(
         status("collecting the TFLite quantization debugger's per-layer statistics…")
     stats = _debugger_statistics(src, mode, calibration, calibration_samples)
     tensors = tuple(
-        {**t, "debugger": stats[t["name"]]} if t["name"] in stats else t for t in result.tensors
+        dataclasses.replace(t, debugger=stats[t.name]) if t.name in stats else t
+        for t in result.tensors
     )
     return dataclasses.replace(result, tensors=tensors)
 

@@ -213,7 +213,7 @@ def suggest_from_source(
     src = Path(source)
     mode = mode or infer_mode(diagnosis.quant_path)
     build = make_builder(src, mode, calibration, calibration_samples, load_model(src).inputs)
-    float_names = {t["name"]: t["float_name"] for t in diagnosis.tensors}
+    float_names = {t.name: t.float_name for t in diagnosis.tensors}
     suggestion = suggest(
         diagnosis, build, diagnosis.float_path, data, max_drop=max_drop,
         budget_metric=budget_metric, out_dir=out_dir,

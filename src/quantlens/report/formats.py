@@ -89,9 +89,9 @@ def origin_sentence(diagnosis: Any, wrap: Callable[[str], str] = str) -> str | N
     name = wrap(short_tensor_name(o.output))
     text = (f"The error starts at op {o.index} ({wrap(o.op_type)} {name}), which adds "
             f"{o.error_added_db or 0.0:.1f} dB")  # fmt: skip
-    t: dict[str, Any] = next((t for t in diagnosis.tensors if t["name"] == o.output), {})
-    ratio = t.get("channel_range_ratio")
-    if "scale" in t and ratio is not None and ratio >= WIDE_CHANNEL_RATIO:
+    t = next((t for t in diagnosis.tensors if t.name == o.output), None)
+    ratio = t.channel_range_ratio if t else None
+    if t is not None and t.scale is not None and ratio is not None and ratio >= WIDE_CHANNEL_RATIO:
         text += (f": its output's widest channel spans {ratio:.3g}× the range of the median "
                  "one, and all of them share one quantization scale")  # fmt: skip
     return text + "."

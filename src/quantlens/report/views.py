@@ -227,8 +227,8 @@ def on_page(view: TableView) -> TableView:
 def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
     """The ``top`` ops by the error they add, with their output's SQNR (whole and per
     channel), range, scale and, when the TFLite debugger ran, its per-layer errors."""
-    by_output = {t["name"]: t for t in result.tensors}
-    debugged = any("debugger" in t for t in result.tensors)
+    by_output = {t.name: t for t in result.tensors}
+    debugged = any(t.debugger is not None for t in result.tensors)
     columns = [
         # an op type is data too (a custom op's name comes from the file): a name
         Col("#", page=False), Col("op", compact=False), Col("type", "name"),
@@ -241,18 +241,19 @@ def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
         columns += [Col("debugger mse", compact=False), Col("debugger max |err|", compact=False)]
     rows = []
     for rank, op in enumerate(result.top_ops(top), start=1):
-        t = by_output.get(op.output, {})
+        t = by_output.get(op.output)
         texts = [
             str(rank), str(op.index), op.op_type, short_tensor_name(op.output),
             number(op.error_added_db, "{:+.1f}"), spell("sqnr_db", op.output_sqnr_db),
             spell("sqnr_db", op.output_channel_sqnr_median_db),
             spell("sqnr_db", op.output_channel_sqnr_worst_db),
-            f"[{t['float_min']:.3g}, {t['float_max']:.3g}]" if "float_min" in t else "—",
-            number(t.get("channel_range_ratio"), "{:.3g}"), number(t.get("scale"), "{:.3g}"),
-            number(t.get("rmse_over_scale"), "{:.2f}"),
+            f"[{t.float_min:.3g}, {t.float_max:.3g}]" if t else "—",
+            number(t.channel_range_ratio if t else None, "{:.3g}"),
+            number(t.scale if t else None, "{:.3g}"),
+            number(t.rmse_over_scale if t else None, "{:.2f}"),
         ]  # fmt: skip
         if debugged:
-            dbg = t.get("debugger", {})
+            dbg = (t.debugger if t else None) or {}
             texts += [number(dbg.get("mean_squared_error"), "{:.3g}"),
                       number(dbg.get("max_abs_error"), "{:.3g}")]  # fmt: skip
         rows.append(tuple(Cell(x) for x in texts))
