@@ -272,6 +272,14 @@ def test_gate_evaluation() -> None:
     with pytest.raises(ConfigError, match="no r2"):
         check_gates([parse_gate("r2<0.5")], report)
     assert "accuracy_drop" in METRICS and "speedup" in METRICS
+    # a result and its JSON read through from_dict give the same outcomes
+    gates = [parse_gate("accuracy_drop>0.01"), parse_gate("speedup<2"), parse_gate("p50_ms>1")]
+    assert check_gates(gates, evaluation(acc_int8=0.93)) == check_gates(gates, report)
+    assert check_gates([parse_gate("speedup<3")], bench()) == check_gates(
+        [parse_gate("speedup<3")], json.loads(json.dumps(bench().to_dict()))
+    )
+    with pytest.raises(ConfigError, match="not a quantlens report"):
+        check_gates(gates, {"schema": "quantlens.diagnosis/1"})
 
 
 def test_cli_gates_fail_with_exit_1_and_are_recorded(capsys, tmp_path, digits_models) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quantlens.gates import report_models
+from quantlens.gates import Report, report_models
 from quantlens.metric_registry import METRICS
 
 
@@ -33,10 +33,11 @@ class DiffRow:
 
 
 def diff_reports(
-    old: Mapping[str, Any], new: Mapping[str, Any], *, threshold: float = 0.01,
+    old: Report | Mapping[str, Any], new: Report | Mapping[str, Any], *, threshold: float = 0.01,
     latency_threshold: float = 0.10, sqnr_threshold_db: float = 1.0,
 ) -> tuple[list[DiffRow], list[str], list[str]]:  # fmt: skip
-    """Compare the models both reports have.
+    """Compare the models both reports have (results, or their JSON as dicts, read through
+    ``from_dict``).
 
     A regression is: a [0, 1] metric (accuracy, F1, R², top-1 agreement) down by more than
     ``threshold`` points; SQNR down by more than ``sqnr_threshold_db``; MAE/RMSE, size or
@@ -48,8 +49,8 @@ def diff_reports(
     """
     old_models, old_ref, _ = report_models(old)
     new_models, new_ref, _ = report_models(new)
-    old_by = {m["name"]: m for m in old_models}
-    new_by = {m["name"]: m for m in new_models}
+    old_by = dict(old_models)
+    new_by = dict(new_models)
     rows = []
     for name, n in new_by.items():
         o = old_by.get(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlens.errors import ConfigError
+from quantlens.results import BenchResult, EvaluationResult
 
 
 def _umask() -> int:
@@ -144,24 +145,23 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 MAX_REPORT_BYTES = 256 * 2**20
 
 
-def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a saved evaluate, compare or bench report and check that it is well formed (every
-    field of its schema present and of its type), so that gates and diffs read no garbage.
+def read_report(path: str | os.PathLike[str]) -> EvaluationResult | BenchResult:
+    """Read a saved evaluate, compare or bench report through its ``from_dict``, which checks
+    that it is well formed (every field of its schema present and of its type), so that gates
+    and diffs read no garbage.
 
     Raises:
         ConfigError: the file is not a well-formed quantlens report.
     """
     from quantlens.errors import QuantlensError
-    from quantlens.results import BENCH_SCHEMA, BenchResult, EvaluationResult
+    from quantlens.results import report_from_dict
 
     data = read_json(path)
-    reader = BenchResult if data.get("schema") == BENCH_SCHEMA else EvaluationResult
     try:
-        reader.from_dict(data)
+        return report_from_dict(data)
     except QuantlensError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
         raise ConfigError(f"{path} is not a well-formed quantlens report ({what}); give a file "
                           "written by --json") from None  # fmt: skip
-    return data

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quantlens.errors import ConfigError
+from quantlens.errors import ConfigError, QuantlensError
 from quantlens.metric_registry import METRICS, spell
+from quantlens.results import BenchResult, EvaluationResult, report_from_dict
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -81,8 +82,12 @@ class GateOutcome:
                 "failed": self.failed, "metric": self.metric}  # fmt: skip
 
 
-def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOutcome]:
-    """Check every gate against the models of a report (a dict as in its JSON).
+Report = EvaluationResult | BenchResult
+
+
+def check_gates(gates: Sequence[Gate], report: Report | Mapping[str, Any]) -> list[GateOutcome]:
+    """Check every gate against the models of a report (a result, or its JSON as a dict,
+    which is read through ``from_dict`` first).
 
     Raises:
         ConfigError: the report is not a quantlens report, or a gate names a model it lacks,
@@ -90,18 +95,18 @@ def check_gates(gates: Sequence[Gate], report: Mapping[str, Any]) -> list[GateOu
     """
     entries, reference, candidates = report_models(report)
     outcomes = []
-    names = [m["name"] for m in entries]
+    names = [name for name, _ in entries]
     for g in gates:
         if g.model is not None and g.model not in names:
             raise ConfigError(f"gate '{g.text}': no model '{g.model}' in the report "
                               f"(models: {', '.join(names)})")  # fmt: skip
-        targets = [m for m in entries if m["name"] == g.model] if g.model else candidates
-        for m in targets:
+        targets = [(n, m) for n, m in entries if n == g.model] if g.model else candidates
+        for name, m in targets:
             value = METRICS[g.metric].read(m, reference)
             if value is None:
                 raise ConfigError(f"gate '{g.text}': the report has no {g.metric} for "
-                                  f"'{m['name']}'")  # fmt: skip
-            outcomes.append(GateOutcome(g.text, m["name"], value, g.violated_by(value), g.metric))
+                                  f"'{name}'")  # fmt: skip
+            outcomes.append(GateOutcome(g.text, name, value, g.violated_by(value), g.metric))
     return outcomes
 
 
@@ -114,26 +119,27 @@ def describe_failure(o: GateOutcome, gates: Sequence[Gate]) -> str:
 
 
 def report_models(
-    report: Mapping[str, Any],
-) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """A saved report's model entries, its reference, and the candidates gates apply to.
+    report: Report | Mapping[str, Any],
+) -> tuple[list[tuple[str, Any]], Any, list[tuple[str, Any]]]:
+    """A report's models by name, its reference, and the candidates gates apply to.
 
-    Benchmark entries are named ``model@threads×batch`` when several configurations ran, and
-    gain ``speedup`` (1 / the p50 ratio to the first model).
+    Benchmark entries are named ``model@threadsxbatch`` when several configurations ran; the
+    first entry is their reference.
+
+    Raises:
+        ConfigError: a dict that is not a quantlens report.
     """
-    schema = str(report.get("schema", ""))
-    if schema.startswith("quantlens.bench/"):
-        entries = [dict(e) for e in report["results"]]
-        configs = {(e["threads"], e["batch_size"]) for e in entries}
-        for e in entries:
-            ratio = (e.get("ratio_to_first") or {}).get("ratio", 1.0)
-            e["speedup"] = 1.0 / float(ratio) if ratio else None
-            if len(configs) > 1:
-                e["name"] = f"{e['name']}@{e['threads']}x{e['batch_size']}"
-        return entries, entries[0], [e for e in entries if e.get("ratio_to_first") is not None]
-    if schema.startswith(("quantlens.evaluation/", "quantlens.compare/")):
-        entries = [dict(m) for m in report["models"]]
-        ref = next((m for m in entries if m.get("role") == "reference"), entries[0])
-        return entries, ref, [m for m in entries if m is not ref]
-    raise ConfigError(f"not a quantlens report (schema {schema!r}); give the JSON of "
-                      "evaluate, compare or bench")  # fmt: skip
+    if isinstance(report, Mapping):
+        try:
+            report = report_from_dict(report)
+        except QuantlensError as exc:
+            raise ConfigError(str(exc)) from None
+    if isinstance(report, BenchResult):
+        entries = list(report.results)
+        several = len({(e.threads, e.batch_size) for e in entries}) > 1
+        named = [(f"{e.name}@{e.threads}x{e.batch_size}" if several else e.name, e)
+                 for e in entries]  # fmt: skip
+        return named, entries[0], [(n, e) for n, e in named if e.ratio_to_first is not None]
+    models = list(report.models)
+    ref = next((m for m in models if m.role == "reference"), models[0])
+    return [(m.name, m) for m in models], ref, [(m.name, m) for m in models if m is not ref]

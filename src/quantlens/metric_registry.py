@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: A value from a report's model entry and the reference's entry (dicts as in the JSON).
-Reader = Callable[[Mapping[str, Any], Mapping[str, Any]], float | None]
+#: A value from a result's model (a ModelResult, or a BenchEntry) and the reference's.
+Reader = Callable[[Any, Any], float | None]
 
 #: How each kind of metric is spelled and how its change is measured: ``points`` (a fraction
 #: in [0, 1], its change in points), ``db`` (its change in dB), ``relative`` (the rest).
@@ -33,7 +33,8 @@ KINDS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: ``read`` takes it from a report's model entry (and the reference's);
+    """One metric: ``read`` takes it from a result's model (a ModelResult or BenchEntry) and the
+    reference's;
     ``higher_is_better`` is None for a metric without a direction; ``diffed`` metrics are
     compared by ``quantlens diff``."""
 
@@ -71,16 +72,31 @@ def declare(spec: MetricSpec) -> MetricSpec:
     return spec
 
 
-def _get(d: Mapping[str, Any] | None, *keys: str) -> float | None:
-    for k in keys:
-        if not isinstance(d, Mapping) or k not in d or d[k] is None:
+def _get(obj: Any, *path: str) -> float | None:
+    """``obj.path[0].path[1]…``, each step an attribute or a mapping key; None where missing."""
+    for k in path:
+        if obj is None:
             return None
-        d = d[k]
-    return float(d)  # type: ignore[arg-type]
+        obj = obj.get(k) if isinstance(obj, Mapping) else getattr(obj, k, None)
+    return None if obj is None else float(obj)
 
 
-def _at(*keys: str) -> Reader:
-    return lambda m, ref: _get(m, *keys)
+def _at(*path: str) -> Reader:
+    """A reader of a result's own field (``task_metrics``, ``fidelity``, ``size_bytes``)."""
+    return lambda m, ref: _get(m, *path)
+
+
+def _perf(*path: str) -> Reader:
+    """A reader of a performance figure: an evaluation's model holds it in ``performance``,
+    a benchmark entry in itself."""
+    return lambda m, ref: _get(getattr(m, "performance", m), *path)
+
+
+def _speedup(m: Any, ref: Any) -> float | None:
+    if hasattr(m, "ratio_to_first"):  # a benchmark entry: one over its p50 ratio to the first
+        ratio = (m.ratio_to_first or {}).get("ratio", 1.0)
+        return 1.0 / ratio if ratio else None
+    return _get(m, "performance", "speedup")
 
 
 # task metrics against the labels: classification, then regression
@@ -108,29 +124,29 @@ for _name, _kind, _better, _diffed, _label in _FIDELITY:
                        "top-1" if _name == "top1_agreement" else ""))  # fmt: skip
 for _name in ("p50", "p90", "p99", "mean", "init", "first"):
     declare(MetricSpec(f"{_name}_ms", f"latency `{_name}` in milliseconds", "latency",
-                       _at("latency_ms", _name), False, _name in ("p50", "p99")))  # fmt: skip
-declare(MetricSpec("throughput_sps", "samples per second", "throughput", _at("throughput_sps"),
-                   True))  # fmt: skip
-declare(MetricSpec("peak_rss_mb", "peak resident memory, MiB", "memory", _at("peak_rss_mb"),
+                       _perf("latency_ms", _name), False, _name in ("p50", "p99")))  # fmt: skip
+declare(MetricSpec("throughput_sps", "samples per second", "throughput",
+                   _perf("throughput_sps"), True))  # fmt: skip
+declare(MetricSpec("peak_rss_mb", "peak resident memory, MiB", "memory", _perf("peak_rss_mb"),
                    False, True))  # fmt: skip
 declare(MetricSpec("size_bytes", "size on disk", "size", _at("size_bytes"), False, True))
-declare(MetricSpec("size_gzip_bytes", "size gzip-compressed", "size", _at("size_gzip_bytes"),
-                   False))  # fmt: skip
-declare(MetricSpec("speedup", "the float model's p50 over this model's", "speed",
-                   _at("speedup"), True))  # fmt: skip
+declare(MetricSpec("size_gzip_bytes", "size gzip-compressed", "size",
+                   _perf("size_gzip_bytes"), False))  # fmt: skip
+declare(MetricSpec("speedup", "the float model's p50 over this model's", "speed", _speedup,
+                   True))  # fmt: skip
 
 
-def _accuracy_drop(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+def _accuracy_drop(m: Any, ref: Any) -> float | None:
     a, b = _get(ref, "task_metrics", "accuracy"), _get(m, "task_metrics", "accuracy")
     return None if a is None or b is None else a - b
 
 
-def _mae_increase(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+def _mae_increase(m: Any, ref: Any) -> float | None:
     a, b = _get(ref, "task_metrics", "mae"), _get(m, "task_metrics", "mae")
     return None if a is None or b is None or a == 0 else (b - a) / a
 
 
-def _size_ratio(m: Mapping[str, Any], ref: Mapping[str, Any]) -> float | None:
+def _size_ratio(m: Any, ref: Any) -> float | None:
     a, b = _get(ref, "size_bytes"), _get(m, "size_bytes")
     return None if not a or b is None else b / a
 
@@ -142,12 +158,6 @@ declare(MetricSpec("mae_increase", "relative increase of the regression MAE over
 declare(MetricSpec("size_ratio", "size on disk / the reference's", "ratio", _size_ratio, False))
 declare(MetricSpec("nonfinite_outputs", "outputs holding NaN or inf", "count",
                    _at("nonfinite_outputs"), False))  # fmt: skip
-
-
-def shown_at(section: str, present: set[str]) -> list[MetricSpec]:
-    """The metrics of a result section (``task_metrics``, ``fidelity``) that ``present``
-    holds, in declaration order: the columns a renderer shows."""
-    return [s for s in METRICS.values() if s.section == section and s.key in present]
 
 
 def shown_in(section: str, present: set[str]) -> list[MetricSpec]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from quantlens.errors import ConfigError
 from quantlens.files import write_text
 from quantlens.gates import Gate, check_gates, describe_failure
 from quantlens.report.environment import environment
@@ -54,7 +55,11 @@ def write_outputs(
     """Check ``gates``, write the requested files, print any violation; returns the exit code
     (0, or 1 when a gate failed). The JSON records the gates and their outcome."""
     data = result.to_dict()
-    checked = check_gates(gates, data) if gates else []
+    if gates and isinstance(result, DiagnosisResult):
+        raise ConfigError("gates apply to evaluate, compare and bench reports, not a diagnosis")
+    checked = (
+        check_gates(gates, result) if gates and not isinstance(result, DiagnosisResult) else []
+    )
     outcomes = [o.to_dict() for o in checked]
     settings = getattr(result, "settings", {}) or {}
     env = environment(settings)

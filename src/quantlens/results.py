@@ -1112,3 +1112,18 @@ class DiagnosisResult:
             unmatched=dict(d["unmatched"]),
             suggestion=Suggestion.from_dict(d["suggestion"]) if d.get("suggestion") else None,
         )
+
+
+def report_from_dict(d: Mapping[str, Any]) -> EvaluationResult | BenchResult:
+    """An evaluate, compare or bench report read back from its JSON (schema checked).
+
+    Raises:
+        QuantlensError: the dictionary is not such a report.
+    """
+    schema = str(d.get("schema", ""))
+    if schema.startswith("quantlens.bench/"):
+        return BenchResult.from_dict(d)
+    if schema.startswith(("quantlens.evaluation/", "quantlens.compare/")):
+        return EvaluationResult.from_dict(d)
+    raise QuantlensError(f"not a quantlens report (schema {schema!r}); give the JSON of "
+                         "evaluate, compare or bench")  # fmt: skip
