@@ -33,10 +33,9 @@ KINDS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: ``read`` takes it from a result's model (a ModelResult or BenchEntry) and the
-    reference's;
-    ``higher_is_better`` is None for a metric without a direction; ``diffed`` metrics are
-    compared by ``quantlens diff``."""
+    """One metric: ``read`` takes it from a result's model (a ModelResult or BenchEntry) and
+    the reference's; ``higher_is_better`` is None for a metric without a direction; ``diffed``
+    metrics are compared by ``quantlens diff``."""
 
     name: str
     doc: str
