@@ -39,3 +39,25 @@ def test_options_and_keywords_run_the_same(digits_models) -> None:
     assert [m.task_metrics for m in by_options.models] == [
         m.task_metrics for m in by_keywords.models
     ]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("threads", (0,), "threads must be whole numbers of at least 1"),
+    ("batch_sizes", (), "batch sizes must be at least 1"),
+    ("runs", 0, "runs ≥ 1"), ("min_seconds", float("inf"), "min-seconds ≥ 0"),
+])  # fmt: skip
+def test_bench_options_are_validated_when_made(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        quantlens.BenchOptions(**{field: value})
+    with pytest.raises(ConfigError, match=message):
+        quantlens.benchmark(["unused.tflite"], **{field: value})  # refused before loading
+
+
+def test_bench_options_and_keywords_run_the_same(digits_models) -> None:
+    options = quantlens.BenchOptions(threads=(1,), warmup_runs=2, runs=5, min_seconds=0.0,
+                                     measure_memory=False)  # fmt: skip
+    by_options = quantlens.benchmark([digits_models["float"]], options=options)
+    by_keywords = quantlens.benchmark([digits_models["float"]], threads=[1], warmup_runs=2,
+                                      runs=5, min_seconds=0.0, measure_memory=False)  # fmt: skip
+    assert by_options.settings == by_keywords.settings
+    assert by_options.results[0].runs >= 5 and by_options.results[0].peak_rss_mb is None

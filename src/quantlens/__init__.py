@@ -8,6 +8,7 @@ The public API::
 """
 
 from quantlens.bench import benchmark
+from quantlens.bench.options import BenchOptions
 from quantlens.compare import compare
 from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.diagnose import diagnose
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Batch",
     "BenchEntry",
+    "BenchOptions",
     "BenchResult",
     "Dataset",
     "DatasetSummary",

@@ -430,21 +430,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from quantlens.bench import benchmark
+    from quantlens.bench.options import BenchOptions
     from quantlens.report.console import make_console, print_bench
 
     gates = _gates(args)
     console = make_console()
     status = make_console(stderr=True)
+    options = BenchOptions(
+        threads=tuple(args.threads), batch_sizes=tuple(args.batch_size),
+        warmup_runs=args.warmup_runs, runs=args.runs, min_seconds=args.min_seconds,
+        measure_memory=not args.no_memory, profile=args.profile,
+    )  # fmt: skip
     result = benchmark(
         args.models,
-        threads=args.threads,
-        batch_sizes=args.batch_size,
-        warmup_runs=args.warmup_runs,
-        runs=args.runs,
-        min_seconds=args.min_seconds,
         data=_data(args, args.data),
-        measure_memory=not args.no_memory,
-        profile=args.profile,
+        options=options,
         progress=lambda text: (
             status.print(f"benchmarking {visible(text)}…", style="dim", markup=False)
             if status.is_terminal

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from quantlens.bench.inputs import data_inputs, synthetic_inputs
+from quantlens.bench.options import BenchOptions
 from quantlens.bench.probe import measure_in_child
 from quantlens.bench.profile import profile_onnx
 from quantlens.bench.schedule import interleave
@@ -26,21 +27,7 @@ from quantlens.models.layout import Relayout
 from quantlens.models.loading import load_model
 from quantlens.results import BenchEntry, BenchResult
 
-DEFAULT_WARMUP_RUNS = 10
-DEFAULT_RUNS = 50
-DEFAULT_MIN_SECONDS = 1.0
-
 ModelRef = Model | str | os.PathLike[str]
-
-
-def _validate(threads: Sequence[int | None], batch_sizes: Sequence[int], warmup: int, runs: int,
-              min_seconds: float) -> None:  # fmt: skip
-    if not threads or any(t is not None and t < 1 for t in threads):
-        raise ConfigError(f"threads must be whole numbers of at least 1, got {list(threads)}")
-    if not batch_sizes or any(b < 1 for b in batch_sizes):
-        raise ConfigError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
-    if warmup < 0 or runs < 1 or min_seconds < 0:
-        raise ConfigError("warm-up runs must be ≥ 0, runs ≥ 1 and min-seconds ≥ 0")
 
 
 def _load(ref: ModelRef, threads: int | None) -> Model:
@@ -52,56 +39,47 @@ def _load(ref: ModelRef, threads: int | None) -> Model:
 def benchmark(
     models: Sequence[ModelRef],
     *,
-    threads: Sequence[int | None] = (1,),
-    batch_sizes: Sequence[int] = (1,),
-    warmup_runs: int = DEFAULT_WARMUP_RUNS,
-    runs: int = DEFAULT_RUNS,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
     data: Any = None,
-    measure_memory: bool = True,
-    profile: bool = False,
+    options: BenchOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> BenchResult:
     """Measure latency, throughput, memory and size of each model under each configuration.
 
     Args:
         models: paths or loaded models; the first is the baseline of the ratios. Loaded
             models are used as they are (their thread count is whatever they were made with).
-        threads: runtime thread counts to try (``None``: the runtime's default).
-        batch_sizes: batch sizes to try.
-        warmup_runs: untimed invokes per model before the timed rounds.
-        runs: minimum timed rounds.
-        min_seconds: minimum duration of the timed phase.
         data: inputs from this source (anything ``load_dataset`` takes); random values
             spanning each input's real range otherwise.
-        measure_memory: run the child-process probe (init, first inference, peak RSS).
-        profile: for ONNX models, also collect onnxruntime's profiler output and aggregate
-            kernel time by node and op type (in a separate session, after the timing).
+        options: how the benchmark runs (:class:`~quantlens.bench.options.BenchOptions`:
+            threads, batch sizes, warm-up and timed runs, minimum seconds, memory, profile).
         progress: called with a short description before each configuration.
+        **overrides: any field of ``options`` by name (``threads=[1, 2]``, ``runs=100``).
 
     Returns:
         A :class:`BenchResult` with one entry per model and configuration.
     """
-    _validate(threads, batch_sizes, warmup_runs, runs, min_seconds)
+    opts = (options or BenchOptions()).with_overrides(**overrides)
     if not models:
         raise ConfigError("give at least one model to benchmark")
     entries: list[BenchEntry] = []
-    for t in threads:
+    for t in opts.threads:
         loaded = [_load(m, t) for m in models]
         names = unique_names([m.name for m in loaded])
-        for b in batch_sizes:
+        for b in opts.batch_sizes:
             if progress is not None:
                 progress(f"threads={t if t is not None else 'default'} batch={b}")
-            entries += _bench_config(loaded, names, t, b, warmup_runs, runs, min_seconds, data,
-                                     measure_memory, profile)  # fmt: skip
+            entries += _bench_config(loaded, names, t, b, opts.warmup_runs, opts.runs,
+                                     opts.min_seconds, data, opts.measure_memory,
+                                     opts.profile)  # fmt: skip
     return BenchResult(
         tuple(entries),
         settings={
-            "threads": list(threads),
-            "batch_sizes": list(batch_sizes),
-            "warmup_runs": warmup_runs,
-            "runs": runs,
-            "min_seconds": min_seconds,
+            "threads": list(opts.threads),
+            "batch_sizes": list(opts.batch_sizes),
+            "warmup_runs": opts.warmup_runs,
+            "runs": opts.runs,
+            "min_seconds": opts.min_seconds,
             "inputs": "random" if data is None else str(getattr(data, "source", data)),
         },
     )
