@@ -190,7 +190,16 @@ def test_compare_a_float_tflite_without_tensorflow_modes(tmp_path, digits_models
     assert result.recommendation.float_baseline == "cnn_float"
     modes = [m.quantization.mode for m in result.models[1:]]
     assert modes == ["dynamic", "weight-only-int4"]
-    assert all(m.quantization.settings["tool"] == "ai_edge_quantizer" for m in result.models[1:])
+    # the manifest says which quantizer package made each variant, and its version
+    from importlib.metadata import version
+
+    from quantlens.quantize.aeq import quantizer_package
+
+    package, module = quantizer_package()
+    for m in result.models[1:]:
+        settings = m.quantization.settings
+        assert settings["tool"] == module.__name__ == "litert_quantizer"
+        assert (settings["package"], settings["version"]) == (package, version(package))
     # without out_dir the variants are kept where the result points, in a folder it names
     kept = Path(result.settings["out_dir"])
     assert all(Path(m.path).is_file() and Path(m.path).parent == kept for m in result.models[1:])
@@ -209,3 +218,17 @@ def test_a_mode_that_cannot_be_made_does_not_stop_the_others(tf, tmp_path) -> No
     assert warning.code == "mode_failed" and "PRELU" in warning.message
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [f["mode"] for f in manifest["failed"]] == ["int16x8"]
+
+
+def test_the_quantizer_falls_back_to_its_predecessor(monkeypatch) -> None:
+    from quantlens.errors import MissingDependencyError
+    from quantlens.quantize import aeq
+
+    pytest.importorskip("ai_edge_quantizer")
+    missing = ("no-such-quantizer", "no_such_quantizer_module")
+    monkeypatch.setattr(aeq, "QUANTIZER_PACKAGES", (missing, aeq.QUANTIZER_PACKAGES[1]))
+    package, module = aeq.quantizer_package()
+    assert (package, module.__name__) == ("ai-edge-quantizer", "ai_edge_quantizer")
+    monkeypatch.setattr(aeq, "QUANTIZER_PACKAGES", (missing, missing))
+    with pytest.raises(MissingDependencyError, match=r"quantlens\[aeq\]"):
+        aeq.quantizer_package()

@@ -99,7 +99,7 @@ def test_manifest_records_settings_calibration_and_sizes(tf_variants, aeq_varian
         "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
     ]
     aeq_int8 = aeq_variants.variant("int8").settings
-    assert aeq_int8["recipe_function"] == "ai_edge_quantizer.recipe.static_wi8_ai8"
+    assert aeq_int8["recipe_function"] == "litert_quantizer.recipe.static_wi8_ai8"
     assert aeq_int8["calibration_samples"] == 50
     json.dumps(aeq_int8["recipe"])  # the recipe is recorded as plain JSON
 

@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quantize",
         help="write one quantized model per mode (.tflite or .onnx), with a manifest",
         description="Quantize MODEL into each mode: a Keras file or SavedModel through the "
-        "TFLite converter, a float .tflite through ai-edge-quantizer.",
+        "TFLite converter, a float .tflite through litert-quantizer.",
     )
     qz.add_argument("model", help=".keras, .h5, SavedModel directory, or float .tflite")
     qz.add_argument("--modes", required=True, help="comma-separated, or 'all'")
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument(
         "--mode",
         help="Keras source: int8 (default), int8-io, int16x8; .tflite pair: the "
-        "ai-edge-quantizer mode to rebuild with (default: inferred)",
+        "litert-quantizer mode to rebuild with (default: inferred)",
     )
     dg.add_argument("--calibration", help="calibration data (default: a built-in set's train "
                     "split, else --data)")  # fmt: skip

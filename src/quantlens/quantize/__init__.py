@@ -1,7 +1,7 @@
 """quantize(): write one quantized .tflite per mode, and a manifest of exactly how.
 
 Keras files and SavedModels go through ``tf.lite.TFLiteConverter``; a float ``.tflite`` goes
-through ai-edge-quantizer. Static modes are calibrated on the first
+through litert-quantizer. Static modes are calibrated on the first
 :data:`DEFAULT_CALIBRATION_SAMPLES` samples of the calibration data, one sample per invoke,
 the same way for every mode.
 """

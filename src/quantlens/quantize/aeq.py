@@ -1,4 +1,6 @@
-"""Quantized variants of a float .tflite through ai-edge-quantizer (no TensorFlow needed)."""
+"""Quantized variants of a float .tflite through litert-quantizer (ai-edge-quantizer's
+successor, same API; the older package is used when only it is installed). No TensorFlow
+needed."""
 
 from __future__ import annotations
 
@@ -66,6 +68,33 @@ def keep_in_float_builder(
     return build
 
 
+#: The quantizer's distributions, preferred first: litert-quantizer is where new work lands;
+#: ai-edge-quantizer (frozen, byte-identical output in these modes) for environments that pin it.
+QUANTIZER_PACKAGES = (("litert-quantizer", "litert_quantizer"),
+                      ("ai-edge-quantizer", "ai_edge_quantizer"))  # fmt: skip
+
+
+def quantizer_package() -> tuple[str, Any]:
+    """The installed quantizer: its distribution's name and its module (with ``quantizer``
+    and ``recipe`` imported).
+
+    Raises:
+        MissingDependencyError: neither package is installed.
+    """
+    import importlib
+
+    for package, name in QUANTIZER_PACKAGES:
+        try:
+            module = importlib.import_module(name)
+            importlib.import_module(f"{name}.quantizer")
+            importlib.import_module(f"{name}.recipe")
+        except ImportError:
+            continue
+        return package, module
+    require(QUANTIZER_PACKAGES[0][1], "aeq", "quantizing a .tflite file")  # raises, naming it
+    raise AssertionError("unreachable")
+
+
 def quantize_tflite(
     source: Path,
     mode: str,
@@ -83,24 +112,23 @@ def quantize_tflite(
     Returns:
         The model bytes and the settings used (the full recipe), for the manifest.
     """
-    aeq = require("ai_edge_quantizer", "aeq", "quantizing a .tflite file")
-    from importlib.metadata import version
-
-    from ai_edge_quantizer import quantizer, recipe
-
+    package, module = quantizer_package()
+    quantizer, recipe = module.quantizer, module.recipe
     rp = list(getattr(recipe, AEQ_MODES[mode][2])())
     rp += [
         # an op's scope is its output names, each followed by ';'
         {"regex": f"^{re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"}
         for name in keep_in_float or []
     ]
+    from importlib.metadata import version
+
     settings: dict[str, Any] = {
-        "tool": "ai_edge_quantizer",
-        "ai_edge_quantizer": version("ai-edge-quantizer"),
-        "recipe_function": f"ai_edge_quantizer.recipe.{AEQ_MODES[mode][2]}",
+        "tool": module.__name__,
+        "package": package,
+        "version": version(package),
+        "recipe_function": f"{module.__name__}.recipe.{AEQ_MODES[mode][2]}",
         "recipe": rp,
     }
-    del aeq
     from quantlens.quantize.normalize import normalize_tflite
 
     readable, changes = normalize_tflite(source.read_bytes())
@@ -121,5 +149,5 @@ def quantize_tflite(
             result = qt.quantize(calib, enable_progress_report=False)
     except Exception as exc:  # the quantizer raises many types; say what it said
         first = brief(exc)
-        raise ConversionError(f"ai-edge-quantizer failed in mode '{mode}': {first}") from exc
+        raise ConversionError(f"{package} failed in mode '{mode}': {first}") from exc
     return bytes(result.quantized_model), settings

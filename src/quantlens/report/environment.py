@@ -9,7 +9,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-PACKAGES = ("quantlens", "numpy", "ai-edge-litert", "ai-edge-quantizer", "tensorflow",
+PACKAGES = ("quantlens", "numpy", "ai-edge-litert", "litert-quantizer", "ai-edge-quantizer",
+            "tensorflow",
             "tensorflow-cpu", "scipy", "onnxruntime", "matplotlib")  # fmt: skip
 
 
