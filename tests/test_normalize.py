@@ -71,13 +71,15 @@ def old_models(tf, tmp_path_factory):
 
 
 def test_the_trap_is_real(old_models) -> None:
-    """Handed the old file as is, ai-edge-quantizer quantizes nothing (it sees only ADDs)."""
-    from ai_edge_quantizer import quantizer, recipe
-
+    """Handed the old file as is, the quantizer (litert-quantizer, or ai-edge-quantizer)
+    quantizes nothing (it sees only ADDs)."""
     from quantlens._quiet import captured_output
+    from quantlens.quantize.aeq import quantizer_package
 
+    _, aeq = quantizer_package()
     with captured_output():
-        made = quantizer.Quantizer(str(old_models["old32"]), recipe.dynamic_wi8_afp32()).quantize()
+        made = aeq.quantizer.Quantizer(str(old_models["old32"]),
+                                       aeq.recipe.dynamic_wi8_afp32()).quantize()  # fmt: skip
     assert len(made.quantized_model) >= old_models["old32"].stat().st_size * 0.95
 
 
