@@ -116,16 +116,15 @@ def _ranking(
     """The candidates in the order a reader weighs them, each with its drop and whether it is
     within the budget: those within it smallest first, then the rest by drop."""
 
+    drops = {m.name: drop(m, ref, task) for m in candidates}
+    ok = {name: d is not None and within(d, max_drop) for name, d in drops.items()}
+
     def key(m: ModelResult) -> tuple[bool, float]:
-        d = drop(m, ref, task)
-        if d is not None and within(d, max_drop):
-            return (False, m.size_bytes)
-        return (True, d if d is not None else math.inf)
+        d = drops[m.name]
+        return (False, m.size_bytes) if ok[m.name] else (True, d if d is not None else math.inf)
 
     return tuple(
-        RankedVariant(m.name, d, d is not None and within(d, max_drop))
-        for m in sorted(candidates, key=key)
-        for d in [drop(m, ref, task)]
+        RankedVariant(m.name, drops[m.name], ok[m.name]) for m in sorted(candidates, key=key)
     )
 
 

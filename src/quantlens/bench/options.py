@@ -3,11 +3,11 @@ config or a caller of the API)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from quantlens.engine.options import override
 from quantlens.errors import ConfigError
 
 DEFAULT_WARMUP_RUNS = 10
@@ -51,10 +51,6 @@ class BenchOptions:
             raise ConfigError("warm-up runs must be ≥ 0, runs ≥ 1 and min-seconds ≥ 0")
 
     def with_overrides(self, **overrides: Any) -> BenchOptions:
-        """These options with some fields replaced (validated again); None values are
-        ignored, so that unset keyword arguments keep the defaults."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unknown benchmark option(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **given) if given else self
+        """These options with some fields replaced (validated again); see
+        :func:`quantlens.engine.options.override`."""
+        return override(self, "benchmark", overrides)

@@ -61,10 +61,20 @@ class EvalOptions:
         object.__setattr__(self, "constants", dict(self.constants or {}))
 
     def with_overrides(self, **overrides: Any) -> EvalOptions:
-        """These options with some fields replaced (validated again); None values are
-        ignored, so that unset keyword arguments keep the defaults."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unknown evaluation option(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **given) if given else self
+        """These options with some fields replaced (validated again); see :func:`override`."""
+        return override(self, "evaluation", overrides)
+
+
+def override(options: Any, what: str, overrides: dict[str, Any]) -> Any:
+    """A frozen options dataclass with the fields named in ``overrides`` replaced (and so
+    validated again); None values are ignored, so that unset keyword arguments keep the
+    defaults.
+
+    Raises:
+        TypeError: a name is not a field, as for a wrong keyword argument.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(options)})
+    if unknown:
+        raise TypeError(f"unknown {what} option(s): {', '.join(unknown)}")
+    return dataclasses.replace(options, **given) if given else options

@@ -29,11 +29,6 @@ DEFAULT_CALIBRATION_SAMPLES = 200
 MANIFEST = "manifest.json"
 
 
-def source_kind(path: Path) -> str:
-    """The runtime of a source model: 'tflite', 'onnx', 'tf' (:mod:`quantlens.backends`)."""
-    return backend_for(path).name
-
-
 def available_modes(path: str | os.PathLike[str]) -> dict[str, tuple[str, bool]]:
     """Mode -> (description, needs calibration) for a source model."""
     return dict(resolve(backend_for(path).modes))

@@ -18,7 +18,6 @@ from quantlens.metric_registry import human_size, spell, spell_change
 from quantlens.report.formats import (
     compare_legend,
     end_to_end_sentences,
-    metric_text,
     origin_sentence,
     short_tensor_name,
     worst_weights_sentence,
@@ -222,9 +221,9 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
     for m in result.models:
         for o in m.outputs:
             f = o.fidelity
-            sqnr = metric_text("sqnr_db", f.get("sqnr_db"))
-            mse = metric_text("mse", f.get("mse"))
-            cosine = metric_text("cosine_similarity", f.get("cosine_similarity"))
+            sqnr = spell("sqnr_db", f.get("sqnr_db"))
+            mse = spell("mse", f.get("mse"))
+            cosine = spell("cosine_similarity", f.get("cosine_similarity"))
             console.print(
                 f"  {term(m.name)} · output {term(o.name)}: SQNR {sqnr} dB, mse {mse}, "
                 f"cosine {cosine}"

@@ -17,11 +17,6 @@ def ratio_text(ratio: dict[str, float] | None) -> str:
     return f"{ratio['ratio']:.3f}{interval}"
 
 
-def metric_text(key: str, value: float | None) -> str:
-    """A task or fidelity metric, spelled as the metric registry says."""
-    return spell(key, value)
-
-
 def delta_header(task: str) -> str:
     """The heading of the column :func:`delta_text` fills."""
     return "Δ pt [95% CI]" if task == "classification" else "Δ MAE [95% CI]"
@@ -53,7 +48,7 @@ def short_tensor_name(name: str, width: int = 96) -> str:
 
 def suggestion_metric(value: float | None, accuracy: bool) -> str:
     """The budget metric of a keep-in-float step: accuracy, or SQNR in dB."""
-    return metric_text("accuracy" if accuracy else "sqnr_db", value)
+    return spell("accuracy" if accuracy else "sqnr_db", value)
 
 
 def drop_text(drop: float | None, accuracy: bool) -> str:
@@ -105,11 +100,11 @@ def end_to_end_sentences(diagnosis: Any, wrap: Callable[[str], str] = str) -> li
     """Per model output, its fidelity at the end of the graph (names through ``wrap``)."""
     lines = []
     for name, f in diagnosis.end_to_end.items():
-        sqnr = metric_text("sqnr_db", f.get("sqnr_db"))
-        cosine = metric_text("cosine_similarity", f.get("cosine_similarity"))
+        sqnr = spell("sqnr_db", f.get("sqnr_db"))
+        cosine = spell("cosine_similarity", f.get("cosine_similarity"))
         text = f"end to end, output {wrap(name)}: SQNR {sqnr} dB, cosine {cosine}"
         if "top1_agreement" in f:
-            text += f", top-1 agreement {metric_text('top1_agreement', f['top1_agreement'])}"
+            text += f", top-1 agreement {spell('top1_agreement', f['top1_agreement'])}"
         lines.append(text)
     return lines
 
