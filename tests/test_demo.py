@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 
 from quantlens.data import digits as _digits
 from quantlens.demo import WIDE_LAYER, run_demo, train_digits_cnn, widen_channels
+from tests.model_explorer_format import colour, read_model_node_data
 
 
 def _litert_predictions(path: str | Path, x: np.ndarray) -> np.ndarray:
@@ -86,3 +87,7 @@ def test_demo_shows_the_drop_names_the_layer_and_fixes_it(tf, tmp_path, capsys) 
         assert (out / name).stat().st_size > 0
     assert "The error starts at op" in (out / "diagnosis.md").read_text()
     assert "Keep in float" in (out / "diagnosis.html").read_text()
+    # Model Explorer paints the planted layer red (its colour for the op's error added)
+    (added,) = read_model_node_data(out / "model-explorer" / "error_added_db.json").values()
+    assert colour(added, worst["output"]) == "#d7301f"
+    assert "model-explorer " in printed and "--node_data_paths=" in printed

@@ -4,6 +4,8 @@ tensors, tensors match when names differ, and --suggest keeps that layer in floa
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from ai_edge_litert import interpreter as litert
 
 from quantlens.cli import main
 from quantlens.diagnose import diagnose, diagnose_source
+from quantlens.models.tflite_file import read_graph
+from tests.model_explorer_format import colour, read_model_node_data
 from tests.test_models import hand_run
 
 BAD = "bad_1/MatMul"
@@ -107,8 +111,10 @@ def test_suggest_keeps_the_bad_layer_in_float_and_meets_the_budget(capsys, bad_l
     out = tmp_path / "report.json"
     code = main(["diagnose", str(bad_layer["float"]), str(bad_layer["int8"]), "--data",
                  str(bad_layer["data"]), "--suggest", "--max-drop", "0.02", "--out",
-                 str(tmp_path / "out"), "--json", str(out)])  # fmt: skip
+                 str(tmp_path / "out"), "--json", str(out),
+                 "--node-data", str(tmp_path / "overlays")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
+    _check_overlays(capsys.readouterr().out, tmp_path / "overlays", bad_layer["int8"])
     report = json.loads(out.read_text())
     assert report["schema"] == "quantlens.diagnosis/1"
     for op in report["ops"]:
@@ -126,6 +132,37 @@ def test_suggest_keeps_the_bad_layer_in_float_and_meets_the_budget(capsys, bad_l
     (logits,) = hand_run(s["model"], [data["x"]])
     assert np.mean(logits.argmax(1) == data["y"]) >= 1.0 - 0.02 - 1e-9
     assert 0 in s["pareto"]["size"]  # the fully quantized model is the smallest
+
+
+def _check_overlays(printed: str, folder: Path, quantized: Path) -> None:
+    """The overlays are Model Explorer node data keyed as its TFLite adapter keys the
+    quantized model's nodes, the planted layer red, and the printed command opens them."""
+    graph = read_graph(quantized.read_bytes(), str(quantized))
+    op_outputs = {graph.tensors[op.outputs[0]].name for op in graph.ops}
+    inputs = {graph.tensors[i].name for i in graph.inputs}
+    files = sorted(folder.iterdir())
+    assert {f.name for f in files} == {
+        "error_added_db.json", "tensor_sqnr_db.json", "channel_sqnr_worst_db.json",
+        "weight_sqnr_db.json", "clipped_fraction.json", "sensitivity.json"}  # fmt: skip
+    overlays = {f.name: read_model_node_data(f) for f in files}
+    for name, data in overlays.items():
+        (graph_id,) = data
+        assert graph_id == (graph.name or "main"), name  # the graph id the adapter uses
+        keys = set(data[graph_id]["results"])
+        assert keys and keys <= op_outputs | inputs, (name, keys - op_outputs - inputs)
+    (added,) = overlays["error_added_db.json"].values()
+    bad = next(k for k in added["results"] if BAD in k)
+    assert colour(added, bad) == "#d7301f"  # red: the op that adds the error
+    assert {colour(added, k) for k in added["results"] if k != bad} <= {"#91cf60", "#fee08b"}
+    (worst,) = overlays["channel_sqnr_worst_db.json"].values()
+    assert colour(worst, bad) == "#d7301f"  # the crushed channels
+    (sens,) = overlays["sensitivity.json"].values()
+    values = {k: r["value"] for k, r in sens["results"].items()}
+    assert max(values, key=values.__getitem__) == bad  # the most recovered: most red
+    command = next(line for line in printed.splitlines() if line.startswith("model-explorer"))
+    argv = shlex.split(command)
+    assert argv[1] == str(quantized)
+    assert sorted(argv[2].removeprefix("--node_data_paths=").split(",")) == [str(f) for f in files]
 
 
 def test_keras_source_merges_the_quantization_debugger(bad_layer, tmp_path) -> None:

@@ -17,6 +17,7 @@ import quantlens
 from quantlens.bench.profile import aggregate
 from quantlens.cli import main
 from quantlens.errors import ModelLoadError
+from tests.model_explorer_format import read_model_node_data
 
 RNG = np.random.default_rng(0)
 W1, B1 = RNG.normal(size=(8, 16)).astype(np.float32), RNG.normal(size=16).astype(np.float32)
@@ -237,8 +238,18 @@ def test_suggest_keeps_onnx_nodes_in_float(capsys, tmp_path, onnx_models) -> Non
     code = main(["diagnose", str(onnx_models["float"]), str(onnx_models["qdq"]), "--data",
                  str(onnx_models["data"]), "--suggest", "--budget-metric", "sqnr", "--max-drop",
                  "0.001", "--calibration", str(onnx_models["data"]), "--out", str(tmp_path / "o"),
-                 "--json", str(out)])  # fmt: skip
+                 "--json", str(out), "--node-data", str(tmp_path / "me")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
+    assert "--extensions=model_explorer_onnx" in capsys.readouterr().out
+    # overlays keyed as model-explorer-onnx keys the nodes: by graph name and node name
+    qdq_nodes = {n.name for n in onnx.load(onnx_models["qdq"]).graph.node}
+    overlays = {f.name: read_model_node_data(f) for f in (tmp_path / "me").iterdir()}
+    assert all(list(d) == ["mlp"] for d in overlays.values())
+    assert set(overlays["error_added_db.json"]["mlp"]["results"]) >= {"mm1", "mm2", "add2"}
+    assert set(overlays["weight_sqnr_db.json"]["mlp"]["results"]) <= {"mm1", "mm2", "add1",
+                                                                     "add2"}  # fmt: skip
+    for d in overlays.values():
+        assert set(d["mlp"]["results"]) <= qdq_nodes
     s = json.loads(out.read_text())["suggestion"]
     assert len(s["steps"]) >= 2
     step = next(st for st in s["steps"][1:] if st["accepted"])

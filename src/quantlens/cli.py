@@ -232,7 +232,7 @@ def _finish(args: argparse.Namespace, result: Any, console: Any, gates: list[Any
 
     return write_outputs(
         result, console, gates=gates, json_path=args.json, html_path=args.report,
-        markdown_path=args.markdown,
+        markdown_path=args.markdown, node_data_dir=getattr(args, "node_data", None),
     )  # fmt: skip
 
 
@@ -348,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     dg.add_argument("--budget-metric", choices=["accuracy", "sqnr"], default="accuracy")
     dg.add_argument("--out", default="quantlens-diagnose", help="where models are written")
+    dg.add_argument("--node-data", metavar="DIR",
+                    help="write one Model Explorer overlay per metric in DIR, and print the "
+                    "command that opens them")  # fmt: skip
     _add_outputs(dg, gates=False)
 
     chk = sub.add_parser("check", help="apply gates to a saved report")
@@ -514,6 +517,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     )
 
     _gates(args)
+    if args.node_data:
+        from quantlens.files import check_report_paths
+        from quantlens.report.node_data import FILES
+
+        if "," in args.node_data:
+            raise ConfigError(
+                f"--node-data {args.node_data}: Model Explorer splits its "
+                "--node_data_paths at commas; give a directory without one"
+            )
+        check_report_paths({f"node-data {f}": os.path.join(args.node_data, f) for f in FILES},
+                           force=args.force, mkdir=True)  # fmt: skip
     console = make_console()
     status = make_console(stderr=True)
     data = _data(args, args.data)

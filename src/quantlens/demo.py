@@ -158,7 +158,7 @@ def run_demo(out: str | Path) -> None:
         )  # fmt: skip
     assert diagnosis.suggestion is not None
     print_suggestion(diagnosis.suggestion, console)
-    _write(diagnosis, console, out_dir / "diagnosis")
+    _write(diagnosis, console, out_dir / "diagnosis", node_data=out_dir / "model-explorer")
 
     console.print()
     for line in story(result, diagnosis):
@@ -168,11 +168,13 @@ def run_demo(out: str | Path) -> None:
                   f"{keras_path} --data digits --suggest")  # fmt: skip
 
 
-def _write(result: Any, console: Any, stem: Path) -> None:
-    """The report as JSON, HTML and Markdown side by side."""
+def _write(result: Any, console: Any, stem: Path, node_data: Path | None = None) -> None:
+    """The report as JSON, HTML and Markdown side by side (a diagnosis also as Model
+    Explorer overlays in ``node_data``)."""
     write_outputs(
         result, console, json_path=stem.with_suffix(".json"),
         html_path=stem.with_suffix(".html"), markdown_path=stem.with_suffix(".md"),
+        node_data_dir=node_data,
     )  # fmt: skip
 
 

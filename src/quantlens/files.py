@@ -21,9 +21,10 @@ def _umask() -> int:
 #: Where no report belongs: the kernel's and devices' file systems, and the system's own files.
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/bin", "/sbin", "/lib",
                "/lib32", "/lib64", "/usr", "/var/lib", "/var/run")  # fmt: skip
-#: How a previous quantlens report starts (JSON, HTML, Markdown): these may be replaced.
+#: How a previous quantlens report starts (JSON, HTML, Markdown, Model Explorer node data):
+#: these may be replaced.
 _REPORT_MARKS = ('"schema": "quantlens.', '<meta name="generator" content="quantlens"',
-                 "### quantlens ")  # fmt: skip
+                 "### quantlens ", '"name": "quantlens: ')  # fmt: skip
 
 
 def _is_quantlens_report(path: Path) -> bool:

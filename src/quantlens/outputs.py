@@ -51,9 +51,11 @@ def write_outputs(
     json_path: str | os.PathLike[str] | None = None,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
+    node_data_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """Check ``gates``, write the requested files, print any violation; returns the exit code
-    (0, or 1 when a gate failed). The JSON records the gates and their outcome."""
+    (0, or 1 when a gate failed). The JSON records the gates and their outcome. A diagnosis
+    can also be written as Model Explorer overlays in ``node_data_dir``."""
     data = result.to_dict()
     if gates and isinstance(result, DiagnosisResult):
         raise ConfigError("gates apply to evaluate, compare and bench reports, not a diagnosis")
@@ -66,7 +68,7 @@ def write_outputs(
     data["environment"] = env
     if gates:
         data["gates"] = outcomes
-    texts = {  # rendered before anything is written: all reports or none
+    texts: dict[str | os.PathLike[str], str] = {  # rendered first: all reports or none
         path: render()
         for path, render in (
             (json_path, lambda: json.dumps(data, indent=2, allow_nan=False) + "\n"),
@@ -75,19 +77,40 @@ def write_outputs(
         )
         if path is not None
     }
+    overlays: dict[Path, str] = {}
+    if node_data_dir is not None and isinstance(result, DiagnosisResult):
+        from quantlens.report.node_data import node_data_texts
+
+        overlays = node_data_texts(result, node_data_dir)
+        texts.update(overlays.items())
     written: list[Path] = []
     try:
-        for path, text in texts.items():
-            written.append(write_text(text, path))
+        for target, text in texts.items():
+            written.append(write_text(text, target))
     except BaseException:
         for done in written:
             done.unlink(missing_ok=True)
         raise
     for done in written:
-        console.print(f"written: {done}")
+        if done not in overlays:
+            console.print(f"written: {done}")
+    if overlays:
+        _print_overlays(result, list(overlays), console)
     failed = [o for o in checked if o.failed]
     for o in failed:
         console.print(f"[bold red]gate failed:[/] {describe_failure(o, gates)}")
     if gates and not failed:
         console.print(f"all {len(outcomes)} gate checks passed")
     return EXIT_GATE_FAILED if failed else 0
+
+
+def _print_overlays(result: Result, paths: list[Path], console: Console) -> None:
+    from quantlens.report.node_data import explorer_command
+    from quantlens.report.text import term
+
+    assert isinstance(result, DiagnosisResult)
+    console.print(f"written: {len(paths)} Model Explorer overlays in {term(str(paths[0].parent))}")
+    console.print("open them with:", style="dim")
+    # one long line, never wrapped by rich, so that it can be copied whole
+    command = explorer_command(result, paths)
+    console.print(term(command, limit=len(command)), soft_wrap=True, highlight=False)

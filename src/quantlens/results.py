@@ -1059,6 +1059,11 @@ class DiagnosisResult:
     weights: tuple[WeightRow, ...]
     unmatched: dict[str, list[str]]
     suggestion: Suggestion | None = None
+    #: How graph viewers (Model Explorer) know the quantized model's main graph, and whether
+    #: they know its ops by their output tensors' names ("tensor", .tflite) or by node ids
+    #: ("node", .onnx: by the node's name).
+    graph_id: str = "main"
+    node_keys: str = "tensor"
     schema: str = DIAGNOSIS_SCHEMA
 
     def top_ops(self, k: int) -> list[OpRow]:
@@ -1089,6 +1094,8 @@ class DiagnosisResult:
             "tensors": [t.to_dict() for t in self.tensors],
             "weights": [w.to_dict() for w in self.weights],
             "unmatched": self.unmatched,
+            "graph_id": self.graph_id,
+            "node_keys": self.node_keys,
             **({"suggestion": self.suggestion.to_dict()} if self.suggestion else {}),
         }
 
@@ -1111,6 +1118,8 @@ class DiagnosisResult:
             weights=tuple(WeightRow.from_dict(w) for w in d["weights"]),
             unmatched=dict(d["unmatched"]),
             suggestion=Suggestion.from_dict(d["suggestion"]) if d.get("suggestion") else None,
+            graph_id=str(d.get("graph_id", "main")),
+            node_keys=str(d.get("node_keys", "tensor")),
         )
 
 

@@ -113,6 +113,7 @@ def diagnose(
         pairs.pop(i, None)
         states.pop(i, None)
     tensors = _tensor_rows(qnt, flt, pairs, states, clipped)
+    graph_id, node_keys = qnt.viewer_graph
     return DiagnosisResult(
         float_path=str(float_model),
         quant_path=str(quant_model),
@@ -128,6 +129,8 @@ def diagnose(
                 t.name or f"#{t.index}" for t in f_acts if t.index not in set(pairs.values())
             ],
         },
+        graph_id=graph_id,
+        node_keys=node_keys,
     )
 
 

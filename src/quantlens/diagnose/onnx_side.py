@@ -102,7 +102,7 @@ class OnnxSide:
             if op is not None and op.op_type == "QuantizeLinear":
                 dtype = "int8"
             tensors.append(GraphTensor(i, n, dtype, (), n in consts))
-        graph = Graph(tuple(ops), tuple(tensors), inputs, outputs)
+        graph = Graph(tuple(ops), tuple(tensors), inputs, outputs, g.name)
         readers: dict[int, list[GraphOp]] = {}
         for op in ops:
             for i in op.inputs:
@@ -119,6 +119,12 @@ class OnnxSide:
                 if dq:
                     aliases[out] = dq[0].outputs[0]
         return cls(_Runner(model, names), graph, {}, ONNX_NOTE, aliases)
+
+    @property
+    def viewer_graph(self) -> tuple[str, str]:
+        """How Model Explorer's ONNX adapter (model-explorer-onnx) knows this graph (its name,
+        "<main>" when it has none) and its ops (by node name)."""
+        return self.graph.name or "<main>", "node"
 
     def activations(self) -> list[GraphTensor]:
         """Model inputs and node outputs holding float values, in graph order."""

@@ -39,6 +39,12 @@ class TFLiteSide:
                 quant[d["index"]] = qp
         return cls(model, graph, quant)
 
+    @property
+    def viewer_graph(self) -> tuple[str, str]:
+        """How Model Explorer knows this graph (the subgraph's name, "main" when it has none)
+        and its ops (by their output tensors' names)."""
+        return self.graph.name or "main", "tensor"
+
     def activations(self) -> list[GraphTensor]:
         """Model inputs, then every op's outputs in execution order, that hold values."""
         tensors = self.graph.tensors

@@ -126,6 +126,7 @@ class Graph:
     tensors: tuple[GraphTensor, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    name: str = ""  # the subgraph's (or ONNX graph's) own name
 
 
 def read_graph(data: bytes, path: str) -> Graph:
@@ -158,6 +159,7 @@ def read_graph(data: bytes, path: str) -> Graph:
             )
         inputs = tuple(int(sg.Inputs(i)) for i in range(sg.InputsLength()))
         outputs = tuple(int(sg.Outputs(i)) for i in range(sg.OutputsLength()))
+        name = sg.Name().decode(errors="replace") if sg.Name() else ""
     except (IndexError, ValueError, TypeError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
-    return Graph(tuple(graph_ops), tuple(tensors), inputs, outputs)
+    return Graph(tuple(graph_ops), tuple(tensors), inputs, outputs, name)
