@@ -13,6 +13,9 @@ import numpy as np
 from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
 MODES = {"int8-weights": ("weights rounded to 255 int8 steps", False)}
+#: Kernel paths, the reference first: "dead" outputs zeros where the first feature is
+#: negative, "nan" outputs NaN where the second is above 1.
+KERNEL_PATHS = {"plain": "x @ w", "dead": "zeros for x[0] < 0", "nan": "NaN for x[1] > 1"}
 
 
 class LinearModel:
@@ -20,7 +23,10 @@ class LinearModel:
 
     format = "linear"
 
-    def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, num_threads: int | None = None, kernels: str | None = None
+    ) -> None:
+        self.kernels = kernels or "plain"
         with np.load(path, allow_pickle=False) as f:
             self.w = f["w"].astype(np.float32)
         self.path, self.name = str(path), path.stem
@@ -30,7 +36,12 @@ class LinearModel:
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(inputs[0], dtype=np.float32).reshape(len(inputs[0]), -1)
-        return [x @ self.w]
+        y = x @ self.w
+        if self.kernels == "dead":
+            y[x[:, 0] < 0] = 0
+        if self.kernels == "nan":
+            y[x[:, 1] > 1] = np.nan
+        return [y]
 
     def invoker(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
         return lambda: self.predict(inputs)

@@ -15,6 +15,7 @@ from quantlens.diagnose import diagnose
 from quantlens.engine.options import EvalOptions
 from quantlens.errors import QuantlensError
 from quantlens.evaluation import evaluate
+from quantlens.kernel_check import check_kernels
 from quantlens.models.base import Model
 from quantlens.models.loading import load_model
 from quantlens.quantize import quantize
@@ -24,6 +25,7 @@ from quantlens.results import (
     DatasetSummary,
     DiagnosisResult,
     EvaluationResult,
+    KernelCheck,
     ModelInfo,
     ModelResult,
     OutputFidelity,
@@ -48,6 +50,7 @@ __all__ = [
     "DiagnosisResult",
     "EvalOptions",
     "EvaluationResult",
+    "KernelCheck",
     "Model",
     "ModelInfo",
     "ModelResult",
@@ -62,6 +65,7 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "benchmark",
+    "check_kernels",
     "compare",
     "diagnose",
     "evaluate",

@@ -29,7 +29,9 @@ class Backend:
       settings)``; ``modes``: a dict mode -> (description, needs calibration);
     - ``keep_in_float``: ``f(source, mode, calibration, input_names) -> build(kept) -> bytes``;
     - ``inspection``: a class whose ``open(path)`` exposes every intermediate tensor;
-    - ``mode_of``: ``f(path) -> mode`` of a quantized file.
+    - ``mode_of``: ``f(path) -> mode`` of a quantized file;
+    - ``kernel_paths``: a dict name -> description of the CPU kernel paths a model can run
+      on, the reference first; ``model`` takes the name as ``kernels=``.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Backend:
     inspection: str | None = None  # None: diagnose needs files of another runtime
     mode_of: str | None = None
     saved_model_dirs: bool = False  # a directory holding saved_model.pb is this runtime's
+    kernel_paths: str | None = None
 
     @property
     def is_own_baseline(self) -> bool:
@@ -56,9 +59,15 @@ class Backend:
         float baseline itself (a Keras source needs a float .tflite made to compare with)."""
         return self.variant_suffix in self.extensions
 
-    def load(self, path: str | os.PathLike[str], num_threads: int | None = None) -> Any:
-        """The model at ``path``, loaded by this runtime."""
-        return resolve(self.model)(Path(path), num_threads=num_threads)
+    def load(
+        self, path: str | os.PathLike[str], num_threads: int | None = None,
+        kernels: str | None = None,
+    ) -> Any:  # fmt: skip
+        """The model at ``path``, loaded by this runtime (on the kernel path ``kernels``, one
+        of ``kernel_paths``; default: as deployed)."""
+        if kernels is None:
+            return resolve(self.model)(Path(path), num_threads=num_threads)
+        return resolve(self.model)(Path(path), num_threads=num_threads, kernels=kernels)
 
     def import_runtime(self) -> None:
         """Import what loading a model of this runtime imports."""
@@ -94,6 +103,7 @@ register(Backend(
     op_name="float_tensor", expectations="quantlens.quantize.aeq:EXPECTED",
     inspection="quantlens.diagnose.tflite_side:TFLiteSide",
     mode_of="quantlens.diagnose.tflite_side:quantized_mode",
+    kernel_paths="quantlens.models.litert:KERNEL_PATHS",
 ))  # fmt: skip
 register(Backend(
     name="onnx", title="an .onnx", extensions=(".onnx",),
@@ -104,6 +114,7 @@ register(Backend(
     op_name="node", expectations="quantlens.quantize.ort:EXPECTED",
     inspection="quantlens.diagnose.onnx_side:OnnxSide",
     mode_of="quantlens.diagnose.onnx_side:quantized_mode",
+    kernel_paths="quantlens.models.onnx:KERNEL_PATHS",
 ))  # fmt: skip
 register(Backend(
     name="tf", title="a Keras", extensions=(".keras", ".h5", ".hdf5"),

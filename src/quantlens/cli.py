@@ -353,6 +353,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "command that opens them")  # fmt: skip
     _add_outputs(dg, gates=False)
 
+    kn = sub.add_parser(
+        "kernels",
+        help="run a model on every CPU kernel path: kernel error apart from quantization error",
+        description="Run MODEL on every CPU kernel path of its runtime (.tflite: reference "
+        "kernels, builtin optimized kernels, XNNPACK; .onnx: graph optimizations none, "
+        "basic, all) on the same data, and measure each path against the reference path: "
+        "fidelity, NaN/inf and all-zero outputs, latency. With --reference FLOAT, the float "
+        "model against the quantized one on the reference kernels is the quantization error.",
+    )
+    kn.add_argument("model", help="a .tflite or .onnx model")
+    kn.add_argument("--data", required=True, help=DATA_HELP)
+    _add_data_options(kn)
+    kn.add_argument("--reference", metavar="FLOAT", help="the float model MODEL was made from")
+    kn.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
+    kn.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    kn.add_argument("--threads", type=_positive_int, default=1,
+                    help="runtime threads on every path (default: 1)")  # fmt: skip
+    _add_outputs(kn)
+
     chk = sub.add_parser("check", help="apply gates to a saved report")
     chk.add_argument("report", help="JSON written by evaluate, compare or bench")
     chk.add_argument("--fail-on", action="append", required=True, metavar="EXPR",
@@ -561,6 +580,23 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return _finish(args, result, console, [])
 
 
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    from quantlens.kernel_check import check_kernels
+    from quantlens.report.console import delayed_progress, make_console, print_kernels
+
+    gates = _gates(args)
+    console = make_console()
+    stderr = make_console(stderr=True)
+    data = _data(args, args.data)
+    runs = 2 if args.reference else 1
+    with delayed_progress(args.samples * runs, "running every kernel path", stderr) as advance:
+        result = check_kernels(args.model, data, reference=args.reference, samples=args.samples,
+                               batch_size=args.batch_size, num_threads=args.threads,
+                               progress=advance, status=_status_printer())  # fmt: skip
+    print_kernels(result, console)
+    return _finish(args, result, console, gates)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from quantlens.files import read_report
     from quantlens.gates import check_gates, describe_failure
@@ -624,6 +660,7 @@ COMMANDS = {
     "quantize": _cmd_quantize,
     "compare": _cmd_compare,
     "diagnose": _cmd_diagnose,
+    "kernels": _cmd_kernels,
     "check": _cmd_check,
     "diff": _cmd_diff,
     "info": _cmd_info,

@@ -120,7 +120,7 @@ def evaluate(
     if opts.bench and status is not None:
         status(f"benchmarking {len(models)} models: latency, then memory in a child process "
                "each…")  # fmt: skip
-    perf = _performance(models, outcome.first_sample, threads) if opts.bench else None
+    perf = performance_of(models, outcome.first_sample, threads) if opts.bench else None
     decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
                  for d, m in zip(decisions, models, strict=True)]  # fmt: skip
     results = tuple(
@@ -241,17 +241,21 @@ def _useful_workers(workers: int, samples: int | None, limit: int | None) -> int
 EVAL_BENCH = {"warmup_runs": 5, "runs": 30, "min_seconds": 0.5}
 
 
-def _performance(
-    models: list[Model], sample: list[np.ndarray], num_threads: int | None
-) -> list[Performance]:
-    """Each model's benchmark figures; speed-ups against the first runtime model (``.tflite``
-    or ``.onnx``: TensorFlow models are timed apart and get none unless all are TensorFlow's),
-    with the interval of the paired ratio of medians."""
+def performance_of(
+    models: Sequence[Model], sample: Sequence[np.ndarray], num_threads: int | None,
+    *, memory: bool = True,
+) -> list[Performance]:  # fmt: skip
+    """Each model's benchmark figures on ``sample``'s first sample; speed-ups against the
+    first runtime model (``.tflite`` or ``.onnx``: TensorFlow models are timed apart and get
+    none unless all are TensorFlow's), with the interval of the paired ratio of medians.
+    ``memory``: also probe init time, first inference and peak RSS in a child process (which
+    loads each model from its path, as deployed)."""
     from quantlens.bench import benchmark, timing_groups
 
     one = [x[:1] for x in sample]  # the benchmark runs one sample, as a deployed model does
-    result = benchmark(models, threads=[num_threads], data=one, **EVAL_BENCH)  # type: ignore[arg-type]
-    comparable = set(timing_groups(models)[0])
+    result = benchmark(models, threads=[num_threads], data=one, measure_memory=memory,
+                       **EVAL_BENCH)  # type: ignore[arg-type]  # fmt: skip
+    comparable = set(timing_groups(list(models))[0])
     out = []
     for i, e in enumerate(result.results):
         ratio = e.ratio_to_first or {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0}
@@ -310,6 +314,7 @@ def _model_result(
         performance=performance,
         paired=paired_stats,
         nonfinite_outputs=run.nonfinite,
+        zero_outputs=run.zeroed,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlens.errors import ConfigError
-from quantlens.results import BenchResult, EvaluationResult
+from quantlens.results import BenchResult, EvaluationResult, KernelCheck
 
 
 def _umask() -> int:
@@ -146,7 +146,7 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 MAX_REPORT_BYTES = 256 * 2**20
 
 
-def read_report(path: str | os.PathLike[str]) -> EvaluationResult | BenchResult:
+def read_report(path: str | os.PathLike[str]) -> EvaluationResult | BenchResult | KernelCheck:
     """Read a saved evaluate, compare or bench report through its ``from_dict``, which checks
     that it is well formed (every field of its schema present and of its type), so that gates
     and diffs read no garbage.

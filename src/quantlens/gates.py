@@ -17,7 +17,7 @@ from typing import Any
 
 from quantlens.errors import ConfigError, QuantlensError
 from quantlens.metric_registry import METRICS, spell
-from quantlens.results import BenchResult, EvaluationResult, report_from_dict
+from quantlens.results import BenchResult, EvaluationResult, KernelCheck, report_from_dict
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -82,7 +82,7 @@ class GateOutcome:
                 "failed": self.failed, "metric": self.metric}  # fmt: skip
 
 
-Report = EvaluationResult | BenchResult
+Report = EvaluationResult | BenchResult | KernelCheck
 
 
 def check_gates(gates: Sequence[Gate], report: Report | Mapping[str, Any]) -> list[GateOutcome]:
@@ -134,6 +134,8 @@ def report_models(
             report = report_from_dict(report)
         except QuantlensError as exc:
             raise ConfigError(str(exc)) from None
+    if isinstance(report, KernelCheck):  # gates read the kernel paths against the reference
+        report = report.kernels
     if isinstance(report, BenchResult):
         entries = list(report.results)
         several = len({(e.threads, e.batch_size) for e in entries}) > 1

@@ -155,8 +155,14 @@ declare(MetricSpec("accuracy_drop", "reference accuracy − model accuracy (0.01
 declare(MetricSpec("mae_increase", "relative increase of the regression MAE over the "
                    "reference's", "ratio", _mae_increase, False))  # fmt: skip
 declare(MetricSpec("size_ratio", "size on disk / the reference's", "ratio", _size_ratio, False))
-declare(MetricSpec("nonfinite_outputs", "outputs holding NaN or inf", "count",
-                   _at("nonfinite_outputs"), False))  # fmt: skip
+declare(
+    MetricSpec(
+        "nonfinite_outputs", "outputs holding NaN or inf", "count", _at("nonfinite_outputs"), False
+    )
+)
+declare(MetricSpec("zero_outputs", "samples whose outputs are all zero where the "
+                   "reference's are not (a dead kernel or delegate)", "count",
+                   _at("zero_outputs"), False))  # fmt: skip
 
 
 def shown_in(section: str, present: set[str]) -> list[MetricSpec]:

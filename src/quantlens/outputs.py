@@ -14,9 +14,9 @@ from quantlens.errors import ConfigError
 from quantlens.files import write_text
 from quantlens.gates import Gate, check_gates, describe_failure
 from quantlens.report.environment import environment
-from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, KernelCheck
 
-Result = EvaluationResult | BenchResult | DiagnosisResult
+Result = EvaluationResult | BenchResult | DiagnosisResult | KernelCheck
 
 EXIT_GATE_FAILED = 1
 
@@ -29,6 +29,8 @@ def render_html(result: Result, env: dict[str, Any], gates: Sequence[dict[str, A
         return html.evaluation_html(result, env, gates)
     if isinstance(result, BenchResult):
         return html.bench_html(result, env, gates)
+    if isinstance(result, KernelCheck):
+        return html.kernels_html(result, env, gates)
     return html.diagnosis_html(result, env)
 
 
@@ -40,6 +42,8 @@ def render_markdown(result: Result, gates: Sequence[dict[str, Any]]) -> str:
         return markdown.evaluation_markdown(result, gates)
     if isinstance(result, BenchResult):
         return markdown.bench_markdown(result, gates)
+    if isinstance(result, KernelCheck):
+        return markdown.kernels_markdown(result, gates)
     return markdown.diagnosis_markdown(result)
 
 
@@ -63,7 +67,8 @@ def write_outputs(
         check_gates(gates, result) if gates and not isinstance(result, DiagnosisResult) else []
     )
     outcomes = [o.to_dict() for o in checked]
-    settings = getattr(result, "settings", {}) or {}
+    settings = getattr(result.kernels if isinstance(result, KernelCheck) else result,
+                       "settings", {}) or {}  # fmt: skip
     env = environment(settings)
     data["environment"] = env
     if gates:

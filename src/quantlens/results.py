@@ -374,6 +374,7 @@ class ModelResult:
     paired: PairedStats | None = None  # candidates with labels: paired statistics
     quantization: VariantQuantization | None = None  # compare's variants
     nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
+    zero_outputs: int = 0  # samples whose outputs were all zero where the reference's were not
     batching: BatchingDecision | None = None  # how its batches ran, and why
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,6 +385,7 @@ class ModelResult:
             "role": self.role,
             "size_bytes": self.size_bytes,
             "nonfinite_outputs": self.nonfinite_outputs,
+            "zero_outputs": self.zero_outputs,
         }
         if self.task_metrics is not None:
             d["task_metrics"] = encode_tree(self.task_metrics)
@@ -418,6 +420,7 @@ class ModelResult:
                 VariantQuantization.from_dict(d["quantization"]) if d.get("quantization") else None
             ),
             nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
+            zero_outputs=int(d.get("zero_outputs", 0)),
             batching=BatchingDecision.from_dict(d["batching"]) if d.get("batching") else None,
         )
 
@@ -1123,7 +1126,57 @@ class DiagnosisResult:
         )
 
 
-def report_from_dict(d: Mapping[str, Any]) -> EvaluationResult | BenchResult:
+KERNELS_SCHEMA = "quantlens.kernels/1"
+
+
+@dataclass(frozen=True)
+class KernelCheck:
+    """The outcome of :func:`quantlens.check_kernels`: one model on every CPU kernel path.
+
+    ``kernels`` evaluates every path against the first (the reference kernels): the kernel
+    error; ``against_float`` (given the float model) evaluates the float model on the
+    reference kernels against the quantized one on every path: the first row is the
+    quantization error alone, the others quantization and kernel error together. Every path
+    of ``kernels`` is timed in interleaved rounds (its ``performance``; speed against the
+    reference kernels)."""
+
+    model: str
+    reference_model: str | None
+    paths: dict[str, str]  # kernel path -> what runs, the reference first
+    kernels: EvaluationResult
+    against_float: EvaluationResult | None
+    schema: str = KERNELS_SCHEMA
+
+    @property
+    def quantization_error(self) -> ModelResult | None:
+        """The quantized model on the reference kernels against the float model on them."""
+        return None if self.against_float is None else self.against_float.models[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "model": self.model,
+            "reference_model": self.reference_model,
+            "paths": dict(self.paths),
+            "kernels": self.kernels.to_dict(),
+            "against_float": None if self.against_float is None else self.against_float.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KernelCheck:
+        if d.get("schema") != KERNELS_SCHEMA:
+            raise QuantlensError(f"not a quantlens kernel check (schema {d.get('schema')!r})")
+        against = d.get("against_float")
+        return cls(
+            model=str(d["model"]),
+            reference_model=d.get("reference_model"),
+            paths={str(k): str(v) for k, v in d["paths"].items()},
+            kernels=EvaluationResult.from_dict(d["kernels"]),
+            against_float=None if against is None else EvaluationResult.from_dict(against),
+        )
+
+
+def report_from_dict(d: Mapping[str, Any]) -> EvaluationResult | BenchResult | KernelCheck:
     """An evaluate, compare or bench report read back from its JSON (schema checked).
 
     Raises:
@@ -1134,5 +1187,7 @@ def report_from_dict(d: Mapping[str, Any]) -> EvaluationResult | BenchResult:
         return BenchResult.from_dict(d)
     if schema.startswith(("quantlens.evaluation/", "quantlens.compare/")):
         return EvaluationResult.from_dict(d)
+    if schema.startswith("quantlens.kernels/"):
+        return KernelCheck.from_dict(d)
     raise QuantlensError(f"not a quantlens report (schema {schema!r}); give the JSON of "
                          "evaluate, compare or bench")  # fmt: skip

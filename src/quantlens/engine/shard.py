@@ -57,6 +57,8 @@ class RunState:
     task: TaskState | None = None
     fidelity: list[FidelityState] | None = None
     nonfinite: int = 0  # samples with NaN or inf in any output, left out of the metrics
+    #: Samples whose outputs are all zero where the reference's are not (a dead kernel).
+    zeroed: int = 0
     #: Per model input: (values that clip at the quantized dtype's range, values seen).
     saturation: tuple[tuple[int, int], ...] = ()
 
@@ -77,7 +79,8 @@ class RunState:
             else self.saturation or other.saturation
         )
         return RunState(task, fidelity or self.fidelity or other.fidelity,
-                        self.nonfinite + other.nonfinite, saturation)  # fmt: skip
+                        self.nonfinite + other.nonfinite, self.zeroed + other.zeroed,
+                        saturation)  # fmt: skip
 
 
 @dataclass
@@ -149,6 +152,7 @@ def run_shard(
                          for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
         ref_out: list[np.ndarray] = []
         ref_ok = np.ones(len(batch), dtype=bool)
+        ref_zero = np.zeros(len(batch), dtype=bool)
         for model, (ins, outs_order), st, quant in zip(
             models, wiring, states, quantized_inputs, strict=True
         ):
@@ -159,10 +163,13 @@ def run_shard(
             outs = [raw[j] for j in outs_order]
             ok = finite_rows(outs)
             st.nonfinite += int((~ok).sum())
+            zero = all_zero_rows(outs)
             if model is ref:
-                ref_out, ref_ok = outs, ok
+                ref_out, ref_ok, ref_zero = outs, ok, zero
                 if resolved_task is None:
                     resolved_task = infer_task(batch.labels, outs[0], plan.task)
+            else:
+                st.zeroed += int((zero & ~ref_zero).sum())
             if st.fidelity is not None:
                 both = ok & ref_ok
                 st.fidelity = [
@@ -207,6 +214,15 @@ def finite_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
         if np.issubdtype(o.dtype, np.floating):
             ok &= np.isfinite(o.reshape(n, -1)).all(axis=1)
     return ok
+
+
+def all_zero_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per sample: every value of every output is zero."""
+    n = outputs[0].shape[0]
+    zero = np.ones(n, dtype=bool)
+    for o in outputs:
+        zero &= ~o.reshape(n, -1).any(axis=1)
+    return zero
 
 
 def _update_fidelity(

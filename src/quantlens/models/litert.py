@@ -21,6 +21,13 @@ from quantlens.results import ModelInfo, QuantParams, TensorSpec, plain_name
 
 _STATEFUL_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
 
+#: The CPU kernel paths a .tflite can run on (name -> what runs), the reference first.
+KERNEL_PATHS = {
+    "reference": "reference kernels (BUILTIN_REF): the plain implementation of each op",
+    "builtin": "optimized builtin kernels, no delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES)",
+    "xnnpack": "as deployed by default: XNNPACK delegate where it applies (AUTO)",
+}
+
 
 def quant_params(detail: dict[str, Any]) -> QuantParams | None:
     """A tensor's quantization from the runtime's tensor details, or None when it has none."""
@@ -83,7 +90,10 @@ class LiteRTModel(RunnerBatching):
         num_threads: int | None = None,
         use_default_delegates: bool = True,
         preserve_all_tensors: bool = False,
+        kernels: str | None = None,
     ) -> None:
+        """``kernels`` picks one of :data:`KERNEL_PATHS` (default: XNNPACK, or the builtin
+        kernels without ``use_default_delegates``)."""
         from ai_edge_litert import interpreter as litert
 
         self.path = str(path)
@@ -97,11 +107,12 @@ class LiteRTModel(RunnerBatching):
                 f"{self.path} is not a TFLite model (no TFL3 identifier); give a .tflite file"
             )
         ensure_contained(self.path, data)  # a crash of the runtime stays in a child process
-        resolver = (
-            litert.OpResolverType.AUTO
-            if use_default_delegates
-            else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
+        kernels = kernels or ("xnnpack" if use_default_delegates else "builtin")
+        resolver = {
+            "xnnpack": litert.OpResolverType.AUTO,
+            "builtin": litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            "reference": litert.OpResolverType.BUILTIN_REF,
+        }[kernels]
 
         def new_interpreter(allocate: bool = True) -> Any:
             with captured_output():  # the runtime logs its delegate choice to fd 2

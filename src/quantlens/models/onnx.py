@@ -42,12 +42,26 @@ def _shape(dims: Sequence[Any]) -> tuple[int | None, ...]:
     return tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
 
 
+#: The graph optimization levels an .onnx can run at (name -> what runs), the reference first.
+KERNEL_PATHS = {
+    "unoptimized": "graph optimizations off (ORT_DISABLE_ALL): the nodes as the file has them",
+    "basic": "basic graph optimizations (ORT_ENABLE_BASIC): constant folding, node removal",
+    "optimized": "as deployed by default: every graph optimization and fusion (ORT_ENABLE_ALL)",
+}
+
+
 def session(path: str, num_threads: int | None, *, profile_prefix: str | None = None,
-            model_bytes: bytes | None = None) -> Any:  # fmt: skip
-    """An onnxruntime CPU session with ``num_threads`` intra-op threads."""
+            model_bytes: bytes | None = None, optimization: str = "optimized") -> Any:  # fmt: skip
+    """An onnxruntime CPU session with ``num_threads`` intra-op threads and the graph
+    optimizations of ``optimization`` (one of :data:`KERNEL_PATHS`)."""
     ort = require("onnxruntime", "onnx", "running an .onnx model")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.graph_optimization_level = {
+        "unoptimized": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "optimized": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
     if num_threads is not None:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
@@ -68,12 +82,15 @@ class OnnxModel(RunnerBatching):
 
     format = "onnx"
 
-    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, num_threads: int | None = None, kernels: str | None = None
+    ) -> None:
+        """``kernels`` picks one of :data:`KERNEL_PATHS` (default: every optimization)."""
         self.path = str(path)
         self.name = Path(path).stem
         self._num_threads = num_threads
         self.proto = load_checked(self.path)  # the checked graph, for readers of its nodes
-        self._session = session(self.path, num_threads)
+        self._session = session(self.path, num_threads, optimization=kernels or "optimized")
         self.inputs = tuple(
             TensorSpec(i.name, _shape(i.shape), _ORT_TYPES.get(i.type, "float32"))
             for i in self._session.get_inputs()

@@ -29,6 +29,8 @@ from quantlens.report.views import (
     compare_view,
     diagnosis_view,
     evaluation_view,
+    kernel_findings,
+    kernel_views,
     suggestion_views,
 )
 from quantlens.results import (
@@ -36,6 +38,7 @@ from quantlens.results import (
     BenchResult,
     DiagnosisResult,
     EvaluationResult,
+    KernelCheck,
     ModelInfo,
     Suggestion,
 )
@@ -441,3 +444,14 @@ def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[
         console.print("only in the new report: " + ", ".join(term(n) for n in only_new))
     n = sum(r.regression for r in rows)
     console.print(f"{n} regression(s)" if n else "no regressions")
+
+
+def print_kernels(check: KernelCheck, console: Console | None = None) -> None:
+    """The kernel paths against the reference kernels (and the float model), then what that
+    says: dead or non-finite paths, and kernel error beside quantization error."""
+    console = console or Console()
+    for view in kernel_views(check):
+        console.print(view_table(view, console.width))
+    print_run_notes(check.kernels, console)
+    for line in kernel_findings(check):
+        console.print(term(line, 2000))

@@ -21,11 +21,19 @@ from quantlens.report.views import (
     bench_view,
     diagnosis_view,
     gates_view,
+    kernel_findings,
+    kernel_views,
     models_view,
     on_page,
     suggestion_views,
 )
-from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, Suggestion
+from quantlens.results import (
+    BenchResult,
+    DiagnosisResult,
+    EvaluationResult,
+    KernelCheck,
+    Suggestion,
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
@@ -309,3 +317,17 @@ def _suggestion_html(s: Suggestion) -> str:
         f"{banner}<h3>Candidates, each kept in float alone (with the ops reading its output)"
         f"</h3>{cand_table}<h3>Greedy search, every step rebuilt and measured</h3>{step_table}"
     )
+
+
+def kernels_html(
+    check: KernelCheck, env: dict[str, Any], gates: Sequence[dict[str, Any]] = ()
+) -> str:
+    """The report of a kernel check."""
+    findings = "".join(f"<li>{_e(line)}</li>" for line in kernel_findings(check))
+    tables = "".join(view_html(v) for v in kernel_views(check))
+    sections = [
+        ("Kernel paths", tables + (f"<ul>{findings}</ul>" if findings else "")),
+        ("Gates", gates_section(gates)),
+        ("Environment", environment_section(env)),
+    ]
+    return page("quantlens · Kernel check", sections)

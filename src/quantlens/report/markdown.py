@@ -18,11 +18,13 @@ from quantlens.report.views import (
     TableView,
     bench_view,
     diagnosis_view,
+    kernel_findings,
+    kernel_views,
     models_view,
     on_page,
     suggestion_views,
 )
-from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult
+from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, KernelCheck
 
 
 def _table(
@@ -107,3 +109,11 @@ def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
                  f"of a drop ≤ {drop_text(s.max_drop, s.accuracy)}.\n\n")  # fmt: skip
         text += _view_table(suggestion_views(s)[1])
     return text + "\n"
+
+
+def kernels_markdown(check: KernelCheck, gates: Sequence[dict[str, Any]] = ()) -> str:
+    """The kernel paths' tables and findings."""
+    tables = "\n\n".join(_view_table(v) for v in kernel_views(check))
+    findings = "".join(f"\n- {md_text(line)}" for line in kernel_findings(check))
+    return ("### quantlens kernel check\n\n" + tables + ("\n" + findings if findings else "")
+            + _gates(gates) + "\n")  # fmt: skip

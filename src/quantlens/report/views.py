@@ -26,6 +26,7 @@ from quantlens.results import (
     BenchResult,
     DiagnosisResult,
     EvaluationResult,
+    KernelCheck,
     ModelResult,
     Suggestion,
 )
@@ -312,3 +313,114 @@ def gates_view(outcomes: Sequence[Mapping[str, Any]]) -> TableView:
     )  # fmt: skip
     columns = (Col("outcome", "text"), Col("model", "name"), Col("gate", "name"), Col("value"))
     return TableView("gates", columns, rows)
+
+
+def kernel_views(check: KernelCheck) -> list[TableView]:
+    """Every kernel path against the reference kernels (the kernel error, NaN/inf and all-zero
+    outputs, latency), then, given the float model, every path against it."""
+    ev = check.kernels
+    first = ev.models[0].name
+    task_cols = shown_in("task_metrics", {k for m in ev.models for k in m.task_metrics or {}})
+    columns = [Col("kernels", "name", style="bold"), Col("what runs", "text", compact=False)]
+    columns += [Col(c.short_label, style="cyan", compact=i == 0) for i, c in enumerate(task_cols)]
+    classes = any("top1_agreement" in (m.fidelity or {}) for m in ev.models)
+    columns += [Col("SQNR dB", style="magenta"), Col("max |err|", compact=False)]
+    columns += [Col("top-1 agree", compact=False)] if classes else []
+    columns += [Col("NaN/inf"), Col("all-zero"), Col("p50", style="green"),
+                Col("speed", style="green")]  # fmt: skip
+    rows = []
+    for m in ev.models:
+        fid = m.fidelity or {}
+        reference = m.role == "reference"
+        row = [Cell(m.name, note=" (ref)" if reference else ""),
+               Cell(check.paths.get(m.name, ""))]  # fmt: skip
+        row += [Cell(spell(c.name, (m.task_metrics or {}).get(c.key or ""))) for c in task_cols]
+        row += [
+            Cell("—" if reference else spell("sqnr_db", fid.get("sqnr_db"))),
+            Cell("—" if reference else spell("max_abs_error", fid.get("max_abs_error"))),
+            *(
+                [Cell("—" if reference else spell("top1_agreement", fid.get("top1_agreement")))]
+                if classes
+                else []
+            ),
+            Cell(str(m.nonfinite_outputs), "bad" if m.nonfinite_outputs else None),
+            Cell(str(m.zero_outputs), "bad" if m.zero_outputs else None),
+            *(Cell(t) for t in _performance_cells(m)[:2]),
+        ]
+        rows.append(tuple(row))
+    name = ev.models[0].path.rsplit("/", 1)[-1]
+    views = [TableView(f"{name} on {len(ev.models)} kernel paths · {ev.dataset.samples} samples "
+                       f"from {ev.dataset.source} · error vs the {first} kernels",
+                       tuple(columns), tuple(rows))]  # fmt: skip
+    if check.against_float is not None:
+        af = check.against_float
+        task = af.dataset.task
+        paired = any(m.paired for m in af.models) and task in ("classification", "regression")
+        classes = any("top1_agreement" in (m.fidelity or {}) for m in af.models)
+        cols = [Col("kernels", "name", style="bold"), Col("SQNR dB vs float", style="magenta")]
+        cols += [Col("top-1 agree")] if classes else []
+        if paired:
+            cols += [Col(delta_header(task), "text")]
+        frows = []
+        for m in af.models[1:]:
+            fid = m.fidelity or {}
+            row = [Cell(m.name, note=" (quantization alone)" if m is af.models[1] else ""),
+                   Cell(spell("sqnr_db", fid.get("sqnr_db")))]  # fmt: skip
+            row += [Cell(spell("top1_agreement", fid.get("top1_agreement")))] if classes else []
+            if paired:
+                row += [Cell(delta_text(m.paired, task)[0])]
+            frows.append(tuple(row))
+        views.append(TableView(f"against the float model on the {first} kernels: the "
+                               "quantization error, then quantization and kernel error together",
+                               tuple(cols), tuple(frows)))  # fmt: skip
+    return views
+
+
+#: How a kernel error compares with the quantization error, by the share of its power:
+#: below the first it is negligible, below the second smaller, below the third as large.
+KERNEL_SHARES = (0.1, 0.5, 2.0)
+
+
+def kernel_findings(check: KernelCheck) -> list[str]:
+    """What the check says, one sentence per finding: dead or non-finite paths, and each
+    path's kernel error beside the quantization error."""
+    ev = check.kernels
+    first = ev.models[0].name
+    out = []
+    for m in ev.models:
+        if m.nonfinite_outputs:
+            out.append(f"{m.name}: NaN or inf on {m.nonfinite_outputs} of "
+                       f"{ev.dataset.samples} samples.")  # fmt: skip
+        if m.zero_outputs:
+            out.append(f"{m.name}: all-zero outputs on {m.zero_outputs} samples where the "
+                       f"{first} kernels give non-zero ones.")  # fmt: skip
+    q = check.quantization_error
+    q_db = (q.fidelity or {}).get("sqnr_db") if q is not None else None
+    if q_db is not None:
+        out.append(f"Quantization error (float vs quantized, both on the {first} kernels): "
+                   f"SQNR {spell('sqnr_db', q_db)} dB.")  # fmt: skip
+    for m in ev.models[1:]:
+        k_db = (m.fidelity or {}).get("sqnr_db")
+        if k_db is None:
+            continue
+        if k_db == float("inf"):
+            out.append(f"{m.name}: the same outputs as the {first} kernels, bit for bit.")
+            continue
+        said = (
+            f"{m.name}: kernel error SQNR {spell('sqnr_db', k_db)} dB against the {first} kernels"
+        )
+        if q_db is None:
+            out.append(said + ".")
+            continue
+        share = 10 ** ((q_db - k_db) / 10)  # kernel error power / quantization error power
+        said += f", {share:.0%} of the quantization error's power"
+        if share < KERNEL_SHARES[0]:
+            said += ": negligible beside it; fix the quantization, not the kernels."
+        elif share < KERNEL_SHARES[1]:
+            said += ": smaller than it, but visible."
+        elif share < KERNEL_SHARES[2]:
+            said += ": as large as it; the kernels matter as much as the quantization."
+        else:
+            said += ": the kernels, not the quantization, lose the fidelity."
+        out.append(said)
+    return out
