@@ -324,7 +324,8 @@ def kernels_html(
 ) -> str:
     """The report of a kernel check."""
     findings = "".join(f"<li>{_e(line)}</li>" for line in kernel_findings(check))
-    tables = "".join(view_html(v) for v in kernel_views(check))
+    tables = "".join(f'<p class="note">{_e(v.title)}</p>' + view_html(v)
+                     for v in kernel_views(check))  # fmt: skip
     sections = [
         ("Kernel paths", tables + (f"<ul>{findings}</ul>" if findings else "")),
         ("Gates", gates_section(gates)),
