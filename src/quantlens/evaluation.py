@@ -315,6 +315,9 @@ def _model_result(
         paired=paired_stats,
         nonfinite_outputs=run.nonfinite,
         zero_outputs=run.zeroed,
+        distribution=run.fidelity[0].distribution()
+        if run.fidelity and run.fidelity[0].samples
+        else None,
     )
 
 

@@ -121,6 +121,18 @@ for _name, _kind, _better, _diffed, _label in _FIDELITY:
     declare(MetricSpec(_name, f"fidelity to the reference: `{_name}` (first output)", _kind,
                        _at("fidelity", _name), _better, _diffed, "fidelity", _name, _label,
                        "top-1" if _name == "top1_agreement" else ""))  # fmt: skip
+# distribution statistics of class outputs (first output), metrics.distribution
+_PERCENTILE_NAMES = ("max", "p99_9", "p99", "p95", "p90", "median", "p10", "p5", "p1", "p0_1",
+                     "min")  # fmt: skip
+for _name in ("kl_mean", "kl_mean_se", *(f"kl_{p}" for p in _PERCENTILE_NAMES)):
+    declare(MetricSpec(_name, f"KL divergence per sample: `{_name}`", "error",
+                       _at("distribution", _name), False))  # fmt: skip
+for _name in ("delta_p_mean", "delta_p_mean_se", "delta_p_rms",
+              *(f"delta_p_{p}" for p in _PERCENTILE_NAMES)):  # fmt: skip
+    declare(MetricSpec(_name, f"change of the labelled class's probability: `{_name}`",
+                       "error", _at("distribution", _name), None))  # fmt: skip
+declare(MetricSpec("top1_agreement_se", "binomial standard error of top-1 agreement", "error",
+                   _at("distribution", "top1_agreement_se"), False))  # fmt: skip
 for _name in ("p50", "p90", "p99", "mean", "init", "first"):
     declare(MetricSpec(f"{_name}_ms", f"latency `{_name}` in milliseconds", "latency",
                        _perf("latency_ms", _name), False, _name in ("p50", "p99")))  # fmt: skip

@@ -376,6 +376,9 @@ class ModelResult:
     nonfinite_outputs: int = 0  # samples whose outputs held NaN or inf (left out of metrics)
     zero_outputs: int = 0  # samples whose outputs were all zero where the reference's were not
     batching: BatchingDecision | None = None  # how its batches ran, and why
+    #: Class outputs (first output), candidates only: KL mean ± SE and percentiles, top-1
+    #: agreement ± SE, Δp of the labelled class (metrics.distribution).
+    distribution: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -391,6 +394,8 @@ class ModelResult:
             d["task_metrics"] = encode_tree(self.task_metrics)
         if self.fidelity is not None:
             d["fidelity"] = encode_tree(self.fidelity)
+        if self.distribution is not None:
+            d["distribution"] = encode_tree(self.distribution)
         if self.outputs:
             d["outputs"] = [o.to_dict() for o in self.outputs]
         if self.performance is not None:
@@ -422,6 +427,7 @@ class ModelResult:
             nonfinite_outputs=int(d.get("nonfinite_outputs", 0)),
             zero_outputs=int(d.get("zero_outputs", 0)),
             batching=BatchingDecision.from_dict(d["batching"]) if d.get("batching") else None,
+            distribution=decode_tree(d.get("distribution")),
         )
 
 

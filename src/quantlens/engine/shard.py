@@ -172,10 +172,13 @@ def run_shard(
                 st.zeroed += int((zero & ~ref_zero).sum())
             if st.fidelity is not None:
                 both = ok & ref_ok
+                labels = None if batch.labels is None else np.asarray(batch.labels)[both]
                 st.fidelity = [
-                    _update_fidelity(f, r[both], o[both], model.name, spec.name)
+                    _update_fidelity(f, r[both], o[both], model.name, spec.name,
+                                     labels if k == 0 else None)
                     if both.any() else f
-                    for f, r, o, spec in zip(st.fidelity, ref_out, outs, ref.outputs, strict=True)
+                    for k, (f, r, o, spec) in enumerate(
+                        zip(st.fidelity, ref_out, outs, ref.outputs, strict=True))
                 ]  # fmt: skip
             if resolved_task != "none" and batch.labels is not None:
                 if st.task is None:
@@ -226,14 +229,15 @@ def all_zero_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _update_fidelity(
-    state: FidelityState, ref: np.ndarray, cand: np.ndarray, model: str, output: str
-) -> FidelityState:
+    state: FidelityState, ref: np.ndarray, cand: np.ndarray, model: str, output: str,
+    labels: np.ndarray | None = None,
+) -> FidelityState:  # fmt: skip
     if ref.shape != cand.shape:
         raise ModelMismatchError(
             f"{model} output for '{output}' has shape {cand.shape} where the reference's has "
             f"{ref.shape}; compare models of the same graph"
         )
-    return state.update(ref, cand)
+    return state.update(ref, cand, labels)
 
 
 _MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded

@@ -7,11 +7,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from quantlens.metrics.distribution import distribution_statistics, labelled_class
 from quantlens.metrics.kernels import (
     cosine_per_sample,
     flat,
     has_class_axis,
     kl_per_sample,
+    probabilities,
     sqnr_db,
 )
 
@@ -40,9 +42,15 @@ class FidelityState:
     top1_agree: int = 0
     sum_kl: float = 0.0
     scores: bool = True  # read (N, C) outputs as class scores (top-1 agreement, KL)
+    #: Class outputs: per-sample KL divergences and Δp of the labelled class, batch by batch.
+    kl_values: tuple[np.ndarray, ...] = ()
+    delta_p_values: tuple[np.ndarray, ...] = ()
 
-    def update(self, ref: np.ndarray, cand: np.ndarray) -> FidelityState:
-        """Add one batch of (N, ...) reference and candidate outputs; returns the new state."""
+    def update(
+        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None = None
+    ) -> FidelityState:
+        """Add one batch of (N, ...) reference and candidate outputs (and, for class outputs,
+        the batch's labels, for Δp of the labelled class); returns the new state."""
         if ref.shape != cand.shape:
             raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
         r, c = flat(ref), flat(cand)
@@ -61,11 +69,19 @@ class FidelityState:
             class_axis=classes if self.class_axis is None else (self.class_axis and classes),
         )
         if classes:
+            kl = kl_per_sample(r, c)
             state = replace(
                 state,
                 top1_agree=state.top1_agree + int((r.argmax(1) == c.argmax(1)).sum()),
-                sum_kl=state.sum_kl + float(kl_per_sample(r, c).sum()),
+                sum_kl=state.sum_kl + float(kl.sum()),
+                kl_values=(*state.kl_values, kl.astype(np.float32)),
             )
+            y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
+            if y is not None:
+                p, q = probabilities(r, c)
+                rows = np.arange(r.shape[0])
+                dp = (q[rows, y] - p[rows, y]).astype(np.float32)
+                state = replace(state, delta_p_values=(*state.delta_p_values, dp))
         return state
 
     def merge(self, other: FidelityState) -> FidelityState:
@@ -86,7 +102,22 @@ class FidelityState:
             top1_agree=self.top1_agree + other.top1_agree,
             sum_kl=self.sum_kl + other.sum_kl,
             scores=self.scores,
+            kl_values=self.kl_values + other.kl_values,
+            delta_p_values=self.delta_p_values + other.delta_p_values,
         )
+
+    def distribution(self) -> dict[str, float] | None:
+        """For class outputs: KL mean ± SE and percentiles, top-1 agreement ± binomial SE,
+        and with labels Δp of the labelled class (see :mod:`quantlens.metrics.distribution`);
+        None otherwise."""
+        if not self.class_axis or not self.kl_values:
+            return None
+        dp = np.concatenate(self.delta_p_values) if self.delta_p_values else None
+        if dp is not None and dp.size != self.samples:
+            dp = None  # some batches had no usable labels: a partial Δp would mislead
+        return distribution_statistics(np.concatenate(self.kl_values).astype(np.float64),
+                                       self.top1_agree, self.samples,
+                                       None if dp is None else dp.astype(np.float64))  # fmt: skip
 
     def result(self) -> dict[str, float]:
         """The fidelity metrics; ``top1_agreement`` and ``kl_divergence`` for class outputs."""

@@ -28,6 +28,7 @@ from quantlens.report.views import (
     bench_view,
     compare_view,
     diagnosis_view,
+    distribution_view,
     evaluation_view,
     kernel_findings,
     kernel_views,
@@ -221,6 +222,9 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
             console.print(f"  ⚠ {term(m.name)} produced NaN or inf on {m.nonfinite_outputs} "
                           "sample(s); "
                           "they are left out of its metrics")  # fmt: skip
+    with_distribution = [m for m in result.models if m.distribution]
+    if with_distribution:
+        console.print(view_table(distribution_view(with_distribution), console.width))
     for m in result.models:
         for o in m.outputs:
             f = o.fidelity

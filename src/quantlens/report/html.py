@@ -20,6 +20,7 @@ from quantlens.report.views import (
     TableView,
     bench_view,
     diagnosis_view,
+    distribution_view,
     gates_view,
     kernel_findings,
     kernel_views,
@@ -177,10 +178,31 @@ def evaluation_html(
     if batching:
         headers = ["model", "batching", "per invoke", "why"]
         sections.append(("Batching", _table(headers, batching, text_columns=(0, 1, 3))))
-    sections += [("Trade-off", _tradeoff_plots(result)), ("Latency", _latency_plot(result))]
+    sections += [
+        ("Trade-off", _tradeoff_plots(result)),
+        ("Latency", _latency_plot(result)),
+        ("Distribution of the class outputs", _distribution_section(result)),
+    ]
     sections.append(("Environment", environment_section(env)))
     kind = "Comparison" if rec else "Evaluation"
     return page(f"quantlens · {kind} on {result.dataset.source}", sections)
+
+
+def _distribution_section(result: EvaluationResult) -> str:
+    """The candidates' KL percentiles plotted, and every distribution statistic tabled."""
+    models = [m for m in result.models if m.distribution]
+    if not models:
+        return ""
+    order = [("max", 100.0), ("p99_9", 99.9), ("p99", 99.0), ("p95", 95.0), ("p90", 90.0),
+             ("median", 50.0), ("p10", 10.0), ("p5", 5.0), ("p1", 1.0), ("p0_1", 0.1),
+             ("min", 0.0)]  # fmt: skip
+    plot = plots.kl_percentiles(
+        [m.name for m in models],
+        [[(m.distribution or {})[f"kl_{k}"] for k, _ in order] for m in models],
+        [p for _, p in order],
+    )
+    view = distribution_view(models)
+    return f'<div class="plot">{plot}</div>' + view_html(view)
 
 
 def _tradeoff_plots(result: EvaluationResult) -> str:

@@ -141,3 +141,22 @@ def layer_bars(labels: Sequence[str], sqnr: Sequence[float], added: Sequence[flo
         ax.xaxis.set_ticks_position("both")
         ax.tick_params(axis="x", labeltop=True)
     return _svg(fig)
+
+
+def kl_percentiles(names: Sequence[str], curves: Sequence[Sequence[float]],
+                   percentiles: Sequence[float]) -> str:  # fmt: skip
+    """Each candidate's KL divergence at each percentile of its samples (log scale: the
+    tail is where quantized models differ), one numbered line per candidate."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.6, 3.6))
+    floor = 1e-9  # a KL of 0 has no place on a log axis
+    for k, (name, ys) in enumerate(zip(names, curves, strict=True), start=1):
+        ax.plot(percentiles, [max(y, floor) for y in ys], marker="o", markersize=3,
+                label=f"{k}. {_label(name)}")  # fmt: skip
+    ax.set_xlabel("percentile of samples")
+    ax.set_ylabel("KL(reference ‖ candidate)")
+    _plain_log_axis(ax.yaxis, ax.set_yscale)
+    ax.set_xticks([0, 10, 50, 90, 99, 100])
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return _svg(fig)

@@ -424,3 +424,34 @@ def kernel_findings(check: KernelCheck) -> list[str]:
             said += ": the kernels, not the quantization, lose the fidelity."
         out.append(said)
     return out
+
+
+def distribution_view(models: Sequence[ModelResult]) -> TableView:
+    """One row per candidate with distribution statistics: KL mean ± SE and its tail, Δp of
+    the labelled class, top-1 agreement ± SE."""
+    labelled = any("delta_p_mean" in (m.distribution or {}) for m in models)
+    columns = [Col("model", "name"), Col("KL mean ± SE", "text"), Col("KL p99"),
+               Col("KL max", compact=False), Col("KL median", compact=False)]  # fmt: skip
+    if labelled:
+        columns += [Col("Δp mean ± SE", "text"), Col("Δp RMS", compact=False),
+                    Col("Δp p1", compact=False)]  # fmt: skip
+    columns += [Col("top-1 ± SE", "text")]
+    rows = []
+    for m in models:
+        d = m.distribution or {}
+        row = [Cell(m.name), Cell(_plus_minus(d, "kl_mean")),
+               Cell(spell("kl_p99", d.get("kl_p99"))), Cell(spell("kl_max", d.get("kl_max"))),
+               Cell(spell("kl_median", d.get("kl_median")))]  # fmt: skip
+        if labelled:
+            row += [Cell(_plus_minus(d, "delta_p_mean") if "delta_p_mean" in d else "—"),
+                    Cell(spell("delta_p_rms", d.get("delta_p_rms"))),
+                    Cell(spell("delta_p_p1", d.get("delta_p_p1")))]  # fmt: skip
+        row += [Cell(_plus_minus(d, "top1_agreement"))]
+        rows.append(tuple(row))
+    return TableView("distribution of the class outputs, per sample (first output)",
+                     tuple(columns), tuple(rows))  # fmt: skip
+
+
+def _plus_minus(d: Mapping[str, float], key: str) -> str:
+    """'value ± standard error', each spelled as its metric is."""
+    return f"{spell(key, d.get(key))} ± {spell(key + '_se', d.get(key + '_se'))}"
