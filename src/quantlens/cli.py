@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "kernels",
         help="run a model on every CPU kernel path: kernel error apart from quantization error",
         description="Run MODEL on every CPU kernel path of its runtime (.tflite: reference "
-        "kernels, builtin optimized kernels, XNNPACK; .onnx: graph optimizations none, "
-        "basic, all) on the same data, and measure each path against the reference path: "
+        "kernels, builtin optimized kernels, XNNPACK; .onnx: graph optimizations off, "
+        "basic, all) on the same data, and measure each path against the first: "
         "fidelity, NaN/inf and all-zero outputs, latency. With --reference FLOAT, the float "
         "model against the quantized one on the reference kernels is the quantization error.",
     )
