@@ -122,8 +122,12 @@ for _name, _kind, _better, _diffed, _label in _FIDELITY:
                        _at("fidelity", _name), _better, _diffed, "fidelity", _name, _label,
                        "top-1" if _name == "top1_agreement" else ""))  # fmt: skip
 # distribution statistics of class outputs (first output), metrics.distribution
-_PERCENTILE_NAMES = ("max", "p99_9", "p99", "p95", "p90", "median", "p10", "p5", "p1", "p0_1",
-                     "min")  # fmt: skip
+#: The percentiles they report (percentile, the name its metric ends in), largest first.
+PERCENTILES = (
+    (100.0, "max"), (99.9, "p99_9"), (99.0, "p99"), (95.0, "p95"), (90.0, "p90"),
+    (50.0, "median"), (10.0, "p10"), (5.0, "p5"), (1.0, "p1"), (0.1, "p0_1"), (0.0, "min"),
+)  # fmt: skip
+_PERCENTILE_NAMES = tuple(name for _, name in PERCENTILES)
 for _name in ("kl_mean", "kl_mean_se", *(f"kl_{p}" for p in _PERCENTILE_NAMES)):
     declare(MetricSpec(_name, f"KL divergence per sample: `{_name}`", "error",
                        _at("distribution", _name), False))  # fmt: skip

@@ -67,8 +67,7 @@ def write_outputs(
         check_gates(gates, result) if gates and not isinstance(result, DiagnosisResult) else []
     )
     outcomes = [o.to_dict() for o in checked]
-    settings = getattr(result.kernels if isinstance(result, KernelCheck) else result,
-                       "settings", {}) or {}  # fmt: skip
+    settings = getattr(result, "settings", {}) or {}
     env = environment(settings)
     data["environment"] = env
     if gates:

@@ -1154,6 +1154,11 @@ class KernelCheck:
     schema: str = KERNELS_SCHEMA
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """How the paths ran (batch size, threads, ...), as an evaluation's settings."""
+        return self.kernels.settings
+
+    @property
     def quantization_error(self) -> ModelResult | None:
         """The quantized model on the reference kernels against the float model on them."""
         return None if self.against_float is None else self.against_float.models[1]

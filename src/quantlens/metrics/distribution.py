@@ -14,11 +14,7 @@ import math
 
 import numpy as np
 
-#: (percentile, the name its key ends in), from the largest value down.
-PERCENTILES = (
-    (100.0, "max"), (99.9, "p99_9"), (99.0, "p99"), (95.0, "p95"), (90.0, "p90"),
-    (50.0, "median"), (10.0, "p10"), (5.0, "p5"), (1.0, "p1"), (0.1, "p0_1"), (0.0, "min"),
-)  # fmt: skip
+from quantlens.metric_registry import PERCENTILES
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from quantlens.metric_registry import PERCENTILES
 from quantlens.report import plots
 from quantlens.report.formats import (
     compare_legend,
@@ -193,13 +194,10 @@ def _distribution_section(result: EvaluationResult) -> str:
     models = [m for m in result.models if m.distribution]
     if not models:
         return ""
-    order = [("max", 100.0), ("p99_9", 99.9), ("p99", 99.0), ("p95", 95.0), ("p90", 90.0),
-             ("median", 50.0), ("p10", 10.0), ("p5", 5.0), ("p1", 1.0), ("p0_1", 0.1),
-             ("min", 0.0)]  # fmt: skip
     plot = plots.kl_percentiles(
         [m.name for m in models],
-        [[(m.distribution or {})[f"kl_{k}"] for k, _ in order] for m in models],
-        [p for _, p in order],
+        [[(m.distribution or {})[f"kl_{k}"] for _, k in PERCENTILES] for m in models],
+        [p for p, _ in PERCENTILES],
     )
     view = distribution_view(models)
     return f'<div class="plot">{plot}</div>' + view_html(view)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from quantlens.metric_registry import human_size, latency, number, shown_in, spell
@@ -348,7 +349,7 @@ def kernel_views(check: KernelCheck) -> list[TableView]:
             *(Cell(t) for t in _performance_cells(m)[:2]),
         ]
         rows.append(tuple(row))
-    name = ev.models[0].path.rsplit("/", 1)[-1]
+    name = PurePath(check.model).name
     views = [TableView(f"{name} on {len(ev.models)} kernel paths · {ev.dataset.samples} samples "
                        f"from {ev.dataset.source} · error vs the {first} kernels",
                        tuple(columns), tuple(rows))]  # fmt: skip
