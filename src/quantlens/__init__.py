@@ -18,6 +18,7 @@ from quantlens.evaluation import evaluate
 from quantlens.kernel_check import check_kernels
 from quantlens.models.base import Model
 from quantlens.models.loading import load_model
+from quantlens.models.stored import load_reference_outputs
 from quantlens.quantize import quantize
 from quantlens.results import (
     BenchEntry,
@@ -35,6 +36,7 @@ from quantlens.results import (
     QuantParams,
     RankedVariant,
     Recommendation,
+    StoredReference,
     TensorSpec,
 )
 
@@ -62,6 +64,7 @@ __all__ = [
     "QuantlensError",
     "RankedVariant",
     "Recommendation",
+    "StoredReference",
     "TensorSpec",
     "__version__",
     "benchmark",
@@ -71,5 +74,6 @@ __all__ = [
     "evaluate",
     "load_dataset",
     "load_model",
+    "load_reference_outputs",
     "quantize",
 ]

@@ -220,7 +220,8 @@ def _gates(args: argparse.Namespace, *, outputs: bool = True) -> list[Any]:
     from quantlens.gates import parse_gate
 
     if outputs:
-        paths = {k: getattr(args, k) for k in ("json", "report", "markdown")
+        paths = {k.replace("_", "-"): getattr(args, k)
+                 for k in ("json", "report", "markdown", "save_reference_outputs")
                  if getattr(args, k, None)}  # fmt: skip
         check_report_paths(paths, force=getattr(args, "force", False),
                            mkdir=getattr(args, "mkdir", False))  # fmt: skip
@@ -248,12 +249,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "evaluate",
         help="run a reference and quantized candidates on the same data",
+        usage="quantlens evaluate [options] REFERENCE CANDIDATE... --data DATA\n"
+        "       quantlens evaluate --reference-outputs FILE CANDIDATE... --data DATA",
         description="Run REFERENCE and each CANDIDATE on the same data; report task metrics "
-        "against the labels and each candidate's fidelity to the reference.",
+        "against the labels and each candidate's fidelity to the reference. The reference's "
+        "outputs can be stored (--save-reference-outputs) and later stand in for it "
+        "(--reference-outputs), on the same data.",
     )
-    ev.add_argument("reference", help="the float model (.tflite, .keras, .h5, SavedModel dir)")
-    ev.add_argument("candidates", nargs="+", metavar="candidate", help="quantized model(s)")
+    ev.add_argument(
+        "reference", nargs="?",
+        help="the float model (.tflite, .onnx, .keras, .h5, SavedModel dir); with "
+        "--reference-outputs, a candidate like the others",
+    )  # fmt: skip
+    ev.add_argument("candidates", nargs="*", metavar="candidate", help="quantized model(s)")
     ev.add_argument("--data", required=True, help=DATA_HELP)
+    golden = ev.add_mutually_exclusive_group()
+    golden.add_argument(
+        "--save-reference-outputs", metavar="FILE",
+        help="store the reference's outputs, with digests of the data and the model (an "
+        "uncompressed .npz); candidates are optional",
+    )  # fmt: skip
+    golden.add_argument(
+        "--reference-outputs", metavar="FILE",
+        help="evaluate the candidates against outputs stored by --save-reference-outputs "
+        "instead of running a reference; the data must be the same, sample for sample",
+    )  # fmt: skip
     _add_run_options(ev)
     ev.add_argument("--allow-nonfinite", action="store_true", help="run on NaN/inf inputs")
     _add_outputs(ev)
@@ -437,6 +457,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from quantlens.evaluation import evaluate
     from quantlens.report.console import delayed_progress, make_console, print_evaluation
 
+    reference, candidates = _evaluated_models(args)
     gates = _gates(args)
     dataset = load_dataset(args.data, preprocess=args.preprocess, label_column=args.label_column)
     total = dataset.num_samples
@@ -444,10 +465,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         total = min(total, args.limit)
     console = make_console()
     with delayed_progress(total, "evaluating", make_console(stderr=True)) as advance:
-        result = evaluate(args.reference, args.candidates, dataset, options=_eval_options(args),
-                          progress=advance, status=_status_printer())  # fmt: skip
+        result = evaluate(reference, candidates, dataset, options=_eval_options(args),
+                          progress=advance, status=_status_printer(),
+                          save_reference_outputs=args.save_reference_outputs)  # fmt: skip
     print_evaluation(result, console)
     return _finish(args, result, console, gates)
+
+
+def _evaluated_models(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """evaluate's reference (a path, or stored outputs opened) and candidates."""
+    given = [m for m in (args.reference, *args.candidates) if m is not None]
+    if args.reference_outputs:
+        if not given:
+            raise ConfigError("give at least one candidate to evaluate against "
+                              f"{args.reference_outputs}")  # fmt: skip
+        from quantlens.models.stored import load_reference_outputs
+
+        return load_reference_outputs(args.reference_outputs), given
+    if len(given) < 2 and not args.save_reference_outputs:
+        raise ConfigError("give a reference and at least one candidate (or only the reference "
+                          "with --save-reference-outputs)")  # fmt: skip
+    return given[0], given[1:]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

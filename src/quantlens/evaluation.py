@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
 from quantlens.models.matching import wire
 from quantlens.models.quantization import integer_parts
+from quantlens.models.stored import Recorder, StoredOutputs
 from quantlens.results import (
     EVALUATION_LATENCY_KEYS,
     BatchingDecision,
@@ -61,12 +63,16 @@ def evaluate(
     options: EvalOptions | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
+    save_reference_outputs: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Run a reference model and its candidates on the same data; report accuracy and fidelity.
 
     Args:
-        reference: the float model (a path or a loaded :class:`Model`).
+        reference: the float model (a path or a loaded :class:`Model`), or its outputs
+            stored earlier (:func:`quantlens.load_reference_outputs`): the data must then be
+            the data they were stored from, sample for sample, which is checked before any
+            model runs.
         candidates: the quantized models to compare with it.
         data: anything :func:`quantlens.load_dataset` accepts.
         labels: labels for array data that does not carry them.
@@ -74,6 +80,9 @@ def evaluate(
             batch size, limit, threads, workers and engine, layout, constants, bench).
         progress: called with the number of samples after each batch.
         status: called with a line of text before the benchmark.
+        save_reference_outputs: also store the reference's outputs in this file, with the
+            digests of the data and of the reference model, for later runs without the
+            reference. The run is then made in this process (no workers).
         **overrides: any field of ``options`` by name (``batch_size=64``, ``workers=2``).
 
     Returns:
@@ -81,13 +90,19 @@ def evaluate(
         model's first output; fidelity on every output, matched to the reference's.
 
     Raises:
-        QuantlensError: a model or the data cannot be loaded, or they do not fit each other.
+        QuantlensError: a model or the data cannot be loaded, or they do not fit each other;
+            the data is not the data stored reference outputs were stored from.
     """
     opts = (options or EvalOptions()).with_overrides(**overrides)
     batch_size = DEFAULT_BATCH_SIZE if opts.batch_size is None else opts.batch_size
     limit, layout = opts.limit, opts.layout
     dataset = load_dataset(data, labels)
-    workers = _useful_workers(opts.workers, dataset.num_samples, limit)
+    stored = reference if isinstance(reference, StoredOutputs) else None
+    if stored is not None and save_reference_outputs is not None:
+        raise ConfigError("the reference is already stored outputs; save them from the model")
+    workers = (
+        1 if save_reference_outputs else _useful_workers(opts.workers, dataset.num_samples, limit)
+    )
     shards = dataset.shards(workers * SHARDS_PER_WORKER, limit) if workers > 1 else None
     if workers > 1 and shards is None:
         raise ConfigError("--workers needs data of known size (a file or arrays); "
@@ -95,18 +110,33 @@ def evaluate(
     threads = opts.num_threads
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
-    models = [adapt(_as_model(m, threads), layout) for m in (reference, *candidates)]
+    # Stored outputs are in the data's layout already: they were recorded as bound.
+    models = [m if m is stored else adapt(_as_model(m, threads), layout)
+              for m in (reference, *candidates)]  # fmt: skip
     wiring = wire(models)  # refuse mismatched models before any work
     fixed = dict(opts.constants)
+    if stored is not None:
+        stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
+                          allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
+    recorder = None
+    if save_reference_outputs is not None:
+        target = Path(save_reference_outputs)
+        recorder = Recorder(models[0], target.parent if target.parent.is_dir() else None)
+        models[0] = recorder
     # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
     # Inline, the probe runs on the first batch of the run itself.
     decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
                  if shards else [])  # fmt: skip
     plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads, opts.allow_nonfinite,
                 models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
-                containment.verified())  # fmt: skip
+                containment.verified(), stored_reference=stored is not None)  # fmt: skip
     if shards is None:
-        outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
+        try:
+            outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
+        except BaseException:
+            if recorder is not None:
+                recorder.close()  # its temporary files
+            raise
         decisions = outcome.decisions
     else:
         from quantlens.engine import run_shards
@@ -120,7 +150,7 @@ def evaluate(
     if opts.bench and status is not None:
         status(f"benchmarking {len(models)} models: latency, then memory in a child process "
                "each…")  # fmt: skip
-    perf = performance_of(models, outcome.first_sample, threads) if opts.bench else None
+    perf = _performance(models, outcome.first_sample, threads) if opts.bench else None
     decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
                  for d, m in zip(decisions, models, strict=True)]  # fmt: skip
     results = tuple(
@@ -130,6 +160,9 @@ def evaluate(
         )
         for i, (m, st, name) in enumerate(zip(models, outcome.states, names, strict=True))
     )
+    kept = stored.stored if stored is not None else None
+    if recorder is not None and save_reference_outputs is not None:
+        kept = recorder.save(save_reference_outputs, data_source=dataset.source)
     return EvaluationResult(
         dataset=DatasetSummary(dataset.source, outcome.samples, outcome.task or "none"),
         reference=names[0],
@@ -145,7 +178,20 @@ def evaluate(
             *batching_warnings(names, decisions, opts.batch_size),
             *sanity_warnings(models, names, outcome.states),
         ),
+        reference_outputs=kept,
     )
+
+
+def _performance(
+    models: Sequence[Model], sample: Sequence[np.ndarray], num_threads: int | None
+) -> list[Performance | None]:
+    """Each model's benchmark figures; stored reference outputs have none, and candidates
+    then no speed-up (there is no reference to be faster than)."""
+    if not isinstance(models[0], StoredOutputs):
+        return list(performance_of(models, sample, num_threads))
+    timed = performance_of(models[1:], sample, num_threads)
+    return [None, *(replace(p, speedup=None, speedup_ci95=None, speed_baseline=None)
+                    for p in timed)]  # fmt: skip
 
 
 def probe_models(

@@ -448,6 +448,44 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True)
+class StoredReference:
+    """Reference outputs kept in a file (``evaluate --save-reference-outputs``) and what they
+    are the outputs of: the file a run wrote (``role`` "saved") or read in place of running
+    the reference (``role`` "loaded")."""
+
+    path: str  # the file of stored outputs
+    role: str  # "saved" | "loaded"
+    model_path: str  # the reference model the outputs came from, where it was when saved
+    model_sha256: str | None  # its SHA-256 (of every file, for a directory); None: in memory
+    data_source: str
+    data_digest: str  # SHA-256 over the per-sample digests of the inputs as bound, in order
+    samples: int
+    saved_by: str  # "quantlens <version>"
+    saved_at: str  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "role": self.role,
+            "model_path": self.model_path,
+            "model_sha256": self.model_sha256,
+            "data_source": self.data_source,
+            "data_digest": self.data_digest,
+            "samples": self.samples,
+            "saved_by": self.saved_by,
+            "saved_at": self.saved_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoredReference:
+        sha = d["model_sha256"]
+        return cls(str(d["path"]), str(d["role"]), str(d["model_path"]),
+                   None if sha is None else str(sha), str(d["data_source"]),
+                   str(d["data_digest"]), int(d["samples"]), str(d["saved_by"]),
+                   str(d["saved_at"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RankedVariant:
     """A variant in the order compare() weighs them, with its drop against the reference
     (in ``max_drop``'s units; None: not measurable) and whether that is within the budget."""
@@ -523,6 +561,8 @@ class EvaluationResult:
     recommendation: Recommendation | None = None  # compare's decision
     warnings: tuple[ReportWarning, ...] = ()
     schema: str = EVALUATION_SCHEMA
+    #: The reference's outputs stored to a file, or read from one instead of running it.
+    reference_outputs: StoredReference | None = None
 
     def model(self, name: str) -> ModelResult:
         """The result of the model called ``name``."""
@@ -540,6 +580,11 @@ class EvaluationResult:
             "models": [m.to_dict() for m in self.models],
             "warnings": [w.to_dict() for w in self.warnings],
             **({"recommendation": self.recommendation.to_dict()} if self.recommendation else {}),
+            **(
+                {"reference_outputs": self.reference_outputs.to_dict()}
+                if self.reference_outputs
+                else {}
+            ),
         }
 
     @classmethod
@@ -564,6 +609,11 @@ class EvaluationResult:
             ),
             warnings=tuple(ReportWarning.from_dict(w) for w in d.get("warnings", ())),
             schema=d["schema"],
+            reference_outputs=(
+                StoredReference.from_dict(d["reference_outputs"])
+                if d.get("reference_outputs")
+                else None
+            ),
         )
 
 

@@ -246,22 +246,36 @@ class ArraySource:
         return replace(self, start=self.start + start, stop=self.start + stop)
 
 
+def mapped_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """A .npy member stored uncompressed in a zip, memory-mapped (never read whole).
+
+    Raises:
+        ValueError: not a .npy member, an object array, or data that overruns the member.
+    """
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        name_len = int.from_bytes(local[26:28], "little")
+        extra_len = int.from_bytes(local[28:30], "little")
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
+        shape, fortran, dtype = npy_header(f)
+        offset = f.tell()
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - start + size > info.file_size:
+        raise ValueError(f"member {info.filename} is shorter than the {shape} {dtype} array "
+                         "its header declares")  # fmt: skip
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")  # fmt: skip
+
+
 def _npz_member(path: Path, name: str) -> np.ndarray:
     """One array of an .npz: memory-mapped when stored uncompressed (numpy.savez), read
     whole when compressed (numpy.savez_compressed: a zip member cannot be mapped)."""
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo(name + ".npy")
         if info.compress_type == zipfile.ZIP_STORED:
-            with path.open("rb") as f:
-                f.seek(info.header_offset)
-                local = f.read(30)
-                name_len = int.from_bytes(local[26:28], "little")
-                extra_len = int.from_bytes(local[28:30], "little")
-                f.seek(info.header_offset + 30 + name_len + extra_len)
-                shape, fortran, dtype = npy_header(f)
-                offset = f.tell()
-            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                             order="F" if fortran else "C")  # fmt: skip
+            return mapped_member(path, info)
         with zf.open(info) as member:
             shape, fortran, dtype = npy_header(member)
         if fortran and len(shape) > 1:

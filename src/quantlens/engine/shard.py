@@ -118,11 +118,14 @@ class Plan:
     constants: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     #: Digests of the models this process ran once in a child: workers need not again.
     verified: tuple[str, ...] = field(default=(), hash=False, compare=False)
+    #: The first path is a file of the reference's stored outputs, not a model.
+    stored_reference: bool = False
 
     @property
     def models_key(self) -> tuple[Any, ...]:
         """What decides the loaded models: a worker loads them once per key."""
-        return (self.paths, self.num_threads, self.trusted, self.layout, self.batching)
+        return (self.paths, self.num_threads, self.trusted, self.layout, self.batching,
+                self.stored_reference)  # fmt: skip
 
 
 def run_shard(
@@ -254,10 +257,15 @@ def shard_task(plan: Any, dataset: Any) -> Any:
 
         mark_verified(plan.verified)
         from quantlens.models.layout import adapt
+        from quantlens.models.stored import load_reference_outputs
+
+        def load(i: int, path: str) -> Any:
+            if i == 0 and plan.stored_reference:
+                return load_reference_outputs(path)
+            return adapt(load_model(path, num_threads=plan.num_threads), plan.layout)
 
         with trusted_models(plan.trusted):
-            models = [adapt(load_model(p, num_threads=plan.num_threads), plan.layout)
-                      for p in plan.paths]  # fmt: skip
+            models = [load(i, p) for i, p in enumerate(plan.paths)]
         for model, mode in zip(models, plan.batching, strict=False):
             model.set_batching(mode)  # as the caller's probe decided
         _MODELS[key] = models

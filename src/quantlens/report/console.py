@@ -32,6 +32,7 @@ from quantlens.report.views import (
     evaluation_view,
     kernel_findings,
     kernel_views,
+    stored_reference_note,
     suggestion_views,
 )
 from quantlens.results import (
@@ -238,7 +239,10 @@ def print_evaluation(result: EvaluationResult, console: Console | None = None) -
 
 
 def print_run_notes(result: EvaluationResult, console: Console) -> None:
-    """The report's warnings, and how each model that did not run the batch as given ran."""
+    """The report's warnings, how each model that did not run the batch as given ran, and
+    where stored reference outputs went or came from."""
+    if result.reference_outputs is not None:
+        console.print(f"[dim]{term(stored_reference_note(result.reference_outputs), 4000)}[/]")
     warned = {w.model for w in result.warnings}
     for w in result.warnings:
         console.print(f"⚠ {term(w.message, 2000)} [dim]({term(w.code)})[/]")

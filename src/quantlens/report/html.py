@@ -27,6 +27,7 @@ from quantlens.report.views import (
     kernel_views,
     models_view,
     on_page,
+    stored_reference_note,
     suggestion_views,
 )
 from quantlens.results import (
@@ -156,6 +157,8 @@ def evaluation_html(
         f"<p>{result.dataset.samples} samples from <code>{_e(result.dataset.source)}</code>, "
         f"task: {_e(result.dataset.task)}, fidelity against <b>{_e(result.reference)}</b>.</p>"
     )
+    if result.reference_outputs is not None:
+        summary += f'<p class="note">{_e(stored_reference_note(result.reference_outputs))}</p>'
     notes = ""
     if rec:
         summary = f'<p class="banner"><b>Ship {_e(rec.model)}</b>: {_e(rec.reason)}</p>' + summary

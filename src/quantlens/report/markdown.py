@@ -22,6 +22,7 @@ from quantlens.report.views import (
     kernel_views,
     models_view,
     on_page,
+    stored_reference_note,
     suggestion_views,
 )
 from quantlens.results import BenchResult, DiagnosisResult, EvaluationResult, KernelCheck
@@ -81,6 +82,8 @@ def evaluation_markdown(result: EvaluationResult, gates: Sequence[dict[str, Any]
     warnings = "".join(f"\n- ⚠ {md_text(w.message)} ({md_code(w.code)})" for w in result.warnings)
     if warnings:
         warnings = "\n\n**Warnings**\n" + warnings
+    if result.reference_outputs is not None:
+        body += "\n\n" + md_text(stored_reference_note(result.reference_outputs))
     table = _view_table(models_view(result))
     return head + body + "\n\n" + table + warnings + _gates(gates) + "\n"
 

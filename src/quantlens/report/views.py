@@ -29,6 +29,7 @@ from quantlens.results import (
     EvaluationResult,
     KernelCheck,
     ModelResult,
+    StoredReference,
     Suggestion,
 )
 
@@ -375,6 +376,20 @@ def kernel_views(check: KernelCheck) -> list[TableView]:
                                "quantization error, then quantization and kernel error together",
                                tuple(cols), tuple(frows)))  # fmt: skip
     return views
+
+
+def stored_reference_note(stored: StoredReference) -> str:
+    """One sentence on stored reference outputs: where they went, or where they came from."""
+    model = stored.model_path + (
+        f" (SHA-256 {stored.model_sha256[:16]}…)" if stored.model_sha256 else ""
+    )
+    if stored.role == "saved":
+        return (f"The reference's outputs on {stored.samples} samples are stored in "
+                f"{stored.path} with the digests of the data and of {model}; evaluate "
+                f"candidates against them with --reference-outputs {stored.path}.")  # fmt: skip
+    return (f"The reference ran from its stored outputs, {stored.path}: {model} on "
+            f"{stored.samples} samples of {stored.data_source}, stored by {stored.saved_by} "
+            f"at {stored.saved_at}; the data matched them sample for sample.")  # fmt: skip
 
 
 #: How a kernel error compares with the quantization error, by the share of its power:
