@@ -46,10 +46,11 @@ table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
 .scroll{overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:right}
 th{background:#f4f4f4}td.name,th.name,td.txt,th.txt{text-align:left}td:not(.name){white-space:nowrap}
+td.name{overflow-wrap:anywhere;min-width:8rem}
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
 .note{color:#666;font-size:.85rem}.bad{color:#C44E52}code{background:#f4f4f4;padding:0 .2rem}
-.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>svg{flex:1 1 480px;min-width:0}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots>svg{flex:0 1 440px;min-width:0}
 svg{max-width:100%;height:auto}
 """
 
