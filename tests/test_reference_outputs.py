@@ -138,6 +138,10 @@ def test_other_data_is_refused_before_any_model_runs(setup, capsys) -> None:
     with pytest.raises(DataError, match="sample 37"):
         quantlens.evaluate(load_reference_outputs(golden), [s["int8"]], {"x": changed, "y": y},
                            bench=False)  # fmt: skip
+    # data read once cannot be checked first, so it is refused
+    batches = ((x[i : i + 50], y[i : i + 50]) for i in range(0, len(x), 50))
+    with pytest.raises(ConfigError, match="read twice"):
+        quantlens.evaluate(load_reference_outputs(golden), [s["int8"]], batches, bench=False)
 
 
 def test_across_workers(digits_models, digits_split, tmp_path) -> None:

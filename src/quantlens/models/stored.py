@@ -319,10 +319,14 @@ class StoredOutputs:
 
         Raises:
             DataError: the sample count differs, or the first sample that differs.
+            ConfigError: the data can be read only once (an iterable).
         """
         total = dataset.num_samples
-        if total is not None:
-            self._check_count(min(total, limit) if limit is not None else total, limit)
+        if total is None:
+            raise ConfigError("stored reference outputs need data that can be read twice (a "
+                              "file or arrays): the data is checked against them before the "
+                              "run; an iterable or tf.data.Dataset is read once")  # fmt: skip
+        self._check_count(min(total, limit) if limit is not None else total, limit)
         seen = 0
         for batch in dataset.bind(self.inputs, batch_size=batch_size, limit=limit,
                                   allow_nonfinite=allow_nonfinite,
