@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from quantlens.errors import ConfigError
 from quantlens.results import BenchResult, EvaluationResult, KernelCheck
@@ -85,23 +87,25 @@ def check_report_paths(
             raise ConfigError(f"cannot write {target}: {parent} is not a writable directory")
 
 
-def write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory.
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Iterator[IO[Any]]:
+    """A file opened for writing that appears at ``path`` whole when the block ends, or not
+    at all (a temporary file in the same directory, then a rename).
 
     Raises:
         ConfigError: the path is a directory or cannot be written (permissions, full disk).
     """
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(f"{target} is a directory; give a file path for the report")
+        raise ConfigError(f"{target} is a directory; give a file path")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            yield f
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
         os.replace(tmp, target)
     except OSError as exc:
@@ -110,7 +114,17 @@ def write_text(text: str, path: str | os.PathLike[str]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory.
+
+    Raises:
+        ConfigError: the path is a directory or cannot be written (permissions, full disk).
+    """
+    with atomic_write(path) as f:
+        f.write(text)
+    return Path(path)
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -36,6 +36,7 @@ import numpy as np
 from quantlens.data import Dataset
 from quantlens.data.sources import mapped_member
 from quantlens.errors import ConfigError, DataError, ModelLoadError
+from quantlens.files import atomic_write
 from quantlens.models.base import Model
 from quantlens.results import BatchingDecision, ModelInfo, StoredReference, TensorSpec
 
@@ -185,27 +186,16 @@ class Recorder:
             ],
         }
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                       suffix=".tmp")  # fmt: skip
-        except OSError as exc:
-            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf:
+            with (
+                atomic_write(target, binary=True) as raw,
+                zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf,
+            ):
                 zf.writestr(META, json.dumps(meta, indent=1, allow_nan=False))
                 _write_npy(zf, DIGESTS, self._digests, (self.samples, DIGEST_BYTES),
                            np.dtype(np.uint8))  # fmt: skip
                 for k, (f, (shape, dtype)) in enumerate(zip(self._files, self._rows,
                                                             strict=True)):  # fmt: skip
                     _write_npy(zf, f"output_{k}.npy", f, (self.samples, *shape), dtype)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         finally:
             self.close()
         return stored
