@@ -268,3 +268,38 @@ def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
     assert once.models[1].batching.mode == "per-sample"
     assert once.models[1].fidelity["mse"] == pytest.approx(arrays.models[1].fidelity["mse"],
                                                            rel=1e-12)  # fmt: skip
+
+
+def test_the_batch_size_chosen_fits_the_memory_budget() -> None:
+    from quantlens.models.batching import (
+        AUTO_BATCH_BYTES,
+        AUTO_BATCH_MAX,
+        AUTO_BATCH_MIN,
+        auto_batch_size,
+    )
+    from quantlens.results import TensorSpec
+
+    class Fake:
+        def __init__(self, shape, working=None):
+            self.inputs = (TensorSpec("x", shape, "float32"),)
+            self.outputs = (TensorSpec("y", (None, 10), "float32"),)
+            if working is not None:
+                self.working_bytes_per_sample = lambda: working
+
+    tiny, images = Fake((None, 8)), Fake((None, 224, 224, 3))
+    assert auto_batch_size([tiny]) == AUTO_BATCH_MAX
+    assert auto_batch_size([images]) == AUTO_BATCH_MIN  # 600 KB a sample: the floor
+    # the largest model decides, intermediate tensors included
+    mid = Fake((None, 8), working=100_000)
+    size = auto_batch_size([tiny, mid])
+    assert size * 100_072 <= AUTO_BATCH_BYTES < 2 * size * 100_072
+    assert auto_batch_size([Fake((None, None))]) == AUTO_BATCH_MIN  # unknown: the floor
+
+
+def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:
+    import quantlens
+
+    model = quantlens.load_model(digits_models["float"])
+    # conv 8×8×8 float32 activations and the 10 logits at least, weights excluded
+    got = model.working_bytes_per_sample()
+    assert 8 * 8 * 8 * 4 + 10 * 4 <= got < 8 * 8 * 8 * 4 * 4 + 4096

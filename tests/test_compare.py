@@ -232,3 +232,34 @@ def test_the_quantizer_falls_back_to_its_predecessor(monkeypatch) -> None:
     monkeypatch.setattr(aeq, "QUANTIZER_PACKAGES", (missing, missing))
     with pytest.raises(MissingDependencyError, match=r"quantlens\[aeq\]"):
         aeq.quantizer_package()
+
+
+def test_exact_mcnemar_equals_scipy_binomtest() -> None:
+    from scipy import stats
+
+    from quantlens.metrics.paired import exact_mcnemar
+
+    rng = np.random.default_rng(3)
+    cases = [(0, 0), (0, 1), (1, 0), (3, 9), (10, 10), (0, 40), (1, 1000), (12345, 12000)]
+    cases += [tuple(int(v) for v in rng.integers(0, 3000, 2)) for _ in range(30)]
+    for b, c in cases:
+        want = stats.binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+        assert exact_mcnemar(b, c) == pytest.approx(want, rel=1e-9, abs=1e-300), (b, c)
+
+
+def test_the_counted_bootstrap_matches_resampling_the_pairs() -> None:
+    """Resampling −1/0/+1 differences through their counts (a multinomial draw) gives the
+    bootstrap distribution SciPy gets by resampling the pairs one by one."""
+    from scipy import stats
+
+    from quantlens.metrics.paired import _bootstrap_mean_interval
+
+    rng = np.random.default_rng(5)
+    for p in ((0.03, 0.94, 0.03), (0.1, 0.85, 0.05), (0.0, 0.9, 0.1)):
+        d = rng.choice([-1.0, 0.0, 1.0], p=p, size=3000)
+        low, high = _bootstrap_mean_interval(d)
+        ref = stats.bootstrap((d,), np.mean, n_resamples=20000, method="percentile",
+                              rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
+        se = d.std(ddof=1) / np.sqrt(d.size)  # Monte Carlo error of the ends is far smaller
+        assert low == pytest.approx(ref.low, abs=0.15 * se + 1e-4)
+        assert high == pytest.approx(ref.high, abs=0.15 * se + 1e-4)

@@ -118,3 +118,19 @@ def test_nonfinite_inputs_are_refused_unless_allowed() -> None:
         collect(load_dataset(x), batch_size=3)
     _, (got,), _ = collect(load_dataset(x), batch_size=3, allow_nonfinite=True)
     assert np.isnan(got).sum() == 1
+
+
+def test_batches_across_chunk_boundaries_hold_every_sample_once_in_order() -> None:
+    """Chunks of 7 uneven samples cut into batches of 5: each batch is the data's next five
+    samples, whether it lies inside a chunk (a view) or spans two (a copy of just those)."""
+    x = np.arange(103 * 3, dtype=np.float32).reshape(103, 3)
+    y = np.arange(103)
+    chunks = [(x[i : i + 7], y[i : i + 7]) for i in range(0, 103, 7)]
+    ds = load_dataset(iter(chunks))
+    batches = list(ds.bind([TensorSpec("x", (None, 3), "float32")], batch_size=5))
+    assert [len(b) for b in batches] == [5] * 20 + [3]
+    np.testing.assert_array_equal(np.concatenate([b.inputs[0] for b in batches]), x)
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), y)
+    limited = list(load_dataset(iter(chunks)).bind([TensorSpec("x", (None, 3), "float32")],
+                                                   batch_size=5, limit=12))  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate([b.inputs[0] for b in limited]), x[:12])

@@ -125,3 +125,22 @@ def test_an_int8_io_model_scores_as_its_float_io_twin_near_ties(tf) -> None:
     np.testing.assert_array_equal(int8_io, float_io)
     f64 = np.rint(x.astype(np.float64) / scale)
     assert np.count_nonzero(f64 != np.rint(x * np.float32(1 / scale))) > 1000  # the trap
+
+
+def test_clipped_count_equals_counting_each_quantized_value() -> None:
+    from quantlens.models.quantization import clipped_count
+
+    rng = np.random.default_rng(2)
+    for qp, dtype in ((QuantParams((1 / 128,), (0,), 0), "int8"),
+                      (QuantParams((0.02,), (128,), 0), "uint8"),
+                      (QuantParams((0.1, 0.2, 0.05), (0, 3, -2), 3), "int8")):  # fmt: skip
+        for spread in (0.5, 1.0, 3.0):
+            x = rng.normal(0, spread, (16, 4, 4, 3)).astype(np.float32)
+            x[0, 0, 0, 0] = np.nan  # never counted
+            scale = np.asarray(qp.scale, np.float32).reshape(1, 1, 1, -1)
+            zp = np.asarray(qp.zero_point, np.float64).reshape(1, 1, 1, -1)
+            inv = (np.float32(1) / scale).astype(np.float32)
+            q = np.rint(x * inv).astype(np.float64) + zp
+            info = np.iinfo(dtype)
+            want = int(np.count_nonzero((q < info.min) | (q > info.max)))
+            assert clipped_count(x, qp, dtype) == want, (qp, spread)

@@ -28,7 +28,7 @@ from quantlens.models.base import (
     models_trusted,
     unique_names,
 )
-from quantlens.models.batching import PROBE_SAMPLES, declared_batch
+from quantlens.models.batching import PROBE_SAMPLES, auto_batch_size, declared_batch
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
 from quantlens.models.matching import wire
@@ -47,7 +47,6 @@ from quantlens.results import (
 
 SHARDS_PER_WORKER = 4  # more shards than workers: balanced load and a moving progress bar
 MIN_SAMPLES_PER_WORKER = 512
-DEFAULT_BATCH_SIZE = 32
 
 
 def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
@@ -94,7 +93,6 @@ def evaluate(
             the data is not the data stored reference outputs were stored from.
     """
     opts = (options or EvalOptions()).with_overrides(**overrides)
-    batch_size = DEFAULT_BATCH_SIZE if opts.batch_size is None else opts.batch_size
     limit, layout = opts.limit, opts.layout
     dataset = load_dataset(data, labels)
     stored = reference if isinstance(reference, StoredOutputs) else None
@@ -115,6 +113,7 @@ def evaluate(
               for m in (reference, *candidates)]  # fmt: skip
     wiring = wire(models)  # refuse mismatched models before any work
     fixed = dict(opts.constants)
+    batch_size = auto_batch_size(models) if opts.batch_size is None else opts.batch_size
     if stored is not None:
         stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
                           allow_nonfinite=opts.allow_nonfinite)  # fmt: skip

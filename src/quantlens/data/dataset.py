@@ -277,7 +277,12 @@ def _check_fits(batch: Batch, specs: Sequence[TensorSpec], source: str) -> None:
 
 def _check_finite(batch: Batch, start: int, source: str) -> None:
     for i, a in enumerate(batch.inputs):
-        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        if not np.issubdtype(a.dtype, np.floating):
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(a.sum()):  # NaN or inf anywhere makes the sum so: one pass
+                continue
+        if not np.isfinite(a).all():  # the sum overflowed, or a value is not finite
             bad = start + int(np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0, 0])
             raise DataError(
                 f"{source}: input {i} has NaN or inf at sample {bad}; clean the data "
@@ -301,6 +306,25 @@ def _concat(parts: list[Batch]) -> Batch:
     )
 
 
+def _take(pending: list[Batch], size: int) -> tuple[Batch, list[Batch]]:
+    """The first ``size`` samples of the pending pieces, and the pieces left: views where the
+    batch lies in one piece, a copy of just those samples where it spans two."""
+    taken: list[Batch] = []
+    need = size
+    rest = list(pending)
+    while need:
+        head = rest[0]
+        if len(head) <= need:
+            taken.append(head)
+            rest.pop(0)
+            need -= len(head)
+        else:
+            taken.append(_slice(head, 0, need))
+            rest[0] = _slice(head, need, None)
+            need = 0
+    return _concat(taken), rest
+
+
 def _rebatch(
     batches: Iterator[Batch], size: int, limit: int | None, source: str, allow_nonfinite: bool,
     offset: int = 0,
@@ -315,10 +339,8 @@ def _rebatch(
         pending.append(chunk)
         have += len(chunk)
         while have >= size:
-            joined = _concat(pending)
-            rest = _slice(joined, size, None)
-            pending, have = ([rest] if len(rest) else []), have - size
-            out = _slice(joined, 0, size)
+            out, pending = _take(pending, size)
+            have -= size
             if not allow_nonfinite:
                 _check_finite(out, offset + seen, source)
             seen += size

@@ -188,7 +188,8 @@ def run_shard(
                     st.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
                 st.task = st.task.update(batch.labels, outs[0], ok)
         if not first_sample:
-            first_sample = [x[:1] for x in batch.inputs]
+            # a copy: a view would keep the whole read buffer alive for the run
+            first_sample = [x[:1].copy() for x in batch.inputs]
         samples += len(batch)
         if progress is not None:
             progress(len(batch))

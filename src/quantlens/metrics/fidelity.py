@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from quantlens.metrics.kernels import (
     cosine_per_sample,
     flat,
     has_class_axis,
-    kl_per_sample,
+    kl_divergence,
     probabilities,
     sqnr_db,
 )
@@ -55,34 +55,36 @@ class FidelityState:
             raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
         r, c = flat(ref), flat(cand)
         err = c - r
-        sq = err * err
+        abs_err = np.abs(err)
         classes = self.scores and has_class_axis(ref)
-        state = replace(
-            self,
-            samples=self.samples + r.shape[0],
-            elements=self.elements + r.size,
-            sum_sq_err=self.sum_sq_err + float(sq.sum()),
-            sum_abs_err=self.sum_abs_err + float(np.abs(err).sum()),
-            max_abs_err=max(self.max_abs_err, float(np.abs(err).max(initial=0.0))),
-            sum_ref_sq=self.sum_ref_sq + float((r * r).sum()),
-            sum_cosine=self.sum_cosine + float(cosine_per_sample(r, c).sum()),
-            class_axis=classes if self.class_axis is None else (self.class_axis and classes),
-        )
+        top1, sum_kl = self.top1_agree, self.sum_kl
+        kl_values, delta_p_values = self.kl_values, self.delta_p_values
         if classes:
-            kl = kl_per_sample(r, c)
-            state = replace(
-                state,
-                top1_agree=state.top1_agree + int((r.argmax(1) == c.argmax(1)).sum()),
-                sum_kl=state.sum_kl + float(kl.sum()),
-                kl_values=(*state.kl_values, kl.astype(np.float32)),
-            )
+            p, q = probabilities(r, c)  # once, for the KL and for Δp
+            kl = kl_divergence(p, q)
+            top1 += int(np.count_nonzero(r.argmax(1) == c.argmax(1)))
+            sum_kl += float(kl.sum())
+            kl_values = (*kl_values, kl.astype(np.float32))
             y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
             if y is not None:
-                p, q = probabilities(r, c)
                 rows = np.arange(r.shape[0])
                 dp = (q[rows, y] - p[rows, y]).astype(np.float32)
-                state = replace(state, delta_p_values=(*state.delta_p_values, dp))
-        return state
+                delta_p_values = (*delta_p_values, dp)
+        return FidelityState(
+            samples=self.samples + r.shape[0],
+            elements=self.elements + r.size,
+            sum_sq_err=self.sum_sq_err + float(np.vdot(err, err)),
+            sum_abs_err=self.sum_abs_err + float(abs_err.sum()),
+            max_abs_err=max(self.max_abs_err, float(abs_err.max(initial=0.0))),
+            sum_ref_sq=self.sum_ref_sq + float(np.vdot(r, r)),
+            sum_cosine=self.sum_cosine + float(cosine_per_sample(r, c).sum()),
+            class_axis=classes if self.class_axis is None else (self.class_axis and classes),
+            top1_agree=top1,
+            sum_kl=sum_kl,
+            scores=self.scores,
+            kl_values=kl_values,
+            delta_p_values=delta_p_values,
+        )
 
     def merge(self, other: FidelityState) -> FidelityState:
         """Combine the statistics of two disjoint sets of samples."""

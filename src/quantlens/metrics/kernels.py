@@ -32,15 +32,18 @@ def is_distribution(rows: np.ndarray) -> np.ndarray:
 def probabilities(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both (N, C) outputs as probabilities: kept where the reference row already is a
     distribution, softmaxed otherwise (the reference decides, so both are read alike)."""
-    keep = is_distribution(ref)[:, None]
-    return np.where(keep, ref, softmax(ref)), np.where(keep, cand, softmax(cand))
+    keep = is_distribution(ref)
+    if keep.all():
+        return ref, cand
+    if not keep.any():
+        return softmax(ref), softmax(cand)
+    return np.where(keep[:, None], ref, softmax(ref)), np.where(keep[:, None], cand, softmax(cand))
 
 
-def kl_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """KL(p_ref ‖ p_cand) per row, probabilities clipped to [EPSILON, 1] as in Keras and
-    renormalised to sum to 1, so the result is a divergence (≥ 0) even when a quantized
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p ‖ q) per row of two (N, C) probability arrays, clipped to [EPSILON, 1] as in Keras
+    and renormalised to sum to 1, so the result is a divergence (≥ 0) even when a quantized
     softmax row does not sum to 1."""
-    p, q = probabilities(ref, cand)
     p = np.clip(p, EPSILON, 1.0)
     q = np.clip(q, EPSILON, 1.0)
     p /= p.sum(axis=1, keepdims=True)

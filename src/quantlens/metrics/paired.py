@@ -18,17 +18,31 @@ BOOTSTRAP_SEED = 0
 _BOOTSTRAP_CELLS = 4_000_000  # resamples × samples held in memory at once
 
 
+#: Differences taking at most this many distinct values are resampled through their counts.
+_FEW_VALUES = 16
+
+
 def _bootstrap_mean_interval(d: np.ndarray) -> tuple[float, float]:
     """95% percentile-bootstrap interval of the mean of per-sample differences ``d``.
 
-    Resampling the differences is resampling the (reference, candidate) pairs.
+    Resampling the differences is resampling the (reference, candidate) pairs. When ``d``
+    takes few values (a classification's −1, 0, +1), a resample is fully described by how
+    many of each it drew — a multinomial draw — so the same bootstrap distribution costs
+    O(resamples), not O(resamples × samples), and needs no SciPy.
     """
-    from scipy import stats
-
     if d.size == 0:
         return math.nan, math.nan
     if d.size < 2 or np.all(d == d[0]):
         return float(d.mean()), float(d.mean())  # no spread to resample
+    values, counts = np.unique(d, return_counts=True)
+    if values.size <= _FEW_VALUES:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        drawn = rng.multinomial(d.size, counts / d.size, size=BOOTSTRAP_RESAMPLES)
+        means = drawn @ values / d.size
+        low, high = np.percentile(means, [2.5, 97.5])
+        return float(low), float(high)
+    from scipy import stats
+
     res = stats.bootstrap(
         (d,),
         np.mean,
@@ -52,18 +66,32 @@ def _both_valid(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def paired_classification(ref_correct: np.ndarray, cand_correct: np.ndarray) -> PairedStats:
     """accuracy_delta (candidate − reference) with its 95% bootstrap interval, the exact
     McNemar p-value on the discordant pairs, and the flips between them."""
-    from scipy import stats
-
     r, c = _both_valid(ref_correct, cand_correct)
     r, c = r > 0.5, c > 0.5
     d = c.astype(np.float64) - r.astype(np.float64)
     low, high = _bootstrap_mean_interval(d)
     to_wrong = int(np.sum(r & ~c))
     to_right = int(np.sum(~r & c))
-    discordant = to_wrong + to_right
-    p = stats.binomtest(to_wrong, discordant, 0.5).pvalue if discordant else 1.0
+    p = exact_mcnemar(to_wrong, to_right)
     return PairedStats("classification", int(r.size), float(d.mean()) if d.size else math.nan,
                        low, high, float(p), BOOTSTRAP_RESAMPLES, to_wrong, to_right)  # fmt: skip
+
+
+def exact_mcnemar(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial test of ``b`` successes in ``b + c``
+    discordant pairs at p = ½, i.e. 2·P(X ≤ min(b, c)) for X ~ Bin(b + c, ½), at most 1.
+
+    Summed in log space (log C(n, i) as a running sum of log((n − i + 1) / i)), so it holds
+    for millions of pairs; equal to ``scipy.stats.binomtest(b, b + c).pvalue``.
+    """
+    n, k = b + c, min(b, c)
+    if n == 0 or 2 * k == n:
+        return 1.0
+    i = np.arange(1, k + 1, dtype=np.float64)
+    log_terms = np.concatenate(([0.0], np.cumsum(np.log((n - i + 1) / i)))) - n * math.log(2)
+    top = log_terms.max()
+    tail = math.exp(top) * float(np.exp(log_terms - top).sum())
+    return min(1.0, 2.0 * tail)
 
 
 def paired_regression(ref_abs_err: np.ndarray, cand_abs_err: np.ndarray) -> PairedStats:

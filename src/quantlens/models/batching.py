@@ -265,3 +265,53 @@ def probe_batching(
         own, f"{what}; a batch of {k} changes the outputs (by {diff:.2g} of their magnitude): "
         "a sample's result depends on its neighbours", diff,
     )  # fmt: skip
+
+
+#: A batch size chosen for the user holds at most this much per model (its inputs, outputs
+#: and, where the runtime tells, its intermediate tensors)...
+AUTO_BATCH_BYTES = 16 * 2**20
+#: ...and at most this many samples; never fewer than ``AUTO_BATCH_MIN``. Larger batches
+#: spread the per-batch cost of Python and NumPy over more samples: on a model of a few µs
+#: per sample that cost is most of a run at 32.
+AUTO_BATCH_MAX = 1024
+AUTO_BATCH_MIN = 32
+
+
+def _spec_bytes(specs: Sequence[TensorSpec]) -> int | None:
+    """Bytes of one sample of these tensors; None when a dimension is open."""
+    total = 0
+    for s in specs:
+        dims = [d for d in s.sample_shape if d is not None]
+        if len(dims) != len(s.sample_shape):
+            return None
+        try:
+            item = np.dtype(s.dtype).itemsize
+        except TypeError:
+            item = 8
+        total += int(np.prod(dims, dtype=np.int64)) * item
+    return total
+
+
+def sample_bytes(model: object) -> int | None:
+    """Memory one sample takes in ``model``: its inputs and outputs, plus what its runtime
+    says its intermediate tensors take (``working_bytes_per_sample``, when it says); None
+    when an open dimension makes it unknown."""
+    io = [_spec_bytes(getattr(model, k)) for k in ("inputs", "outputs")]
+    if any(b is None for b in io):
+        return None
+    working = getattr(model, "working_bytes_per_sample", None)
+    return sum(io) + (int(working()) if working is not None else 0)  # type: ignore[arg-type]
+
+
+def auto_batch_size(models: Sequence[object]) -> int:
+    """The batch size to run when the user gives none: the largest power of two up to
+    AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES in every model, at least
+    AUTO_BATCH_MIN (also when a sample's size is unknown)."""
+    sizes = [sample_bytes(m) for m in models]
+    if any(b is None for b in sizes):
+        return AUTO_BATCH_MIN
+    per_sample = max(1, *[b for b in sizes if b is not None])
+    size = AUTO_BATCH_MAX
+    while size > AUTO_BATCH_MIN and size * per_sample > AUTO_BATCH_BYTES:
+        size //= 2
+    return size

@@ -307,6 +307,21 @@ class LiteRTModel(RunnerBatching):
         """The main subgraph's ops and tensors, read from the file once, when first needed."""
         return read_graph(Path(self.path).read_bytes(), self.path)
 
+    def working_bytes_per_sample(self) -> int:
+        """Bytes of the main subgraph's non-constant tensors for one sample (as the file
+        declares their shapes; an open dimension counts 1): an upper bound of what the
+        runtime's arena holds per sample, since the arena reuses memory."""
+        total = 0
+        for t in self._graph.tensors:
+            if t.constant:
+                continue
+            try:
+                item = np.dtype(t.dtype).itemsize
+            except TypeError:
+                item = 4
+            total += int(np.prod([max(d, 1) for d in t.shape], dtype=np.int64)) * item
+        return total
+
     def tensor_value(self, index: int) -> np.ndarray:
         """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by
         ``preserve_all_tensors``."""

@@ -40,6 +40,11 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int
     return arr.reshape(shape)
 
 
+def _reciprocal(qp: QuantParams, ndim: int) -> np.ndarray:
+    """The float32 reciprocal of the scale, as the kernels compute it, broadcastable to ``ndim``."""
+    return (1.0 / _broadcast(qp.scale, qp.axis, ndim).astype(np.float32)).astype(np.float32)
+
+
 def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarray:
     """Real values to integers: ``q = clip(rint(x / scale) + zero_point)`` in ``dtype``'s range.
 
@@ -54,21 +59,36 @@ def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarra
     info = np.iinfo(dt)
     x32 = np.asarray(x, dtype=np.float32)
     # In float32, times the float32 reciprocal of the scale, as the kernels compute it: a
-    # value a few ulps from a tie rounds the way the runtime rounds it.
-    inverse = (1.0 / _broadcast(qp.scale, qp.axis, x32.ndim).astype(np.float32)).astype(np.float32)
-    zp = _broadcast(qp.zero_point, qp.axis, x32.ndim)
-    q = np.rint(x32 * inverse).astype(np.float64) + zp
-    return np.clip(q, info.min, info.max).astype(dt)
+    # value a few ulps from a tie rounds the way the runtime rounds it. One buffer, updated
+    # in place: adding the (small, integral) zero point to an integral float32 is exact
+    # wherever the result is not clipped anyway.
+    t = np.multiply(x32, _reciprocal(qp, x32.ndim), dtype=np.float32)
+    np.rint(t, out=t)
+    np.add(t, _broadcast(qp.zero_point, qp.axis, x32.ndim).astype(np.float32), out=t)
+    np.clip(t, info.min, info.max, out=t)
+    return t.astype(dt)
 
 
 def clipped_count(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> int:
     """How many values of ``x`` fall outside what ``dtype`` holds once quantized with ``qp``
-    (they clip to its min or max: information lost before the model starts)."""
+    as :func:`quantize` quantizes them (they clip to its min or max: information lost before
+    the model starts).
+
+    The quantized value only grows with ``x``, so a tensor quantized per tensor whose
+    smallest and largest values both land in range has none (two reductions, the usual
+    case); otherwise each value is quantized and compared."""
     info = np.iinfo(np.dtype(dtype))
-    x64 = np.asarray(x, dtype=np.float64)
-    q = np.rint(x64 / _broadcast(qp.scale, qp.axis, x64.ndim)) + _broadcast(
-        qp.zero_point, qp.axis, x64.ndim
-    )
+    x32 = np.asarray(x, dtype=np.float32)
+    if x32.size == 0:
+        return 0
+    inverse = _reciprocal(qp, x32.ndim)
+    zp = _broadcast(qp.zero_point, qp.axis, x32.ndim).astype(np.float32)
+    if inverse.ndim == 0:
+        ends = np.array([x32.min(), x32.max()], dtype=np.float32)
+        q_ends = np.rint(ends * inverse) + zp
+        if not np.isnan(q_ends).any() and q_ends[0] >= info.min and q_ends[1] <= info.max:
+            return 0
+    q = np.rint(np.multiply(x32, inverse, dtype=np.float32)) + zp
     return int(np.count_nonzero((q < info.min) | (q > info.max)))
 
 
