@@ -134,3 +134,26 @@ def test_batches_across_chunk_boundaries_hold_every_sample_once_in_order() -> No
     limited = list(load_dataset(iter(chunks)).bind([TensorSpec("x", (None, 3), "float32")],
                                                    batch_size=5, limit=12))  # fmt: skip
     np.testing.assert_array_equal(np.concatenate([b.inputs[0] for b in limited]), x[:12])
+
+
+def test_a_read_chunk_is_let_go_once_its_samples_are_used() -> None:
+    """Memory stays flat in the set's size: nothing holds a chunk after its last batch (the
+    first chunk used to be pinned for the whole run)."""
+    import gc
+    import weakref
+
+    refs = []
+
+    def read():  # as a reader makes them: one chunk at a time
+        for i in range(4):
+            chunk = np.full((100, 64), i, dtype=np.float32)
+            refs.append(weakref.ref(chunk))
+            yield chunk
+
+    ds = load_dataset(read())
+    batches = ds.bind([TensorSpec("x", (None, 64), "float32")], batch_size=50)
+    for _ in range(5):  # into the third chunk
+        next(batches)
+    gc.collect()
+    assert refs[0]() is None and refs[1]() is None
+    assert sum(len(b) for b in batches) == 400 - 5 * 50

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ class Dataset:
         check_batch_memory(most, sum(x[:1].nbytes for x in first_batch.inputs))
         rest = (_arrange(c, order, specs, self.source) for c in stream)
         offset = int(getattr(self.reader, "start", 0))  # a shard's first sample in the set
-        return _rebatch(chain([first_batch], rest), batch_size, limit, self.source,
+        return _rebatch(_first_then(first_batch, rest), batch_size, limit, self.source,
                         allow_nonfinite, offset)  # fmt: skip
 
     def __repr__(self) -> str:
@@ -304,6 +304,15 @@ def _concat(parts: list[Batch]) -> Batch:
         [np.concatenate(cols) for cols in zip(*(p.inputs for p in parts), strict=True)],
         None if any(lab is None for lab in labels) else np.concatenate(labels),  # type: ignore[arg-type]
     )
+
+
+def _first_then(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
+    """``first``, then ``rest``, holding no reference to ``first`` once it is taken (a chain
+    would keep it, and the whole read chunk under it, until the run ends)."""
+    held = [first]
+    del first
+    yield held.pop()
+    yield from rest
 
 
 def _take(pending: list[Batch], size: int) -> tuple[Batch, list[Batch]]:

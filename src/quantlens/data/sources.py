@@ -50,7 +50,7 @@ class ShardableSource(Source, Protocol):
 LABEL_KEYS = ("y", "label", "labels")
 CHUNK = 256  # samples decoded at a time for images and CSV
 ROWS_PER_READ = 4096  # samples read at a time from .npy/.npz files...
-BYTES_PER_READ = 64 * 2**20  # ...and at most this many bytes
+BYTES_PER_READ = 16 * 2**20  # ...and at most this many bytes
 #: Longest side of an image, decoded or resized to (Pillow's bomb guard refuses more pixels).
 MAX_IMAGE_SIDE = 16384
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
