@@ -187,7 +187,7 @@ def test_benchmark_times_the_candidates_only(setup) -> None:
 
 def test_outputs_whose_shape_varies_cannot_be_stored(digits_models, tmp_path) -> None:
     model = quantlens.load_model(digits_models["float"])
-    recorder = Recorder(model)
+    recorder = Recorder(model, tmp_path / "never.npz")
 
     def varying(inputs):
         return [np.zeros((len(inputs[0]), 10 + len(inputs[0])), np.float32)]

@@ -6,7 +6,6 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,9 +118,7 @@ def evaluate(
                           allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
     recorder = None
     if save_reference_outputs is not None:
-        target = Path(save_reference_outputs)
-        recorder = Recorder(models[0], target.parent if target.parent.is_dir() else None)
-        models[0] = recorder
+        models[0] = recorder = Recorder(models[0], save_reference_outputs)
     # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
     # Inline, the probe runs on the first batch of the run itself.
     decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
@@ -130,12 +127,7 @@ def evaluate(
                 models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
                 containment.verified(), stored_reference=stored is not None)  # fmt: skip
     if shards is None:
-        try:
-            outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
-        except BaseException:
-            if recorder is not None:
-                recorder.close()  # its temporary files
-            raise
+        outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
         decisions = outcome.decisions
     else:
         from quantlens.engine import run_shards
@@ -160,8 +152,8 @@ def evaluate(
         for i, (m, st, name) in enumerate(zip(models, outcome.states, names, strict=True))
     )
     kept = stored.stored if stored is not None else None
-    if recorder is not None and save_reference_outputs is not None:
-        kept = recorder.save(save_reference_outputs, data_source=dataset.source)
+    if recorder is not None:
+        kept = recorder.save(data_source=dataset.source)
     return EvaluationResult(
         dataset=DatasetSummary(dataset.source, outcome.samples, outcome.task or "none"),
         reference=names[0],

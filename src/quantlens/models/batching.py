@@ -277,6 +277,15 @@ AUTO_BATCH_MAX = 1024
 AUTO_BATCH_MIN = 32
 
 
+def tensor_bytes(dims: Sequence[int], dtype: str) -> int:
+    """Bytes of a tensor of these dimensions (a dtype NumPy does not know counts 8 bytes)."""
+    try:
+        item = np.dtype(dtype).itemsize
+    except TypeError:
+        item = 8
+    return int(np.prod(dims, dtype=np.int64)) * item
+
+
 def _spec_bytes(specs: Sequence[TensorSpec]) -> int | None:
     """Bytes of one sample of these tensors; None when a dimension is open."""
     total = 0
@@ -284,11 +293,7 @@ def _spec_bytes(specs: Sequence[TensorSpec]) -> int | None:
         dims = [d for d in s.sample_shape if d is not None]
         if len(dims) != len(s.sample_shape):
             return None
-        try:
-            item = np.dtype(s.dtype).itemsize
-        except TypeError:
-            item = 8
-        total += int(np.prod(dims, dtype=np.int64)) * item
+        total += tensor_bytes(dims, s.dtype)
     return total
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import DataError, ModelLoadError, ModelRunError, brief
 from quantlens.models.base import natural_key, path_size
-from quantlens.models.batching import BatchRunner, RunnerBatching
+from quantlens.models.batching import BatchRunner, RunnerBatching, tensor_bytes
 from quantlens.models.containment import ensure_contained
 from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
@@ -311,16 +311,8 @@ class LiteRTModel(RunnerBatching):
         """Bytes of the main subgraph's non-constant tensors for one sample (as the file
         declares their shapes; an open dimension counts 1): an upper bound of what the
         runtime's arena holds per sample, since the arena reuses memory."""
-        total = 0
-        for t in self._graph.tensors:
-            if t.constant:
-                continue
-            try:
-                item = np.dtype(t.dtype).itemsize
-            except TypeError:
-                item = 4
-            total += int(np.prod([max(d, 1) for d in t.shape], dtype=np.int64)) * item
-        return total
+        return sum(tensor_bytes([max(d, 1) for d in t.shape], t.dtype)
+                   for t in self._graph.tensors if not t.constant)  # fmt: skip
 
     def tensor_value(self, index: int) -> np.ndarray:
         """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by

@@ -108,14 +108,17 @@ def _version() -> str:
 
 class Recorder:
     """A model that runs as the one it wraps and keeps what it gives: each sample's input
-    digest and outputs, streamed to temporary files until :meth:`save`."""
+    digest and outputs, streamed to temporary files (unnamed: they vanish with the process
+    whatever happens) until :meth:`save` writes them to ``target``."""
 
-    def __init__(self, model: Model, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, model: Model, target: str | os.PathLike[str]) -> None:
         self._model = model
         self.name, self.path, self.format = model.name, model.path, model.format
         self.inputs, self.outputs = model.inputs, model.outputs
-        self._dir = directory
-        self._digests: IO[bytes] = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by save or close)
+        self.target = Path(target)
+        # Beside the target when its directory exists: the same disk as the file to come.
+        self._dir = self.target.parent if self.target.parent.is_dir() else None
+        self._digests: IO[bytes] = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 (closed by save or close)
         self._files: list[IO[bytes]] = []
         self._rows: list[tuple[tuple[int, ...], np.dtype]] = []
         self.samples = 0
@@ -158,15 +161,15 @@ class Recorder:
     def set_batching(self, mode: str) -> None:
         self._model.set_batching(mode)
 
-    def save(self, path: str | os.PathLike[str], *, data_source: str) -> StoredReference:
-        """Write what was recorded to ``path`` (a temporary file, then a rename).
+    def save(self, *, data_source: str) -> StoredReference:
+        """Write what was recorded to the target (a temporary file, then a rename).
 
         Raises:
             ConfigError: nothing was recorded, or the file cannot be written.
         """
         if not self.samples:
             raise ConfigError("no reference outputs to store: the reference ran on no sample")
-        target = Path(path)
+        target = self.target
         digests = self._read_digests()
         info = self.info()
         stored = StoredReference(
