@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from quantlens.models.tflite_file import Graph, GraphTensor
 
 INSPECTION_NOTE = (
-    "inspection runs use the reference kernels (default delegates off, every tensor kept); "
-    "their speed is not the deployed speed"
+    "inspection runs keep every intermediate tensor (.tflite: the built-in kernels, no "
+    "delegate); their speed is not the deployed speed"
 )
 
 

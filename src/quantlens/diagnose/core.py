@@ -2,15 +2,17 @@
 
 Both ``.tflite`` files run on the same samples with every intermediate tensor preserved and
 without the default delegates (XNNPACK hides the tensors inside its partitions), so the
-inspection runs use the reference kernels. Tensors are matched by name, then by graph
-position and shape; QUANTIZE/DEQUANTIZE outputs stand for the tensor they convert.
+inspection runs use LiteRT's built-in kernels; the two models run side by side. Tensors are
+matched by name, then by graph position and shape; QUANTIZE/DEQUANTIZE outputs stand for the
+tensor they convert.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +86,9 @@ def diagnose(
     runtime_mismatch: set[int] = set()
     clipped = {i: [0, 0] for i in q_idx if qnt.graph.tensors[i].dtype in _INTEGER_DTYPES}
     seen = 0
-    for batch in load_dataset(data).bind(flt.model.inputs, batch_size=batch_size, limit=samples):
-        if seen == 0:  # run as deployed: one sample at a time where the batch matters
-            flt.model.probe_batching([x[:PROBE_SAMPLES] for x in batch.inputs])
-            qnt.model.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in order])
-        f_out, f_vals = flt.model.predict_tensors(batch.inputs, f_idx)
-        q_out, q_vals = qnt.model.predict_tensors([batch.inputs[i] for i in order], q_idx)
+    batches = load_dataset(data).bind(flt.model.inputs, batch_size=batch_size, limit=samples)
+    for batch, (f_out, f_vals), (q_out, q_vals) in _both_runs(batches, flt, qnt, order,
+                                                               f_idx, q_idx):  # fmt: skip
         f_by = {i: flt.real(i, v) for i, v in zip(f_idx, f_vals, strict=True)}
         n = len(batch)
         for i, raw in zip(q_idx, q_vals, strict=True):
@@ -135,6 +134,35 @@ def diagnose(
 
 
 _INTEGER_DTYPES = ("int8", "uint8", "int16")
+
+
+def _both_runs(
+    batches: Iterator[Any], flt: Any, qnt: Any, order: list[int], f_idx: list[int],
+    q_idx: list[int],
+) -> Iterator[tuple[Any, Any, Any]]:  # fmt: skip
+    """Each batch with the float and the quantized model's outputs and tensors.
+
+    The two models run at the same time, each in its own thread (the runtimes release the
+    GIL while they run), and a batch's runs start while the caller still measures the
+    previous one's tensors; one thread per model, so a model never runs twice at once.
+    Before the first batch, both models are probed on its first samples (so a batch that
+    matters runs one sample at a time, as deployed).
+    """
+    with ThreadPoolExecutor(1) as f_pool, ThreadPoolExecutor(1) as q_pool:
+        pending: tuple[Any, Future[Any], Future[Any]] | None = None
+        for batch in batches:
+            if pending is None:
+                flt.model.probe_batching([x[:PROBE_SAMPLES] for x in batch.inputs])
+                qnt.model.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in order])
+            runs = (batch,
+                    f_pool.submit(flt.model.predict_tensors, batch.inputs, f_idx),
+                    q_pool.submit(qnt.model.predict_tensors, [batch.inputs[i] for i in order],
+                                  q_idx))  # fmt: skip
+            if pending is not None:
+                yield pending[0], pending[1].result(), pending[2].result()
+            pending = runs
+        if pending is not None:
+            yield pending[0], pending[1].result(), pending[2].result()
 
 
 def _check_roles(float_model: Any, quant_model: Any) -> None:

@@ -30,7 +30,9 @@ class TFLiteSide:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> TFLiteSide:
         p = Path(path)
-        model = LiteRTModel(p, use_default_delegates=False, preserve_all_tensors=True)
+        # Half the cores each: the float and the quantized model run side by side.
+        model = LiteRTModel(p, use_default_delegates=False, preserve_all_tensors=True,
+                            num_threads=max(1, (os.cpu_count() or 1) // 2))  # fmt: skip
         graph = read_graph(p.read_bytes(), str(p))
         quant = {}
         for d in model.tensor_details():
@@ -65,7 +67,7 @@ class TFLiteSide:
         qp = self.quant.get(index)
         if qp is not None and raw.dtype.kind in "iu":
             return dequantize(raw, qp)
-        return raw.astype(np.float32)
+        return np.asarray(raw, dtype=np.float32)  # no copy of a float32 tensor
 
     def match(self, flt: Any) -> dict[int, int]:
         """This (quantized) model's tensor index -> the float model's."""

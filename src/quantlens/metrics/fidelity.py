@@ -86,6 +86,28 @@ class FidelityState:
             delta_p_values=delta_p_values,
         )
 
+    def add_sums(
+        self, *, samples: int, elements: int, sum_sq_err: float, sum_abs_err: float,
+        max_abs_err: float, sum_ref_sq: float, sum_cosine: float,
+    ) -> FidelityState:  # fmt: skip
+        """Add one batch given by its sums (for a caller that has them already, as the
+        per-tensor statistics do); the batch is not read as class scores."""
+        return FidelityState(
+            samples=self.samples + samples,
+            elements=self.elements + elements,
+            sum_sq_err=self.sum_sq_err + sum_sq_err,
+            sum_abs_err=self.sum_abs_err + sum_abs_err,
+            max_abs_err=max(self.max_abs_err, max_abs_err),
+            sum_ref_sq=self.sum_ref_sq + sum_ref_sq,
+            sum_cosine=self.sum_cosine + sum_cosine,
+            class_axis=False,
+            top1_agree=self.top1_agree,
+            sum_kl=self.sum_kl,
+            scores=self.scores,
+            kl_values=self.kl_values,
+            delta_p_values=self.delta_p_values,
+        )
+
     def merge(self, other: FidelityState) -> FidelityState:
         """Combine the statistics of two disjoint sets of samples."""
         if self.class_axis is None:

@@ -53,12 +53,17 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Cosine similarity of each pair of flattened rows; 1 when both are zero, 0 when one is."""
-    dot = (ref * cand).sum(axis=1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    both_zero = ~ref.any(axis=1) & ~cand.any(axis=1)
+    return cosine_from_sums((ref * cand).sum(axis=1), (ref * ref).sum(axis=1),
+                            (cand * cand).sum(axis=1))  # fmt: skip
+
+
+def cosine_from_sums(dot: np.ndarray, ref_sq: np.ndarray, cand_sq: np.ndarray) -> np.ndarray:
+    """Per row, the cosine similarity from Σ r·c, Σ r² and Σ c²: 1 when both rows are zero,
+    0 when one is."""
+    norms = np.sqrt(ref_sq * cand_sq)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
-    return np.where(both_zero, 1.0, cos)
+    return np.where((ref_sq == 0) & (cand_sq == 0), 1.0, cos)
 
 
 def sqnr_db(signal_power: float, noise_power: float) -> float:

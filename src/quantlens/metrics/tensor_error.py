@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantlens.metrics.fidelity import FidelityState
-from quantlens.metrics.kernels import sqnr_db
+from quantlens.metrics.kernels import cosine_from_sums, sqnr_db
 
 #: Channel SQNRs are clipped to ±SQNR_CAP_DB in summaries; identical tensors are +inf.
 SQNR_CAP_DB = 100.0
@@ -33,21 +33,41 @@ class TensorErrorState:
         return self.tensor.samples
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> TensorErrorState:
-        """Add one batch of (N, ..., C) float and dequantized values; returns the new state."""
-        r = np.asarray(ref, dtype=np.float64)
-        c = np.asarray(cand, dtype=np.float64)
-        err = c - r
+        """Add one batch of (N, ..., C) float and dequantized values; returns the new state.
+
+        Activations are large, so each pass over them counts: values stay float32 (their
+        own precision), sums of products are formed without temporaries (``einsum``) per
+        sample and channel — float32 over one sample's positions, a relative error near
+        1e-7 — and summed on in float64."""
+        r = np.asarray(ref, dtype=np.float32)
+        c = np.asarray(cand, dtype=np.float32)
+        n = r.shape[0] if r.ndim else 1
         channels = r.shape[-1] if r.ndim > 1 else 1
-        ch_ref = (r * r).reshape(-1, channels).sum(axis=0)
-        ch_err = (err * err).reshape(-1, channels).sum(axis=0)
-        ch_max = np.abs(r).reshape(-1, channels).max(axis=0, initial=0.0)
+        err = c - r
+        r3, e3 = r.reshape(n, -1, channels), err.reshape(n, -1, channels)
+        rr = np.einsum("nkc,nkc->nc", r3, r3).astype(np.float64)
+        ee = np.einsum("nkc,nkc->nc", e3, e3).astype(np.float64)
+        re = np.einsum("nkc,nkc->n", r3, e3).astype(np.float64)
+        ch_ref, ch_err = rr.sum(axis=0), ee.sum(axis=0)
+        ch_low, ch_high = r3.min(axis=(0, 1)), r3.max(axis=(0, 1))
+        ch_max = np.maximum(ch_high, -ch_low).astype(np.float64)
+        abs_err = np.abs(err)
+        # per sample: Σr·c = Σr² + Σr·e and Σc² = Σr² + 2Σr·e + Σe²
+        rr_n, ee_n = rr.sum(axis=1), ee.sum(axis=1)
+        cosine = cosine_from_sums(rr_n + re, rr_n, np.maximum(rr_n + 2 * re + ee_n, 0.0))
+        tensor = self.tensor.add_sums(
+            samples=n, elements=r.size, sum_sq_err=float(ch_err.sum()),
+            sum_abs_err=float(abs_err.sum(dtype=np.float64)),
+            max_abs_err=float(abs_err.max(initial=0.0)), sum_ref_sq=float(ch_ref.sum()),
+            sum_cosine=float(cosine.sum()),
+        )  # fmt: skip
         return TensorErrorState(
-            self.tensor.update(r, c),
+            tensor,
             ch_ref if self.channel_ref_sq is None else self.channel_ref_sq + ch_ref,
             ch_err if self.channel_sq_err is None else self.channel_sq_err + ch_err,
             ch_max if self.channel_abs_max is None else np.maximum(self.channel_abs_max, ch_max),
-            min(self.ref_min, float(r.min(initial=np.inf))),
-            max(self.ref_max, float(r.max(initial=-np.inf))),
+            min(self.ref_min, float(ch_low.min(initial=np.inf))),
+            max(self.ref_max, float(ch_high.max(initial=-np.inf))),
         )
 
     def merge(self, other: TensorErrorState) -> TensorErrorState:

@@ -93,8 +93,19 @@ def clipped_count(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> int:
 
 
 def dequantize(q: np.ndarray, qp: QuantParams) -> np.ndarray:
-    """Integers to real values: ``(q - zero_point) * scale``, as float32."""
-    q64 = np.asarray(q, dtype=np.float64)
-    scale = _broadcast(qp.scale, qp.axis, q64.ndim)
-    zp = _broadcast(qp.zero_point, qp.axis, q64.ndim)
-    return ((q64 - zp) * scale).astype(np.float32)
+    """Integers to real values: ``(q - zero_point) * scale``, as float32.
+
+    Up to 16-bit integers, ``q - zero_point`` is exact in float32 and the product of two
+    float32 values is correctly rounded, so float32 arithmetic gives the float64 result
+    rounded to float32 (the scales are float32 in the files); wider integers go through
+    float64."""
+    q = np.asarray(q)
+    scales = np.asarray(qp.scale, dtype=np.float64)
+    wide = q.dtype.itemsize > 2 or not np.array_equal(scales, scales.astype(np.float32))
+    work = np.float64 if wide else np.float32
+    scale = _broadcast(qp.scale, qp.axis, q.ndim).astype(work)
+    zp = _broadcast(qp.zero_point, qp.axis, q.ndim).astype(work)
+    out: np.ndarray = q.astype(work)
+    np.subtract(out, zp, out=out)
+    np.multiply(out, scale, out=out)
+    return out if out.dtype == np.float32 else out.astype(np.float32)
