@@ -76,3 +76,22 @@ def test_distribution_gates_and_report(bad_layer, tmp_path, capsys) -> None:
     assert report["models"][1]["distribution"]["kl_p99"] > 0
     html = (tmp_path / "e.html").read_text()
     assert "Distribution of the class outputs" in html and "KL(reference" in html
+
+
+def test_metrics_do_not_depend_on_how_batches_are_grouped_into_blocks(
+    bad_layer, monkeypatch
+) -> None:
+    """Metrics are updated on blocks of batches; any grouping gives the same numbers."""
+    import quantlens.engine.shard as shard
+
+    whole = quantlens.evaluate(bad_layer["float"], [bad_layer["int8"]], bad_layer["data"],
+                               batch_size=7)  # fmt: skip
+    monkeypatch.setattr(shard, "BLOCK_SAMPLES", 20)  # blocks of 3 batches, and a ragged end
+    blocks = quantlens.evaluate(bad_layer["float"], [bad_layer["int8"]], bad_layer["data"],
+                                batch_size=7)  # fmt: skip
+    a, b = whole.models[1], blocks.models[1]
+    assert a.fidelity == pytest.approx(b.fidelity, rel=1e-9)
+    assert a.task_metrics == pytest.approx(b.task_metrics)
+    assert a.distribution == pytest.approx(b.distribution, rel=1e-9)
+    assert a.paired == pytest.approx(b.paired)
+    assert whole.models[0].task_metrics == pytest.approx(blocks.models[0].task_metrics)

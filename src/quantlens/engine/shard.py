@@ -128,6 +128,54 @@ class Plan:
                 self.stored_reference)  # fmt: skip
 
 
+#: Metrics are updated on blocks of consecutive batches, so that their fixed cost per call
+#: (dozens of small NumPy operations per model) is paid once a block: on a model of a few
+#: µs per sample it is otherwise a large share of the run. A block holds at most this many
+#: samples, or this many bytes of outputs (every model's).
+BLOCK_SAMPLES = 4096
+BLOCK_BYTES = 32 * 2**20
+
+
+@dataclass
+class _Block:
+    """Consecutive batches' outputs (per model, per batch, in the reference's output order)
+    and labels, waiting for their metrics."""
+
+    outs: list[list[list[np.ndarray]]]
+    labels: list[np.ndarray] | None
+    samples: int = 0
+    nbytes: int = 0
+
+    def fits(self, outs: list[list[np.ndarray]], labels: Any) -> bool:
+        """The batch can join: labels present alike, each output of the same sample shape."""
+        if not self.samples:
+            return True
+        if (labels is None) != (self.labels is None):
+            return False
+        return all(o.shape[1:] == b.shape[1:]
+                   for model, held in zip(outs, self.outs, strict=True)
+                   for o, b in zip(model, held[0], strict=True))  # fmt: skip
+
+    def add(self, outs: list[list[np.ndarray]], labels: Any) -> None:
+        for held, model in zip(self.outs, outs, strict=True):
+            held.append(model)
+        if labels is not None:
+            self.labels = [*(self.labels or []), np.asarray(labels)]
+        self.samples += int(outs[0][0].shape[0])
+        self.nbytes += sum(o.nbytes for model in outs for o in model)
+
+    def full(self) -> bool:
+        return self.samples >= BLOCK_SAMPLES or self.nbytes >= BLOCK_BYTES
+
+    def joined(self) -> tuple[list[list[np.ndarray]], np.ndarray | None]:
+        outs = [[parts[0] if len(batches) == 1 else np.concatenate(parts)
+                 for parts in zip(*batches, strict=True)] for batches in self.outs]  # fmt: skip
+        labels = None
+        if self.labels is not None:
+            labels = self.labels[0] if len(self.labels) == 1 else np.concatenate(self.labels)
+        return outs, labels
+
+
 def run_shard(
     models: Sequence[Model], dataset: Dataset, plan: Plan, *, limit: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -141,11 +189,20 @@ def run_shard(
     wiring = wire(models)
     states = [RunState(fidelity=None if i == 0 else [FidelityState() for _ in ref.outputs])
               for i in range(len(models))]  # fmt: skip
-    resolved_task: str | None = None
+    task: list[str | None] = [None]  # as resolved on the first block
     samples = 0
     first_sample: list[np.ndarray] = []
     quantized_inputs = [input_quantization(m) for m in models]
     decisions: list[BatchingDecision] = []
+    block = _Block([[] for _ in models], None)
+
+    def flush() -> None:
+        nonlocal block
+        if block.samples:
+            outs, labels = block.joined()
+            task[0] = _account(models, states, outs, labels, plan, task[0])
+        block = _Block([[] for _ in models], None)
+
     for batch in dataset.bind(
         ref.inputs, batch_size=plan.batch_size, limit=limit,
         allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
@@ -153,9 +210,7 @@ def run_shard(
         if not plan.batching and not decisions:
             decisions = [m.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in ins])
                          for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
-        ref_out: list[np.ndarray] = []
-        ref_ok = np.ones(len(batch), dtype=bool)
-        ref_zero = np.zeros(len(batch), dtype=bool)
+        outs = []
         for model, (ins, outs_order), st, quant in zip(
             models, wiring, states, quantized_inputs, strict=True
         ):
@@ -163,37 +218,53 @@ def run_shard(
             if any(q is not None for q in quant):
                 st.saturation = _count_saturation(st.saturation, fed, quant)
             raw = model.predict(fed)
-            outs = [raw[j] for j in outs_order]
-            ok = finite_rows(outs)
-            st.nonfinite += int((~ok).sum())
-            zero = all_zero_rows(outs)
-            if model is ref:
-                ref_out, ref_ok, ref_zero = outs, ok, zero
-                if resolved_task is None:
-                    resolved_task = infer_task(batch.labels, outs[0], plan.task)
-            else:
-                st.zeroed += int((zero & ~ref_zero).sum())
-            if st.fidelity is not None:
-                both = ok & ref_ok
-                labels = None if batch.labels is None else np.asarray(batch.labels)[both]
-                st.fidelity = [
-                    _update_fidelity(f, r[both], o[both], model.name, spec.name,
-                                     labels if k == 0 else None)
-                    if both.any() else f
-                    for k, (f, r, o, spec) in enumerate(
-                        zip(st.fidelity, ref_out, outs, ref.outputs, strict=True))
-                ]  # fmt: skip
-            if resolved_task != "none" and batch.labels is not None:
-                if st.task is None:
-                    st.task = _new_task_state(resolved_task, outs[0])  # type: ignore[arg-type]
-                st.task = st.task.update(batch.labels, outs[0], ok)
+            outs.append([raw[j] for j in outs_order])
+        if not block.fits(outs, batch.labels):
+            flush()
+        block.add(outs, batch.labels)
+        if block.full():
+            flush()
         if not first_sample:
             # a copy: a view would keep the whole read buffer alive for the run
             first_sample = [x[:1].copy() for x in batch.inputs]
         samples += len(batch)
         if progress is not None:
             progress(len(batch))
-    return ShardOutcome(samples, resolved_task, states, first_sample, decisions)
+    flush()
+    return ShardOutcome(samples, task[0], states, first_sample, decisions)
+
+
+def _account(
+    models: Sequence[Model], states: list[RunState], outs: list[list[np.ndarray]],
+    labels: np.ndarray | None, plan: Plan, resolved_task: str | None,
+) -> str | None:  # fmt: skip
+    """Add one block of every model's outputs (the reference's first) to their metric
+    states; returns the task (resolved on the first block)."""
+    ref = models[0]
+    ref_out, ref_ok, ref_zero = outs[0], finite_rows(outs[0]), all_zero_rows(outs[0])
+    if resolved_task is None:
+        resolved_task = infer_task(labels, ref_out[0], plan.task)
+    for model, st, out in zip(models, states, outs, strict=True):
+        ok = ref_ok if model is ref else finite_rows(out)
+        st.nonfinite += int((~ok).sum())
+        if model is not ref:
+            st.zeroed += int((all_zero_rows(out) & ~ref_zero).sum())
+        if st.fidelity is not None:
+            both = ok & ref_ok
+            every = bool(both.all())
+            kept = labels if labels is None or every else labels[both]
+            st.fidelity = [
+                _update_fidelity(f, r if every else r[both], o if every else o[both],
+                                 model.name, spec.name, kept if k == 0 else None)
+                if both.any() else f
+                for k, (f, r, o, spec) in enumerate(
+                    zip(st.fidelity, ref_out, out, ref.outputs, strict=True))
+            ]  # fmt: skip
+        if resolved_task != "none" and labels is not None:
+            if st.task is None:
+                st.task = _new_task_state(resolved_task, out[0])
+            st.task = st.task.update(labels, out[0], ok)
+    return resolved_task
 
 
 def input_quantization(model: Model) -> list[tuple[QuantParams, str] | None]:
