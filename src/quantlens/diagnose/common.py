@@ -9,7 +9,8 @@ from quantlens.models.tflite_file import Graph, GraphTensor
 
 INSPECTION_NOTE = (
     "inspection runs keep every intermediate tensor (.tflite: the built-in kernels, no "
-    "delegate); their speed is not the deployed speed"
+    "delegate): their numbers can differ from the deployed kernels' (quantlens kernels "
+    "shows by how much) and their speed is not the deployed speed"
 )
 
 
