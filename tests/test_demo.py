@@ -75,7 +75,7 @@ def test_demo_shows_the_drop_names_the_layer_and_fixes_it(tf, tmp_path, capsys) 
     worst = max(diagnosis["ops"], key=lambda o: o.get("error_added_db") or -np.inf)
     assert f"/{WIDE_LAYER}" in worst["output"] and worst["op_type"] == "CONV_2D"
     s = diagnosis["suggestion"]
-    assert s["met_budget"] and any(f"/{WIDE_LAYER}" in k["tensor"] for k in s["kept_in_float"])
+    assert s["met_budget"] and any(f"/{WIDE_LAYER}" in k["tensor"] for k in s["kept"])
     fixed_acc = (_litert_predictions(s["model"], x) == y).mean()
     assert float_acc - fixed_acc <= 0.01
     assert Path(s["model"]).stat().st_size < by_mode["float16"]["size_bytes"]

@@ -253,7 +253,7 @@ def test_suggest_keeps_onnx_nodes_in_float(capsys, tmp_path, onnx_models) -> Non
     s = json.loads(out.read_text())["suggestion"]
     assert len(s["steps"]) >= 2
     step = next(st for st in s["steps"][1:] if st["accepted"])
-    kept_nodes = set(step["kept_in_float"])
+    kept_nodes = {k["name"] for k in step["kept"] if k["precision"] == "float"}
     built = onnx.load(step["path"])
     floats = {i.name for i in built.graph.initializer if i.data_type == TensorProto.FLOAT}
     weights = {"mm1": "W1", "mm2": "W2", "add1": "B1", "add2": "B2"}

@@ -155,11 +155,16 @@ def _suggestion() -> Suggestion:
              "metric": 0.9533, "drop": 0.0022},
             {"op_index": 8, "op_type": "FULLY_CONNECTED", "tensor": "StatefulPartitionedCall_1:0",
              "with": [], "metric": 0.8444, "drop": 0.1111}]  # fmt: skip
-    steps = [{"step": 0, "kept_in_float": [], "path": "s0", "metric": 0.8444, "drop": 0.1111,
-              "size_bytes": 46182, "accepted": True, "p50_ms": 0.00291},
-             {"step": 1, "kept_in_float": [CONV1, CONV2], "path": "s1", "metric": 0.9533,
-              "drop": 0.0022, "size_bytes": 59187, "accepted": True, "p50_ms": 0.0041},
-             {"step": 2, "kept_in_float": [CONV1, CONV2, "StatefulPartitionedCall_1:0"],
+
+    def kept(*names: str) -> list[dict[str, str]]:
+        return [{"name": n, "precision": "float"} for n in names]
+
+    steps = [{"step": 0, "how": "start", "kept": [], "path": "s0", "metric": 0.8444,
+              "drop": 0.1111, "size_bytes": 46182, "accepted": True, "p50_ms": 0.00291},
+             {"step": 1, "kept": kept(CONV1, CONV2), "path": "s1", "metric": 0.9533,
+              "drop": 0.0022, "size_bytes": 59187, "accepted": True, "p50_ms": 0.0041,
+              "interval": [0.93, 0.97]},
+             {"step": 2, "kept": kept(CONV1, CONV2, "StatefulPartitionedCall_1:0"),
               "path": "s2", "metric": 0.95, "drop": 0.0056, "size_bytes": 60000,
               "accepted": False, "p50_ms": 0.0042}]  # fmt: skip
     return Suggestion.from_dict({
@@ -170,9 +175,13 @@ def _suggestion() -> Suggestion:
             {"op_index": 8, "op_type": "FULLY_CONNECTED", "tensor": "StatefulPartitionedCall_1:0",
              "error_added_db": -0.1}], "sensitivity": sens},
         "steps": steps, "pareto": {"latency": [0, 1], "size": [0, 1]}, "met_budget": True,
-        "kept_in_float": [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1},
-                          {"op_index": 2, "op_type": "CONV_2D", "tensor": CONV2}],
-        "model": "/tmp/quantlens-demo/keep-in-float/digits_cnn_float32_keep2.tflite",
+        "kept": [{"op_index": 1, "op_type": "CONV_2D", "tensor": CONV1, "precision": "float"},
+                 {"op_index": 2, "op_type": "CONV_2D", "tensor": CONV2, "precision": "float"}],
+        "model": "/tmp/quantlens-demo/keep-in-float/digits_cnn_float32_repaired.tflite",
+        "manifest": "/tmp/quantlens-demo/keep-in-float/digits_cnn_float32_repaired.json",
+        "model_step": 1, "evaluations": 9, "max_evaluations": 200,
+        "sources": [{"source": "CONV_2D", "description": "every CONV_2D in float",
+                     "metric": 0.9556, "drop": 0.0, "size_bytes": 150000}],
     })  # fmt: skip
 
 
@@ -394,8 +403,8 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
         (print_bench, bench(), (), []),
         (print_diagnosis, _diagnosis(), (10,), ["+4.0"]),
         (print_suggestion, _suggestion(), (),
-         ["+55.9", "0.9533", "0.22\u00a0pt", "11.11\u00a0pt", "153.3 KiB", "5.18 µs", "float",
-          "everything", "57.8 KiB", "4.1 µs"]),
+         ["0.9533", "0.22\u00a0pt", "11.11\u00a0pt", "153.3 KiB", "5.18 µs", "float",
+          "greedy", "57.8 KiB", "4.1 µs", "146.5 KiB"]),
         (print_diff, diff_reports(old, new)[0], ([], []), ["-2.00\u00a0pt", "0.9200"]),
     ]  # fmt: skip
     for print_fn, result, args, whole in cases:

@@ -6,7 +6,14 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from typing import IO
+
+_lock = threading.Lock()
+_depth = 0
+_saved: list[int] = []
+_sink: IO[bytes] | None = None
 
 
 @contextlib.contextmanager
@@ -16,22 +23,39 @@ def captured_output() -> Iterator[list[str]]:
     TensorFlow's converter prints from C++ and Python alike, so redirecting ``sys.stdout``
     is not enough. The yielded list receives the captured text when the block ends, so a
     caller can show it if the work failed.
+
+    The descriptors belong to the process, so blocks in several threads share one capture:
+    the first to enter redirects, the last to leave restores (two independent captures would
+    interleave their save and restore, and the terminal would end up in a temporary file).
+    A block's text is what was written while it ran, other threads' chatter included.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    captured: list[str] = []
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield captured
-        finally:
+    global _depth, _sink
+    with _lock:
+        if _depth == 0:
             sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            sink.seek(0)
-            captured.append(sink.read().decode(errors="replace"))
+            _saved[:] = [os.dup(1), os.dup(2)]
+            _sink = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed by the last to leave)
+            os.dup2(_sink.fileno(), 1)
+            os.dup2(_sink.fileno(), 2)
+        _depth += 1
+        assert _sink is not None
+        sink = _sink
+        start = os.lseek(sink.fileno(), 0, os.SEEK_CUR)
+    captured: list[str] = []
+    try:
+        yield captured
+    finally:
+        with _lock:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            end = os.lseek(sink.fileno(), 0, os.SEEK_CUR)
+            captured.append(os.pread(sink.fileno(), end - start, start).decode(errors="replace"))
+            _depth -= 1
+            if _depth == 0:
+                os.dup2(_saved[0], 1)
+                os.dup2(_saved[1], 2)
+                for fd in _saved:
+                    os.close(fd)
+                sink.close()
+                _sink = None

@@ -27,7 +27,8 @@ class Backend:
     - ``model``: the :class:`~quantlens.models.base.Model` class, ``cls(path, num_threads=)``;
     - ``quantizer``: ``f(source, mode, calibration, input_names, reference) -> (bytes,
       settings)``; ``modes``: a dict mode -> (description, needs calibration);
-    - ``keep_in_float``: ``f(source, mode, calibration, input_names) -> build(kept) -> bytes``;
+    - ``keep_in_float``: ``f(source, mode, calibration, input_names) ->``
+      :class:`~quantlens.quantize.precision.Rebuilder` (a plan of per-op precisions -> bytes);
     - ``inspection``: a class whose ``open(path)`` exposes every intermediate tensor;
     - ``mode_of``: ``f(path) -> mode`` of a quantized file;
     - ``kernel_paths``: a dict name -> description of the CPU kernel paths a model can run

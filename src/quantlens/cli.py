@@ -362,12 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--calibration", help="calibration data (default: a built-in set's train "
                     "split, else --data)")  # fmt: skip
     dg.add_argument("--calibration-samples", type=_positive_int, default=200)
-    dg.add_argument("--suggest", action="store_true", help="find layers to keep in float")
+    dg.add_argument("--suggest", action="store_true",
+                    help="search which ops to keep at a higher precision (float, int16 "
+                    "activations, float activations) to meet the budget")  # fmt: skip
     dg.add_argument(
         "--max-drop", type=_non_negative_float, default=0.01,
         help="budget: accuracy points (0.01 = 1), or relative RMSE for sqnr",
     )  # fmt: skip
     dg.add_argument("--budget-metric", choices=["accuracy", "sqnr"], default="accuracy")
+    dg.add_argument(
+        "--max-evaluations",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="models the search may build and measure (default: 200)",
+    )
     dg.add_argument("--out", default="quantlens-diagnose", help="where models are written")
     dg.add_argument("--node-data", metavar="DIR",
                     help="write one Model Explorer overlay per metric in DIR, and print the "
@@ -610,6 +619,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             mode=args.mode or ("int8" if args.quant_model is None else None),
             calibration=calibration, calibration_samples=args.calibration_samples,
             max_drop=args.max_drop, budget_metric=args.budget_metric, out_dir=args.out,
+            max_evaluations=args.max_evaluations,
             status=lambda text: status.print(visible(text), style="dim", markup=False)
             if status.is_terminal
             else None,

@@ -28,8 +28,9 @@ from quantlens.models.keras import import_tensorflow
 from quantlens.outputs import write_outputs
 from quantlens.quantize import DEFAULT_CALIBRATION_SAMPLES
 from quantlens.report.console import make_console, print_compare, print_diagnosis, print_suggestion
-from quantlens.report.formats import delta_text, origin_sentence, short_tensor_name
+from quantlens.report.formats import delta_text, origin_sentence
 from quantlens.report.text import term
+from quantlens.report.views import kept_text
 from quantlens.results import DiagnosisResult, EvaluationResult
 
 SEED = 0
@@ -188,11 +189,10 @@ def story(result: EvaluationResult, diagnosis: DiagnosisResult) -> list[str]:
         lines.append(origin)
     s = diagnosis.suggestion
     if s and s.steps:
-        best = min((st for st in s.steps if st.accepted), key=lambda st: st.drop)
-        kept = ", ".join(term(short_tensor_name(k.tensor)) for k in s.kept_in_float)
+        best = next((st for st in s.steps if st.step == s.model_step), s.steps[-1])
         verdict = "within" if s.met_budget else "still outside"
         lines.append(
-            f"Keeping {kept} in float brings the drop to {best.drop * 100:.2f} pt, {verdict} "
+            f"Keeping {kept_text(s, term)} brings the drop to {best.drop * 100:.2f} pt, {verdict} "
             f"the budget of {s.max_drop * 100:g} pt, at {human_size(best.size_bytes)} "
             f"(full int8: {human_size(s.steps[0].size_bytes)})."
         )

@@ -970,72 +970,161 @@ class OpRef:
 
 @dataclass(frozen=True)
 class ErrorRank:
-    """A keep-in-float candidate ranked by the error its op adds (dB)."""
+    """A repair candidate ranked by the error its op adds (dB) and by its worst weight's SQNR
+    (None: the op has no quantized weight)."""
 
     op: OpRef
     error_added_db: float
+    weight_sqnr_db: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.op.to_dict(), "error_added_db": encode_number(self.error_added_db)}
+        return {**self.op.to_dict(), "error_added_db": encode_number(self.error_added_db),
+                "weight_sqnr_db": _encode_maybe(self.weight_sqnr_db)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ErrorRank:
-        return cls(OpRef.from_dict(d), decode_number(d["error_added_db"]))
+        w = d.get("weight_sqnr_db")
+        return cls(OpRef.from_dict(d), decode_number(d["error_added_db"]),
+                   None if w is None else decode_number(w))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An op (by the name its quantizer knows) or a model input/output (``"INPUT name"``)
+    kept at another precision than the mode's (:mod:`quantlens.quantize.precision`)."""
+
+    name: str
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "precision": self.precision}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Placement:
+        return cls(str(d["name"]), str(d["precision"]))
 
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """A candidate kept in float alone (``with_ops``: the ops reading its output, kept with
-    it), and the budget metric and drop that bought."""
+    """A candidate at one precision alone (``with_ops``: the ops reading its output, kept
+    with it in float), and the budget metric, drop and size that bought."""
 
     op: OpRef
+    precision: str
     with_ops: tuple[str, ...]
     metric: float
     drop: float
+    size_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.op.to_dict(), "with": list(self.with_ops),
-                "metric": encode_number(self.metric), "drop": encode_number(self.drop)}  # fmt: skip
+        return {**self.op.to_dict(), "precision": self.precision, "with": list(self.with_ops),
+                "metric": encode_number(self.metric), "drop": encode_number(self.drop),
+                "size_bytes": self.size_bytes}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Sensitivity:
-        return cls(OpRef.from_dict(d), tuple(d.get("with", ())), decode_number(d["metric"]),
-                   decode_number(d["drop"]))  # fmt: skip
+        return cls(OpRef.from_dict(d), str(d.get("precision", "float")),
+                   tuple(d.get("with", ())), decode_number(d["metric"]),
+                   decode_number(d["drop"]), int(d.get("size_bytes", 0)))  # fmt: skip
+
+
+#: How a search step was chosen.
+STEP_KINDS = {
+    "start": "the mode as it quantizes",
+    "greedy": "the next candidate by measured gain",
+    "segment": "a contiguous run of ops from one end of the graph, found by bisection",
+    "prune": "one op put back to the mode's precision",
+}
 
 
 @dataclass(frozen=True)
 class SearchStep:
-    """One measured keep-in-float set of the greedy search; ``accepted`` is False when it did
-    not lower the drop, so the search went on without its last layer."""
+    """One measured plan of the search. ``accepted`` is False when it did not improve on the
+    last accepted plan (a greedy or segment step: it did not lower the drop; a prune step:
+    it left the budget), so the search went on from that plan. ``interval``: the metric's 95%
+    interval (accuracy with labels: Wilson's)."""
 
     step: int
-    kept_in_float: tuple[str, ...]
+    kept: tuple[Placement, ...]
     path: str
     metric: float
     drop: float
     size_bytes: int
     accepted: bool = True
     p50_ms: float = math.nan
+    how: str = "greedy"
+    interval: tuple[float, float] | None = None
+
+    @property
+    def kept_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.kept)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "kept_in_float": list(self.kept_in_float), "path": self.path,
-                "metric": encode_number(self.metric), "drop": encode_number(self.drop),
-                "size_bytes": self.size_bytes, "accepted": self.accepted,
-                "p50_ms": encode_number(self.p50_ms)}  # fmt: skip
+        d = {"step": self.step, "how": self.how, "kept": [p.to_dict() for p in self.kept],
+             "path": self.path, "metric": encode_number(self.metric),
+             "drop": encode_number(self.drop), "size_bytes": self.size_bytes,
+             "accepted": self.accepted, "p50_ms": encode_number(self.p50_ms)}  # fmt: skip
+        if self.interval is not None:
+            d["interval"] = [encode_number(v) for v in self.interval]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SearchStep:
-        return cls(int(d["step"]), tuple(d["kept_in_float"]), str(d["path"]),
+        kept = (tuple(Placement.from_dict(p) for p in d["kept"]) if "kept" in d
+                else tuple(Placement(n, "float") for n in d.get("kept_in_float", ())))  # fmt: skip
+        interval = d.get("interval")
+        return cls(int(d["step"]), kept, str(d["path"]),
                    decode_number(d["metric"]), decode_number(d["drop"]), int(d["size_bytes"]),
-                   bool(d.get("accepted", True)),
-                   decode_number(d.get("p50_ms", "nan")))  # fmt: skip
+                   bool(d.get("accepted", True)), decode_number(d.get("p50_ms", "nan")),
+                   str(d.get("how", "greedy")),
+                   None if interval is None else (decode_number(interval[0]),
+                                                  decode_number(interval[1])))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """One source of error measured alone: the model quantized with every other source
+    removed (e.g. every activation in float, so only the weights are int8)."""
+
+    source: str  # "weights" | "activations" | "inputs and outputs" | an op type
+    description: str
+    metric: float
+    drop: float
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "description": self.description,
+                "metric": encode_number(self.metric), "drop": encode_number(self.drop),
+                "size_bytes": self.size_bytes}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceCheck:
+        return cls(str(d["source"]), str(d["description"]), decode_number(d["metric"]),
+                   decode_number(d["drop"]), int(d["size_bytes"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeptOp:
+    """An op of the suggested model and the precision it is kept at."""
+
+    op: OpRef
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.op.to_dict(), "precision": self.precision}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KeptOp:
+        return cls(OpRef.from_dict(d), str(d.get("precision", "float")))
 
 
 @dataclass(frozen=True)
 class Suggestion:
-    """What to keep in float: the candidates by error added and by sensitivity, every measured
-    step, the steps on a Pareto front (metric against latency, and against size), and the
-    model the search suggests, which ``met_budget`` or not."""
+    """What to keep at a higher precision: the candidates by error added and by measured
+    sensitivity, each error source measured alone, every step of the search, the steps on a
+    Pareto front (metric against latency, and against size), and the model the search
+    suggests — the smallest that meets the budget, else the best it reached, with
+    ``explanation`` saying why no model met it."""
 
     budget_metric: str  # "accuracy" | "sqnr"
     max_drop: float
@@ -1048,23 +1137,21 @@ class Suggestion:
     pareto_latency: tuple[int, ...]
     pareto_size: tuple[int, ...]
     met_budget: bool
-    kept_in_float: tuple[OpRef, ...]
+    kept: tuple[KeptOp, ...]
     model: str
+    sources: tuple[SourceCheck, ...] = ()
+    explanation: str = ""
+    evaluations: int = 0
+    max_evaluations: int = 0
+    precisions: tuple[str, ...] = ("float",)
+    manifest: str = ""
+    #: The step whose model is suggested (None: a candidate measured alone).
+    model_step: int | None = None
 
     @property
     def accuracy(self) -> bool:
         """The budget is in accuracy points (else relative RMSE from SQNR)."""
         return self.budget_metric == "accuracy"
-
-    def step_additions(self) -> list[list[str]]:
-        """For each step, the names it added to the last accepted set."""
-        accepted: set[str] = set()
-        out = []
-        for st in self.steps:
-            out.append([n for n in st.kept_in_float if n not in accepted])
-            if st.accepted:
-                accepted = set(st.kept_in_float)
-        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1073,19 +1160,24 @@ class Suggestion:
                 self.float_metric),
             "float_p50_ms": encode_number(self.float_p50_ms),
             "float_size_bytes": self.float_size_bytes,
+            "precisions": list(self.precisions),
+            "evaluations": self.evaluations, "max_evaluations": self.max_evaluations,
             "rankings": {"error_added": [r.to_dict() for r in self.by_error],
                          "sensitivity": [r.to_dict() for r in self.by_sensitivity]},
+            "sources": [c.to_dict() for c in self.sources],
             "steps": [st.to_dict() for st in self.steps],
             "pareto": {"latency": list(self.pareto_latency), "size": list(self.pareto_size)},
             "met_budget": self.met_budget,
-            "kept_in_float": [k.to_dict() for k in self.kept_in_float],
-            "model": self.model,
+            "explanation": self.explanation,
+            "kept": [k.to_dict() for k in self.kept],
+            "model": self.model, "manifest": self.manifest, "model_step": self.model_step,
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Suggestion:
         rankings, pareto = d.get("rankings", {}), d.get("pareto", {})
         float_metric = d.get("float_metric")
+        kept = d.get("kept", d.get("kept_in_float", ()))
         return cls(
             d["budget_metric"], float(d["max_drop"]),
             None if float_metric is None else decode_number(float_metric),
@@ -1094,8 +1186,11 @@ class Suggestion:
             tuple(Sensitivity.from_dict(r) for r in rankings.get("sensitivity", ())),
             tuple(SearchStep.from_dict(st) for st in d["steps"]),
             tuple(pareto.get("latency", ())), tuple(pareto.get("size", ())),
-            bool(d["met_budget"]), tuple(OpRef.from_dict(k) for k in d.get("kept_in_float", ())),
-            str(d["model"]),
+            bool(d["met_budget"]), tuple(KeptOp.from_dict(k) for k in kept),
+            str(d["model"]), tuple(SourceCheck.from_dict(c) for c in d.get("sources", ())),
+            str(d.get("explanation", "")), int(d.get("evaluations", 0)),
+            int(d.get("max_evaluations", 0)), tuple(d.get("precisions", ("float",))),
+            str(d.get("manifest", "")), d.get("model_step"),
         )  # fmt: skip
 
 

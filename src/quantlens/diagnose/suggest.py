@@ -1,10 +1,10 @@
-"""Which layers to keep in float: sensitivity rankings and a greedy, measured search.
+"""Which ops to keep at which precision: the repair search, run and reported.
 
-Candidates are the ops that add the most error in a diagnosis. Each is first tried alone in
-float (one-at-a-time sensitivity); then layers are added to the keep-in-float set in order
-of that sensitivity, the model rebuilt and re-measured after each step, until the drop is
-within the budget; a layer that does not lower the drop is put back. Every step's metric,
-size and latency is measured, not estimated.
+:func:`suggest` turns a diagnosis into candidates (every op, and the model's inputs and
+outputs where the quantizer makes them integer), runs :mod:`quantlens.diagnose.search` on
+them with every plan measured by :func:`quantlens.evaluate` on the data, benchmarks the steps
+it took, writes the suggested model with a manifest of exactly what it keeps at which
+precision, and, when no model it found meets the budget, says why.
 """
 
 from __future__ import annotations
@@ -20,38 +20,51 @@ from quantlens.backends import backend_for, resolve
 from quantlens.bench import benchmark
 from quantlens.budget import relative_rmse, within
 from quantlens.diagnose.common import CONVERSION_OPS
+from quantlens.diagnose.explain import explain, needs_explaining
+from quantlens.diagnose.search import (
+    DEFAULT_MAX_EVALUATIONS,
+    WIDE_OUTPUT,
+    Evaluator,
+    Search,
+    SearchLog,
+    Trial,
+    Unit,
+)
 from quantlens.errors import ConfigError
 from quantlens.evaluation import evaluate
+from quantlens.files import write_json
 from quantlens.metric_registry import pareto_front
 from quantlens.quantize import calibration_arrays
+from quantlens.quantize.precision import Rebuilder
 from quantlens.results import (
     DiagnosisResult,
     ErrorRank,
+    KeptOp,
     ModelResult,
     OpRef,
     OpRow,
     SearchStep,
     Sensitivity,
     Suggestion,
+    encode_number,
 )
 
 BUDGET_METRICS = ("accuracy", "sqnr")
-SENSITIVITY_CANDIDATES = 6  # ops tried one at a time: the top ones by error added
-#: Ops never worth keeping in float: conversions and ops that only move or describe values.
-_NOT_CANDIDATES = CONVERSION_OPS | {"RESHAPE", "SHAPE", "PACK", "STRIDED_SLICE"}
-
-Builder = Callable[[list[str]], bytes]
+MANIFEST_SCHEMA = "quantlens.repair/1"
+#: z for a 95% interval
+_Z95 = 1.959963984540054
 
 
 def make_builder(
     source: Path, mode: str, calibration: Any, calibration_samples: int, input_specs: Any
-) -> Builder:
-    """A function that rebuilds the quantized model with some ops kept in float, by the
-    source's runtime (:mod:`quantlens.backends`): the TFLite converter's debugger for a Keras
-    source, ai-edge-quantizer's recipe for a float .tflite, onnxruntime for an .onnx."""
+) -> Rebuilder:
+    """Rebuilds the quantized model with a plan of per-op precisions, by the source's runtime
+    (:mod:`quantlens.backends`): the TFLite converter's debugger for a Keras source,
+    ai-edge-quantizer's recipe for a float .tflite, onnxruntime for an .onnx."""
     names = [s.name for s in input_specs]
     calib = calibration_arrays(calibration, input_specs, calibration_samples)
-    return resolve(backend_for(source).keep_in_float)(source, mode, calib, names)
+    rebuilder: Rebuilder = resolve(backend_for(source).keep_in_float)(source, mode, calib, names)
+    return rebuilder
 
 
 def _metric(result: ModelResult, budget_metric: str) -> float:
@@ -69,9 +82,50 @@ def _drop(value: float, reference: float, budget_metric: str) -> float:
     return reference - value if budget_metric == "accuracy" else relative_rmse(value)
 
 
+def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+    """Wilson's 95% score interval for a proportion."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    z2 = _Z95 * _Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _units(diagnosis: DiagnosisResult, rebuild: Rebuilder,
+           name_of: Callable[[OpRow], str]) -> list[Unit]:  # fmt: skip
+    """Every op that is not a conversion, once per name, and the model's integer boundaries."""
+    worst: dict[int, float] = {}
+    for w in diagnosis.weights:
+        worst[w.op_index] = min(worst.get(w.op_index, math.inf), w.sqnr_db)
+    units: dict[str, Unit] = {}
+    for op in diagnosis.ops:
+        if op.op_type in CONVERSION_OPS or name_of(op) in units:
+            continue
+        readers = tuple(name_of(diagnosis.ops[c]) for c in op.consumers
+                        if diagnosis.ops[c].op_type not in CONVERSION_OPS)  # fmt: skip
+        units[name_of(op)] = Unit(name_of(op), op.index, op.op_type, readers,
+                                  op.error_added_db or 0.0, worst.get(op.index))  # fmt: skip
+    last = len(diagnosis.ops)
+    for b in rebuild.boundaries:
+        units[b.key] = Unit(b.key, -1 if b.kind == "INPUT" else last, b.kind)
+    return list(units.values())
+
+
+def _priority(units: list[Unit]) -> list[Unit]:
+    """Most promising first: the boundaries, then by the better of two ranks, the error the
+    op adds and the SQNR of its worst weight."""
+    by_error = sorted(units, key=lambda u: -u.error_added_db)
+    by_weight = sorted(units, key=lambda u: math.inf if u.weight_sqnr_db is None
+                       else u.weight_sqnr_db)  # fmt: skip
+    rank = {u.key: min(by_error.index(u), by_weight.index(u)) for u in units}
+    return sorted(units, key=lambda u: (u.op_type not in ("INPUT", "OUTPUT"), rank[u.key]))
+
+
 def suggest(
     diagnosis: DiagnosisResult,
-    build: Builder,
+    build: Rebuilder,
     float_model: str | Path,
     data: Any,
     *,
@@ -79,115 +133,166 @@ def suggest(
     budget_metric: str = "accuracy",
     out_dir: str | Path,
     name_of: Callable[[OpRow], str] = lambda op: op.output,
+    max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
+    workers: int | None = None,
     status: Callable[[str], None] | None = None,
+    source: str | Path | None = None,
 ) -> Suggestion:
-    """Find a keep-in-float set that brings the drop within ``max_drop``, measuring each step.
+    """Find the smallest plan of per-op precisions that brings the drop within ``max_drop``,
+    measuring every step (see :mod:`quantlens.diagnose.search`).
 
     Args:
-        diagnosis: the diagnosis whose op ranking gives the candidates.
-        build: rebuilds the quantized model with the given ops kept in float.
-        float_model: the float ``.tflite`` the metric is measured against.
+        diagnosis: the diagnosis whose ops are the candidates.
+        build: rebuilds the quantized model with a plan (:func:`make_builder`).
+        float_model: the float model the metric is measured against.
         max_drop: accuracy points (0.01 = one) or, for ``sqnr``, relative RMSE.
         name_of: the name ``build`` knows an op by (its output tensor name by default).
+        max_evaluations: how many plans the search may build and measure.
+        workers: plans measured side by side (default: one per core).
+        source: the model the quantized ones are built from, for the manifest.
     """
     if budget_metric not in BUDGET_METRICS:
         raise ConfigError(f"unknown budget metric '{budget_metric}'; use accuracy or sqnr")
+    if max_evaluations < 1:
+        raise ConfigError(f"--max-evaluations must be at least 1, got {max_evaluations}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    candidates = [
-        op for op in diagnosis.top_ops(len(diagnosis.ops))
-        if op.op_type not in _NOT_CANDIDATES
-    ][:SENSITIVITY_CANDIDATES]  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="quantlens-suggest-", dir=out))
-
-    def unit(op: OpRow) -> list[str]:
-        """An op and the ops reading its output: a tensor stays float only if both do."""
-        readers = [diagnosis.ops[c] for c in op.consumers]
-        return [name_of(op)] + [name_of(r) for r in readers if r.op_type not in CONVERSION_OPS]
-
+    suffix = Path(float_model).suffix
     task = "classification" if budget_metric == "accuracy" else None
+    if budget_metric == "accuracy":
+        ref_value = _metric(evaluate(float_model, [], data, task=task).models[0], budget_metric)
 
-    def measure(keep: list[str], tag: str) -> tuple[Path, ModelResult]:
-        """The rebuilt model's path and result. An accuracy needs the model alone (the float
-        model is measured once, below); an SQNR needs the float model beside it."""
-        path = work / f"{tag}{Path(float_model).suffix}"
-        path.write_bytes(build(keep))
-        if budget_metric == "accuracy":
-            return path, evaluate(path, [], data, task=task).models[0]
-        return path, evaluate(float_model, [path], data).models[1]
+        def measure(path: Path) -> tuple[float, tuple[float, float] | None]:
+            result = evaluate(path, [], data, task=task, num_threads=1)
+            value = _metric(result.models[0], budget_metric)
+            n = result.dataset.samples
+            return value, wilson_interval(round(value * n), n)
+    else:
+        from quantlens.models.stored import load_reference_outputs
 
-    if status:
-        status(f"measuring each of {len(candidates)} candidate layers kept in float alone…")
-    ref_value = (_metric(evaluate(float_model, [], data, task=task).models[0], budget_metric)
-                 if budget_metric == "accuracy" else math.inf)  # fmt: skip
-    base_path, base = measure([], "step0")
-    sensitivity = []
-    for k, op in enumerate(candidates):
-        _, res = measure(unit(op), f"alone{k}")
-        value = _metric(res, budget_metric)
-        sensitivity.append(Sensitivity(OpRef(op.index, op.op_type, name_of(op)),
-                                       tuple(unit(op)[1:]), value,
-                                       _drop(value, ref_value, budget_metric)))  # fmt: skip
-    order = sorted(range(len(candidates)), key=lambda k: sensitivity[k].drop)
-    value = _metric(base, budget_metric)
-    steps = [SearchStep(0, (), str(base_path), value, _drop(value, ref_value, budget_metric),
-                        base.size_bytes)]  # fmt: skip
-    best = steps[0]
-    for k in order:
-        if within(best.drop, max_drop):
-            break
-        trial = best.kept_in_float + tuple(
-            n for n in unit(candidates[k]) if n not in best.kept_in_float
-        )
-        if trial == best.kept_in_float:
-            continue
-        if status:
-            status(f"step {len(steps)}: keeping {len(trial)} layer(s) in float…")
-        path, res = measure(list(trial), f"step{len(steps)}")
-        value = _metric(res, budget_metric)
-        drop = _drop(value, ref_value, budget_metric)
-        # a layer that does not lower the drop goes back to quantized
-        step = SearchStep(len(steps), trial, str(path), value, drop, res.size_bytes,
-                          accepted=drop < best.drop)  # fmt: skip
-        steps.append(step)
-        if step.accepted:
-            best = step
-    if status:
-        status("benchmarking every step against the float model…")
-    paths = [str(float_model)] + [s.path for s in steps]
-    bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
-    steps = [dataclasses.replace(st, p50_ms=e.latency_ms["p50"])
-             for st, e in zip(steps, bench.results[1:], strict=True)]  # fmt: skip
-    final = next(st for st in steps if st.step == best.step)
-    chosen = (
-        out / f"{Path(float_model).stem}_keep{len(final.kept_in_float)}{Path(float_model).suffix}"
-    )
-    chosen.write_bytes(Path(final.path).read_bytes())
-    by_name: dict[str, OpRow] = {}
-    for op in [*candidates, *diagnosis.ops]:  # a conversion may share its op's name
-        by_name.setdefault(name_of(op), op)
-    latency_front = sorted(pareto_front([(st.p50_ms, st.metric) for st in steps]))
-    size_front = sorted(pareto_front([(float(st.size_bytes), st.metric) for st in steps]))
-    return Suggestion(
+        ref_value = math.inf
+        stored = work / "reference-outputs.npz"
+        evaluate(float_model, [], data, save_reference_outputs=stored)
+
+        def measure(path: Path) -> tuple[float, tuple[float, float] | None]:
+            result = evaluate(load_reference_outputs(stored), [path], data, num_threads=1)
+            return _metric(result.models[1], budget_metric), None
+
+    units = _units(diagnosis, build, name_of)
+    evaluator = Evaluator(build, measure, lambda v: _drop(v, ref_value, budget_metric), work,
+                          suffix, max_evaluations, workers)  # fmt: skip
+    search = Search(units, evaluator, max_drop, build.precisions)
+    log = search.run(_priority(units), status)
+    chosen = _chosen(log, max_drop)
+    steps, float_p50 = _benchmarked(log, chosen, float_model, status)
+    latency_idx = [i for i, st in enumerate(steps) if not math.isnan(st.p50_ms)]
+    latency_front = pareto_front([(steps[i].p50_ms, steps[i].metric) for i in latency_idx])
+    size_front = pareto_front([(float(st.size_bytes), st.metric) for st in steps])
+    by_name = {u.key: u for u in units}
+    met = within(chosen.drop, max_drop)
+    model = out / f"{Path(float_model).stem}_repaired{suffix}"
+    model.write_bytes(chosen.path.read_bytes())
+    kept = tuple(KeptOp(_ref(by_name, p.name, diagnosis), p.precision) for p in chosen.plan)
+    float_size = Path(float_model).stat().st_size
+    by_error = tuple(ErrorRank(_ref(by_name, u.key, diagnosis), u.error_added_db,
+                               u.weight_sqnr_db)
+                     for u in sorted(units, key=lambda u: -u.error_added_db))  # fmt: skip
+    alone = sorted(
+        (Sensitivity(_ref(by_name, key, diagnosis), precision,
+                     by_name[key].readers if precision in WIDE_OUTPUT else (),
+                     t.metric, t.drop, t.size_bytes)
+         for (key, precision), t in log.alone.items()),
+        key=lambda r: r.drop,
+    )  # fmt: skip
+    suggestion = Suggestion(
         budget_metric=budget_metric,
         max_drop=max_drop,
         float_metric=ref_value if budget_metric == "accuracy" else None,
-        float_p50_ms=bench.results[0].latency_ms["p50"],
-        float_size_bytes=Path(float_model).stat().st_size,
-        by_error=tuple(
-            ErrorRank(OpRef(op.index, op.op_type, name_of(op)), op.error_added_db or 0.0)
-            for op in candidates
-        ),
-        by_sensitivity=tuple(sensitivity[k] for k in order),
+        float_p50_ms=float_p50,
+        float_size_bytes=float_size,
+        by_error=by_error,
+        by_sensitivity=tuple(alone),
         steps=tuple(steps),
-        pareto_latency=tuple(steps[i].step for i in latency_front),
+        pareto_latency=tuple(steps[latency_idx[i]].step for i in latency_front),
         pareto_size=tuple(steps[i].step for i in size_front),
-        met_budget=within(final.drop, max_drop),
-        kept_in_float=tuple(
-            OpRef(by_name[n].index, by_name[n].op_type, n) for n in final.kept_in_float
-        ),
-        model=str(chosen),
+        met_budget=met,
+        kept=kept,
+        model=str(model),
+        sources=tuple(log.sources),
+        evaluations=evaluator.evaluations,
+        max_evaluations=max_evaluations,
+        precisions=tuple(search.precisions),
+        model_step=next((st.step for st in steps if st.path == str(chosen.path)), None),
     )
+    chosen_step = next((st for st in steps if st.path == str(chosen.path)), None)
+    if chosen_step is None:  # a one-at-a-time trial: shown as a step of its own
+        chosen_step = SearchStep(len(steps), chosen.plan, str(chosen.path), chosen.metric,
+                                 chosen.drop, chosen.size_bytes, how="sensitivity",
+                                 interval=chosen.interval)  # fmt: skip
+    if needs_explaining(suggestion, chosen_step):
+        suggestion = dataclasses.replace(
+            suggestion, explanation=explain(suggestion, chosen_step, log.stopped)
+        )
+    manifest = model.with_suffix(".json")
+    write_json({
+        "schema": MANIFEST_SCHEMA,
+        "model": model.name,
+        "source": str(source or float_model),
+        "float_model": str(float_model),
+        "mode": build.mode,
+        "budget": {"metric": budget_metric, "max_drop": max_drop, "met": met},
+        "metric": encode_number(chosen.metric), "drop": encode_number(chosen.drop),
+        "size_bytes": chosen.size_bytes,
+        "kept": [{**k.to_dict(), "name": p.name} for k, p in zip(kept, chosen.plan,
+                                                                  strict=True)],
+        "everything_else": f"as mode '{build.mode}' quantizes it",
+        "quantizer_settings": evaluator.settings.get(chosen.plan, {}),
+    }, manifest)  # fmt: skip
+    return dataclasses.replace(suggestion, manifest=str(manifest))
+
+
+def _ref(units: dict[str, Unit], name: str, diagnosis: DiagnosisResult) -> OpRef:
+    """The op a placement names (a reader kept with its writer may not be a unit itself)."""
+    unit = units.get(name)
+    if unit is not None:
+        return OpRef(unit.index, unit.op_type, name)
+    return OpRef(-1, "?", name)
+
+
+def _chosen(log: SearchLog, max_drop: float) -> Trial:
+    """The smallest measured model within the budget, else the one with the lowest drop
+    that is not the whole model in float."""
+    explored = [t for _, t in log.steps] + [log.base] + list(log.alone.values())
+    meeting = [t for t in explored if within(t.drop, max_drop)]
+    if meeting:
+        smallest = min(meeting, key=lambda t: (t.size_bytes, t.drop))
+        best = log.best
+        if best is not None and best.digest == smallest.digest:  # the search's own plan
+            return best
+        return smallest
+    return min(explored, key=lambda t: (t.drop, t.size_bytes))
+
+
+def _benchmarked(
+    log: SearchLog, chosen: Trial, float_model: str | Path,
+    status: Callable[[str], None] | None,
+) -> tuple[list[SearchStep], float]:  # fmt: skip
+    """The search's steps, the mode as it quantizes first, and the float model's p50 (ms).
+    The latency of the float model, the mode, every accepted step and the chosen model is
+    measured; the others are left unmeasured (a search can take hundreds of steps)."""
+    base = log.base
+    start = SearchStep(0, base.plan, str(base.path), base.metric, base.drop, base.size_bytes,
+                       how="start", interval=base.interval)  # fmt: skip
+    steps = [start] + [st for st, _ in log.steps]
+    timed = [i for i, st in enumerate(steps) if st.accepted or st.path == str(chosen.path)]
+    if status:
+        status(f"benchmarking {len(timed)} models against the float model…")
+    paths = [str(float_model)] + [steps[i].path for i in timed]
+    bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
+    for i, e in zip(timed, bench.results[1:], strict=True):
+        steps[i] = dataclasses.replace(steps[i], p50_ms=e.latency_ms["p50"])
+    return steps, bench.results[0].latency_ms["p50"]
 
 
 def suggest_from_source(
@@ -201,6 +306,7 @@ def suggest_from_source(
     max_drop: float,
     budget_metric: str = "accuracy",
     out_dir: str | Path,
+    max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
     status: Callable[[str], None] | None = None,
 ) -> DiagnosisResult:
     """The diagnosis with its ``suggestion``: :func:`suggest`, the quantized model rebuilt from
@@ -218,6 +324,7 @@ def suggest_from_source(
         diagnosis, build, diagnosis.float_path, data, max_drop=max_drop,
         budget_metric=budget_metric, out_dir=out_dir,
         name_of=_names_for(backend_for(src).op_name, float_names), status=status,
+        max_evaluations=max_evaluations, source=src,
     )  # fmt: skip
     return dataclasses.replace(diagnosis, suggestion=suggestion)
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any
 
 from quantlens._process import die_with_parent
@@ -62,11 +63,14 @@ for line in sys.stdin:
 
 class _Verifier:
     """One long-lived child that loads and runs models one after another (its start-up is
-    paid once); a crash ends it, and the next model gets a new one."""
+    paid once); a crash ends it, and the next model gets a new one. One question at a time:
+    threads loading models take turns (an answer read by the wrong thread would be another
+    model's)."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
         self._log: Any = None
+        self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
@@ -81,6 +85,10 @@ class _Verifier:
     def check(self, path: str) -> str:
         """'ok', 'refused', 'timeout', or the name of the signal that killed the child, with
         the last line it wrote to stderr."""
+        with self._lock:
+            return self._check(path)
+
+    def _check(self, path: str) -> str:
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,14 @@ import numpy as np
 
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief, require
+from quantlens.quantize.precision import (
+    FLOAT,
+    INT16,
+    WEIGHTS_ONLY,
+    Boundary,
+    Plan,
+    Rebuilder,
+)
 from quantlens.quantize.verify import Expectation, activations, weights
 
 #: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
@@ -55,17 +64,57 @@ def quantize_source(
 
 def keep_in_float_builder(
     source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
-) -> Any:
-    """A function that rebuilds ``mode`` with some ops (by the float model's output tensor
-    name) kept in float, through ai-edge-quantizer's recipe."""
+) -> Rebuilder:
+    """Rebuilds ``mode`` with a plan (ops by the float model's output tensor name, or a
+    boundary's key) through per-op entries in ai-edge-quantizer's recipe. Static modes offer
+    every precision and can keep the model's inputs and outputs float; the calibration is
+    run once and reused by every build (it records each tensor's range, whatever the plan)."""
     if mode not in AEQ_MODES:
         raise ConfigError(f"mode '{mode}' does not apply to a .tflite source; use one of "
                           f"{', '.join(AEQ_MODES)}")  # fmt: skip
+    static = AEQ_MODES[mode][1]
+    precisions = {"int8": (FLOAT, INT16, WEIGHTS_ONLY), "int16x8": (FLOAT, WEIGHTS_ONLY)}
+    lock = threading.Lock()
+    calibrated: dict[str, Any] = {}
 
-    def build(keep: list[str]) -> bytes:
-        return quantize_tflite(source, mode, calibration, input_names, "serving_default", keep)[0]
+    def build(plan: Plan) -> tuple[bytes, dict[str, Any]]:
+        with lock:  # the quantizer is pure Python: nothing to gain from threads, and the
+            # cached calibration is filled once
+            return quantize_tflite(source, mode, calibration, input_names, "serving_default",
+                                   plan=plan, calibrated=calibrated)  # fmt: skip
 
-    return build
+    return Rebuilder(mode, precisions.get(mode, (FLOAT,)), build,
+                     _boundaries(source) if static else ())  # fmt: skip
+
+
+def _boundaries(source: Path) -> tuple[Boundary, ...]:
+    """The model's inputs and outputs, which a static recipe turns to integers."""
+    from quantlens.models.tflite_file import read_graph
+
+    graph = read_graph(source.read_bytes(), str(source))
+    return tuple(Boundary(f"{kind} {graph.tensors[t].name}", kind, graph.tensors[t].name)
+                 for kind, ids in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs))
+                 for t in ids)  # fmt: skip
+
+
+def _plan_entries(recipe: Any, plan: Plan) -> list[dict[str, Any]]:
+    """Recipe entries for a plan, appended after the mode's: the latest match wins. An op's
+    scope is its output names, each followed by ';' (a model output's is its tensor's)."""
+    configs = {
+        INT16: dict(recipe.static_wi8_ai16()[0]),
+        WEIGHTS_ONLY: dict(recipe.weight_only_wi8_afp32()[0]),
+    }
+    entries = []
+    for key, precision in plan.items():
+        kind, _, name = key.partition(" ")
+        operation = kind if kind in ("INPUT", "OUTPUT") and name else "*"
+        name = name if operation != "*" else key
+        regex = f"^{re.escape(name)};"
+        if precision == FLOAT:
+            entries.append({"regex": regex, "operation": operation, "algorithm_key": "no_quantize"})
+        else:
+            entries.append({**configs[precision], "regex": regex, "operation": operation})
+    return entries
 
 
 #: The quantizer's distributions, preferred first: litert-quantizer is where new work lands;
@@ -101,25 +150,23 @@ def quantize_tflite(
     calibration: list[list[np.ndarray]] | None,
     input_names: list[str],
     signature: str,
-    keep_in_float: list[str] | None = None,
+    plan: Plan | None = None,
+    calibrated: dict[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Quantize a float .tflite with the ai-edge-quantizer recipe of ``mode``.
 
     Args:
-        keep_in_float: output tensor names of ops to leave unquantized (the recipe gains a
-            ``no_quantize`` entry per op, which takes precedence as the latest match).
+        plan: ops (by output tensor name) or boundaries (``"INPUT name"``) to keep at another
+            precision (:mod:`quantlens.quantize.precision`); the recipe gains an entry for
+            each, which takes precedence as the latest match.
+        calibrated: a cache for the calibration result, shared by builds of one mode.
 
     Returns:
         The model bytes and the settings used (the full recipe), for the manifest.
     """
     package, module = quantizer_package()
     quantizer, recipe = module.quantizer, module.recipe
-    rp = list(getattr(recipe, AEQ_MODES[mode][2])())
-    rp += [
-        # an op's scope is its output names, each followed by ';'
-        {"regex": f"^{re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"}
-        for name in keep_in_float or []
-    ]
+    rp = list(getattr(recipe, AEQ_MODES[mode][2])()) + _plan_entries(recipe, plan or {})
     from importlib.metadata import version
 
     settings: dict[str, Any] = {
@@ -143,9 +190,12 @@ def quantize_tflite(
             calib = None
             if qt.need_calibration:
                 assert calibration is not None
-                samples = [dict(zip(input_names, feed, strict=True)) for feed in calibration]
-                calib = qt.calibrate({signature: samples})
-                settings["calibration_samples"] = len(samples)
+                cache = {} if calibrated is None else calibrated
+                if "result" not in cache:
+                    samples = [dict(zip(input_names, f, strict=True)) for f in calibration]
+                    cache["result"] = qt.calibrate({signature: samples})
+                calib = cache["result"]
+                settings["calibration_samples"] = len(calibration)
             result = qt.quantize(calib, enable_progress_report=False)
     except Exception as exc:  # the quantizer raises many types; say what it said
         first = brief(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief, require
 from quantlens.models.quantization import ONNX_QUANTIZED_OPS
+from quantlens.quantize.precision import FLOAT, Plan, Rebuilder, float_only
 from quantlens.quantize.verify import Expectation, weights
 
 #: Mode -> (description, needs calibration data).
@@ -65,15 +67,19 @@ def quantize_source(
 
 def keep_in_float_builder(
     source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
-) -> Any:
-    """A function that rebuilds ``mode`` with some nodes (by name) kept in float."""
+) -> Rebuilder:
+    """Rebuilds ``mode`` with some nodes (by name) kept in float (``nodes_to_exclude``)."""
     if mode not in ONNX_MODES or mode == "float16":
         raise ConfigError(f"keeping nodes in float needs an int8 mode for .onnx, not '{mode}'")
 
-    def build(keep: list[str]) -> bytes:
-        return quantize_onnx(source, mode, calibration, input_names, keep)[0]
+    lock = threading.Lock()
 
-    return build
+    def build(plan: Plan) -> tuple[bytes, dict[str, Any]]:
+        keep = float_only(plan, "onnxruntime")
+        with lock:  # quantize_static writes '<model>-inferred.onnx' beside the source
+            return quantize_onnx(source, mode, calibration, input_names, keep)
+
+    return Rebuilder(mode, (FLOAT,), build)
 
 
 def quantize_onnx(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief
 from quantlens.models.keras import import_tensorflow, load_keras, refuse_untrusted_saved_model
+from quantlens.quantize.precision import FLOAT, Plan, Rebuilder, float_only
 from quantlens.quantize.verify import Expectation, activations, weights
 
 #: Mode -> (description, needs calibration data).
@@ -101,20 +103,24 @@ def quantize_source(
 
 def keep_in_float_builder(
     source: Path, mode: str, calibration: list[list[np.ndarray]], input_names: list[str]
-) -> Any:
-    """A function that rebuilds ``mode`` with some ops (by output tensor name) kept in float,
-    through the TFLite converter's quantization debugger."""
+) -> Rebuilder:
+    """Rebuilds ``mode`` with some ops (by output tensor name) kept in float, through the
+    TFLite converter's quantization debugger."""
     if mode not in TF_STATIC_MODES:
         modes = ", ".join(TF_STATIC_MODES)
         raise ConfigError(f"keeping layers in float needs a static mode ({modes}) for a Keras "
                           f"source, not '{mode}'")  # fmt: skip
 
-    def build(keep: list[str]) -> bytes:
-        dbg = debugger(source, mode, calibration, input_names, keep)
-        with captured_output():  # the converter reports its settings on stdout
-            return bytes(dbg.get_nondebug_quantized_model())
+    lock = threading.Lock()
 
-    return build
+    def build(plan: Plan) -> tuple[bytes, dict[str, Any]]:
+        keep = float_only(plan, "the TFLite converter")
+        with lock, captured_output():  # one conversion at a time; the converter reports its
+            # settings on stdout
+            dbg = debugger(source, mode, calibration, input_names, keep)
+            return bytes(dbg.get_nondebug_quantized_model()), {"denylisted_nodes": keep}
+
+    return Rebuilder(mode, (FLOAT,), build)
 
 
 def convert_tf(

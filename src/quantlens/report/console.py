@@ -22,7 +22,7 @@ from quantlens.report.formats import (
     short_tensor_name,
     worst_weights_sentence,
 )
-from quantlens.report.text import term
+from quantlens.report.text import LONG_TEXT, term
 from quantlens.report.views import (
     TableView,
     bench_view,
@@ -30,8 +30,10 @@ from quantlens.report.views import (
     diagnosis_view,
     distribution_view,
     evaluation_view,
+    kept_text,
     kernel_findings,
     kernel_views,
+    shown_steps,
     stored_reference_note,
     suggestion_views,
 )
@@ -424,12 +426,20 @@ def print_suggestion(s: Suggestion, console: Console | None = None) -> None:
     console = console or Console()
     for view in suggestion_views(s):
         console.print(view_table(view, console.width))
-    console.print("[dim]★ on a Pareto front: nothing is better in both the metric and latency, "
-                  "or the metric and size · drop: against the float model[/]")  # fmt: skip
+    if not _WIDE.get():  # the change column is left out of a terminal-wide table
+        for st, change in shown_steps(s):
+            console.print(f"  step {st.step}: {term(change, limit=LONG_TEXT)}")
+    console.print("[dim]kept as: float = weights and activations float · int16 act = int16 "
+                  "activations, int8 weights · float act = int8 weights, float activations · "
+                  "★ on a Pareto front: nothing is better in both the metric and latency, or the "
+                  f"metric and size · drop: against the float model · {s.evaluations} models "
+                  "built and measured[/]")  # fmt: skip
     verdict = "meets the budget" if s.met_budget else "does NOT meet the budget"
-    kept = ", ".join(f"{term(k.op_type)} {_short(k.tensor)}" for k in s.kept_in_float) or "none"
     console.print(f"[bold]suggested model[/] ({verdict}): {term(s.model)}\n"
-                  f"kept in float: {kept}")  # fmt: skip
+                  f"kept: {term(kept_text(s), limit=LONG_TEXT)}\n"
+                  f"manifest: {term(s.manifest)}")  # fmt: skip
+    if s.explanation:
+        console.print(f"\n[bold]why:[/] {term(s.explanation, limit=LONG_TEXT)}")
 
 
 def print_diff(rows: Sequence[Any], only_old: Sequence[str], only_new: Sequence[str],

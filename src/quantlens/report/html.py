@@ -23,6 +23,7 @@ from quantlens.report.views import (
     diagnosis_view,
     distribution_view,
     gates_view,
+    kept_text,
     kernel_findings,
     kernel_views,
     models_view,
@@ -327,19 +328,23 @@ def diagnosis_html(result: DiagnosisResult, env: dict[str, Any], top: int = 10) 
 
 
 def _suggestion_html(s: Suggestion) -> str:
-    """The candidates, each kept in float alone, and the measured steps of the search."""
+    """The error sources, the candidates measured alone and the accepted steps of the search."""
     acc = s.accuracy
-    candidates, steps = suggestion_views(s)
+    sources, candidates, steps = suggestion_views(s)
     verdict = "meets" if s.met_budget else "does not meet"
-    kept_all = ", ".join(f"<code>{_e(short_tensor_name(k.tensor))}</code>"
-                         for k in s.kept_in_float) or "nothing"  # fmt: skip
-    banner = (f'<p class="banner">Keep {kept_all} in float: the model '
-              f"<code>{_e(s.model)}</code> {verdict} the budget of a drop ≤ "
-              f"{drop_text(s.max_drop, acc)}.</p>")  # fmt: skip
-    cand_table, step_table = view_html(candidates), view_html(steps)
+    kept = kept_text(s, lambda n: f"<code>{_e(n)}</code>")
+    banner = (f'<p class="banner">Keep {kept}: the model <code>{_e(s.model)}</code> {verdict} '
+              f"the budget of a drop ≤ {drop_text(s.max_drop, acc)} "
+              f"(manifest <code>{_e(s.manifest)}</code>; {s.evaluations} models built and "
+              "measured).</p>")  # fmt: skip
+    why = f'<p class="note"><b>Why:</b> {_e(s.explanation)}</p>' if s.explanation else ""
+    legend = ('<p class="note">kept as: float = weights and activations float · int16 act = '
+              "int16 activations, int8 weights · float act = int8 weights, float activations · "
+              "★ on a Pareto front (metric against latency, or against size)</p>")  # fmt: skip
     return (
-        f"{banner}<h3>Candidates, each kept in float alone (with the ops reading its output)"
-        f"</h3>{cand_table}<h3>Greedy search, every step rebuilt and measured</h3>{step_table}"
+        f"{banner}{why}<h3>Each source of error alone</h3>{view_html(sources)}"
+        f"<h3>Candidates, each alone at a precision</h3>{view_html(candidates)}"
+        f"<h3>The search, every step rebuilt and measured</h3>{view_html(steps)}{legend}"
     )
 
 

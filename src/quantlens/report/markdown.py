@@ -10,7 +10,6 @@ from quantlens.report.formats import (
     drop_text,
     end_to_end_sentences,
     origin_sentence,
-    short_tensor_name,
     worst_weights_sentence,
 )
 from quantlens.report.text import md_code, md_text
@@ -18,6 +17,7 @@ from quantlens.report.views import (
     TableView,
     bench_view,
     diagnosis_view,
+    kept_text,
     kernel_findings,
     kernel_views,
     models_view,
@@ -106,11 +106,12 @@ def diagnosis_markdown(result: DiagnosisResult, top: int = 10) -> str:
     text += f"\n\n{weights}" if weights else ""
     s = result.suggestion
     if s:
-        kept = ", ".join(md_code(short_tensor_name(k.tensor)) for k in s.kept_in_float)
         verdict = "meets" if s.met_budget else "does not meet"
-        text += (f"\n\n**Keep in float:** {kept or 'nothing'} — the model {verdict} the budget "
+        text += (f"\n\n**Keep:** {kept_text(s, md_code)} — the model {verdict} the budget "
                  f"of a drop ≤ {drop_text(s.max_drop, s.accuracy)}.\n\n")  # fmt: skip
-        text += _view_table(suggestion_views(s)[1])
+        if s.explanation:
+            text += f"**Why:** {md_text(s.explanation)}\n\n"
+        text += _view_table(suggestion_views(s)[2])
     return text + "\n"
 
 

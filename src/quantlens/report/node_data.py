@@ -129,7 +129,7 @@ def overlays(result: DiagnosisResult) -> list[Overlay]:
         recovered = keyed(
             (op_key(result.ops[r.op.op_index], result.node_keys), (base - r.drop) * scale)
             for r in s.by_sensitivity
-            if 0 <= r.op.op_index < len(result.ops)
+            if r.precision == "float" and 0 <= r.op.op_index < len(result.ops)
         )
         unit = "accuracy points" if s.accuracy else "relative RMSE"
         made.append(Overlay("sensitivity.json", f"{unit} recovered by keeping it in float",

@@ -16,6 +16,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 #: Longest name shown whole; longer ones are cut in the middle (a crafted name can be huge).
 MAX_NAME = 200
+#: Prose built from names (a list of kept ops, an explanation): long, never a flood.
+LONG_TEXT = 4000
 
 
 def visible(text: object, limit: int = MAX_NAME) -> str:

@@ -9,6 +9,7 @@ stands out (``good``, ``bad``), each renderer in its own way.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -29,6 +30,7 @@ from quantlens.results import (
     EvaluationResult,
     KernelCheck,
     ModelResult,
+    SearchStep,
     StoredReference,
     Suggestion,
 )
@@ -265,44 +267,131 @@ def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
     return TableView(title, tuple(columns), tuple(rows))
 
 
-def suggestion_views(s: Suggestion) -> tuple[TableView, TableView]:
-    """The candidates, each kept in float alone (most helpful first), and every measured step
-    of the greedy search with the Pareto fronts marked."""
+#: How the tables name each precision (quantlens.quantize.precision), shortest first.
+PRECISION_LABELS = {"float": "float", "int16-act": "int16 act", "int8-weights": "float act"}
+#: Rows of the sensitivity table a report shows (the JSON has them all).
+SENSITIVITY_ROWS = 10
+
+
+def precision_label(precision: str) -> str:
+    return PRECISION_LABELS.get(precision, precision)
+
+
+def _names(placements: Sequence[Any], sign: str) -> str:
+    """``+ a, b (float)``: a step's change, at most two names spelled out."""
+    if not placements:
+        return ""
+    by: dict[str, list[str]] = {}
+    for p in placements:
+        kind, _, io_name = p.name.partition(" ")
+        name = (
+            f"{kind.lower()} {io_name}"
+            if kind in ("INPUT", "OUTPUT") and io_name
+            else (short_tensor_name(p.name))
+        )
+        by.setdefault(precision_label(p.precision), []).append(name)
+    parts = []
+    for label, names in by.items():
+        shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+        parts.append(f"{sign} {shown}" + (f" ({label})" if sign == "+" else ""))
+    return "; ".join(parts)
+
+
+def _kept_name(op_type: str, name: str, code: Any) -> str:
+    if op_type in ("INPUT", "OUTPUT"):
+        return f"{op_type.lower()} {code(name.partition(' ')[2] or name)}"
+    return f"{op_type} {code(short_tensor_name(name))}"
+
+
+def kept_text(s: Suggestion, code: Any = str, names_up_to: int = 6) -> str:
+    """What the suggested model keeps, by precision: ``CONV_2D a, input b (float); …``, each
+    name through ``code`` (escaping for the medium); more than ``names_up_to`` at one
+    precision are counted by op type (the manifest lists each)."""
+    by: dict[str, list[Any]] = {}
+    for k in s.kept:
+        by.setdefault(precision_label(k.precision), []).append(k)
+    parts = []
+    for label, kept in by.items():
+        if len(kept) <= names_up_to:
+            text = ", ".join(_kept_name(k.op.op_type, k.op.tensor, code) for k in kept)
+        else:
+            counts = Counter(k.op.op_type for k in kept)
+            text = f"{len(kept)} ops: " + ", ".join(f"{n} {t}" for t, n in counts.most_common())
+        parts.append(f"{text} ({label})")
+    return "; ".join(parts) or "nothing"
+
+
+def step_change(plus: Sequence[Any], minus: Sequence[Any]) -> str:
+    """What a step added to and removed from the last accepted plan, in words."""
+    change = "; ".join(t for t in (_names(plus, "+"), _names(minus, "−")) if t)
+    return change or "the mode as it quantizes"
+
+
+def shown_steps(s: Suggestion) -> list[tuple[SearchStep, str]]:
+    """The steps a report shows: each accepted step that changed the model (dropping a
+    candidate the mode leaves float anyway changes the plan, not the model), and the
+    suggested one; each with what it changed since the previous one shown."""
+    out: list[tuple[SearchStep, str]] = []
+    last_path: str | None = None
+    shown: set[Any] = set()
+    for st in s.steps:
+        if st.step == s.model_step or (st.accepted and st.path != last_path):
+            now = set(st.kept)
+            plus = [p for p in st.kept if p not in shown]
+            minus = sorted((p for p in shown if p not in now), key=lambda p: p.name)
+            out.append((st, step_change(plus, minus)))
+            shown, last_path = now, st.path
+    return out
+
+
+def suggestion_views(s: Suggestion) -> tuple[TableView, TableView, TableView]:
+    """Each source of error measured alone; the most helpful candidates, each measured alone
+    at a precision; and the search's accepted steps with the Pareto fronts marked."""
     acc = s.accuracy
     unit = "accuracy" if acc else "SQNR dB"
-    added = {e.op.op_index: e.error_added_db for e in s.by_error}
+    sources = TableView(
+        "each source of error alone",
+        (Col("source", "name"), Col("what is quantized", "text"), Col(unit), Col("drop"),
+         Col("size")),
+        tuple((Cell(c.source), Cell(c.description), Cell(suggestion_metric(c.metric, acc)),
+               Cell(drop_text(c.drop, acc)), Cell(human_size(c.size_bytes)))
+              for c in s.sources),
+    )  # fmt: skip
+    added = {e.op.tensor: e.error_added_db for e in s.by_error}
+    shown = s.by_sensitivity[:SENSITIVITY_ROWS]
+    more = len(s.by_sensitivity) - len(shown)
     candidates = TableView(
-        "candidate layers, each kept in float alone (with the ops reading its output), "
-        "most helpful first",
-        (Col("op"), Col("type", "name"), Col("output tensor", "name"), Col("added dB"),
-         Col(unit), Col("drop")),
+        "candidates, each alone at a precision, most helpful first"
+        + (f" ({len(shown)} of {len(s.by_sensitivity)} shown; the JSON has all)" if more else ""),
+        (Col("op"), Col("type", "name"), Col("output tensor", "name"), Col("as", "text"),
+         Col("added dB", compact=False), Col(unit), Col("drop")),
         tuple(
-            (Cell(str(v.op.op_index)), Cell(v.op.op_type), Cell(short_tensor_name(v.op.tensor)),
-             Cell(number(added.get(v.op.op_index), "{:+.1f}")),
+            (Cell(str(v.op.op_index) if v.op.op_index >= 0 else "—"), Cell(v.op.op_type),
+             Cell(short_tensor_name(v.op.tensor)), Cell(precision_label(v.precision)),
+             Cell(number(added.get(v.op.tensor), "{:+.1f}")),
              Cell(suggestion_metric(v.metric, acc)), Cell(drop_text(v.drop, acc)))
-            for v in s.by_sensitivity
+            for v in shown
         ),
     )  # fmt: skip
     front = set(s.pareto_latency) | set(s.pareto_size)
-    rows = [(Cell("float"), Cell("everything"), Cell(suggestion_metric(s.float_metric, acc)),
+    rows = [(Cell("float"), Cell(""), Cell("everything in float"),
+             Cell(suggestion_metric(s.float_metric, acc)),
              Cell("—"), Cell(human_size(s.float_size_bytes)), Cell(latency(s.float_p50_ms)),
              Cell(""))]  # fmt: skip
-    for st, new in zip(s.steps, s.step_additions(), strict=True):
-        kept = Cell("nothing")
-        if new:
-            kept = Cell("+ " + ", ".join(short_tensor_name(n) for n in new),
-                        note=f" ({len(st.kept_in_float)} in float)"
-                        + ("" if st.accepted else " (no gain: put back)"))  # fmt: skip
-        rows.append((Cell(str(st.step)), kept, Cell(suggestion_metric(st.metric, acc)),
-                     Cell(drop_text(st.drop, acc)), Cell(human_size(st.size_bytes)),
-                     Cell(latency(st.p50_ms)), Cell("★" if st.step in front else "")))  # fmt: skip
+    for st, change in shown_steps(s):
+        rows.append((Cell(str(st.step)), Cell(st.how), Cell(change),
+                     Cell(suggestion_metric(st.metric, acc)), Cell(drop_text(st.drop, acc)),
+                     Cell(human_size(st.size_bytes)), Cell(latency(st.p50_ms)),
+                     Cell("★" if st.step in front else "")))  # fmt: skip
+    others = len(s.steps) - len(rows) + 1
     steps = TableView(
-        f"greedy search, budget: drop ≤ {drop_text(s.max_drop, acc)}",
-        (Col("step"), Col("kept in float", "name"), Col(unit), Col("drop"), Col("size"),
-         Col("p50"), Col("Pareto")),
+        f"search, budget: drop ≤ {drop_text(s.max_drop, acc)}; accepted steps"
+        + (f" ({others} other plans measured and not kept)" if others else ""),
+        (Col("step"), Col("how", "text"), Col("change", "text", compact=False), Col(unit),
+         Col("drop"), Col("size"), Col("p50"), Col("Pareto")),
         tuple(rows),
     )  # fmt: skip
-    return candidates, steps
+    return sources, candidates, steps
 
 
 def gates_view(outcomes: Sequence[Mapping[str, Any]]) -> TableView:
