@@ -335,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what to optimise within the allowed drop (default: size)")  # fmt: skip
     cmp.add_argument("--allow-io-change", action="store_true",
                      help="recommend variants with integer inputs/outputs too")  # fmt: skip
+    cmp.add_argument("--with", dest="extra", action="append", default=[], metavar="MODEL",
+                     help="also evaluate a model made elsewhere beside the variants (e.g. the "
+                     "repaired model of diagnose --suggest); repeatable")  # fmt: skip
     _add_run_options(cmp)
     cmp.add_argument(
         "--out", default=None, help=f"default: ./{COMPARE_OUT} (with --demo: ./{DEMO_OUT})"
@@ -565,7 +568,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             args.model, data, modes=args.modes, calibration=_data(args, args.calibration),
             calibration_samples=args.calibration_samples, max_drop=args.max_drop,
             out_dir=args.out or COMPARE_OUT, prefer=args.prefer,
-            allow_io_change=args.allow_io_change, options=_eval_options(args), progress=advance,
+            allow_io_change=args.allow_io_change, extra=args.extra,
+            options=_eval_options(args), progress=advance,
             status=_status_printer(),
         )  # fmt: skip
     print_compare(result, console)

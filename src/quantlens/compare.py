@@ -11,11 +11,11 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from quantlens.backends import backend_for
+from quantlens.backends import backend_for, resolve
 from quantlens.budget import drop, within
 from quantlens.data import BUILTINS
 from quantlens.engine.options import EvalOptions
@@ -29,6 +29,7 @@ from quantlens.quantize import (
     quantize,
     resolve_modes,
 )
+from quantlens.quantize.precision import read_manifest
 from quantlens.results import (
     COMPARE_SCHEMA,
     EvaluationResult,
@@ -200,6 +201,20 @@ def recommend(
     )  # fmt: skip
 
 
+def _given(path: str) -> tuple[str, dict[str, Any]]:
+    """The mode and settings of a model compare did not make: from its repair manifest, else
+    as its runtime tells the mode of a file."""
+    manifest = read_manifest(path)
+    if manifest is not None:
+        return f"{manifest['mode']} + kept", {
+            "manifest": str(Path(path).with_suffix(".json")),
+            "kept": [{"name": k["name"], "precision": k["precision"]} for k in manifest["kept"]],
+        }
+    mode_of = backend_for(path).mode_of
+    mode = resolve(mode_of)(Path(path)) if mode_of else "given"
+    return str(mode), {"given": True}
+
+
 def compare(
     model: str | os.PathLike[str],
     data: Any,
@@ -211,6 +226,7 @@ def compare(
     out_dir: str | os.PathLike[str] | None = None,
     prefer: str = "size",
     allow_io_change: bool = False,
+    extra: Sequence[str | os.PathLike[str]] = (),
     options: EvalOptions | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
@@ -232,6 +248,9 @@ def compare(
             allowed drop (see :func:`recommend`).
         allow_io_change: recommend variants with integer inputs or outputs too (they change
             what the application must feed the model).
+        extra: models made elsewhere (a repaired model from ``diagnose --suggest``, a
+            variant of another tool) evaluated and recommended beside the variants; one with
+            a repair manifest beside it is reported as its mode ``+ kept`` and what it keeps.
         options: how the evaluation runs (:class:`~quantlens.engine.options.EvalOptions`;
             here ``bench`` is on by default: the speed-up is against the float model).
         status: called with a line of text before each stage.
@@ -265,14 +284,15 @@ def compare(
                     status=status)  # fmt: skip
     if status:
         status("evaluating every variant…")
-    result = evaluate(src, [v.path for v in made.variants], data, options=opts,
+    given = [str(p) for p in extra]
+    result = evaluate(src, [v.path for v in made.variants] + given, data, options=opts,
                       progress=progress, status=status)  # fmt: skip
-    by_path = {v.path: v for v in made.variants}
+    by_path = {v.path: (v.mode, dict(v.settings)) for v in made.variants}
+    by_path.update({p: _given(p) for p in given})
     source_io = _io_dtypes(src)
     models = [result.models[0]] + [
         dataclasses.replace(m, quantization=VariantQuantization(
-            by_path[m.path].mode, dict(by_path[m.path].settings),
-            _io_change(source_io, _io_dtypes(Path(m.path))),
+            *by_path[m.path], _io_change(source_io, _io_dtypes(Path(m.path))),
         ))
         for m in result.models[1:]
     ]  # fmt: skip

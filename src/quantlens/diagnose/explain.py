@@ -4,6 +4,7 @@ paragraph a person can act on, from what the search measured."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from quantlens.budget import within
 from quantlens.metric_registry import human_size
@@ -14,6 +15,8 @@ from quantlens.results import SearchStep, SourceCheck, Suggestion
 SMALL_ENOUGH = 0.5
 #: A source "dominates" when it alone causes at least this share of the mode's drop.
 DOMINANT = 0.5
+#: An input whose int8 range clips at least this share of its values is named.
+CLIPPED_NOTE = 0.001
 
 
 def _value(s: Suggestion, metric: float) -> str:
@@ -40,9 +43,11 @@ def needs_explaining(s: Suggestion, chosen: SearchStep | None) -> bool:
     return chosen is not None and size_kept(s, chosen.size_bytes) < SMALL_ENOUGH
 
 
-def explain(s: Suggestion, chosen: SearchStep, stopped: str) -> str:
+def explain(s: Suggestion, chosen: SearchStep, stopped: str,
+            clipped_inputs: Mapping[str, float] | None = None) -> str:  # fmt: skip
     """One paragraph: the best point reached, which error source dominates (each measured
-    alone), how spread the error is, and what would be needed."""
+    alone), how spread the error is, and what would be needed. ``clipped_inputs``: the share
+    of each model input's values the int8 model clips (from the diagnosis)."""
     base = s.steps[0]
     sources = {c.source: c for c in s.sources}
     kept = len(chosen.kept)
@@ -76,6 +81,12 @@ def explain(s: Suggestion, chosen: SearchStep, stopped: str) -> str:
                     f"{_value(s, top.metric)}, and "
                     f"{adding} ops each add ≥ 1 dB of error."
                     if not within(top.drop, s.max_drop) else "")  # fmt: skip
+    for name, share in (clipped_inputs or {}).items():
+        if share >= CLIPPED_NOTE:
+            text.append(f"The int8 model clips {share:.2%} of the values of input {name}: its "
+                        "range was calibrated below the data's (litert-quantizer averages each "
+                        "calibration sample's range, so values past a typical sample's "
+                        "extremes clip).")  # fmt: skip
     text.append(_remedy(s, sources))
     return " ".join(t for t in text if t)
 

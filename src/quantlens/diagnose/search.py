@@ -189,6 +189,7 @@ class Search:
         self.order = sorted(units, key=lambda u: u.index)
         self.ev, self.max_drop = evaluator, max_drop
         self.precisions = [p for p in BY_COST if p in precisions]
+        self.rank: dict[str, int] = {}
 
     def allowed(self, key: str) -> list[str]:
         """The precisions a candidate can take: a model input or output is float or not."""
@@ -208,6 +209,7 @@ class Search:
         """Measure the mode as it is, the error sources, each candidate alone, then search."""
         log = SearchLog(self.ev.one(()))
         log.best, state = log.base, {}
+        self.rank = {u.key: i for i, u in enumerate(priority)}
         say = status or (lambda _: None)
         try:
             say("measuring each source of error alone…")
@@ -303,21 +305,23 @@ class Search:
         pending = sorted(
             (k for k in self.units
              if self.helps(log, max(self.gain(log, k, p) for p in self.precisions))),
-            key=lambda k: -max(self.gain(log, k, p) for p in self.precisions),
+            # equal gains: the more suspect op first (an op and its reader fix the same error)
+            key=lambda k: (-max(self.gain(log, k, p) for p in self.precisions),
+                           self.rank.get(k, len(self.rank))),
         )  # fmt: skip
         while pending and not self.met(log.best):
             batch, pending = pending[: self.ev.workers], pending[self.ev.workers :]
             trials = self.ev.many([self.plan({**state, k: self.choice(log, k)}) for k in batch])
-            better = [(t.drop, i) for i, t in enumerate(trials)
+            better = [(t.drop, t.size_bytes, i) for i, t in enumerate(trials)
                       if t.drop < log.best.drop * (1 - MIN_GAIN)]  # fmt: skip
-            win = min(better)[1] if better else -1
+            win = min(better)[2] if better else -1
             for i, t in enumerate(trials):
                 log.step(t, "greedy", accepted=i == win)
             if win >= 0:
                 state = {**state, batch[win]: self.choice(log, batch[win])}
                 log.best = trials[win]
                 # the others that helped are measured again on top of the new plan
-                pending = [batch[i] for _, i in sorted(better) if i != win] + pending
+                pending = [batch[i] for _, _, i in sorted(better) if i != win] + pending
         return state
 
     def segments(self, log: SearchLog, state: dict[str, str]) -> dict[str, str]:

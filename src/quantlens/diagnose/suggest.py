@@ -35,7 +35,7 @@ from quantlens.evaluation import evaluate
 from quantlens.files import write_json
 from quantlens.metric_registry import pareto_front
 from quantlens.quantize import calibration_arrays
-from quantlens.quantize.precision import Rebuilder
+from quantlens.quantize.precision import MANIFEST_SCHEMA, Rebuilder
 from quantlens.results import (
     DiagnosisResult,
     ErrorRank,
@@ -50,7 +50,6 @@ from quantlens.results import (
 )
 
 BUDGET_METRICS = ("accuracy", "sqnr")
-MANIFEST_SCHEMA = "quantlens.repair/1"
 #: z for a 95% interval
 _Z95 = 1.959963984540054
 
@@ -195,6 +194,9 @@ def suggest(
     model.write_bytes(chosen.path.read_bytes())
     kept = tuple(KeptOp(_ref(by_name, p.name, diagnosis), p.precision) for p in chosen.plan)
     float_size = Path(float_model).stat().st_size
+    # the last step that built the model: pruning may have dropped placements that did not
+    # change it
+    model_step = next((st.step for st in reversed(steps) if st.path == str(chosen.path)), None)
     by_error = tuple(ErrorRank(_ref(by_name, u.key, diagnosis), u.error_added_db,
                                u.weight_sqnr_db)
                      for u in sorted(units, key=lambda u: -u.error_added_db))  # fmt: skip
@@ -223,17 +225,19 @@ def suggest(
         evaluations=evaluator.evaluations,
         max_evaluations=max_evaluations,
         precisions=tuple(search.precisions),
-        model_step=next((st.step for st in steps if st.path == str(chosen.path)), None),
+        model_step=model_step,
     )
-    chosen_step = next((st for st in steps if st.path == str(chosen.path)), None)
+    chosen_step = next((st for st in steps if st.step == suggestion.model_step), None)
     if chosen_step is None:  # a one-at-a-time trial: shown as a step of its own
         chosen_step = SearchStep(len(steps), chosen.plan, str(chosen.path), chosen.metric,
                                  chosen.drop, chosen.size_bytes, how="sensitivity",
                                  interval=chosen.interval)  # fmt: skip
     if needs_explaining(suggestion, chosen_step):
         suggestion = dataclasses.replace(
-            suggestion, explanation=explain(suggestion, chosen_step, log.stopped)
-        )
+            suggestion,
+            explanation=explain(suggestion, chosen_step, log.stopped,
+                                _clipped_inputs(diagnosis, build)),
+        )  # fmt: skip
     manifest = model.with_suffix(".json")
     write_json({
         "schema": MANIFEST_SCHEMA,
@@ -250,6 +254,13 @@ def suggest(
         "quantizer_settings": evaluator.settings.get(chosen.plan, {}),
     }, manifest)  # fmt: skip
     return dataclasses.replace(suggestion, manifest=str(manifest))
+
+
+def _clipped_inputs(diagnosis: DiagnosisResult, build: Rebuilder) -> dict[str, float]:
+    """The share of each integer model input's values the diagnosed model clips."""
+    inputs = {b.tensor for b in build.boundaries if b.kind == "INPUT"}
+    return {t.float_name: t.clipped_fraction for t in diagnosis.tensors
+            if t.float_name in inputs and t.clipped_fraction}  # fmt: skip
 
 
 def _ref(units: dict[str, Unit], name: str, diagnosis: DiagnosisResult) -> OpRef:

@@ -8,8 +8,11 @@ rebuilder says which precisions it offers.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: The op's weights and activations in float.
@@ -28,6 +31,11 @@ DESCRIPTIONS: dict[str, str] = {
 BY_COST = (WEIGHTS_ONLY, INT16, FLOAT)
 
 Plan = Mapping[str, str]
+
+#: The manifest written beside a repaired model (``<model>.json``).
+MANIFEST_SCHEMA = "quantlens.repair/1"
+#: A manifest larger than this is not one quantlens wrote.
+MANIFEST_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -68,3 +76,25 @@ def float_only(plan: Plan, tool: str) -> list[str]:
     if other:
         raise ValueError(f"{tool} keeps ops in float only, not {', '.join(other)}")
     return list(plan)
+
+
+def read_manifest(model: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The repair manifest beside ``model`` (``<model>.json``): its mode and exactly what it
+    keeps at which precision; None when there is none, or the file is not one (too large,
+    not JSON, another schema, or fields of the wrong type: a file can be crafted)."""
+    path = Path(model).with_suffix(".json")
+    try:
+        if not path.is_file() or path.stat().st_size > MANIFEST_MAX_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+        return None
+    kept = data.get("kept")
+    if not isinstance(data.get("mode"), str) or not isinstance(kept, list):
+        return None
+    if not all(isinstance(k, dict) and isinstance(k.get("name"), str)
+               and k.get("precision") in DESCRIPTIONS for k in kept):  # fmt: skip
+        return None
+    return data

@@ -46,7 +46,8 @@ h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
 .scroll{overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:right}
-th{background:#f4f4f4}td.name,th.name,td.txt,th.txt{text-align:left}td:not(.name){white-space:nowrap}
+th{background:#f4f4f4}td.name,th.name,td.txt,th.txt{text-align:left}td:not(.name):not(.txt){white-space:nowrap}
+td.txt{min-width:6rem;max-width:32rem}
 td.name{overflow-wrap:anywhere;min-width:8rem}
 .banner{background:#eef7ee;border-left:4px solid #55A868;padding:.6rem 1rem}
 .fail{background:#fbecec;border-left:4px solid #C44E52;padding:.6rem 1rem}
