@@ -4,6 +4,7 @@ than allowed; and the statistics it reports equal independent ones."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -45,8 +46,10 @@ def _fake(drop_of: Callable[[dict[str, str]], float], precisions=ALL) -> Rebuild
     return rebuilder
 
 
-def _search(tmp_path: Path, units: list[Unit], rebuilder: Rebuilder, max_drop: float,
-            max_evaluations: int = 500, workers: int = 2) -> tuple[Search, Evaluator, list]:  # fmt: skip
+def _search(
+    tmp_path: Path, units: list[Unit], rebuilder: Rebuilder, max_drop: float,
+    max_evaluations: int = 500, workers: int = 2,
+) -> tuple[Search, Evaluator, list]:  # fmt: skip
     measured: list[dict[str, str]] = []
     lock = threading.Lock()
 
@@ -71,8 +74,8 @@ def test_a_bad_weight_is_kept_in_float_not_at_a_precision_that_keeps_int8_weight
 
     units = _units(8)
     units[3] = Unit("op3", 3, "CONV_2D", ("op4",), error_added_db=20.0)  # as diagnose ranks it
-    priority = [units[3]] + units[:3] + units[4:]
-    search, ev, _ = _search(tmp_path, units, _fake(drop_of), max_drop=0.02)
+    priority = [units[3], *units[:3], *units[4:]]
+    search, _ev, _ = _search(tmp_path, units, _fake(drop_of), max_drop=0.02)
     log = search.run(priority, None)
     assert log.best is not None and log.best.drop == pytest.approx(0.01)
     chosen = dict((p.name, p.precision) for p in log.best.plan)
@@ -87,8 +90,11 @@ def test_a_bad_weight_is_kept_in_float_not_at_a_precision_that_keeps_int8_weight
 def test_a_wide_activation_takes_int16_not_float(tmp_path):
     # op2's int8 output is the problem: int16 or float activations fix it; int16 is cheaper
     def drop_of(plan: dict[str, str]) -> float:
-        return 0.005 if plan.get("op2") in (FLOAT, INT16) and plan.get("op3") in (FLOAT, INT16) \
+        return (
+            0.005
+            if plan.get("op2") in (FLOAT, INT16) and plan.get("op3") in (FLOAT, INT16)
             else 0.3
+        )
 
     units = _units(6)
     search, _, _ = _search(tmp_path, units, _fake(drop_of), max_drop=0.01)
@@ -108,7 +114,7 @@ def test_error_spread_over_a_run_of_layers_is_found_by_bisection(tmp_path):
         return 0.01 if prefix >= 5 else 0.1
 
     units = _units(n)
-    search, ev, _ = _search(tmp_path, units, _fake(drop_of), max_drop=0.02)
+    search, _ev, _ = _search(tmp_path, units, _fake(drop_of), max_drop=0.02)
     log = search.run(units, None)
     kinds = [st.how for st, _ in log.steps]
     assert "greedy" not in kinds and "segment" in kinds  # greedy had nothing to try
@@ -154,7 +160,7 @@ def test_plans_that_build_the_same_model_are_measured_once(tmp_path):
     rebuilder = Rebuilder("int8", ALL, build)
     rebuilder.drop_of = lambda plan: 0.1  # type: ignore[attr-defined]
     units = [Unit("op1", 0, "LEAKY_RELU"), Unit("op2", 1, "CONV_2D")]
-    search, ev, measured = _search(tmp_path, units, rebuilder, max_drop=0.01)
+    search, _ev, measured = _search(tmp_path, units, rebuilder, max_drop=0.01)
     log = search.run(units, None)
     assert "op1" in log.unchanged and ("op1", FLOAT) not in log.alone
     assert len(measured) == len({json.dumps(m, sort_keys=True) for m in measured})
@@ -168,10 +174,8 @@ def test_measurements_run_side_by_side(tmp_path):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             gate.wait()  # two measurements must be in flight at once to get past this
-        except threading.BrokenBarrierError:
-            pass
         with lock:
             running[0] -= 1
         return 0.1
