@@ -191,3 +191,19 @@ def test_accuracy_interval_is_wilson(k, n):
     low, high = wilson_interval(k, n)
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     assert low == pytest.approx(ci.low, abs=1e-9) and high == pytest.approx(ci.high, abs=1e-9)
+
+
+def test_an_sqnr_budget_holds_on_every_output():
+    # a detector whose boxes keep 30 dB but whose scores keep 8 dB does not meet 30 dB
+    from quantlens.diagnose.suggest import _metric
+    from quantlens.results import ModelResult, OutputFidelity
+
+    outputs = (
+        OutputFidelity("boxes", {"sqnr_db": 30.1}),
+        OutputFidelity("scores", {"sqnr_db": 8.0}),
+    )
+    result = ModelResult("m", "m.tflite", "tflite", "candidate", 1, fidelity={"sqnr_db": 30.1},
+                         outputs=outputs)  # fmt: skip
+    assert _metric(result, "sqnr") == 8.0
+    single = ModelResult("m", "m.tflite", "tflite", "candidate", 1, fidelity={"sqnr_db": 30.1})
+    assert _metric(single, "sqnr") == 30.1

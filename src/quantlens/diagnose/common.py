@@ -25,6 +25,8 @@ _VALUE_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
 
 #: TFLite ops whose input and output stand for the same value.
 CONVERSION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+#: Ops a quantizer inserts (TFLite and ONNX): they have no counterpart in the float model.
+QUANTIZER_OPS = CONVERSION_OPS | {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
 DATA_MOVEMENT_OPS = {  # TFLite and ONNX ops that only rearrange values

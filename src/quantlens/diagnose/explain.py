@@ -51,8 +51,11 @@ def explain(s: Suggestion, chosen: SearchStep, stopped: str,
     base = s.steps[0]
     sources = {c.source: c for c in s.sources}
     kept = len(chosen.kept)
-    size = (f"{human_size(chosen.size_bytes)} ({size_kept(s, chosen.size_bytes):.0%} of the "
-            f"mode's size reduction kept)")  # fmt: skip
+    kept_share = size_kept(s, chosen.size_bytes)
+    size = (f"{human_size(chosen.size_bytes)} ({kept_share:.0%} of the mode's size reduction "
+            "kept)" if kept_share >= 0 else f"{human_size(chosen.size_bytes)}, larger than the "
+            f"float model's {human_size(s.float_size_bytes)} (a float op's weights are stored "
+            "in float32)")  # fmt: skip
     if s.met_budget:
         text = [f"The smallest model found within the budget ({_budget(s)}) keeps {kept} op(s) "
                 f"at a higher precision and reaches {_value(s, chosen.metric)} at {size}; the "

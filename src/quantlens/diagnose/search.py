@@ -44,6 +44,8 @@ CHEAP_ENOUGH = 0.8
 MIN_GAIN = 0.01
 #: Candidates whose cheaper precisions are measured alone too: the most helpful in float.
 CHEAPER_CANDIDATES = 8
+#: Op types measured kept in float wholesale, as sources of error.
+TYPE_CHECKS = 4
 
 #: Precisions that keep an op's output wider than int8.
 WIDE_OUTPUT = (FLOAT, INT16)
@@ -249,15 +251,25 @@ class Search:
         if io:
             checks.append(("inputs and outputs", "every op in float: only the model's inputs "
                            "and outputs int8", {u.key: FLOAT for u in ops}))  # fmt: skip
-        types = sorted({u.op_type for u in ops})
-        for t in types:
-            if len(types) > 1:
-                checks.append((t, f"every {t} in float",
-                               {u.key: FLOAT for u in ops if u.op_type == t}))  # fmt: skip
+        for t in self.suspect_types(ops):
+            checks.append((t, f"every {t} in float",
+                           {u.key: FLOAT for u in ops if u.op_type == t}))  # fmt: skip
         checks.append(("everything", "every op, input and output in float", everything))
         trials = self.ev.many([self.plan(state) for _, _, state in checks])
         return [SourceCheck(name, text, t.metric, t.drop, t.size_bytes)
                 for (name, text, _), t in zip(checks, trials, strict=True)]  # fmt: skip
+
+    @staticmethod
+    def suspect_types(ops: Sequence[Unit]) -> list[str]:
+        """The op types worth keeping in float wholesale: those whose ops add ≥ 1 dB of error
+        in all, the most first, at most TYPE_CHECKS (none when the model has one type)."""
+        added: dict[str, float] = {}
+        for u in ops:
+            added[u.op_type] = added.get(u.op_type, 0.0) + max(u.error_added_db, 0.0)
+        if len(added) < 2:
+            return []
+        ranked = sorted((t for t, db in added.items() if db >= 1.0), key=lambda t: -added[t])
+        return ranked[:TYPE_CHECKS]
 
     def sensitivity(self, priority: Sequence[Unit], log: SearchLog) -> None:
         """Each candidate alone in float (most promising first), then at each cheaper

@@ -19,7 +19,7 @@ from typing import Any
 from quantlens.backends import backend_for, resolve
 from quantlens.bench import benchmark
 from quantlens.budget import relative_rmse, within
-from quantlens.diagnose.common import CONVERSION_OPS
+from quantlens.diagnose.common import QUANTIZER_OPS
 from quantlens.diagnose.explain import explain, needs_explaining
 from quantlens.diagnose.search import (
     DEFAULT_MAX_EVALUATIONS,
@@ -73,7 +73,8 @@ def _metric(result: ModelResult, budget_metric: str) -> float:
                               "use --budget-metric sqnr")  # fmt: skip
         return result.task_metrics["accuracy"]
     assert result.fidelity is not None
-    return result.fidelity["sqnr_db"]
+    # every output must meet an SQNR budget: a detector's scores matter as much as its boxes
+    return min([o.fidelity["sqnr_db"] for o in result.outputs] or [result.fidelity["sqnr_db"]])
 
 
 def _drop(value: float, reference: float, budget_metric: str) -> float:
@@ -100,10 +101,10 @@ def _units(diagnosis: DiagnosisResult, rebuild: Rebuilder,
         worst[w.op_index] = min(worst.get(w.op_index, math.inf), w.sqnr_db)
     units: dict[str, Unit] = {}
     for op in diagnosis.ops:
-        if op.op_type in CONVERSION_OPS or name_of(op) in units:
+        if op.op_type in QUANTIZER_OPS or name_of(op) in units:
             continue
         readers = tuple(name_of(diagnosis.ops[c]) for c in op.consumers
-                        if diagnosis.ops[c].op_type not in CONVERSION_OPS)  # fmt: skip
+                        if diagnosis.ops[c].op_type not in QUANTIZER_OPS)  # fmt: skip
         units[name_of(op)] = Unit(name_of(op), op.index, op.op_type, readers,
                                   op.error_added_db or 0.0, worst.get(op.index))  # fmt: skip
     last = len(diagnosis.ops)
@@ -184,7 +185,7 @@ def suggest(
     search = Search(units, evaluator, max_drop, build.precisions)
     log = search.run(_priority(units), status)
     chosen = _chosen(log, max_drop)
-    steps, float_p50 = _benchmarked(log, chosen, float_model, status)
+    steps, float_p50 = _benchmarked(log, chosen, float_model, data, status)
     latency_idx = [i for i, st in enumerate(steps) if not math.isnan(st.p50_ms)]
     latency_front = pareto_front([(steps[i].p50_ms, steps[i].metric) for i in latency_idx])
     size_front = pareto_front([(float(st.size_bytes), st.metric) for st in steps])
@@ -286,12 +287,13 @@ def _chosen(log: SearchLog, max_drop: float) -> Trial:
 
 
 def _benchmarked(
-    log: SearchLog, chosen: Trial, float_model: str | Path,
+    log: SearchLog, chosen: Trial, float_model: str | Path, data: Any,
     status: Callable[[str], None] | None,
 ) -> tuple[list[SearchStep], float]:  # fmt: skip
     """The search's steps, the mode as it quantizes first, and the float model's p50 (ms).
     The latency of the float model, the mode, every accepted step and the chosen model is
-    measured; the others are left unmeasured (a search can take hundreds of steps)."""
+    measured on the data's samples (a model may leave its input's size open); the others are
+    left unmeasured (a search can take hundreds of steps)."""
     base = log.base
     start = SearchStep(0, base.plan, str(base.path), base.metric, base.drop, base.size_bytes,
                        how="start", interval=base.interval)  # fmt: skip
@@ -300,7 +302,8 @@ def _benchmarked(
     if status:
         status(f"benchmarking {len(timed)} models against the float model…")
     paths = [str(float_model)] + [steps[i].path for i in timed]
-    bench = benchmark(paths, warmup_runs=5, runs=30, min_seconds=0.3, measure_memory=False)
+    bench = benchmark(paths, data=data, warmup_runs=5, runs=30, min_seconds=0.3,
+                      measure_memory=False)  # fmt: skip
     for i, e in zip(timed, bench.results[1:], strict=True):
         steps[i] = dataclasses.replace(steps[i], p50_ms=e.latency_ms["p50"])
     return steps, bench.results[0].latency_ms["p50"]

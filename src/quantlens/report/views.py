@@ -336,11 +336,11 @@ def shown_steps(s: Suggestion) -> list[tuple[SearchStep, str]]:
     shown: set[Any] = set()
     for st in s.steps:
         if st.step == s.model_step or (st.accepted and st.path != last_path):
-            now = set(st.kept)
-            plus = [p for p in st.kept if p not in shown]
-            minus = sorted((p for p in shown if p not in now), key=lambda p: p.name)
+            now = {p.name for p in st.kept}
+            plus = [p for p in st.kept if p not in shown]  # new, or at another precision
+            minus = sorted((p for p in shown if p.name not in now), key=lambda p: p.name)
             out.append((st, step_change(plus, minus)))
-            shown, last_path = now, st.path
+            shown, last_path = set(st.kept), st.path
     return out
 
 
