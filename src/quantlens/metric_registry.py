@@ -204,6 +204,13 @@ def latency(ms: float | None) -> str:
     return f"{ms / 1000:.3g} s"
 
 
+def short_tensor_name(name: str, width: int = 96) -> str:
+    """A TFLite fused tensor name ('a/Relu;a/BiasAdd;a/conv') as its first part, which names
+    the op's output; longer than ``width``, its end."""
+    first = name.split(";")[0]
+    return first if len(first) <= width else "…" + first[-(width - 1) :]
+
+
 def human_size(n: int | float) -> str:
     """Bytes as B, KiB, MiB or GiB."""
     size = float(n)

@@ -7,8 +7,7 @@ import math
 from collections.abc import Mapping
 
 from quantlens.budget import within
-from quantlens.metric_registry import human_size
-from quantlens.report.formats import short_tensor_name
+from quantlens.metric_registry import human_size, short_tensor_name
 from quantlens.results import SearchStep, SourceCheck, Suggestion
 
 #: A suggestion that keeps less than this share of the mode's size reduction is explained too.

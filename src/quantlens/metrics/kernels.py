@@ -30,14 +30,12 @@ def is_distribution(rows: np.ndarray) -> np.ndarray:
 
 
 def probabilities(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both (N, C) outputs as probabilities: kept where the reference row already is a
-    distribution, softmaxed otherwise (the reference decides, so both are read alike)."""
-    keep = is_distribution(ref)
-    if keep.all():
+    """Both (N, C) outputs as probabilities: kept when every reference row already is a
+    distribution, softmaxed otherwise (the reference decides, so both are read alike; row by
+    row, a row of logits that happens to sum to 1 would be read differently from the rest)."""
+    if is_distribution(ref).all():
         return ref, cand
-    if not keep.any():
-        return softmax(ref), softmax(cand)
-    return np.where(keep[:, None], ref, softmax(ref)), np.where(keep[:, None], cand, softmax(cand))
+    return softmax(ref), softmax(cand)
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

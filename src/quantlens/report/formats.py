@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from quantlens.metric_registry import drop_words, number, spell
+from quantlens.metric_registry import drop_words, number, short_tensor_name, spell
 
 
 def ratio_text(ratio: dict[str, float] | None) -> str:
@@ -37,13 +37,6 @@ def delta_text(paired: Any, task: str, *, unit: bool = False) -> tuple[str, str]
 def p_text(p: float | None) -> str:
     """A p-value with two significant digits."""
     return number(p, "{:.2g}")
-
-
-def short_tensor_name(name: str, width: int = 96) -> str:
-    """A TFLite fused tensor name ('a/Relu;a/BiasAdd;a/conv') as its first part, which names
-    the op's output; longer than ``width``, its end."""
-    first = name.split(";")[0]
-    return first if len(first) <= width else "…" + first[-(width - 1) :]
 
 
 def suggestion_metric(value: float | None, accuracy: bool) -> str:
