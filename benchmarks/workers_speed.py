@@ -55,8 +55,8 @@ def main() -> None:
         best = {1: float("inf"), 2: float("inf")}
         for _ in range(args.repeats):
             for workers in (1, 2):
-                best[workers] = min(best[workers],
-                                    run(ref, cand, data, workers, out / f"w{workers}.json"))  # fmt: skip
+                seconds = run(ref, cand, data, workers, out / f"w{workers}.json")
+                best[workers] = min(best[workers], seconds)
         results = [json.loads((out / f"w{w}.json").read_text()) for w in (1, 2)]
         sqnr = [r["models"][1]["fidelity"]["sqnr_db"] for r in results]
         assert abs(sqnr[0] - sqnr[1]) <= 1e-9 * max(1.0, abs(sqnr[0])), sqnr
