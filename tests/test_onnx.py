@@ -261,3 +261,27 @@ def test_suggest_keeps_onnx_nodes_in_float(capsys, tmp_path, onnx_models) -> Non
         if node.name in kept_nodes:  # a kept node runs in float on its float weight
             assert weights[node.name] in node.input and weights[node.name] in floats, node.name
     assert step["drop"] < s["steps"][0]["drop"]
+
+
+def test_the_onnx_rebuilder_keeps_a_node_at_int16_and_reuses_its_calibration(onnx_models):
+    # int16 activations for one node: its output's Q/DQ pair turns int16 (onnxruntime's
+    # TensorQuantOverrides), the others stay int8; builds after the first reuse the
+    # calibrated ranges and equal a build that calibrates afresh
+    from quantlens.quantize.ort import keep_in_float_builder, quantize_onnx
+
+    x = np.load(onnx_models["data"])["x"]
+    calibration = [[row[None]] for row in x[:100]]
+    rebuild = keep_in_float_builder(onnx_models["float"], "int8", calibration, ["x"])
+    assert rebuild.precisions == ("float", "int16-act")
+    first = rebuild({})
+    # as the search asks it: the node and its reader (onnxruntime folds the Relu into the
+    # Add's quantization, so the Add's output is the Relu's, h2)
+    plan = {"add1": "int16-act", "relu": "int16-act"}
+    built = onnx.load_from_string(rebuild(plan))
+    zero_points = {i.name: i.data_type for i in built.graph.initializer}
+    quantized = {n.input[0]: zero_points[n.input[2]] for n in built.graph.node
+                 if n.op_type == "QuantizeLinear" and len(n.input) > 2}  # fmt: skip
+    assert quantized["h2"] == TensorProto.INT16 and quantized["h3"] == TensorProto.INT8
+    fresh = quantize_onnx(onnx_models["float"], "int8", calibration, ["x"], [],
+                          int16_tensors=["h1", "h2"])[0]  # fmt: skip
+    assert rebuild(plan) == fresh and rebuild({}) == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from quantlens._quiet import captured_output
 from quantlens.errors import ConfigError, ConversionError, brief, require
 from quantlens.models.quantization import ONNX_QUANTIZED_OPS
-from quantlens.quantize.precision import FLOAT, Plan, Rebuilder, float_only
+from quantlens.quantize.precision import FLOAT, INT16, Plan, Rebuilder
 from quantlens.quantize.verify import Expectation, weights
 
 #: Mode -> (description, needs calibration data).
@@ -68,27 +69,44 @@ def quantize_source(
 def keep_in_float_builder(
     source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str]
 ) -> Rebuilder:
-    """Rebuilds ``mode`` with some nodes (by name) kept in float (``nodes_to_exclude``)."""
+    """Rebuilds ``mode`` with a plan: nodes (by name) kept in float (``nodes_to_exclude``)
+    or, in the static QDQ modes, with their outputs quantized to int16 (a
+    ``TensorQuantOverrides`` entry per output tensor, read as int16 by every consumer)."""
     if mode not in ONNX_MODES or mode == "float16":
         raise ConfigError(f"keeping nodes in float needs an int8 mode for .onnx, not '{mode}'")
+    import onnx
 
+    outputs = {n.name: list(n.output) for n in onnx.load(str(source)).graph.node if n.name}
+    qdq = mode in ("int8", "int8-percentile", "int8-entropy")
     lock = threading.Lock()
+    # the calibration's ranges do not depend on the plan: computed by the first build, read
+    # by the others (where onnxruntime can cache them)
+    cache_dir = tempfile.TemporaryDirectory(prefix="quantlens-calibration-")
 
     def build(plan: Plan) -> tuple[bytes, dict[str, Any]]:
-        keep = float_only(plan, "onnxruntime")
+        keep = [n for n, p in plan.items() if p == FLOAT]
+        wide = [t for n, p in plan.items() if p == INT16 for t in outputs.get(n, ())]
+        if any(p not in (FLOAT, INT16) for p in plan.values()) or (wide and not qdq):
+            raise ValueError(f"onnxruntime cannot build {sorted(set(plan.values()))} in {mode}")
+        ranges = Path(cache_dir.name) / "ranges.json"
         with lock:  # quantize_static writes '<model>-inferred.onnx' beside the source
-            return quantize_onnx(source, mode, calibration, input_names, keep)
+            return quantize_onnx(source, mode, calibration, input_names, keep, ranges,
+                                 int16_tensors=wide)  # fmt: skip
 
-    return Rebuilder(mode, (FLOAT,), build)
+    return Rebuilder(mode, (FLOAT, INT16) if qdq else (FLOAT,), build, resources=cache_dir)
 
 
 def quantize_onnx(
     source: Path, mode: str, calibration: list[list[np.ndarray]] | None, input_names: list[str],
-    keep_in_float: list[str] | None = None,
+    keep_in_float: list[str] | None = None, calibration_cache: Path | None = None,
+    int16_tensors: list[str] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
     """Quantize a float .onnx in ``mode``; returns the model bytes and the settings used.
 
-    ``keep_in_float`` names nodes left unquantized (onnxruntime's ``nodes_to_exclude``).
+    ``keep_in_float`` names nodes left unquantized (onnxruntime's ``nodes_to_exclude``);
+    ``calibration_cache``: a file where a static mode's calibrated ranges are kept for the
+    next call on the same model and data (where quantize_static takes calibration_cache_path);
+    ``int16_tensors``: activations quantized to int16 instead of int8 (static QDQ modes).
     """
     require("onnxruntime", "onnx", "quantizing an .onnx model")
     from importlib.metadata import version
@@ -140,11 +158,22 @@ def quantize_onnx(
                            "int8-entropy": CalibrationMethod.Entropy}  # fmt: skip
                 method = methods.get(mode, CalibrationMethod.MinMax)
                 fmt = QuantFormat.QOperator if mode == "int8-qoperator" else QuantFormat.QDQ
+                cache: dict[str, Any] = {}
+                if int16_tensors:
+                    settings["int16_tensors"] = list(int16_tensors)
+                    cache["extra_options"] = {
+                        "TensorQuantOverrides": {t: [{"quant_type": QuantType.QInt16}]
+                                                 for t in int16_tensors},
+                        "UseQDQContribOps": True,  # 16-bit Q/DQ before opset 21
+                    }  # fmt: skip
+                if calibration_cache is not None and "calibration_cache_path" in (
+                        inspect.signature(quantize_static).parameters):  # fmt: skip
+                    cache["calibration_cache_path"] = str(calibration_cache)
                 quantize_static(
                     str(source), str(out), _Reader(calibration, input_names), quant_format=fmt,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=method, per_channel=True,
-                    nodes_to_exclude=list(keep_in_float or []),
+                    nodes_to_exclude=list(keep_in_float or []), **cache,
                 )  # fmt: skip
                 settings.update(
                     tool="onnxruntime.quantization.quantize_static", quant_format=fmt.name,

@@ -60,6 +60,8 @@ class Rebuilder:
     precisions: tuple[str, ...]
     build: Callable[[Plan], tuple[bytes, dict[str, Any]]]
     boundaries: tuple[Boundary, ...] = field(default=())
+    #: What the builds need for as long as the rebuilder lives (a cache directory).
+    resources: Any = None
 
     def __call__(self, plan: Plan) -> bytes:
         return self.build(plan)[0]
