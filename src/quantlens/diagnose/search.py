@@ -46,6 +46,8 @@ MIN_GAIN = 0.01
 CHEAPER_CANDIDATES = 8
 #: Op types measured kept in float wholesale, as sources of error.
 TYPE_CHECKS = 4
+#: The share of the evaluations left that one-at-a-time sensitivity may use.
+SENSITIVITY_SHARE = 0.5
 
 #: Precisions that keep an op's output wider than int8.
 WIDE_OUTPUT = (FLOAT, INT16)
@@ -193,6 +195,11 @@ class Search:
         self.precisions = [p for p in BY_COST if p in precisions]
         self.rank: dict[str, int] = {}
 
+    @property
+    def reserve(self) -> int:
+        """Evaluations kept for the segments: two bisections over the graph, and the whole."""
+        return 2 * math.ceil(math.log2(len(self.order) + 1)) + 2
+
     def allowed(self, key: str) -> list[str]:
         """The precisions a candidate can take: a model input or output is float or not."""
         if self.units[key].op_type in ("INPUT", "OUTPUT"):
@@ -274,13 +281,14 @@ class Search:
     def sensitivity(self, priority: Sequence[Unit], log: SearchLog) -> None:
         """Each candidate alone in float (most promising first), then at each cheaper
         precision for the candidates whose float gain is real."""
+        # at most a share of what is left, the most suspect first: the search itself needs
+        # the rest, and the segments reach every op that was not measured alone
+        allowed = max(1, int(self.ev.remaining * SENSITIVITY_SHARE))
+        priority = list(priority)[:allowed]
         plans = [self.plan({u.key: FLOAT}) for u in priority]
-        # in slices, so a budget that runs out still leaves the most promising measured
         for lo in range(0, len(plans), 8 * self.ev.workers):
             chunk = list(zip(priority[lo:lo + 8 * self.ev.workers],
                              plans[lo:lo + 8 * self.ev.workers], strict=False))  # fmt: skip
-            if len(chunk) > self.ev.remaining:
-                chunk = chunk[: self.ev.remaining]
             trials = self.ev.many([p for _, p in chunk])
             for (u, _), t in zip(chunk, trials, strict=True):
                 if t.digest == log.base.digest:  # the mode leaves it float already
@@ -292,7 +300,7 @@ class Search:
         cheaper = [(u, p) for u in helping[:CHEAPER_CANDIDATES] for p in self.allowed(u.key)
                    if p != FLOAT]  # fmt: skip
         if cheaper:
-            cheaper = cheaper[: self.ev.remaining]
+            cheaper = cheaper[: max(0, self.ev.remaining - self.reserve)]
             trials = self.ev.many([self.plan({u.key: p}) for u, p in cheaper])
             for (u, p), t in zip(cheaper, trials, strict=True):
                 log.alone[(u.key, p)] = t
@@ -321,7 +329,7 @@ class Search:
             key=lambda k: (-max(self.gain(log, k, p) for p in self.precisions),
                            self.rank.get(k, len(self.rank))),
         )  # fmt: skip
-        while pending and not self.met(log.best):
+        while pending and not self.met(log.best) and self.ev.remaining > self.reserve:
             batch, pending = pending[: self.ev.workers], pending[self.ev.workers :]
             trials = self.ev.many([self.plan({**state, k: self.choice(log, k)}) for k in batch])
             better = [(t.drop, t.size_bytes, i) for i, t in enumerate(trials)
