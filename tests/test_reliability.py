@@ -604,11 +604,12 @@ def test_killing_quantlens_takes_its_workers_with_it(digits_models, tmp_path, si
     )  # fmt: skip
     deadline = time.monotonic() + 120
     workers: set[int] = set()
-    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+    # --workers 2: quantlens itself and one worker process
+    while time.monotonic() < deadline and len(workers) < 1 and proc.poll() is None:
         workers = {c for c in _children(proc.pid) if "spawn_main" in
                    Path(f"/proc/{c}/cmdline").read_text(errors="replace")}  # fmt: skip
         time.sleep(0.2)
-    assert len(workers) >= 2, "the workers never started"
+    assert len(workers) >= 1, "the worker never started"
     time.sleep(1.0)  # let them start evaluating
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=60)

@@ -466,6 +466,9 @@ def _eval_options(args: argparse.Namespace) -> Any:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from quantlens.models import containment
+
+    containment.prestart()  # the crash-containment child starts while the rest is imported
     from quantlens.data import load_dataset
     from quantlens.evaluation import evaluate
     from quantlens.report.console import delayed_progress, make_console, print_evaluation

@@ -44,7 +44,7 @@ from quantlens.results import (
     ReportWarning,
 )
 
-SHARDS_PER_WORKER = 4  # more shards than workers: balanced load and a moving progress bar
+SHARDS_PER_WORKER = 16  # more shards than workers: balanced load and a moving progress bar
 MIN_SAMPLES_PER_WORKER = 512
 
 
@@ -107,33 +107,47 @@ def evaluate(
     threads = opts.num_threads
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
-    # Stored outputs are in the data's layout already: they were recorded as bound.
-    models = [m if m is stored else adapt(_as_model(m, threads), layout)
-              for m in (reference, *candidates)]  # fmt: skip
-    wiring = wire(models)  # refuse mismatched models before any work
-    fixed = dict(opts.constants)
-    batch_size = auto_batch_size(models) if opts.batch_size is None else opts.batch_size
-    if stored is not None:
-        stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
-                          allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
-    recorder = None
-    if save_reference_outputs is not None:
-        models[0] = recorder = Recorder(models[0], save_reference_outputs)
-    # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
-    # Inline, the probe runs on the first batch of the run itself.
-    decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
-                 if shards else [])  # fmt: skip
-    plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads, opts.allow_nonfinite,
-                models_trusted(), layout, tuple(d.mode for d in decisions), fixed,
-                containment.verified(), stored_reference=stored is not None)  # fmt: skip
+    # Worker processes start now, importing while this process loads and probes its models.
+    started = (_start_workers(workers - 1, (reference, *candidates))
+               if shards is not None and opts.engine == "local" else None)  # fmt: skip
+    try:
+        # Stored outputs are in the data's layout already: they were recorded as bound.
+        models = [m if m is stored else adapt(_as_model(m, threads), layout)
+                  for m in (reference, *candidates)]  # fmt: skip
+        wiring = wire(models)  # refuse mismatched models before any work
+        fixed = dict(opts.constants)
+        batch_size = auto_batch_size(models) if opts.batch_size is None else opts.batch_size
+        if stored is not None:
+            stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
+                              allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
+        recorder = None
+        if save_reference_outputs is not None:
+            models[0] = recorder = Recorder(models[0], save_reference_outputs)
+        # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
+        # Inline, the probe runs on the first batch of the run itself.
+        decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
+                     if shards else [])  # fmt: skip
+        plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
+                    opts.allow_nonfinite, models_trusted(), layout,
+                    tuple(d.mode for d in decisions), fixed, containment.verified(),
+                    stored_reference=stored is not None)  # fmt: skip
+    except BaseException:
+        if started is not None:
+            started.shutdown(wait=False, cancel_futures=True)
+        raise
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
         decisions = outcome.decisions
     else:
         from quantlens.engine import run_shards
 
+        def inline(shard: Dataset) -> ShardOutcome:
+            """A shard on this process's own models, as a worker runs it."""
+            return run_shard(models, shard, plan)
+
         parts = run_shards(plan, shards, engine=opts.engine, workers=workers,
-                           ray_address=opts.ray_address, progress=progress)  # fmt: skip
+                           ray_address=opts.ray_address, progress=progress,
+                           inline=inline, started=started)  # fmt: skip
         outcome = functools.reduce(ShardOutcome.merge, parts)
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
@@ -171,6 +185,16 @@ def evaluate(
         ),
         reference_outputs=kept,
     )
+
+
+def _start_workers(count: int, models: Sequence[Any]) -> Any:
+    """``count`` local worker processes, started with the runtimes of ``models`` imported."""
+    from quantlens.backends import backend_for
+    from quantlens.engine.pool import start_workers
+
+    modules = {name for m in models if isinstance(m, (str, os.PathLike))
+               for name in backend_for(m).runtime_imports if ":" not in name}  # fmt: skip
+    return start_workers(count, sorted(modules))
 
 
 def _performance(

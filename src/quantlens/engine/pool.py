@@ -1,10 +1,13 @@
-"""Shards in local worker processes (spawned: TensorFlow and the runtimes do not survive fork)."""
+"""Shards in local worker processes (spawned: TensorFlow and the runtimes do not survive fork),
+and in the calling process itself, which has its models loaded already."""
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -13,24 +16,102 @@ from quantlens.engine.shard import shard_task
 from quantlens.errors import WorkerDiedError
 
 
+def _warm(modules: Sequence[str]) -> None:
+    """A worker's initializer: die with the parent, and import what every shard needs."""
+    import importlib
+
+    die_with_parent()
+    for name in ("quantlens.engine.shard", *modules):
+        importlib.import_module(name)
+
+
+def _ready() -> None:
+    """A task that does nothing: submitting it makes the pool start its process."""
+
+
+def start_workers(count: int, modules: Sequence[str] = ()) -> ProcessPoolExecutor:
+    """``count`` worker processes, started now: they import ``modules`` (the models'
+    runtimes) while the caller loads and probes its own models. Hand them to
+    :func:`run_pool`; shut them down if the run never gets there."""
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_warm, initargs=(tuple(modules),))  # fmt: skip
+    for _ in range(count):
+        pool.submit(_ready)
+    return pool
+
+
 def run_pool(plan: Any, shards: Sequence[Any], workers: int,
-             progress: Callable[[int], None] | None) -> list[Any]:  # fmt: skip
-    """Run the shards on ``workers`` processes; outcomes in shard order."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=die_with_parent) as pool:  # fmt: skip
-        futures = [pool.submit(shard_task, plan, shard) for shard in shards]
-        outcomes = []
-        for k, future in enumerate(futures):  # in order: the merge keeps the data's order
-            try:
-                outcome = future.result()
-            except BrokenProcessPool as exc:
-                raise WorkerDiedError(
-                    f"a worker process died while evaluating shard {k + 1} of {len(shards)} "
-                    f"({k} had finished); no report was written — run with --workers 1 to "
-                    "see what failed"
-                ) from exc
+             progress: Callable[[int], None] | None,
+             inline: Callable[[Any], Any] | None = None,
+             started: ProcessPoolExecutor | None = None) -> list[Any]:  # fmt: skip
+    """Run the shards on ``workers`` processes; outcomes in shard order.
+
+    With ``inline`` (a function running a shard on the caller's own models), the caller is
+    one of the workers: it runs shards from the same queue while ``workers - 1`` processes
+    start and run the others. A spawned worker needs a while to import and load its models;
+    the caller, idle otherwise, has both done already. ``started``: those processes, started
+    earlier by :func:`start_workers` (shut down here when the run ends).
+    """
+    pending = deque(range(len(shards)))
+    outcomes: list[Any] = [None] * len(shards)
+    lock = threading.Lock()
+    failure: list[BaseException] = []
+
+    def take() -> int | None:
+        with lock:
+            return pending.popleft() if pending and not failure else None
+
+    def done(k: int, outcome: Any) -> None:
+        with lock:
+            outcomes[k] = outcome
             if progress is not None:
                 progress(outcome.samples)
-            outcomes.append(outcome)
-        return outcomes
+
+    def processes(count: int) -> None:
+        """Keep ``count`` shards in flight on ``count`` processes until none is left."""
+        finished = 0
+        try:
+            with started or start_workers(count) as pool:
+                running: dict[Future[Any], int] = {}
+                while True:
+                    while len(running) < count and (k := take()) is not None:
+                        running[pool.submit(shard_task, plan, shards[k])] = k
+                    if not running:
+                        return
+                    ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        k = running.pop(future)
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool as exc:
+                            raise WorkerDiedError(
+                                f"a worker process died while evaluating shard {k + 1} of "
+                                f"{len(shards)} ({finished} had finished); no report was "
+                                "written — run with --workers 1 to see what failed"
+                            ) from exc
+                        finished += 1
+                        done(k, outcome)
+        except BaseException as exc:  # handed to the caller's thread
+            with lock:
+                failure.append(exc)
+
+    if inline is None:
+        processes(workers)
+    else:
+        helper = threading.Thread(target=processes, args=(workers - 1,), daemon=True)
+        helper.start()
+        try:
+            while (k := take()) is not None:
+                done(k, inline(shards[k]))
+        except BaseException:  # Ctrl-C, SIGTERM or a failed shard: stop the workers now,
+            # not when their shards end
+            with lock:
+                pending.clear()
+            for child in multiprocessing.active_children():
+                child.kill()
+            raise
+        finally:
+            helper.join()
+    if failure:
+        raise failure[0]
+    return outcomes
