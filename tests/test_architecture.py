@@ -120,3 +120,28 @@ def test_no_import_cycle() -> None:
 def test_the_checker_sees_imports_inside_functions() -> None:
     """The evaluation's benchmark is imported inside a function: the graph must hold it."""
     assert "bench" in _edges()["evaluation"]
+
+
+def test_the_public_api_loads_on_first_use_and_keeps_its_names() -> None:
+    # `import quantlens` (as every spawned worker does) loads no runtime, quantizer or
+    # benchmark; each public name resolves to its object, and importing the submodule a
+    # function is named after does not replace the function
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import quantlens
+heavy = [m for m in ("quantlens.bench", "quantlens.quantize", "quantlens.diagnose",
+                     "quantlens.compare", "numpy", "ai_edge_litert") if m in sys.modules]
+assert not heavy, heavy
+import quantlens.quantize, quantlens.compare, quantlens.diagnose.core
+for name in quantlens.__all__:
+    value = getattr(quantlens, name)
+    assert not isinstance(value, type(sys)), name
+assert quantlens.quantize.__module__ == "quantlens.quantize"
+assert quantlens.diagnose.__module__ == "quantlens.diagnose.core"
+assert set(dir(quantlens)) >= set(quantlens.__all__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

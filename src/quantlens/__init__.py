@@ -10,6 +10,8 @@ The public API::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names as type checkers and IDEs see them
@@ -83,6 +85,21 @@ _EXPORTS: dict[str, str] = {
     "StoredReference": "quantlens.results",
     "TensorSpec": "quantlens.results",
 }
+
+
+#: Public functions named as the submodule they live in (``quantlens.quantize``): importing
+#: the submodule must not replace the function in the package's namespace.
+_SHADOWED = frozenset(n for n, m in _EXPORTS.items() if m.split(".")[1:2] == [n])
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the function keeps the name; the submodule is in sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
