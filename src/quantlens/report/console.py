@@ -33,6 +33,7 @@ from quantlens.report.views import (
     kept_text,
     kernel_findings,
     kernel_views,
+    precision_legend,
     shown_steps,
     stored_reference_note,
     suggestion_views,
@@ -429,11 +430,9 @@ def print_suggestion(s: Suggestion, console: Console | None = None) -> None:
     if not _WIDE.get():  # the change column is left out of a terminal-wide table
         for st, change in shown_steps(s):
             console.print(f"  step {st.step}: {term(change, limit=LONG_TEXT)}")
-    console.print("[dim]kept as: float = weights and activations float · int16 act = int16 "
-                  "activations, int8 weights · float act = int8 weights, float activations · "
-                  "★ on a Pareto front: nothing is better in both the metric and latency, or the "
-                  f"metric and size · drop: against the float model · {s.evaluations} models "
-                  "built and measured[/]")  # fmt: skip
+    console.print(f"[dim]{precision_legend(s)} · ★ on a Pareto front: nothing is better in "
+                  "both the metric and latency, or the metric and size · drop: against the "
+                  f"float model · {s.evaluations} models built and measured[/]")  # fmt: skip
     verdict = "meets the budget" if s.met_budget else "does NOT meet the budget"
     console.print(f"[bold]suggested model[/] ({verdict}): {term(s.model)}\n"
                   f"kept: {term(kept_text(s), limit=LONG_TEXT)}\n"

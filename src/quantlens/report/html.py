@@ -28,6 +28,7 @@ from quantlens.report.views import (
     kernel_views,
     models_view,
     on_page,
+    precision_legend,
     stored_reference_note,
     suggestion_views,
 )
@@ -339,9 +340,8 @@ def _suggestion_html(s: Suggestion) -> str:
               f"(manifest <code>{_e(s.manifest)}</code>; {s.evaluations} models built and "
               "measured).</p>")  # fmt: skip
     why = f'<p class="note"><b>Why:</b> {_e(s.explanation)}</p>' if s.explanation else ""
-    legend = ('<p class="note">kept as: float = weights and activations float · int16 act = '
-              "int16 activations, int8 weights · float act = int8 weights, float activations · "
-              "★ on a Pareto front (metric against latency, or against size)</p>")  # fmt: skip
+    legend = (f'<p class="note">{_e(precision_legend(s))} · ★ on a Pareto front (metric '
+              "against latency, or against size)</p>")  # fmt: skip
     return (
         f"{banner}{why}<h3>Each source of error alone</h3>{view_html(sources)}"
         f"<h3>Candidates, each alone at a precision</h3>{view_html(candidates)}"

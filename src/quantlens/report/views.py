@@ -273,8 +273,21 @@ PRECISION_LABELS = {"float": "float", "int16-act": "int16 act", "int8-weights": 
 SENSITIVITY_ROWS = 10
 
 
+#: What each label means, for the legend under the tables.
+PRECISION_MEANINGS = {"float": "weights and activations float",
+                      "int16-act": "int16 activations, int8 weights",
+                      "int8-weights": "int8 weights, float activations"}  # fmt: skip
+
+
 def precision_label(precision: str) -> str:
     return PRECISION_LABELS.get(precision, precision)
+
+
+def precision_legend(s: Suggestion) -> str:
+    """``kept as: float = …`` for the precisions the search could use."""
+    return "kept as: " + " · ".join(
+        f"{precision_label(p)} = {PRECISION_MEANINGS.get(p, p)}" for p in s.precisions
+    )
 
 
 def _names(placements: Sequence[Any], sign: str) -> str:
