@@ -207,3 +207,36 @@ def test_an_sqnr_budget_holds_on_every_output():
     assert _metric(result, "sqnr") == 8.0
     single = ModelResult("m", "m.tflite", "tflite", "candidate", 1, fidelity={"sqnr_db": 30.1})
     assert _metric(single, "sqnr") == 30.1
+
+
+def test_a_plan_the_quantizer_cannot_build_is_refused_and_the_search_goes_on(tmp_path):
+    # int16 activations on op1 are not supported (the quantizer raises); float fixes it
+    from quantlens.errors import ConversionError
+
+    def drop_of(plan: dict[str, str]) -> float:
+        return 0.01 if plan.get("op1") == FLOAT else 0.2
+
+    fake = _fake(drop_of)
+    inner = fake.build
+
+    def build(plan: Plan) -> tuple[bytes, dict]:
+        if plan.get("op1") == INT16:
+            raise ConversionError("litert-quantizer failed in mode 'int8': no int16 kernel")
+        return inner(plan)
+
+    fake.build = build
+    units = _units(4)
+    search, ev, _ = _search(tmp_path, units, fake, max_drop=0.02)
+    log = search.run(units, None)
+    assert "no int16 kernel" in log.alone[("op1", INT16)].refused
+    assert math.isinf(log.alone[("op1", INT16)].drop) and len(ev.refused) >= 1
+    assert {p.name: p.precision for p in log.best.plan}["op1"] == FLOAT
+
+    def broken(plan: Plan) -> tuple[bytes, dict]:
+        raise ConversionError("the mode itself fails")
+
+    fake.build = broken
+    (tmp_path / "b").mkdir()
+    search, _, _ = _search(tmp_path / "b", units, fake, max_drop=0.02)
+    with pytest.raises(ConversionError, match="the mode itself fails"):
+        search.run(units, None)

@@ -1147,6 +1147,10 @@ class Suggestion:
     manifest: str = ""
     #: The step whose model is suggested (None: a candidate measured alone).
     model_step: int | None = None
+    #: Plans the quantizer could not build or the runtime refused: how many, and why (the
+    #: distinct reasons, at most five).
+    refused: int = 0
+    refused_reasons: tuple[str, ...] = ()
 
     @property
     def accuracy(self) -> bool:
@@ -1171,6 +1175,7 @@ class Suggestion:
             "explanation": self.explanation,
             "kept": [k.to_dict() for k in self.kept],
             "model": self.model, "manifest": self.manifest, "model_step": self.model_step,
+            "refused": self.refused, "refused_reasons": list(self.refused_reasons),
         }  # fmt: skip
 
     @classmethod
@@ -1190,7 +1195,8 @@ class Suggestion:
             str(d["model"]), tuple(SourceCheck.from_dict(c) for c in d.get("sources", ())),
             str(d.get("explanation", "")), int(d.get("evaluations", 0)),
             int(d.get("max_evaluations", 0)), tuple(d.get("precisions", ("float",))),
-            str(d.get("manifest", "")), d.get("model_step"),
+            str(d.get("manifest", "")), d.get("model_step"), int(d.get("refused", 0)),
+            tuple(str(r) for r in d.get("refused_reasons", ())),
         )  # fmt: skip
 
 

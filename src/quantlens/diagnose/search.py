@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantlens.budget import within
+from quantlens.errors import ConversionError, ModelLoadError
 from quantlens.quantize.precision import BY_COST, FLOAT, INT16, WEIGHTS_ONLY, Rebuilder
 from quantlens.results import Placement, SearchStep, SourceCheck
 
@@ -79,6 +80,7 @@ class Trial:
     size_bytes: int
     interval: tuple[float, float] | None = None
     digest: str = ""  # of the model's bytes: plans that build the same model are one
+    refused: str = ""  # why the quantizer or the runtime refused the plan ("" if it ran)
 
 
 def plan_of(state: dict[str, str], units: dict[str, Unit]) -> tuple[Placement, ...]:
@@ -116,17 +118,29 @@ class Evaluator:
         self._models: dict[str, Trial] = {}  # by digest
         self._lock = threading.Lock()
         self.settings: dict[tuple[Placement, ...], dict[str, object]] = {}
+        self.refused: dict[tuple[Placement, ...], str] = {}
 
     @property
     def evaluations(self) -> int:
-        return len(self._models)
+        """Models measured, and plans refused (they took their time too)."""
+        return len(self._models) + len(self.refused)
 
     @property
     def remaining(self) -> int:
-        return self.max_evaluations - len(self._models)
+        return self.max_evaluations - self.evaluations
+
+    def _refused(self, plan: tuple[Placement, ...], exc: Exception) -> Trial:
+        """A plan the quantizer could not build, or whose model the runtime refused (an op
+        without that precision's kernel): never chosen, and the search goes on."""
+        with self._lock:
+            self.refused[plan] = str(exc)
+        return Trial(plan, Path(), math.nan, math.inf, 0, refused=str(exc))
 
     def _one(self, plan: tuple[Placement, ...], number: int) -> Trial:
-        data, settings = self._rebuild.build({p.name: p.precision for p in plan})
+        try:
+            data, settings = self._rebuild.build({p.name: p.precision for p in plan})
+        except ConversionError as exc:
+            return self._refused(plan, exc)
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         with self._lock:
             self.settings[plan] = settings
@@ -135,7 +149,10 @@ class Evaluator:
             return dataclasses.replace(known, plan=plan)
         path = self._work / f"trial{number}{self._suffix}"
         path.write_bytes(data)
-        metric, interval = self._measure(path)
+        try:
+            metric, interval = self._measure(path)
+        except ModelLoadError as exc:
+            return self._refused(plan, exc)
         trial = Trial(plan, path, metric, self._drop(metric), len(data), interval, digest)
         with self._lock:
             self._models.setdefault(digest, trial)
@@ -217,6 +234,8 @@ class Search:
     def run(self, priority: Sequence[Unit], status: Callable[[str], None] | None) -> SearchLog:
         """Measure the mode as it is, the error sources, each candidate alone, then search."""
         log = SearchLog(self.ev.one(()))
+        if log.base.refused:  # the mode itself cannot be built: nothing to search from
+            raise ConversionError(log.base.refused)
         log.best, state = log.base, {}
         self.rank = {u.key: i for i, u in enumerate(priority)}
         say = status or (lambda _: None)

@@ -227,6 +227,8 @@ def suggest(
         max_evaluations=max_evaluations,
         precisions=tuple(search.precisions),
         model_step=model_step,
+        refused=len(evaluator.refused),
+        refused_reasons=tuple(dict.fromkeys(evaluator.refused.values()))[:5],
     )
     chosen_step = next((st for st in steps if st.step == suggestion.model_step), None)
     if chosen_step is None:  # a one-at-a-time trial: shown as a step of its own

@@ -433,6 +433,9 @@ def print_suggestion(s: Suggestion, console: Console | None = None) -> None:
     console.print(f"[dim]{precision_legend(s)} · ★ on a Pareto front: nothing is better in "
                   "both the metric and latency, or the metric and size · drop: against the "
                   f"float model · {s.evaluations} models built and measured[/]")  # fmt: skip
+    if s.refused:
+        console.print(f"{s.refused} plan(s) could not be built or run, e.g.: "
+                      f"{term(s.refused_reasons[0], limit=LONG_TEXT)}")  # fmt: skip
     verdict = "meets the budget" if s.met_budget else "does NOT meet the budget"
     console.print(f"[bold]suggested model[/] ({verdict}): {term(s.model)}\n"
                   f"kept: {term(kept_text(s), limit=LONG_TEXT)}\n"
