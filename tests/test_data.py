@@ -157,3 +157,22 @@ def test_a_read_chunk_is_let_go_once_its_samples_are_used() -> None:
     gc.collect()
     assert refs[0]() is None and refs[1]() is None
     assert sum(len(b) for b in batches) == 400 - 5 * 50
+
+
+@pytest.mark.parametrize(("total", "workers", "unit", "limit"),
+                         [(2048, 2, 32, None), (1000, 2, 256, None), (10_000, 4, 256, 9_999),
+                          (513, 3, 1, None), (5, 2, 32, None)])  # fmt: skip
+def test_guided_shards_cover_the_data_in_whole_batches_shrinking(tmp_path, total, workers, unit,
+                                                                 limit) -> None:  # fmt: skip
+    x = np.arange(total * 3, dtype=np.float32).reshape(total, 3)
+    np.save(tmp_path / "x.npy", x)
+    dataset = load_dataset(tmp_path / "x.npy")
+    shards = dataset.guided_shards(workers, limit, unit=unit)
+    spec = [TensorSpec("x", (None, 3), "float32")]
+    parts = [np.concatenate([b.inputs[0] for b in s.bind(spec, batch_size=7)]) for s in shards]
+    used = total if limit is None else min(total, limit)
+    assert np.array_equal(np.concatenate(parts), x[:used])  # in order, every sample once
+    sizes = [len(p) for p in parts]
+    assert all(s % unit == 0 for s in sizes[:-1])  # whole batches but the last
+    assert sizes == sorted(sizes, reverse=True) or sizes[:-1] == sorted(sizes[:-1], reverse=True)
+    assert sizes[0] <= -(-used // (2 * workers)) + unit  # a share of 1/(2·workers) first

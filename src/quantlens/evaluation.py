@@ -44,7 +44,6 @@ from quantlens.results import (
     ReportWarning,
 )
 
-SHARDS_PER_WORKER = 16  # more shards than workers: balanced load and a moving progress bar
 MIN_SAMPLES_PER_WORKER = 512
 
 
@@ -100,7 +99,7 @@ def evaluate(
     workers = (
         1 if save_reference_outputs else _useful_workers(opts.workers, dataset.num_samples, limit)
     )
-    shards = dataset.shards(workers * SHARDS_PER_WORKER, limit) if workers > 1 else None
+    shards = dataset.guided_shards(workers, limit) if workers > 1 else None
     if workers > 1 and shards is None:
         raise ConfigError("--workers needs data of known size (a file or arrays); "
                           "an iterable or tf.data.Dataset runs with one worker")  # fmt: skip
@@ -117,6 +116,8 @@ def evaluate(
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
         batch_size = auto_batch_size(models) if opts.batch_size is None else opts.batch_size
+        if shards is not None:  # cut again in whole batches, now that their size is known
+            shards = dataset.guided_shards(workers, limit, unit=batch_size)
         if stored is not None:
             stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
                               allow_nonfinite=opts.allow_nonfinite)  # fmt: skip

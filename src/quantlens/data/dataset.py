@@ -72,6 +72,24 @@ class Dataset:
         return [Dataset(self.source, self.reader.shard(a, b))
                 for a, b in pairwise(bounds) if b > a]  # fmt: skip
 
+    def guided_shards(
+        self, workers: int, limit: int | None = None, unit: int = 1
+    ) -> list[Dataset] | None:
+        """Contiguous shards that shrink as they go: each takes 1/(2·workers) of the samples
+        left, in whole multiples of ``unit`` (a batch). The large ones first keep the cost
+        paid per shard low; the small ones last let the workers finish together, whichever
+        started late (None: cannot shard)."""
+        total = self.num_samples
+        if total is None or not isinstance(self.reader, ShardableSource):
+            return None
+        total = min(total, limit) if limit is not None else total
+        unit = max(1, unit)
+        bounds = [0]
+        while bounds[-1] < total:
+            size = -(-(total - bounds[-1]) // (2 * max(1, workers)))
+            bounds.append(min(total, bounds[-1] + -(-size // unit) * unit))
+        return [Dataset(self.source, self.reader.shard(a, b)) for a, b in pairwise(bounds)]
+
     def bind(
         self,
         specs: Sequence[TensorSpec],
