@@ -988,6 +988,28 @@ class ErrorRank:
                    None if w is None else decode_number(w))  # fmt: skip
 
 
+#: Per-op precisions of a repair (quantlens.quantize.precision): the label tables show, and
+#: what it means.
+PRECISIONS: dict[str, tuple[str, str]] = {
+    "float": ("float", "weights and activations float"),
+    "int16-act": ("int16 act", "int16 activations, int8 weights"),
+    "int8-weights": ("float act", "int8 weights, float activations"),
+}
+#: A model input or output as a repair candidate is keyed ``"INPUT name"`` / ``"OUTPUT name"``.
+BOUNDARY_KINDS = ("INPUT", "OUTPUT")
+
+
+def boundary_key(kind: str, tensor: str) -> str:
+    """The key a model input or output is kept under in a plan."""
+    return f"{kind} {tensor}"
+
+
+def boundary_of(key: str) -> tuple[str, str] | None:
+    """(kind, tensor) of a boundary's key; None for an op's name."""
+    kind, _, tensor = key.partition(" ")
+    return (kind, tensor) if kind in BOUNDARY_KINDS and tensor else None
+
+
 @dataclass(frozen=True)
 class Placement:
     """An op (by the name its quantizer knows) or a model input/output (``"INPUT name"``)
@@ -1081,16 +1103,24 @@ class SearchStep:
                                                   decode_number(interval[1])))  # fmt: skip
 
 
+#: The sources of error a repair measures alone, besides each suspect op type.
+SOURCES = ("weights", "activations", "inputs and outputs", "everything")
+
+
 @dataclass(frozen=True)
 class SourceCheck:
     """One source of error measured alone: the model quantized with every other source
     removed (e.g. every activation in float, so only the weights are int8)."""
 
-    source: str  # "weights" | "activations" | "inputs and outputs" | an op type
+    source: str  # one of SOURCES, or an op type kept in float wherever it occurs
     description: str
     metric: float
     drop: float
     size_bytes: int
+
+    @property
+    def is_op_type(self) -> bool:
+        return self.source not in SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "description": self.description,

@@ -68,7 +68,7 @@ def explain(s: Suggestion, chosen: SearchStep, stopped: str,
     alone = _dominant(s, base, sources)
     if alone:
         text.append(alone)
-    types = [c for c in s.sources if c.source.isupper() and c.source not in ("INPUT", "OUTPUT")]
+    types = [c for c in s.sources if c.is_op_type]
     if types:
         best_type = min(types, key=lambda c: c.drop)
         text.append(f"Keeping every {best_type.source} in float gives "

@@ -33,7 +33,7 @@ from pathlib import Path
 from quantlens.budget import within
 from quantlens.errors import ConversionError, ModelLoadError
 from quantlens.quantize.precision import BY_COST, FLOAT, INT16, WEIGHTS_ONLY, Rebuilder
-from quantlens.results import Placement, SearchStep, SourceCheck
+from quantlens.results import BOUNDARY_KINDS, SOURCES, Placement, SearchStep, SourceCheck
 
 #: Measured trials by default: a sensitivity pass over a few dozen ops at each precision,
 #: then the search.
@@ -67,6 +67,10 @@ class Unit:
     readers: tuple[str, ...] = ()
     error_added_db: float = 0.0
     weight_sqnr_db: float | None = None
+
+    @property
+    def is_boundary(self) -> bool:
+        return self.op_type in BOUNDARY_KINDS
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,6 @@ class SearchLog:
     sources: list[SourceCheck] = field(default_factory=list)
     steps: list[tuple[SearchStep, Trial]] = field(default_factory=list)
     best: Trial | None = None  # the last accepted plan
-    chosen_state: dict[str, str] = field(default_factory=dict)
     stopped: str = ""  # why the search ended early ("" when it ran its course)
     unchanged: list[str] = field(default_factory=list)  # candidates the mode leaves float
 
@@ -219,7 +222,7 @@ class Search:
 
     def allowed(self, key: str) -> list[str]:
         """The precisions a candidate can take: a model input or output is float or not."""
-        if self.units[key].op_type in ("INPUT", "OUTPUT"):
+        if self.units[key].is_boundary:
             return [FLOAT]
         return self.precisions
 
@@ -255,7 +258,6 @@ class Search:
                 state = self.prune(log, state)
         except Budget:
             log.stopped = f"it used all {self.ev.max_evaluations} evaluations"
-        log.chosen_state = state
         return log
 
     def sources(self, base: Trial) -> list[SourceCheck]:
@@ -263,24 +265,24 @@ class Search:
         op's activations in float), 16-bit activations, the int8 inputs/outputs (every op in
         float), and each op type kept in float."""
         everything = {u.key: FLOAT for u in self.order}
-        ops = [u for u in self.order if u.op_type not in ("INPUT", "OUTPUT")]
-        io = [u for u in self.order if u.op_type in ("INPUT", "OUTPUT")]
+        ops = [u for u in self.order if not u.is_boundary]
+        io = [u for u in self.order if u.is_boundary]
         checks: list[tuple[str, str, dict[str, str]]] = []
         if WEIGHTS_ONLY in self.precisions:
-            checks.append(("weights", "only the weights int8: every op's activations float, "
+            checks.append((SOURCES[0], "only the weights int8: every op's activations float, "
                            "int8 weights dequantized before it",
                            {**{u.key: WEIGHTS_ONLY for u in ops},
                             **{u.key: FLOAT for u in io}}))  # fmt: skip
         if INT16 in self.precisions:
-            checks.append(("activations", "every activation int16 instead of int8 (weights "
+            checks.append((SOURCES[1], "every activation int16 instead of int8 (weights "
                            "int8)", {u.key: INT16 for u in ops}))  # fmt: skip
         if io:
-            checks.append(("inputs and outputs", "every op in float: only the model's inputs "
+            checks.append((SOURCES[2], "every op in float: only the model's inputs "
                            "and outputs int8", {u.key: FLOAT for u in ops}))  # fmt: skip
         for t in self.suspect_types(ops):
             checks.append((t, f"every {t} in float",
                            {u.key: FLOAT for u in ops if u.op_type == t}))  # fmt: skip
-        checks.append(("everything", "every op, input and output in float", everything))
+        checks.append((SOURCES[3], "every op, input and output in float", everything))
         trials = self.ev.many([self.plan(state) for _, _, state in checks])
         return [SourceCheck(name, text, t.metric, t.drop, t.size_bytes)
                 for (name, text, _), t in zip(checks, trials, strict=True)]  # fmt: skip
@@ -341,13 +343,12 @@ class Search:
     def greedy(self, log: SearchLog) -> dict[str, str]:
         state: dict[str, str] = {}
         assert log.best is not None
+        gains = {k: max(self.gain(log, k, p) for p in self.allowed(k)) for k in self.units}
         pending = sorted(
-            (k for k in self.units
-             if self.helps(log, max(self.gain(log, k, p) for p in self.precisions))),
+            (k for k in self.units if self.helps(log, gains[k])),
             # equal gains: the more suspect op first (an op and its reader fix the same error)
-            key=lambda k: (-max(self.gain(log, k, p) for p in self.precisions),
-                           self.rank.get(k, len(self.rank))),
-        )  # fmt: skip
+            key=lambda k: (-gains[k], self.rank.get(k, len(self.rank))),
+        )
         while pending and not self.met(log.best) and self.ev.remaining > self.reserve:
             batch, pending = pending[: self.ev.workers], pending[self.ev.workers :]
             trials = self.ev.many([self.plan({**state, k: self.choice(log, k)}) for k in batch])

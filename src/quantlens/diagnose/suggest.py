@@ -120,7 +120,7 @@ def _priority(units: list[Unit]) -> list[Unit]:
     by_weight = sorted(units, key=lambda u: math.inf if u.weight_sqnr_db is None
                        else u.weight_sqnr_db)  # fmt: skip
     rank = {u.key: min(by_error.index(u), by_weight.index(u)) for u in units}
-    return sorted(units, key=lambda u: (u.op_type not in ("INPUT", "OUTPUT"), rank[u.key]))
+    return sorted(units, key=lambda u: (not u.is_boundary, rank[u.key]))
 
 
 def suggest(

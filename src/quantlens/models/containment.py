@@ -82,6 +82,10 @@ class _Verifier:
             )  # fmt: skip
         return self._proc
 
+    def prestart(self) -> None:
+        with self._lock:
+            self._start()
+
     def check(self, path: str) -> str:
         """'ok', 'refused', 'timeout', or the name of the signal that killed the child, with
         the last line it wrote to stderr."""
@@ -119,8 +123,7 @@ def prestart() -> None:
     """Start the child now, so its start-up overlaps the caller's own (it is otherwise
     started by the first model to check)."""
     if os.environ.get(SKIP_ENV) != "1":
-        with _VERIFIER._lock:
-            _VERIFIER._start()
+        _VERIFIER.prestart()
 
 
 _VERIFIED: set[str] = set()

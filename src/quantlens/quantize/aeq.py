@@ -23,6 +23,7 @@ from quantlens.quantize.precision import (
     Rebuilder,
 )
 from quantlens.quantize.verify import Expectation, activations, weights
+from quantlens.results import boundary_of
 
 #: Mode -> (description, needs calibration data, name of the ai_edge_quantizer.recipe function).
 AEQ_MODES: dict[str, tuple[str, bool, str]] = {
@@ -92,7 +93,7 @@ def _boundaries(source: Path) -> tuple[Boundary, ...]:
     from quantlens.models.tflite_file import read_graph
 
     graph = read_graph(source.read_bytes(), str(source))
-    return tuple(Boundary(f"{kind} {graph.tensors[t].name}", kind, graph.tensors[t].name)
+    return tuple(Boundary(kind, graph.tensors[t].name)
                  for kind, ids in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs))
                  for t in ids)  # fmt: skip
 
@@ -106,9 +107,7 @@ def _plan_entries(recipe: Any, plan: Plan) -> list[dict[str, Any]]:
     }
     entries = []
     for key, precision in plan.items():
-        kind, _, name = key.partition(" ")
-        operation = kind if kind in ("INPUT", "OUTPUT") and name else "*"
-        name = name if operation != "*" else key
+        operation, name = boundary_of(key) or ("*", key)
         regex = f"^{re.escape(name)};"
         if precision == FLOAT:
             entries.append({"regex": regex, "operation": operation, "algorithm_key": "no_quantize"})

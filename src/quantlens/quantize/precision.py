@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantlens.results import PRECISIONS, boundary_key
+
 #: The op's weights and activations in float.
 FLOAT = "float"
 #: int16 activations with int8 weights (the 16x8 scheme) for this op only.
@@ -22,11 +24,6 @@ INT16 = "int16-act"
 #: int8 weights dequantized to float before the op; its activations in float.
 WEIGHTS_ONLY = "int8-weights"
 
-DESCRIPTIONS: dict[str, str] = {
-    FLOAT: "weights and activations in float",
-    INT16: "int16 activations, int8 weights",
-    WEIGHTS_ONLY: "int8 weights, float activations",
-}
 #: Cheapest first: the order in which a search prefers precisions that help equally.
 BY_COST = (WEIGHTS_ONLY, INT16, FLOAT)
 
@@ -41,11 +38,14 @@ MANIFEST_MAX_BYTES = 16 << 20
 @dataclass(frozen=True)
 class Boundary:
     """A model input or output the quantizer turns to integers, which a plan can keep float
-    under ``key`` (``"INPUT name"`` / ``"OUTPUT name"``)."""
+    under its ``key`` (:func:`quantlens.results.boundary_key`)."""
 
-    key: str
     kind: str  # "INPUT" | "OUTPUT"
     tensor: str
+
+    @property
+    def key(self) -> str:
+        return boundary_key(self.kind, self.tensor)
 
 
 @dataclass
@@ -97,6 +97,6 @@ def read_manifest(model: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not isinstance(data.get("mode"), str) or not isinstance(kept, list):
         return None
     if not all(isinstance(k, dict) and isinstance(k.get("name"), str)
-               and k.get("precision") in DESCRIPTIONS for k in kept):  # fmt: skip
+               and k.get("precision") in PRECISIONS for k in kept):  # fmt: skip
         return None
     return data

@@ -25,6 +25,7 @@ from quantlens.report.formats import (
     suggestion_metric,
 )
 from quantlens.results import (
+    PRECISIONS,
     BenchResult,
     DiagnosisResult,
     EvaluationResult,
@@ -33,6 +34,7 @@ from quantlens.results import (
     SearchStep,
     StoredReference,
     Suggestion,
+    boundary_of,
 )
 
 
@@ -267,26 +269,18 @@ def diagnosis_view(result: DiagnosisResult, top: int) -> TableView:
     return TableView(title, tuple(columns), tuple(rows))
 
 
-#: How the tables name each precision (quantlens.quantize.precision), shortest first.
-PRECISION_LABELS = {"float": "float", "int16-act": "int16 act", "int8-weights": "float act"}
 #: Rows of the sensitivity table a report shows (the JSON has them all).
 SENSITIVITY_ROWS = 10
 
 
-#: What each label means, for the legend under the tables.
-PRECISION_MEANINGS = {"float": "weights and activations float",
-                      "int16-act": "int16 activations, int8 weights",
-                      "int8-weights": "int8 weights, float activations"}  # fmt: skip
-
-
 def precision_label(precision: str) -> str:
-    return PRECISION_LABELS.get(precision, precision)
+    return PRECISIONS.get(precision, (precision, ""))[0]
 
 
 def precision_legend(s: Suggestion) -> str:
     """``kept as: float = …`` for the precisions the search could use."""
     return "kept as: " + " · ".join(
-        f"{precision_label(p)} = {PRECISION_MEANINGS.get(p, p)}" for p in s.precisions
+        f"{precision_label(p)} = {PRECISIONS.get(p, (p, p))[1]}" for p in s.precisions
     )
 
 
@@ -296,13 +290,7 @@ def _names(placements: Sequence[Any], sign: str) -> str:
         return ""
     by: dict[str, list[str]] = {}
     for p in placements:
-        kind, _, io_name = p.name.partition(" ")
-        name = (
-            f"{kind.lower()} {io_name}"
-            if kind in ("INPUT", "OUTPUT") and io_name
-            else (short_tensor_name(p.name))
-        )
-        by.setdefault(precision_label(p.precision), []).append(name)
+        by.setdefault(precision_label(p.precision), []).append(_shown_name(p.name))
     parts = []
     for label, names in by.items():
         shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
@@ -310,10 +298,13 @@ def _names(placements: Sequence[Any], sign: str) -> str:
     return "; ".join(parts)
 
 
-def _kept_name(op_type: str, name: str, code: Any) -> str:
-    if op_type in ("INPUT", "OUTPUT"):
-        return f"{op_type.lower()} {code(name.partition(' ')[2] or name)}"
-    return f"{op_type} {code(short_tensor_name(name))}"
+def _shown_name(key: str, code: Any = str) -> str:
+    """A plan's key as a table shows it: ``input x`` for a model input, else the op's
+    output tensor, shortened."""
+    boundary = boundary_of(key)
+    if boundary is not None:
+        return f"{boundary[0].lower()} {code(boundary[1])}"
+    return code(short_tensor_name(key))
 
 
 def kept_text(s: Suggestion, code: Any = str, names_up_to: int = 6) -> str:
@@ -326,7 +317,9 @@ def kept_text(s: Suggestion, code: Any = str, names_up_to: int = 6) -> str:
     parts = []
     for label, kept in by.items():
         if len(kept) <= names_up_to:
-            text = ", ".join(_kept_name(k.op.op_type, k.op.tensor, code) for k in kept)
+            text = ", ".join(_shown_name(k.op.tensor, code) if boundary_of(k.op.tensor)
+                             else f"{k.op.op_type} {_shown_name(k.op.tensor, code)}"
+                             for k in kept)  # fmt: skip
         else:
             counts = Counter(k.op.op_type for k in kept)
             text = f"{len(kept)} ops: " + ", ".join(f"{n} {t}" for t, n in counts.most_common())
