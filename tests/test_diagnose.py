@@ -90,6 +90,36 @@ def test_tensor_metrics_match_numpy_on_the_raw_tensors(bad_layer) -> None:
         if scale:
             expected = np.sqrt(np.mean(err**2)) / scale
             assert row.rmse_over_scale == pytest.approx(expected, rel=1e-5)
+        if raw.dtype.kind == "i":
+            ends = np.iinfo(raw.dtype)
+            assert row.clipped_fraction == np.mean((raw == ends.min) | (raw == ends.max))
+        else:
+            assert row.clipped_fraction is None
+
+
+def test_a_model_of_batch_one_gives_the_same_diagnosis_in_place_or_copied(
+    fixed_batch_models, digits_split
+) -> None:
+    """A model baked to batch 1 runs a batch of 20 one sample at a time (its tensors copied
+    out of the interpreter) or, with batch size 1, one invoke per batch (read in place, two
+    interpreters in turn): the same tensor metrics, and the end-to-end SQNR a hand loop
+    gives."""
+    x = digits_split[2][:20]
+    flt, int8 = fixed_batch_models["baked_float"], fixed_batch_models["baked"]
+    copied = diagnose(flt, int8, x, samples=20)
+    in_place = diagnose(flt, int8, x, samples=20, batch_size=1)
+    assert copied.samples == in_place.samples == 20
+    assert [t.name for t in copied.tensors] == [t.name for t in in_place.tensors]
+    for a, b in zip(copied.tensors, in_place.tensors, strict=True):
+        assert a.fidelity == pytest.approx(b.fidelity, rel=1e-6)
+        assert a.channel_sqnr_median_db == pytest.approx(b.channel_sqnr_median_db, rel=1e-6)
+        assert a.clipped_fraction == b.clipped_fraction
+    (ref,) = hand_run(flt, [x])
+    (cand,) = hand_run(int8, [x])
+    sqnr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((cand - ref) ** 2))
+    for result in (copied, in_place):
+        (end,) = result.end_to_end.values()
+        assert end["sqnr_db"] == pytest.approx(sqnr, rel=1e-5)
 
 
 def test_tensors_match_by_position_when_names_differ(bad_layer, tmp_path) -> None:

@@ -215,3 +215,60 @@ def test_regression_constant_target_follows_sklearn() -> None:
     for pred in (y.copy(), y + 1):
         got = RegressionState().update(y, pred).result()
         assert got["r2"] == skm.r2_score(y, pred)
+
+
+@st.composite
+def activation_batches(draw: st.DrawFn):
+    """(N, positions, C) float activations and an int8 candidate with its (scale, zero
+    point), sized to straddle the kernel's blocks: many samples to a block, or many blocks
+    to a sample, channel counts that do and do not divide the block, odd position counts."""
+    from quantlens.metrics import tensor_error
+
+    block = draw(st.sampled_from([64, 1000, tensor_error.BLOCK]))
+    n = draw(st.integers(1, 9))
+    channels = draw(st.sampled_from([1, 3, 16, 40, 257]))
+    positions = draw(st.integers(1, 3 * max(1, block // channels) + 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ref = rng.standard_normal((n, positions, channels)) * rng.uniform(0.1, 4, channels)
+    ref = ref.astype(np.float32)
+    scale, zero_point = float(np.float32(ref.std() / 20 + 1e-3)), int(rng.integers(-20, 20))
+    q = np.clip(np.rint(ref / scale) + zero_point + rng.integers(-2, 3, ref.shape), -128, 127)
+    return block, ref, q.astype(np.int8), scale, zero_point
+
+
+@given(activation_batches(), st.booleans())
+@SETTINGS
+def test_tensor_error_matches_numpy_in_float64(case, integer) -> None:
+    """Per-tensor and per-channel sums, ranges, cosine and the share of values at int8's ends,
+    each block's partial sums added in any split of the samples, against float64 NumPy."""
+    from quantlens.metrics import tensor_error
+
+    block, ref, q, scale, zero_point = case
+    real = ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tensor_error, "BLOCK", block)
+        state = tensor_error.TensorErrorState()
+        for part in np.array_split(np.arange(len(ref)), 2):
+            if not part.size:
+                continue
+            if integer:
+                state = state.update(ref[part], q[part], (scale, zero_point))
+            else:
+                state = state.update(ref[part], real[part])
+    r, c = ref.astype(np.float64), real.astype(np.float64)
+    e = c - r
+    assert state.channel_ref_sq == pytest.approx((r**2).sum(axis=(0, 1)), rel=1e-5)
+    assert state.channel_sq_err == pytest.approx((e**2).sum(axis=(0, 1)), rel=1e-5, abs=1e-9)
+    assert state.channel_abs_max == pytest.approx(np.abs(r).max(axis=(0, 1)))
+    assert (state.ref_min, state.ref_max) == (r.min(), r.max())
+    fid = state.tensor.result()
+    assert fid["mae"] == pytest.approx(np.abs(e).mean(), rel=1e-5)
+    assert fid["max_abs_error"] == pytest.approx(np.abs(e).max(), rel=1e-6)
+    assert fid["sqnr_db"] == pytest.approx(10 * np.log10((r**2).sum() / (e**2).sum()), rel=1e-5)
+    flat_r, flat_c = r.reshape(len(r), -1), c.reshape(len(c), -1)
+    cosine = (flat_r * flat_c).sum(1) / np.sqrt((flat_r**2).sum(1) * (flat_c**2).sum(1))
+    assert fid["cosine_similarity"] == pytest.approx(cosine.mean(), rel=1e-5)
+    if integer:
+        assert state.saturation == np.count_nonzero((q == -128) | (q == 127)) / q.size
+    else:
+        assert state.saturation is None

@@ -44,8 +44,10 @@ class _Runner:
         self.probe_batching = model.probe_batching  # decides for the session here too
 
     def predict_tensors(
-        self, inputs: Sequence[np.ndarray], indices: Sequence[int]
+        self, inputs: Sequence[np.ndarray], indices: Sequence[int], *, views: bool = False
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The outputs and the tensors ``indices`` (onnxruntime hands over its own arrays, so
+        ``views`` changes nothing)."""
         wanted = [o.name for o in self.outputs] + [self._names[i] for i in indices]
 
         def run(own: list[np.ndarray]) -> list[np.ndarray]:
@@ -135,6 +137,11 @@ class OnnxSide:
             if i not in seen and not t.constant and t.dtype.startswith("float"):
                 seen[i] = t
         return list(seen.values())
+
+    def twin(self) -> OnnxSide:
+        """This side itself: onnxruntime hands over arrays of its own, which a next run does
+        not overwrite."""
+        return self
 
     def real(self, index: int, raw: np.ndarray) -> np.ndarray:
         return raw.astype(np.float32)

@@ -5,7 +5,7 @@ from the flatbuffer, quantized values dequantized with the tensor's own paramete
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,11 @@ class TFLiteSide:
             if i not in seen and not t.constant and t.dtype in _VALUE_DTYPES:
                 seen[i] = t
         return list(seen.values())
+
+    def twin(self) -> TFLiteSide:
+        """This model on a second interpreter: the runtime overwrites a model's tensors when
+        it runs again, and they are read in place."""
+        return replace(self, model=self.model.twin())
 
     def real(self, index: int, raw: np.ndarray) -> np.ndarray:
         qp = self.quant.get(index)

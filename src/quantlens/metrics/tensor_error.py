@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from quantlens.metrics.fidelity import FidelityState
 from quantlens.metrics.kernels import cosine_from_sums, sqnr_db
+
+#: Elements one pass of :meth:`TensorErrorState.update` reads at a time: with the
+#: candidate's block and the scratch block, well within a core's L2 cache.
+BLOCK = 1 << 17
 
 #: Channel SQNRs are clipped to ±SQNR_CAP_DB in summaries; identical tensors are +inf.
 SQNR_CAP_DB = 100.0
@@ -27,47 +32,56 @@ class TensorErrorState:
     channel_abs_max: np.ndarray | None = field(default=None, repr=False)  # of the float values
     ref_min: float = np.inf
     ref_max: float = -np.inf
+    #: Integer candidates: values at their type's ends, of ``integer_values`` values.
+    saturated: int = 0
+    integer_values: int = 0
 
     @property
     def samples(self) -> int:
         return self.tensor.samples
 
-    def update(self, ref: np.ndarray, cand: np.ndarray) -> TensorErrorState:
-        """Add one batch of (N, ..., C) float and dequantized values; returns the new state.
+    def update(
+        self, ref: np.ndarray, cand: np.ndarray, dequant: tuple[float, int] | None = None
+    ) -> TensorErrorState:
+        """Add one batch of (N, ..., C) float values and the candidate's; returns the new state.
 
-        Activations are large, so each pass over them counts: values stay float32 (their
-        own precision), sums of products are formed without temporaries (``einsum``) per
-        sample and channel — float32 over one sample's positions, a relative error near
-        1e-7 — and summed on in float64."""
+        ``cand`` holds real values, or with ``dequant`` = (scale, zero point) the integers of
+        a per-tensor quantized tensor, dequantized here as ``(q - zero_point) * scale`` in
+        float32 (exact for 8- and 16-bit integers) and also counted at their type's ends.
+
+        Activations are large and every pass over them counts: each statistic is formed
+        block by block (:data:`BLOCK` elements, whose temporaries stay in a core's cache) with
+        no allocation the size of the tensor, sums of products in float32 within a block (a
+        relative error near 1e-7) and summed on in float64. NumPy releases the GIL in each
+        pass, so several tensors can be measured at once in threads."""
         r = np.asarray(ref, dtype=np.float32)
-        c = np.asarray(cand, dtype=np.float32)
         n = r.shape[0] if r.ndim else 1
         channels = r.shape[-1] if r.ndim > 1 else 1
-        err = c - r
-        r3, e3 = r.reshape(n, -1, channels), err.reshape(n, -1, channels)
-        rr = np.einsum("nkc,nkc->nc", r3, r3).astype(np.float64)
-        ee = np.einsum("nkc,nkc->nc", e3, e3).astype(np.float64)
-        re = np.einsum("nkc,nkc->n", r3, e3).astype(np.float64)
-        ch_ref, ch_err = rr.sum(axis=0), ee.sum(axis=0)
-        ch_low, ch_high = r3.min(axis=(0, 1)), r3.max(axis=(0, 1))
-        ch_max = np.maximum(ch_high, -ch_low).astype(np.float64)
-        abs_err = np.abs(err)
-        # per sample: Σr·c = Σr² + Σr·e and Σc² = Σr² + 2Σr·e + Σe²
-        rr_n, ee_n = rr.sum(axis=1), ee.sum(axis=1)
-        cosine = cosine_from_sums(rr_n + re, rr_n, np.maximum(rr_n + 2 * re + ee_n, 0.0))
+        r3 = r.reshape(n, -1, channels)
+        c3 = np.asarray(cand).reshape(r3.shape)
+        if dequant is None:
+            c3 = c3.astype(np.float32, copy=False)
+        sums = _BlockSums(n, channels)
+        for rows, positions in _blocks(n, r3.shape[1], channels):
+            sums.add(r3[rows, positions], c3[rows, positions], rows, dequant)
+        cosine = cosine_from_sums(sums.rc, sums.rr.sum(axis=1), sums.cc)
+        np.clip(cosine, -1.0, 1.0, out=cosine)  # rounding can step past ±1
+        ch_ref, ch_err = sums.rr.sum(axis=0), sums.ee.sum(axis=0)
+        ch_max = np.maximum(sums.high, -sums.low).astype(np.float64)
         tensor = self.tensor.add_sums(
             samples=n, elements=r.size, sum_sq_err=float(ch_err.sum()),
-            sum_abs_err=float(abs_err.sum(dtype=np.float64)),
-            max_abs_err=float(abs_err.max(initial=0.0)), sum_ref_sq=float(ch_ref.sum()),
-            sum_cosine=float(cosine.sum()),
+            sum_abs_err=sums.abs_err, max_abs_err=sums.max_abs_err,
+            sum_ref_sq=float(ch_ref.sum()), sum_cosine=float(cosine.sum()),
         )  # fmt: skip
         return TensorErrorState(
             tensor,
             ch_ref if self.channel_ref_sq is None else self.channel_ref_sq + ch_ref,
             ch_err if self.channel_sq_err is None else self.channel_sq_err + ch_err,
             ch_max if self.channel_abs_max is None else np.maximum(self.channel_abs_max, ch_max),
-            min(self.ref_min, float(ch_low.min(initial=np.inf))),
-            max(self.ref_max, float(ch_high.max(initial=-np.inf))),
+            min(self.ref_min, float(sums.low.min(initial=np.inf))),
+            max(self.ref_max, float(sums.high.max(initial=-np.inf))),
+            self.saturated + sums.saturated,
+            self.integer_values + (r.size if dequant is not None else 0),
         )
 
     def merge(self, other: TensorErrorState) -> TensorErrorState:
@@ -85,7 +99,14 @@ class TensorErrorState:
             np.maximum(self.channel_abs_max, other.channel_abs_max),
             min(self.ref_min, other.ref_min),
             max(self.ref_max, other.ref_max),
+            self.saturated + other.saturated,
+            self.integer_values + other.integer_values,
         )
+
+    @property
+    def saturation(self) -> float | None:
+        """The share of an integer candidate's values at its type's ends (None: not integer)."""
+        return self.saturated / self.integer_values if self.integer_values else None
 
     def channel_sqnr_db(self) -> np.ndarray:
         """SQNR of each live channel (dead channels, zero in both models, are left out)."""
@@ -113,3 +134,80 @@ class TensorErrorState:
         if scale:
             out["rmse_over_scale"] = out["rmse"] / scale
         return out
+
+
+def _blocks(n: int, positions: int, channels: int) -> list[tuple[slice, slice]]:
+    """(samples, positions) slices of an (n, positions, channels) array into blocks of about
+    :data:`BLOCK` elements: several whole samples, or a run of one sample's positions."""
+    per_sample = positions * channels
+    if per_sample == 0:
+        return []
+    if per_sample <= BLOCK:
+        m = BLOCK // per_sample
+        return [(slice(s, min(n, s + m)), slice(None)) for s in range(0, n, m)]
+    step = max(1, BLOCK // channels)
+    return [(slice(s, s + 1), slice(k, min(positions, k + step)))
+            for s in range(n) for k in range(0, positions, step)]  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _group(positions: int, channels: int) -> int:
+    """How many positions to fold into one row so a row holds at least 256 values: NumPy
+    reduces over the outer axis of a (positions, channels) block a row at a time, which is
+    slow for rows of a few channels."""
+    for g in range(min(positions, -(-256 // channels)), 1, -1):
+        if positions % g == 0:
+            return g
+    return 1
+
+
+class _BlockSums:
+    """The sums :meth:`TensorErrorState.update` collects over one batch, block by block."""
+
+    def __init__(self, n: int, channels: int) -> None:
+        self.rr = np.zeros((n, channels))  # Σr² per sample and channel
+        self.ee = np.zeros((n, channels))  # Σe² likewise, e = candidate - reference
+        self.rc = np.zeros(n)  # Σr·c per sample
+        self.cc = np.zeros(n)  # Σc² per sample
+        self.low = np.full(channels, np.inf, dtype=np.float32)  # of the reference
+        self.high = np.full(channels, -np.inf, dtype=np.float32)
+        self.abs_err = 0.0
+        self.max_abs_err = 0.0
+        self.saturated = 0
+        self._scratch = np.empty(0, dtype=np.float32)
+
+    def add(
+        self, r: np.ndarray, c: np.ndarray, rows: slice, dequant: tuple[float, int] | None
+    ) -> None:
+        """Add one (m, k, channels) block of reference and candidate values."""
+        m, k, channels = r.shape
+        if self._scratch.size < r.size:
+            self._scratch = np.empty(r.size, dtype=np.float32)
+        e = self._scratch[: r.size].reshape(r.shape)
+        if dequant is None:
+            values = c
+        else:
+            scale, zero_point = dequant
+            values = np.subtract(c, np.float32(zero_point), out=e, dtype=np.float32)
+            np.multiply(values, np.float32(scale), out=values)
+            ends = np.iinfo(c.dtype)
+            if c.min() == ends.min:
+                self.saturated += int(np.count_nonzero(c == ends.min))
+            if c.max() == ends.max:
+                self.saturated += int(np.count_nonzero(c == ends.max))
+        # Σr·c and Σc² from the values themselves: from Σr² and Σr·e they cancel out
+        # when the error is as large as the signal
+        flat_r, flat_c = r.reshape(m, -1), values.reshape(m, -1)
+        self.rc[rows] += np.einsum("mk,mk->m", flat_r, flat_c)
+        self.cc[rows] += np.einsum("mk,mk->m", flat_c, flat_c)
+        np.subtract(values, r, out=e)
+        g = _group(k, channels)
+        rg, eg = r.reshape(m, k // g, g * channels), e.reshape(m, k // g, g * channels)
+        folded = (m, g, channels)
+        self.rr[rows] += np.einsum("mkc,mkc->mc", rg, rg).reshape(folded).sum(axis=1)
+        self.ee[rows] += np.einsum("mkc,mkc->mc", eg, eg).reshape(folded).sum(axis=1)
+        np.minimum(self.low, rg.min(axis=(0, 1)).reshape(g, channels).min(axis=0), out=self.low)
+        np.maximum(self.high, rg.max(axis=(0, 1)).reshape(g, channels).max(axis=0), out=self.high)
+        np.abs(e, out=e)
+        self.abs_err += float(e.sum())
+        self.max_abs_err = max(self.max_abs_err, float(e.max()))

@@ -72,6 +72,13 @@ class BatchRunner:
             raise ValueError(f"unknown batching '{mode}'")
         self.mode = mode
 
+    def invokes(self, n: int) -> int:
+        """How many invokes a batch of ``n`` samples takes."""
+        if self.mode == "resize":
+            return 1
+        size = 1 if self.mode == "per-sample" else self.chunk
+        return -(-n // size)
+
     def predict(self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int) -> list[np.ndarray]:
         """Run a batch (every array sample-first, ``n`` samples) and return ``run``'s tensors
         sample-first: the first ``n_outputs`` are model outputs, the rest extra tensors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -152,6 +153,14 @@ class LiteRTModel(RunnerBatching):
         if self._stateful:
             self._runner.set_mode("per-sample" if self._runner.chunk == 1 else "chunks")
 
+    def twin(self) -> LiteRTModel:
+        """The same model on an interpreter of its own, to run while this one's tensors are
+        still being read; it shares this model's batching (decided once, for both)."""
+        other = copy.copy(self)
+        other._interp = self._new_interpreter(allocate=False)
+        other._shapes = None  # allocated at the first batch's shapes
+        return other
+
     def _describe(self) -> None:
         """Inputs and outputs, named and ordered by the signature when there is one."""
         in_details = self._interp.get_input_details()
@@ -205,9 +214,12 @@ class LiteRTModel(RunnerBatching):
             ) from exc
         self._shapes = [tuple(s) for s in shapes]
 
-    def _invoke(self, arrays: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
+    def _invoke(
+        self, arrays: Sequence[np.ndarray], extra: Sequence[int], views: bool = False
+    ) -> list[np.ndarray]:
         """Set inputs (laid out as the model takes them), invoke, and read the outputs
-        (real-valued) then the ``extra`` tensors (raw, as the runtime holds them)."""
+        (real-valued) then the ``extra`` tensors (raw, as the runtime holds them; in place
+        with ``views``)."""
         shapes = [tuple(a.shape) for a in arrays]
         if self._stateful:
             # Independent samples must not share state, and reset_all_variables() does not
@@ -224,6 +236,8 @@ class LiteRTModel(RunnerBatching):
             self._to_real(interp.get_tensor(idx), spec)
             for idx, spec in zip(self._out_idx, self.outputs, strict=True)
         ]
+        if views:
+            return outs + [interp.tensor(i)() for i in extra]
         return outs + [interp.get_tensor(i) for i in extra]
 
     @staticmethod
@@ -248,23 +262,29 @@ class LiteRTModel(RunnerBatching):
         return self._run(inputs, ())
 
     def predict_tensors(
-        self, inputs: Sequence[np.ndarray], indices: Sequence[int]
+        self, inputs: Sequence[np.ndarray], indices: Sequence[int], *, views: bool = False
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Run a batch; return the real-valued outputs and the raw values of the tensors
         ``indices`` (batch first).
 
         Intermediate tensors are only kept when the model was loaded with
-        ``preserve_all_tensors=True``.
+        ``preserve_all_tensors=True``. With ``views``, tensors of a batch that runs in one
+        invoke are read in place, without a copy: the caller must drop every one of them
+        before this model runs again (the runtime refuses to run while they live).
         """
-        got = self._run(inputs, indices)
+        n = int(inputs[0].shape[0]) if len(inputs) else 1
+        in_place = views and not self._stateful and self._runner.invokes(n) == 1
+        got = self._run(inputs, indices, in_place)
         return got[: len(self.outputs)], got[len(self.outputs) :]
 
-    def _run(self, inputs: Sequence[np.ndarray], extra: Sequence[int]) -> list[np.ndarray]:
+    def _run(
+        self, inputs: Sequence[np.ndarray], extra: Sequence[int], views: bool = False
+    ) -> list[np.ndarray]:
         if len(inputs) != len(self.inputs):
             raise DataError(f"{self.name} takes {len(self.inputs)} input(s), got {len(inputs)}")
         try:
             return self._runner.predict(
-                inputs, lambda own: self._invoke(own, extra), len(self.outputs)
+                inputs, lambda own: self._invoke(own, extra, views), len(self.outputs)
             )
         except (RuntimeError, ValueError) as exc:  # raised by the runtime, not by us
             raise ModelRunError(f"{self.path} failed to run: {brief(exc)}") from exc
