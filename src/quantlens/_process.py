@@ -1,7 +1,9 @@
-"""Child processes that end with the process that started them."""
+"""Process-wide settings: child processes that end with the process that started them, and
+an allocator that keeps the memory a batch's temporaries free for the next batch."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -25,3 +27,33 @@ def die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before the request took effect
         os._exit(1)
+
+
+#: glibc keeps up to this much free memory at the top of its heap...
+KEPT_FREE_BYTES = 64 * 2**20
+#: ...and serves blocks up to this size from the heap rather than mapping each afresh.
+HEAP_BLOCK_BYTES = 16 * 2**20
+
+
+@functools.cache
+def reuse_freed_memory() -> None:
+    """Let freed memory be reused rather than handed back to the kernel (glibc on Linux; a
+    no-op elsewhere; once per process).
+
+    NumPy frees each temporary of a batch before the next batch makes one of the same size.
+    By default glibc maps any block over 128 KiB afresh, and trims the heap as soon as its
+    free top passes twice that, so every such temporary costs page faults: 45% of the
+    fidelity update of a 4,096×10 block of outputs (2.8 -> 1.5 ms). What this keeps is
+    bounded (KEPT_FREE_BYTES), so memory stays flat in the data's size.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(m_trim_threshold, KEPT_FREE_BYTES)
+        libc.mallopt(m_mmap_threshold, HEAP_BLOCK_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        return

@@ -6,9 +6,10 @@ inputs before anything runs and yields :class:`Batch` es whose inputs are in the
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class Batch:
 
     inputs: list[np.ndarray]
     labels: np.ndarray | None
+    #: Per input, its smallest and largest value when the batch was checked for NaN and inf
+    #: (None for an input that is not floating point; no ranges when it was not checked).
+    ranges: tuple[tuple[float, float] | None, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
@@ -293,19 +297,24 @@ def _check_fits(batch: Batch, specs: Sequence[TensorSpec], source: str) -> None:
             )
 
 
-def _check_finite(batch: Batch, start: int, source: str) -> None:
+def _check_finite(batch: Batch, start: int, source: str) -> Batch:
+    """The batch with each floating-point input's range, which also says it is finite: NaN
+    makes the smallest and largest value NaN, inf makes one of them infinite (two quick
+    reductions, which a quantized model's input saturation then reads too)."""
+    ranges: list[tuple[float, float] | None] = []
     for i, a in enumerate(batch.inputs):
-        if not np.issubdtype(a.dtype, np.floating):
+        if not np.issubdtype(a.dtype, np.floating) or a.size == 0:
+            ranges.append(None)
             continue
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(a.sum()):  # NaN or inf anywhere makes the sum so: one pass
-                continue
-        if not np.isfinite(a).all():  # the sum overflowed, or a value is not finite
+        low, high = float(a.min()), float(a.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
             bad = start + int(np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0, 0])
             raise DataError(
                 f"{source}: input {i} has NaN or inf at sample {bad}; clean the data "
                 "(or pass allow_nonfinite to evaluate it anyway)"
             )
+        ranges.append((low, high))
+    return replace(batch, ranges=tuple(ranges))
 
 
 def _slice(b: Batch, start: int, stop: int | None) -> Batch:
@@ -369,7 +378,7 @@ def _rebatch(
             out, pending = _take(pending, size)
             have -= size
             if not allow_nonfinite:
-                _check_finite(out, offset + seen, source)
+                out = _check_finite(out, offset + seen, source)
             seen += size
             yield out
         if limit is not None and seen + have >= limit:
@@ -377,7 +386,7 @@ def _rebatch(
     if have:
         out = _concat(pending)
         if not allow_nonfinite:
-            _check_finite(out, offset + seen, source)
+            out = _check_finite(out, offset + seen, source)
         yield out
 
 

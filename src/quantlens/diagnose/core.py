@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from quantlens._process import reuse_freed_memory
 from quantlens.backends import BACKENDS, backend_for, resolve
 from quantlens.data import load_dataset
 from quantlens.diagnose.common import (
@@ -77,6 +78,7 @@ def diagnose(
         A :class:`DiagnosisResult`: per-tensor and per-op metrics, weight SQNRs, what could not
         be matched, and the end-to-end fidelity.
     """
+    reuse_freed_memory()
     flt, qnt = open_side(float_model), open_side(quant_model)
     if type(flt) is not type(qnt):
         raise ConfigError("diagnose compares two models of the same format (.tflite or .onnx)")

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from quantlens._process import reuse_freed_memory
 from quantlens.data import Dataset
 from quantlens.errors import ConfigError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
-from quantlens.metrics.kernels import has_class_axis
+from quantlens.metrics.kernels import has_class_axis, rows_all_finite, rows_all_zero
 from quantlens.models.base import Model
 from quantlens.models.batching import PROBE_SAMPLES
 from quantlens.models.matching import wire
@@ -185,6 +186,7 @@ def run_shard(
     When the plan carries no batching decisions, each model's batching is probed on the
     shard's first batch (data read once, such as an iterable, is never read twice).
     """
+    reuse_freed_memory()
     ref = models[0]
     wiring = wire(models)
     states = [RunState(fidelity=None if i == 0 else [FidelityState() for _ in ref.outputs])
@@ -216,7 +218,8 @@ def run_shard(
         ):
             fed = [batch.inputs[i] for i in ins]
             if any(q is not None for q in quant):
-                st.saturation = _count_saturation(st.saturation, fed, quant)
+                ranges = [batch.ranges[i] for i in ins] if batch.ranges else [None] * len(ins)
+                st.saturation = _count_saturation(st.saturation, fed, quant, ranges)
             raw = model.predict(fed)
             outs.append([raw[j] for j in outs_order])
         if not block.fits(outs, batch.labels):
@@ -276,11 +279,12 @@ def input_quantization(model: Model) -> list[tuple[QuantParams, str] | None]:
 def _count_saturation(
     counts: tuple[tuple[int, int], ...], fed: Sequence[np.ndarray],
     quant: Sequence[tuple[QuantParams, str] | None],
+    ranges: Sequence[tuple[float, float] | None],
 ) -> tuple[tuple[int, int], ...]:  # fmt: skip
     before = counts or tuple((0, 0) for _ in fed)
     return tuple(
-        (c + clipped_count(x, q[0], q[1]), n + x.size) if q is not None else (c, n)
-        for (c, n), x, q in zip(before, fed, quant, strict=True)
+        (c + clipped_count(x, q[0], q[1], r), n + x.size) if q is not None else (c, n)
+        for (c, n), x, q, r in zip(before, fed, quant, ranges, strict=True)
     )
 
 
@@ -290,7 +294,7 @@ def finite_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
     ok = np.ones(n, dtype=bool)
     for o in outputs:
         if np.issubdtype(o.dtype, np.floating):
-            ok &= np.isfinite(o.reshape(n, -1)).all(axis=1)
+            ok &= rows_all_finite(o.reshape(n, -1))
     return ok
 
 
@@ -299,7 +303,7 @@ def all_zero_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
     n = outputs[0].shape[0]
     zero = np.ones(n, dtype=bool)
     for o in outputs:
-        zero &= ~o.reshape(n, -1).any(axis=1)
+        zero &= rows_all_zero(o.reshape(n, -1))
     return zero
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from quantlens.errors import DataError
-from quantlens.metrics.kernels import flat
+from quantlens.metrics.kernels import flat, row_counts
 
 CLASSIFICATION_METRICS = ("accuracy", "top5_accuracy", "macro_f1")
 REGRESSION_METRICS = ("mse", "mae", "rmse", "r2")
@@ -88,7 +88,7 @@ class ClassificationState:
         if self.num_classes >= 5:
             # A label is in the top 5 when fewer than 5 classes score strictly higher.
             label_scores = scores[np.arange(len(y)), y]
-            hits = (scores > label_scores[:, None]).sum(axis=1) < 5
+            hits = row_counts(scores > label_scores[:, None]) < 5
             top5 = int(hits[ok].sum())
         correct = np.where(ok, (pred == y).astype(np.float32), np.float32(np.nan))
         return replace(

@@ -69,14 +69,17 @@ def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarra
     return t.astype(dt)
 
 
-def clipped_count(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> int:
+def clipped_count(
+    x: np.ndarray, qp: QuantParams, dtype: str | np.dtype,
+    value_range: tuple[float, float] | None = None,
+) -> int:  # fmt: skip
     """How many values of ``x`` fall outside what ``dtype`` holds once quantized with ``qp``
     as :func:`quantize` quantizes them (they clip to its min or max: information lost before
     the model starts).
 
     The quantized value only grows with ``x``, so a tensor quantized per tensor whose
-    smallest and largest values both land in range has none (two reductions, the usual
-    case); otherwise each value is quantized and compared."""
+    smallest and largest values (``value_range`` when known, else two reductions) both land
+    in range has none, the usual case; otherwise each value is quantized and compared."""
     info = np.iinfo(np.dtype(dtype))
     x32 = np.asarray(x, dtype=np.float32)
     if x32.size == 0:
@@ -84,7 +87,8 @@ def clipped_count(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> int:
     inverse = _reciprocal(qp, x32.ndim)
     zp = _broadcast(qp.zero_point, qp.axis, x32.ndim).astype(np.float32)
     if inverse.ndim == 0:
-        ends = np.array([x32.min(), x32.max()], dtype=np.float32)
+        low, high = value_range if value_range is not None else (x32.min(), x32.max())
+        ends = np.array([low, high], dtype=np.float32)
         q_ends = np.rint(ends * inverse) + zp
         if not np.isnan(q_ends).any() and q_ends[0] >= info.min and q_ends[1] <= info.max:
             return 0
