@@ -466,9 +466,6 @@ def _eval_options(args: argparse.Namespace) -> Any:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from quantlens.models import containment
-
-    containment.prestart()  # the crash-containment child starts while the rest is imported
     from quantlens.data import load_dataset
     from quantlens.evaluation import evaluate
     from quantlens.report.console import delayed_progress, make_console, print_evaluation
@@ -710,6 +707,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Commands that open model files: the crash-containment child starts with them.
+_LOADS_MODELS = frozenset(
+    ("evaluate", "bench", "quantize", "compare", "diagnose", "kernels", "check", "info", "demo")
+)
+
 COMMANDS = {
     "evaluate": _cmd_evaluate,
     "bench": _cmd_bench,
@@ -727,7 +729,6 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv``; returns the exit code."""
     from quantlens.config import merge_argv
-    from quantlens.models.base import trusted_models
 
     parser = build_parser()
     try:
@@ -740,6 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or an argument error already printed (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     previous = _on_sigterm()
+    if args.command in _LOADS_MODELS:
+        from quantlens.models import containment
+
+        containment.prestart()  # the crash-containment child starts while the rest is imported
+    from quantlens.models.base import trusted_models
+
     try:
         _check_bounds(args)
         from quantlens.report.console import wide_tables

@@ -1,7 +1,34 @@
-"""Model backends behind one Protocol; ``load_model`` picks one by file type."""
+"""Model backends behind one Protocol; ``load_model`` picks one by file type.
 
-from quantlens.models.base import Model
-from quantlens.models.loading import load_model
-from quantlens.results import ModelInfo, QuantParams, TensorSpec
+The names below load on first use, so that a submodule with no heavy imports (the crash
+containment, started before anything else) is importable without NumPy and the runtimes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quantlens.models.base import Model
+    from quantlens.models.loading import load_model
+    from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 __all__ = ["Model", "ModelInfo", "QuantParams", "TensorSpec", "load_model"]
+
+_EXPORTS = {
+    "Model": "quantlens.models.base",
+    "load_model": "quantlens.models.loading",
+    "ModelInfo": "quantlens.results",
+    "QuantParams": "quantlens.results",
+    "TensorSpec": "quantlens.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quantlens.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
