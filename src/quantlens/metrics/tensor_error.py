@@ -195,17 +195,17 @@ class _BlockSums:
                 self.saturated += int(np.count_nonzero(c == ends.min))
             if c.max() == ends.max:
                 self.saturated += int(np.count_nonzero(c == ends.max))
-        # Σr·c and Σc² from the values themselves: from Σr² and Σr·e they cancel out
-        # when the error is as large as the signal
-        flat_r, flat_c = r.reshape(m, -1), values.reshape(m, -1)
-        self.rc[rows] += np.einsum("mk,mk->m", flat_r, flat_c)
-        self.cc[rows] += np.einsum("mk,mk->m", flat_c, flat_c)
-        np.subtract(values, r, out=e)
+        # Σr·c and Σc² from the values themselves (from Σr² and Σr·e they cancel out when
+        # the error is as large as the signal), per sample, lane by lane as below
         g = _group(k, channels)
-        rg, eg = r.reshape(m, k // g, g * channels), e.reshape(m, k // g, g * channels)
-        folded = (m, g, channels)
-        self.rr[rows] += np.einsum("mkc,mkc->mc", rg, rg).reshape(folded).sum(axis=1)
-        self.ee[rows] += np.einsum("mkc,mkc->mc", eg, eg).reshape(folded).sum(axis=1)
+        rg, cg = r.reshape(m, k // g, g * channels), values.reshape(m, k // g, g * channels)
+        self.rc[rows] += np.einsum("mkc,mkc->mc", rg, cg).sum(axis=1, dtype=np.float64)
+        self.cc[rows] += np.einsum("mkc,mkc->mc", cg, cg).sum(axis=1, dtype=np.float64)
+        np.subtract(values, r, out=e)
+        eg = e.reshape(m, k // g, g * channels)
+        folded, f64 = (m, g, channels), np.float64
+        self.rr[rows] += np.einsum("mkc,mkc->mc", rg, rg).reshape(folded).sum(axis=1, dtype=f64)
+        self.ee[rows] += np.einsum("mkc,mkc->mc", eg, eg).reshape(folded).sum(axis=1, dtype=f64)
         np.minimum(self.low, rg.min(axis=(0, 1)).reshape(g, channels).min(axis=0), out=self.low)
         np.maximum(self.high, rg.max(axis=(0, 1)).reshape(g, channels).max(axis=0), out=self.high)
         np.abs(e, out=e)
