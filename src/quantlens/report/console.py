@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -96,8 +97,11 @@ def build_table(
     ';'), nothing is cut."""
     shown = [columns[i] for i, c in enumerate(columns) if c.compact or _WIDE.get()]
     cells = [[r[i] for i, c in enumerate(columns) if c.compact or _WIDE.get()] for r in rows]
+    # a table narrower than its title would fold the title to its own width: widen it, as
+    # far as the terminal allows
+    widest = None if title is None else min(cell_len(title), width or cell_len(title))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  pad_edge=False)  # fmt: skip
+                  pad_edge=False, min_width=widest)  # fmt: skip
     widths: list[int | None] = [None] * len(shown)
     if width is not None and not _WIDE.get():
         widths = _fit(shown, cells, width)
@@ -157,8 +161,6 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
     """Each column's width so the table fits ``width`` (None: as wide as its numbers): rich
     alone shrinks every wrappable column alike (folding names where a text column had room)
     or crops."""
-    from rich.cells import cell_len
-
     texts = [[_plain(c.header), *(_plain(r[i]) for r in rows)] for i, c in enumerate(columns)]
     longest = [max(cell_len(t) for t in col) for col in texts]
     words = [max([cell_len(w) for t in col for w in t.split()] or [1]) for col in texts]
