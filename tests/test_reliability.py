@@ -594,12 +594,13 @@ def test_killing_quantlens_takes_its_workers_with_it(digits_models, tmp_path, si
     import sys
     import time
 
-    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((400_000, 8, 8, 1),
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((100_000, 8, 8, 1),
                                                                    dtype=np.float32))  # fmt: skip
+    # one sample per batch: a run of several seconds, still going when the signal comes
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantlens", "evaluate", str(digits_models["float"]),
          str(digits_models["int8"]), "--data", str(tmp_path / "d.npz"), "--workers", "2",
-         "--no-bench", "--json", str(tmp_path / "r.json")],
+         "--batch-size", "1", "--no-bench", "--json", str(tmp_path / "r.json")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
