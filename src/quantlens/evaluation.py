@@ -27,7 +27,7 @@ from quantlens.models.base import (
     models_trusted,
     unique_names,
 )
-from quantlens.models.batching import PROBE_SAMPLES, auto_batch_size, declared_batch
+from quantlens.models.batching import PROBE_SAMPLES, auto_batch_size, declared_batch, probe_all
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
 from quantlens.models.matching import wire
@@ -218,8 +218,7 @@ def probe_models(
     one at a time and as one batch; see :mod:`quantlens.models.batching`)."""
     first = next(dataset.bind(models[0].inputs, batch_size=PROBE_SAMPLES, limit=PROBE_SAMPLES,
                               allow_nonfinite=allow_nonfinite, constants=constants))  # fmt: skip
-    return [m.probe_batching([first.inputs[i] for i in ins])
-            for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
+    return probe_all(models, [[first.inputs[i] for i in ins] for ins, _ in wiring])
 
 
 def _with_invoke_size(

@@ -29,7 +29,7 @@ from quantlens.diagnose.common import (
 from quantlens.errors import ConfigError, ModelLoadError, ModelMismatchError
 from quantlens.metrics import FidelityState
 from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
-from quantlens.models.batching import PROBE_SAMPLES
+from quantlens.models.batching import PROBE_SAMPLES, probe_all
 from quantlens.models.matching import feed_order, match_tensors
 from quantlens.models.quantization import integer_parts
 from quantlens.results import DiagnosisResult, OpRow, TensorRow
@@ -179,9 +179,7 @@ def _both_runs(
             f_inputs, q_inputs = batch.inputs, [batch.inputs[i] for i in order]
             if k == 0:
                 first = [[x[:PROBE_SAMPLES] for x in xs] for xs in (f_inputs, q_inputs)]
-                f_probe = f_pool.submit(flt.model.probe_batching, first[0])
-                qnt.model.probe_batching(first[1])  # meanwhile, here
-                f_probe.result()
+                probe_all([flt.model, qnt.model], first)
             f_side, q_side = slots[k % 2]  # its last batch is measured and let go below
             f_run = f_pool.submit(f_side.model.predict_tensors, f_inputs, f_idx, views=True)
             q_run = q_pool.submit(q_side.model.predict_tensors, q_inputs, q_idx, views=True)

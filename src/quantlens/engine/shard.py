@@ -16,7 +16,7 @@ from quantlens.errors import ConfigError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis, rows_all_finite, rows_all_zero
 from quantlens.models.base import Model
-from quantlens.models.batching import PROBE_SAMPLES
+from quantlens.models.batching import PROBE_SAMPLES, probe_all
 from quantlens.models.matching import wire
 from quantlens.models.quantization import clipped_count
 from quantlens.results import BatchingDecision, QuantParams
@@ -210,8 +210,8 @@ def run_shard(
         allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
     ):  # fmt: skip
         if not plan.batching and not decisions:
-            decisions = [m.probe_batching([batch.inputs[i][:PROBE_SAMPLES] for i in ins])
-                         for m, (ins, _) in zip(models, wiring, strict=True)]  # fmt: skip
+            decisions = probe_all(models, [[batch.inputs[i][:PROBE_SAMPLES] for i in ins]
+                                           for ins, _ in wiring])  # fmt: skip
         outs = []
         for model, (ins, outs_order), st, quant in zip(
             models, wiring, states, quantized_inputs, strict=True

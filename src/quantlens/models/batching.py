@@ -19,6 +19,7 @@ be run batched, however fast that would be.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,18 @@ class RunnerBatching:
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """Decide, on the data's first samples, how batches must run (and run them so)."""
         return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
+
+
+def probe_all(models: Sequence[Any], feeds: Sequence[Sequence[np.ndarray]]) -> list[Any]:
+    """Each model's ``probe_batching`` on its feeds, the models at the same time in threads
+    (the runtimes release the GIL while they run): the probe runs before any real batch, so
+    its time is the start-up's."""
+    if len(models) == 1:
+        return [models[0].probe_batching(feeds[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(models), "quantlens-probe") as pool:
+        return list(pool.map(lambda m, f: m.probe_batching(f), models, feeds))
 
 
 def one_sample_feeds(
