@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean
+.PHONY: demo test compile lint typecheck check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,15 @@ $(STAMP)-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(STAMP)-demo
+# Byte-compiled once here: where PYTHONDONTWRITEBYTECODE is set (as in many images), every
+# quantlens process, and every worker it starts, would otherwise compile its modules anew.
+compile: | $(BIN)/python
+	$(BIN)/python -m compileall -q src
+
+demo: $(STAMP)-demo compile
 	$(BIN)/quantlens demo
 
-test: $(STAMP)-dev
+test: $(STAMP)-dev compile
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)-dev
