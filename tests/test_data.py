@@ -118,6 +118,16 @@ def test_nonfinite_inputs_are_refused_unless_allowed() -> None:
         collect(load_dataset(x), batch_size=3)
     _, (got,), _ = collect(load_dataset(x), batch_size=3, allow_nonfinite=True)
     assert np.isnan(got).sum() == 1
+    x[4, 1, 2, 0] = np.inf
+    with pytest.raises(DataError, match="NaN or inf at sample 4"):
+        collect(load_dataset(x), batch_size=3)
+    x[4, 1, 2, 0] = 3e38  # finite, though a sum of such values is not
+    x[5, 0, 0, 0] = 3e38
+    batches, _, _ = collect(load_dataset(x), batch_size=4)
+    # the range each checked batch carries, which the saturation count reads
+    assert [b.ranges for b in batches] == [((0.0, 0.0),), ((0.0, float(np.float32(3e38))),)]
+    batches, _, _ = collect(load_dataset(x), batch_size=4, allow_nonfinite=True)
+    assert all(b.ranges is None for b in batches)
 
 
 def test_batches_across_chunk_boundaries_hold_every_sample_once_in_order() -> None:

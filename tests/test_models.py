@@ -130,3 +130,38 @@ def test_keras_h5_and_saved_model_agree(multi_io_models, tf, tmp_path) -> None:
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
     with trusted_models():
         assert load_model(tmp_path / "saved").info().size_bytes > 0
+
+
+def test_a_twin_runs_while_the_tensors_of_the_first_are_read_in_place(
+    digits_models, digits_split
+) -> None:
+    """Tensors read in place stay valid while the model's twin runs the next batch, and equal
+    a copying run of a model of its own; the runtime refuses to run the first model again
+    until they are let go."""
+    from quantlens.errors import ModelRunError
+    from quantlens.models.litert import LiteRTModel
+
+    def inspected() -> LiteRTModel:
+        return LiteRTModel(digits_models["int8"], use_default_delegates=False,
+                           preserve_all_tensors=True)  # fmt: skip
+
+    x = digits_split[2][:16]
+    model, plain = inspected(), inspected()
+    twin = model.twin()
+    hidden = [t.index for t in model._graph.tensors if not t.constant][1:4]
+    (out_a,), held = model.predict_tensors([x[:8]], hidden, views=True)
+    copies = [h.copy() for h in held]
+    (out_b,), seen_b = twin.predict_tensors([x[8:]], hidden, views=True)
+    for h, c in zip(held, copies, strict=True):  # the twin did not touch them
+        np.testing.assert_array_equal(h, c)
+    for got, xs in (((out_a, copies), x[:8]), ((out_b, seen_b), x[8:])):
+        (want,), want_hidden = plain.predict_tensors([xs], hidden)
+        np.testing.assert_array_equal(got[0], want)
+        for g, w in zip(got[1], want_hidden, strict=True):
+            np.testing.assert_array_equal(g, w)
+    del seen_b
+    with pytest.raises(ModelRunError):
+        model.predict_tensors([x[:8]], hidden, views=True)
+    del held, h  # the last loop variable held one too
+    (again,), _ = model.predict_tensors([x[:8]], hidden, views=True)
+    np.testing.assert_array_equal(again, out_a)

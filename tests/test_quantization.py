@@ -144,3 +144,9 @@ def test_clipped_count_equals_counting_each_quantized_value() -> None:
             info = np.iinfo(dtype)
             want = int(np.count_nonzero((q < info.min) | (q > info.max)))
             assert clipped_count(x, qp, dtype) == want, (qp, spread)
+            finite = x[np.isfinite(x)]  # the range a checked batch carries: no NaN in it
+            x_ok = np.where(np.isfinite(x), x, 0).astype(np.float32)
+            q_ok = np.rint(x_ok * inv).astype(np.float64) + zp
+            want_ok = int(np.count_nonzero((q_ok < info.min) | (q_ok > info.max)))
+            span = (float(min(finite.min(), 0)), float(max(finite.max(), 0)))
+            assert clipped_count(x_ok, qp, dtype, span) == want_ok, (qp, spread)
