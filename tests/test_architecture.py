@@ -11,7 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "quantlens"
 
 #: Lowest first; a module may import from its own layer or a lower one.
 LAYERS = [
-    ("vocabulary", ["errors", "_quiet", "_process", "results", "metric_registry", "backends"]),
+    (
+        "vocabulary",
+        ["errors", "_quiet", "_process", "_lazy", "results", "metric_registry", "backends"],
+    ),
     ("runtimes and data", ["metrics", "models", "data", "files", "config"]),
     ("engine", ["engine", "quantize", "bench"]),
     ("api", ["evaluation", "compare", "budget", "diagnose", "gates", "diff"]),

@@ -6,8 +6,9 @@ containment, started before anything else) is importable without NumPy and the r
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from quantlens._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from quantlens.models.base import Model
@@ -24,11 +25,4 @@ _EXPORTS = {
     "TensorSpec": "quantlens.results",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'quantlens.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
