@@ -98,7 +98,7 @@ def diagnose(
     def measure(batch: Any, f_run: Any, q_run: Any) -> None:
         nonlocal seen
         (f_out, f_vals), (q_out, q_vals) = f_run, q_run
-        f_by = dict(zip(f_idx, f_vals, strict=True))
+        f_by = {i: flt.real(i, v) for i, v in zip(f_idx, f_vals, strict=True)}
         n = len(batch)
         jobs = []
         for i, raw in zip(q_idx, q_vals, strict=True):
