@@ -177,12 +177,18 @@ class RunnerBatching:
         return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
 
 
+#: Models are probed at the same time only when each holds at least this much per sample:
+#: on small models the probe is mostly Python, and two threads would wait for each other.
+PARALLEL_PROBE_BYTES = 2**20
+
+
 def probe_all(models: Sequence[Any], feeds: Sequence[Sequence[np.ndarray]]) -> list[Any]:
-    """Each model's ``probe_batching`` on its feeds, the models at the same time in threads
-    (the runtimes release the GIL while they run): the probe runs before any real batch, so
-    its time is the start-up's."""
-    if len(models) == 1:
-        return [models[0].probe_batching(feeds[0])]
+    """Each model's ``probe_batching`` on its feeds; models large enough that their runs
+    dominate are probed at the same time, in threads (the runtimes release the GIL while they
+    run): the probe runs before any real batch, so its time is the start-up's."""
+    sizes = [sample_bytes(m) for m in models]
+    if len(models) == 1 or any(b is None or b < PARALLEL_PROBE_BYTES for b in sizes):
+        return [m.probe_batching(f) for m, f in zip(models, feeds, strict=True)]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(models), "quantlens-probe") as pool:
