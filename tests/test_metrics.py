@@ -302,3 +302,17 @@ def test_row_kernels_match_numpy_per_row(n, width, seed, kind) -> None:
         np.testing.assert_allclose(kernels.softmax(x if kind != "huge" else x / 1e306),
                                    scipy_softmax(x if kind != "huge" else x / 1e306, axis=1),
                                    rtol=1e-12, atol=1e-300)  # fmt: skip
+
+
+def test_tensor_error_of_an_empty_tensor_leaves_the_state_as_it_was() -> None:
+    from quantlens.metrics.tensor_error import TensorErrorState
+
+    before = TensorErrorState().update(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32))
+    for shape in ((4, 0, 3), (4, 5, 0)):
+        assert (
+            TensorErrorState()
+            .update(np.zeros(shape, np.float32), np.zeros(shape, np.int8), (0.1, 0))
+            .samples
+            == 0
+        )
+        assert before.update(np.zeros(shape, np.float32), np.zeros(shape)) is before

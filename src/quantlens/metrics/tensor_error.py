@@ -55,6 +55,8 @@ class TensorErrorState:
         relative error near 1e-7) and summed on in float64. NumPy releases the GIL in each
         pass, so several tensors can be measured at once in threads."""
         r = np.asarray(ref, dtype=np.float32)
+        if r.size == 0:  # a tensor with a zero dimension: nothing to measure
+            return self
         n = r.shape[0] if r.ndim else 1
         channels = r.shape[-1] if r.ndim > 1 else 1
         r3 = r.reshape(n, -1, channels)
