@@ -303,3 +303,25 @@ def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:
     # conv 8×8×8 float32 activations and the 10 logits at least, weights excluded
     got = model.working_bytes_per_sample()
     assert 8 * 8 * 8 * 4 + 10 * 4 <= got < 8 * 8 * 8 * 4 * 4 + 4096
+
+
+def test_the_first_batch_is_the_probes_batched_run(traps) -> None:
+    """Inline, the probe's batched run is the data's first batch itself: a model that can
+    batch runs that batch once (its outputs are the run's), one whose samples depend on
+    their neighbours runs it again one sample at a time; both give one-at-a-time outputs."""
+    from quantlens.models.batching import PROBE_SAMPLES, probe_all
+
+    cases = (
+        ("fcn", RNG.normal(size=(12, 5, 5, 3)), "resize", [PROBE_SAMPLES, 12]),
+        ("dependent", RNG.normal(size=(12, 6)), "per-sample", [PROBE_SAMPLES, 12, 12]),
+    )
+    for name, x, mode, sizes in cases:
+        x = x.astype(np.float32)
+        (truth,) = litert_one_at_a_time(traps[name], [x])
+        model = quantlens.load_model(traps[name])
+        calls: list[int] = []
+        real = model.predict
+        model.predict = lambda xs, real=real, calls=calls: calls.append(len(xs[0])) or real(xs)  # type: ignore[method-assign]
+        ((decision, outs),) = probe_all([model], [[x]], batch=True)
+        assert decision.mode == mode and calls == sizes, (name, calls)
+        np.testing.assert_allclose(outs[0], truth, rtol=1e-5, atol=1e-6)

@@ -16,7 +16,7 @@ from quantlens.errors import ConfigError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
 from quantlens.metrics.kernels import has_class_axis, rows_all_finite, rows_all_zero
 from quantlens.models.base import Model
-from quantlens.models.batching import PROBE_SAMPLES, probe_all
+from quantlens.models.batching import probe_all
 from quantlens.models.matching import wire
 from quantlens.models.quantization import clipped_count
 from quantlens.results import BatchingDecision, QuantParams
@@ -209,18 +209,20 @@ def run_shard(
         ref.inputs, batch_size=plan.batch_size, limit=limit,
         allow_nonfinite=plan.allow_nonfinite, constants=plan.constants,
     ):  # fmt: skip
-        if not plan.batching and not decisions:
-            decisions = probe_all(models, [[batch.inputs[i][:PROBE_SAMPLES] for i in ins]
-                                           for ins, _ in wiring])  # fmt: skip
+        feeds = [[batch.inputs[i] for i in ins] for ins, _ in wiring]
+        probed: list[list[np.ndarray] | None] = [None] * len(models)
+        if not plan.batching and not decisions:  # the first batch is the probe's batched run
+            probes = probe_all(models, feeds, batch=True)
+            decisions, probed = [d for d, _ in probes], [o for _, o in probes]
         outs = []
-        for model, (ins, outs_order), st, quant in zip(
-            models, wiring, states, quantized_inputs, strict=True
+        for model, fed, (ins, outs_order), st, quant, raw in zip(
+            models, feeds, wiring, states, quantized_inputs, probed, strict=True
         ):
-            fed = [batch.inputs[i] for i in ins]
             if any(q is not None for q in quant):
                 ranges = [batch.ranges[i] for i in ins] if batch.ranges else [None] * len(ins)
                 st.saturation = _count_saturation(st.saturation, fed, quant, ranges)
-            raw = model.predict(fed)
+            if raw is None:
+                raw = model.predict(fed)
             outs.append([raw[j] for j in outs_order])
         if not block.fits(outs, batch.labels):
             flush()

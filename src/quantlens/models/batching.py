@@ -176,23 +176,48 @@ class RunnerBatching:
         """Decide, on the data's first samples, how batches must run (and run them so)."""
         return probe_batching(self._runner, self.predict, sample, stateful=self._stateful)
 
+    def probe_on_batch(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[BatchingDecision, list[np.ndarray]]:
+        """Decide as :meth:`probe_batching` does, the batched run being the data's first
+        batch itself, and return that batch's outputs as decided."""
+        kept: list[list[np.ndarray]] = []
+        decision = probe_batching(self._runner, self.predict, batch, stateful=self._stateful,
+                                  whole=kept)  # fmt: skip
+        return decision, kept[0] if kept else self.predict(batch)
+
 
 #: Models are probed at the same time only when each holds at least this much per sample:
 #: on small models the probe is mostly Python, and two threads would wait for each other.
 PARALLEL_PROBE_BYTES = 2**20
 
 
-def probe_all(models: Sequence[Any], feeds: Sequence[Sequence[np.ndarray]]) -> list[Any]:
-    """Each model's ``probe_batching`` on its feeds; models large enough that their runs
-    dominate are probed at the same time, in threads (the runtimes release the GIL while they
-    run): the probe runs before any real batch, so its time is the start-up's."""
+def probe_all(
+    models: Sequence[Any], feeds: Sequence[Sequence[np.ndarray]], *, batch: bool = False
+) -> list[Any]:
+    """Each model's ``probe_batching`` on its feeds, or with ``batch`` (the feeds being each
+    model's first batch) the decisions and that batch's outputs, from ``probe_on_batch``
+    where the model has one. Models large enough that their runs dominate are probed at the
+    same time, in threads (the runtimes release the GIL while they run): the probe runs
+    before any real batch, so its time is the start-up's."""
+
+    def probe(model: Any, feed: Sequence[np.ndarray]) -> Any:
+        if not batch:
+            return model.probe_batching(feed)
+        on_batch = getattr(model, "probe_on_batch", None)
+        if on_batch is not None:
+            return on_batch(feed)
+        n = min(PROBE_SAMPLES, int(feed[0].shape[0]))
+        decision = model.probe_batching([x[:n] for x in feed])
+        return decision, model.predict(feed)
+
     sizes = [sample_bytes(m) for m in models]
     if len(models) == 1 or any(b is None or b < PARALLEL_PROBE_BYTES for b in sizes):
-        return [m.probe_batching(f) for m, f in zip(models, feeds, strict=True)]
+        return [probe(m, f) for m, f in zip(models, feeds, strict=True)]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(models), "quantlens-probe") as pool:
-        return list(pool.map(lambda m, f: m.probe_batching(f), models, feeds))
+        return list(pool.map(probe, models, feeds))
 
 
 def one_sample_feeds(
@@ -249,6 +274,7 @@ def _max_relative_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -
 def probe_batching(
     runner: BatchRunner, predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
     sample: Sequence[np.ndarray], *, stateful: bool = False,
+    whole: list[list[np.ndarray]] | None = None,
 ) -> BatchingDecision:  # fmt: skip
     """Decide how the model runs batches, by running the first samples one at a time and as
     one batch (the one-at-a-time run is the truth), and set the runner's mode.
@@ -258,6 +284,10 @@ def probe_batching(
         predict: the model's predict, run through ``runner``.
         sample: the first samples of the data, sample-first (at most PROBE_SAMPLES are used).
         stateful: the model keeps state between invokes (never resized).
+        whole: given, ``sample`` is the data's whole first batch and the batched run is that
+            batch (its first samples compared with the truth, as a batch of those alone
+            would be); its outputs are appended here when batches resize (the decision the
+            run goes on with), saving a run of them.
     """
     declared = declared_batch(runner.inputs)
     fixed = default_mode(runner.inputs) == "chunks"
@@ -275,21 +305,24 @@ def probe_batching(
         runner.set_mode(default_mode(runner.inputs))
         return BatchingDecision(runner.mode, f"{what}; one sample, nothing to compare")
     runner.set_mode("resize")
+    size = k if whole is None else int(sample[0].shape[0])
     try:
-        batched = predict(first)
+        batched = predict(first if whole is None else sample)
     except QuantlensError as exc:
         runner.set_mode(own)
         said = " ".join(str(exc).split())
         said = said if len(said) <= 120 else said[:119] + "…"
-        return BatchingDecision(own, f"{what}; a batch of {k} does not run ({said})")
-    diff = _max_relative_difference(truth, batched)
+        return BatchingDecision(own, f"{what}; a batch of {size} does not run ({said})")
+    diff = _max_relative_difference(truth, [o[:k] for o in batched])
     if diff <= PROBE_TOLERANCE:
-        return BatchingDecision("resize", f"{what}; a batch of {k} gives the outputs of one "
-                                "sample at a time", diff)  # fmt: skip
+        if whole is not None:
+            whole.append(batched)
+        return BatchingDecision("resize", f"{what}; {k} samples in a batch give the outputs "
+                                "of one sample at a time", diff)  # fmt: skip
     runner.set_mode(own)
     return BatchingDecision(
-        own, f"{what}; a batch of {k} changes the outputs (by {diff:.2g} of their magnitude): "
-        "a sample's result depends on its neighbours", diff,
+        own, f"{what}; {k} samples in a batch change their outputs (by {diff:.2g} of their "
+        "magnitude): a sample's result depends on its neighbours", diff,
     )  # fmt: skip
 
 

@@ -126,6 +126,10 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:  # input_quantization, own_layout, ...
         return getattr(self._model, name)
 
+    #: Not the wrapped model's: its first batch's outputs would bypass the recording, so the
+    #: probe runs on the first samples and the batch runs here (probe_all's fallback).
+    probe_on_batch = None
+
     @property
     def batching(self) -> str:
         return self._model.batching
