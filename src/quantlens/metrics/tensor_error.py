@@ -51,9 +51,8 @@ class TensorErrorState:
 
         Activations are large and every pass over them counts: each statistic is formed
         block by block (:data:`BLOCK` elements, whose temporaries stay in a core's cache) with
-        no allocation the size of the tensor, sums of products in float32 within a block (a
-        relative error near 1e-7) and summed on in float64. NumPy releases the GIL in each
-        pass, so several tensors can be measured at once in threads."""
+        no allocation the size of the tensor, sums of products in float32 within a block's
+        lanes (a relative error near 1e-7) and summed on in float64."""
         r = np.asarray(ref, dtype=np.float32)
         if r.size == 0:  # a tensor with a zero dimension: nothing to measure
             return self
