@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 
 import quantlens
 from quantlens.cli import main
-from quantlens.errors import ConfigError, DataError, QuantlensError
+from quantlens.errors import ConfigError, DataError, ModelLoadError, QuantlensError
 from quantlens.gates import parse_gate
 from tests.test_models import hand_run
 
@@ -237,25 +237,58 @@ def test_fuzzed_models_load_or_raise_a_quantlens_error(digits_models, tmp_path) 
     assert outcomes["ok"] + outcomes["error"] == runs and outcomes["error"] > 50
 
 
-def test_a_model_that_crashes_the_runtime_is_a_one_line_error(digits_models, tmp_path, capsys):
-    """An op that writes into the graph's input passes the verifier and crashes LiteRT
-    (SIGSEGV) on invoke: quantlens survives it and names the model."""
+def _writes_its_input(float_model: Path, out: Path) -> Path:
+    """The model with its last op writing into the graph's input: the flatbuffer verifier
+    passes it, LiteRT crashes (SIGSEGV) on invoke."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(digits_models["float"].read_bytes(), 0)
+    model = schema.ModelT.InitFromPackedBuf(float_model.read_bytes(), 0)
     sg = model.subgraphs[0]
     sg.operators[-1].outputs = [sg.inputs[0]]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    crash = tmp_path / "writes_its_input.tflite"
-    crash.write_bytes(bytes(builder.Output()))
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+def test_a_model_that_crashes_the_runtime_is_a_one_line_error(digits_models, tmp_path, capsys):
+    """An op that writes into the graph's input passes the verifier and crashes LiteRT
+    (SIGSEGV) on invoke: quantlens survives it and names the model."""
+    crash = _writes_its_input(digits_models["float"], tmp_path / "writes_its_input.tflite")
     for argv in (["evaluate", str(digits_models["float"]), str(crash), "--data", "digits"],
                  ["info", str(crash)], ["bench", str(crash)]):  # fmt: skip
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "writes_its_input.tflite crashes the TFLite runtime (SIGSEGV)" in err
         assert err.count("\n") == 1
+
+
+def test_models_checked_early_are_not_checked_again(digits_models, tmp_path, monkeypatch):
+    """The command line's models are checked by the containment child while quantlens
+    imports: loading them later asks the child nothing more, a crash found early is the
+    same one-line error, and a model changed since its check is checked again."""
+    import threading
+
+    from quantlens.models import containment
+
+    crash = _writes_its_input(digits_models["float"], tmp_path / "early_crash.tflite")
+    fine = tmp_path / "early_fine.tflite"
+    fine.write_bytes(digits_models["int8io"].read_bytes() + b"\0" * 16)  # bytes of its own
+    containment.prestart([str(crash), str(fine), str(tmp_path / "missing.tflite")])
+    for thread in threading.enumerate():
+        if thread.name == "quantlens-containment":
+            thread.join(120)
+    asked: list[str] = []
+    real = containment._VERIFIER._check
+    monkeypatch.setattr(containment._VERIFIER, "_check", lambda p: asked.append(p) or real(p))
+    containment.ensure_contained(str(fine), fine.read_bytes())
+    with pytest.raises(ModelLoadError, match=r"early_crash\.tflite crashes the TFLite runtime"):
+        containment.ensure_contained(str(crash), crash.read_bytes())
+    assert asked == []
+    fine.write_bytes(fine.read_bytes() + b"\0" * 16)
+    containment.ensure_contained(str(fine), fine.read_bytes())
+    assert asked == [str(fine)]
 
 
 def test_stateful_model_is_reset_between_samples(tf, tmp_path) -> None:

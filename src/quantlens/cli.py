@@ -707,6 +707,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tflite_files(args: argparse.Namespace) -> list[str]:
+    """The existing .tflite files named on the command line, in order."""
+    given = [v for value in vars(args).values()
+             for v in (value if isinstance(value, list) else [value])]  # fmt: skip
+    return [v for v in given if isinstance(v, str) and v.lower().endswith(".tflite")
+            and os.path.isfile(v)]  # fmt: skip
+
+
 #: Commands that open model files: the crash-containment child starts with them.
 _LOADS_MODELS = frozenset(
     ("evaluate", "bench", "quantize", "compare", "diagnose", "kernels", "check", "info", "demo")
@@ -744,7 +752,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _LOADS_MODELS:
         from quantlens.models import containment
 
-        containment.prestart()  # the crash-containment child starts while the rest is imported
+        # the crash-containment child starts, and checks the command line's .tflite files,
+        # while the rest is imported
+        containment.prestart(_tflite_files(args))
     from quantlens.models.base import trusted_models
 
     try:

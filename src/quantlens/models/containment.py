@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from quantlens._process import die_with_parent
@@ -86,11 +88,21 @@ class _Verifier:
         with self._lock:
             self._start()
 
-    def check(self, path: str) -> str:
+    def check(self, path: str, key: str) -> str:
         """'ok', 'refused', 'timeout', or the name of the signal that killed the child, with
-        the last line it wrote to stderr."""
+        the last line it wrote to stderr. A model checked while this thread waited for its
+        turn (an early check of the same bytes) is not checked again."""
         with self._lock:
-            return self._check(path)
+            if key in _VERIFIED:
+                return "ok"
+            if key in _OUTCOMES:
+                return _OUTCOMES[key]
+            outcome = self._check(path)
+            if outcome == "ok":
+                _VERIFIED.add(key)
+            elif outcome != "refused":  # 'refused': the runtime said why, the load reports it
+                _OUTCOMES[key] = outcome
+            return outcome
 
     def _check(self, path: str) -> str:
         proc = self._start()
@@ -119,14 +131,31 @@ class _Verifier:
 _VERIFIER = _Verifier()
 
 
-def prestart() -> None:
+def prestart(paths: Sequence[str] = ()) -> None:
     """Start the child now, so its start-up overlaps the caller's own (it is otherwise
-    started by the first model to check)."""
-    if os.environ.get(SKIP_ENV) != "1":
-        _VERIFIER.prestart()
+    started by the first model to check), and have it check ``paths`` (.tflite files) as
+    soon as it is up, from a thread of this process: their loads later find them checked."""
+    if os.environ.get(SKIP_ENV) == "1":
+        return
+    _VERIFIER.prestart()
+    if paths:
+        threading.Thread(target=_check_early, args=(tuple(paths),), daemon=True,
+                         name="quantlens-containment").start()  # fmt: skip
+
+
+def _check_early(paths: tuple[str, ...]) -> None:
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            continue  # the load reports it
+        if len(data) >= 8 and data[4:8] == b"TFL3":
+            _VERIFIER.check(path, digest(data))
 
 
 _VERIFIED: set[str] = set()
+#: Models the child crashed or hung on, by digest: a later load says so without a rerun.
+_OUTCOMES: dict[str, str] = {}
 
 
 def digest(data: bytes) -> str:
@@ -153,7 +182,7 @@ def ensure_contained(path: str, data: bytes) -> None:
     key = digest(data)
     if key in _VERIFIED or os.environ.get(SKIP_ENV) == "1":
         return
-    outcome = _VERIFIER.check(path)
+    outcome = _VERIFIER.check(path, key)
     if outcome == "timeout":
         raise ModelLoadError(f"{path} did not load and run once within {VERIFY_TIMEOUT_S:.0f} "
                              "s; it is malformed or far too large")  # fmt: skip
@@ -162,5 +191,3 @@ def ensure_contained(path: str, data: bytes) -> None:
             f"{path} crashes the TFLite runtime ({outcome.removeprefix('crash ')}) when loaded or "
             "run; the file is malformed (re-export it)"
         )
-    if outcome == "ok":  # 'refused': the runtime refused it in words, which the caller reports
-        _VERIFIED.add(key)
