@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from quantlens._process import die_with_parent
@@ -145,12 +144,17 @@ def prestart(paths: Sequence[str] = ()) -> None:
 
 def _check_early(paths: tuple[str, ...]) -> None:
     for path in paths:
+        sha = hashlib.sha256()
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as f:  # in pieces: a large model is not held twice
+                head = f.read(8)
+                sha.update(head)
+                while piece := f.read(2**20):
+                    sha.update(piece)
         except OSError:
             continue  # the load reports it
-        if len(data) >= 8 and data[4:8] == b"TFL3":
-            _VERIFIER.check(path, digest(data))
+        if head[4:8] == b"TFL3":
+            _VERIFIER.check(path, sha.hexdigest())
 
 
 _VERIFIED: set[str] = set()
