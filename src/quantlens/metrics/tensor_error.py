@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,6 +163,19 @@ def _group(positions: int, channels: int) -> int:
     return 1
 
 
+#: A lane summed in float32 over more values than this loses digits (a tensor of one channel
+#: whose length has no divisor near 256 leaves lanes of thousands): it is summed in float64.
+LONG_LANE = 2048
+
+
+def _lane_sums(length: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Σ a·b over axis 1 of two (m, length, w) blocks, per (m, w) lane: in float32 for lanes
+    up to LONG_LANE values (about 1e-7 relative), in float64 beyond."""
+    if length <= LONG_LANE:
+        return lambda a, b: np.einsum("mkc,mkc->mc", a, b)
+    return lambda a, b: np.einsum("mkc,mkc->mc", a, b, dtype=np.float64)
+
+
 class _BlockSums:
     """The sums :meth:`TensorErrorState.update` collects over one batch, block by block."""
 
@@ -200,13 +214,14 @@ class _BlockSums:
         # the error is as large as the signal), per sample, lane by lane as below
         g = _group(k, channels)
         rg, cg = r.reshape(m, k // g, g * channels), values.reshape(m, k // g, g * channels)
-        self.rc[rows] += np.einsum("mkc,mkc->mc", rg, cg).sum(axis=1, dtype=np.float64)
-        self.cc[rows] += np.einsum("mkc,mkc->mc", cg, cg).sum(axis=1, dtype=np.float64)
+        dot = _lane_sums(k // g)
+        self.rc[rows] += dot(rg, cg).sum(axis=1, dtype=np.float64)
+        self.cc[rows] += dot(cg, cg).sum(axis=1, dtype=np.float64)
         np.subtract(values, r, out=e)
         eg = e.reshape(m, k // g, g * channels)
         folded, f64 = (m, g, channels), np.float64
-        self.rr[rows] += np.einsum("mkc,mkc->mc", rg, rg).reshape(folded).sum(axis=1, dtype=f64)
-        self.ee[rows] += np.einsum("mkc,mkc->mc", eg, eg).reshape(folded).sum(axis=1, dtype=f64)
+        self.rr[rows] += dot(rg, rg).reshape(folded).sum(axis=1, dtype=f64)
+        self.ee[rows] += dot(eg, eg).reshape(folded).sum(axis=1, dtype=f64)
         np.minimum(self.low, rg.min(axis=(0, 1)).reshape(g, channels).min(axis=0), out=self.low)
         np.maximum(self.high, rg.max(axis=(0, 1)).reshape(g, channels).max(axis=0), out=self.high)
         np.abs(e, out=e)
