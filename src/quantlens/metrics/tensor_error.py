@@ -165,12 +165,13 @@ def _group(positions: int, channels: int) -> int:
 
 #: A lane summed in float32 over more values than this loses digits (a tensor of one channel
 #: whose length has no divisor near 256 leaves lanes of thousands): it is summed in float64.
-LONG_LANE = 2048
+LONG_LANE = 1024
 
 
 def _lane_sums(length: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Σ a·b over axis 1 of two (m, length, w) blocks, per (m, w) lane: in float32 for lanes
-    up to LONG_LANE values (about 1e-7 relative), in float64 beyond."""
+    up to LONG_LANE values (a real activation's are at most 512 long: about 1e-7 relative),
+    in float64 beyond."""
     if length <= LONG_LANE:
         return lambda a, b: np.einsum("mkc,mkc->mc", a, b)
     return lambda a, b: np.einsum("mkc,mkc->mc", a, b, dtype=np.float64)
