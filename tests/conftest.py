@@ -134,6 +134,20 @@ def multi_io_models(tf, convert, tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+def four_dense(tf, middle: str):
+    """A 16 -> 4 classifier of four Dense layers, seeded: 'd1' (ReLU), ``middle`` (linear),
+    'd3' (ReLU), 'out'; the fixtures plant their trap in ``middle``."""
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((16,), name="x"),
+        keras.layers.Dense(32, activation="relu", name="d1"),
+        keras.layers.Dense(32, name=middle),
+        keras.layers.Dense(32, activation="relu", name="d3"),
+        keras.layers.Dense(4, name="out"),
+    ])  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def bad_layer(tf, tmp_path_factory) -> dict[str, Path]:
     """A classifier whose middle layer 'bad' has one output channel with a range a thousand
@@ -142,15 +156,7 @@ def bad_layer(tf, tmp_path_factory) -> dict[str, Path]:
     samples where it is confident, so a well-quantized model keeps them all."""
     from quantlens.quantize import quantize
 
-    keras = tf.keras
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((16,), name="x"),
-        keras.layers.Dense(32, activation="relu", name="d1"),
-        keras.layers.Dense(32, name="bad"),
-        keras.layers.Dense(32, activation="relu", name="d3"),
-        keras.layers.Dense(4, name="out"),
-    ])  # fmt: skip
+    model = four_dense(tf, "bad")
     k, b = model.get_layer("bad").get_weights()
     k[:, 0] *= 1000
     b[0] *= 1000

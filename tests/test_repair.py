@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from quantlens.cli import main
+from tests.conftest import four_dense
 from tests.test_models import hand_run
 
 BADW = "badw_1/MatMul"
@@ -27,15 +28,7 @@ def bad_weight(tf, tmp_path_factory) -> dict[str, Path]:
     and 2), so the quantizer's calibration covers the inputs."""
     from quantlens.quantize import quantize
 
-    keras = tf.keras
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((16,), name="x"),
-        keras.layers.Dense(32, activation="relu", name="d1"),
-        keras.layers.Dense(32, name="badw"),
-        keras.layers.Dense(32, activation="relu", name="d3"),
-        keras.layers.Dense(4, name="out"),
-    ])  # fmt: skip
+    model = four_dense(tf, "badw")
     k, b = model.get_layer("d1").get_weights()
     k[:, 0], b[0] = 0.0, -1.0
     model.get_layer("d1").set_weights([k, b])

@@ -73,12 +73,17 @@ class BatchRunner:
             raise ValueError(f"unknown batching '{mode}'")
         self.mode = mode
 
+    @property
+    def per_invoke(self) -> int | None:
+        """Samples an invoke holds: one, the declared batch, or (resize) the whole batch."""
+        if self.mode == "resize":
+            return None
+        return 1 if self.mode == "per-sample" else self.chunk
+
     def invokes(self, n: int) -> int:
         """How many invokes a batch of ``n`` samples takes."""
-        if self.mode == "resize":
-            return 1
-        size = 1 if self.mode == "per-sample" else self.chunk
-        return -(-n // size)
+        size = self.per_invoke
+        return 1 if size is None else -(-n // size)
 
     def predict(self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int) -> list[np.ndarray]:
         """Run a batch (every array sample-first, ``n`` samples) and return ``run``'s tensors
@@ -87,11 +92,11 @@ class BatchRunner:
         n = int(inputs[0].shape[0])
         if n == 0:
             raise DataError("empty batch: the data set has no samples")
-        if self.mode == "resize":
+        size = self.per_invoke
+        if size is None:  # resized to the batch
             if n > 1 and self._out_axes is None:
                 self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
             return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
-        size = 1 if self.mode == "per-sample" else self.chunk
         parts: list[list[np.ndarray]] = []
         for start in range(0, n, size):
             stop = min(start + size, n)
@@ -109,8 +114,8 @@ class BatchRunner:
             ConfigError: the model runs fewer samples per invoke than the batch holds.
         """
         n = int(inputs[0].shape[0])
-        size = 1 if self.mode == "per-sample" else self.chunk
-        if self.mode != "resize" and n != size:
+        size = self.per_invoke
+        if size is not None and n != size:
             raise ConfigError(
                 f"{name} runs {size} sample(s) per invoke ({self.mode}); use batch size {size}"
             )
@@ -181,10 +186,8 @@ class RunnerBatching:
     ) -> tuple[BatchingDecision, list[np.ndarray]]:
         """Decide as :meth:`probe_batching` does, the batched run being the data's first
         batch itself, and return that batch's outputs as decided."""
-        kept: list[list[np.ndarray]] = []
-        decision = probe_batching(self._runner, self.predict, batch, stateful=self._stateful,
-                                  whole=kept)  # fmt: skip
-        return decision, kept[0] if kept else self.predict(batch)
+        decision, batched = _probe(self._runner, self.predict, batch, self._stateful, True)
+        return decision, self.predict(batch) if batched is None else batched
 
 
 #: Models are probed at the same time only when each holds at least this much per sample:
@@ -274,7 +277,6 @@ def _max_relative_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -
 def probe_batching(
     runner: BatchRunner, predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
     sample: Sequence[np.ndarray], *, stateful: bool = False,
-    whole: list[list[np.ndarray]] | None = None,
 ) -> BatchingDecision:  # fmt: skip
     """Decide how the model runs batches, by running the first samples one at a time and as
     one batch (the one-at-a-time run is the truth), and set the runner's mode.
@@ -284,17 +286,23 @@ def probe_batching(
         predict: the model's predict, run through ``runner``.
         sample: the first samples of the data, sample-first (at most PROBE_SAMPLES are used).
         stateful: the model keeps state between invokes (never resized).
-        whole: given, ``sample`` is the data's whole first batch and the batched run is that
-            batch (its first samples compared with the truth, as a batch of those alone
-            would be); its outputs are appended here when batches resize (the decision the
-            run goes on with), saving a run of them.
     """
+    return _probe(runner, predict, sample, stateful, False)[0]
+
+
+def _probe(
+    runner: BatchRunner, predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
+    sample: Sequence[np.ndarray], stateful: bool, whole: bool,
+) -> tuple[BatchingDecision, list[np.ndarray] | None]:  # fmt: skip
+    """:func:`probe_batching`; with ``whole``, ``sample`` is the data's whole first batch and
+    the batched run is that batch (its first samples compared with the truth, as a batch of
+    those alone would be), whose outputs come back when batches resize (None otherwise)."""
     declared = declared_batch(runner.inputs)
     fixed = default_mode(runner.inputs) == "chunks"
     if stateful:
         runner.set_mode("per-sample" if declared == 1 else "chunks")
         return BatchingDecision(runner.mode, "stateful (resource variables): a fresh state "
-                                "for every sample, never resized")  # fmt: skip
+                                "for every sample, never resized"), None  # fmt: skip
     k = min(PROBE_SAMPLES, int(sample[0].shape[0]))
     first = [x[:k] for x in sample]
     own = "chunks" if fixed else "per-sample"
@@ -303,27 +311,26 @@ def probe_batching(
     what = f"declared batch of {declared}" if fixed else "open batch"
     if k < 2:
         runner.set_mode(default_mode(runner.inputs))
-        return BatchingDecision(runner.mode, f"{what}; one sample, nothing to compare")
+        return BatchingDecision(runner.mode, f"{what}; one sample, nothing to compare"), None
     runner.set_mode("resize")
-    size = k if whole is None else int(sample[0].shape[0])
+    batch = sample if whole else first
     try:
-        batched = predict(first if whole is None else sample)
+        batched = predict(batch)
     except QuantlensError as exc:
         runner.set_mode(own)
         said = " ".join(str(exc).split())
         said = said if len(said) <= 120 else said[:119] + "…"
-        return BatchingDecision(own, f"{what}; a batch of {size} does not run ({said})")
+        size = int(batch[0].shape[0])
+        return BatchingDecision(own, f"{what}; a batch of {size} does not run ({said})"), None
     diff = _max_relative_difference(truth, [o[:k] for o in batched])
     if diff <= PROBE_TOLERANCE:
-        if whole is not None:
-            whole.append(batched)
         return BatchingDecision("resize", f"{what}; {k} samples in a batch give the outputs "
-                                "of one sample at a time", diff)  # fmt: skip
+                                "of one sample at a time", diff), batched  # fmt: skip
     runner.set_mode(own)
     return BatchingDecision(
         own, f"{what}; {k} samples in a batch change their outputs (by {diff:.2g} of their "
         "magnitude): a sample's result depends on its neighbours", diff,
-    )  # fmt: skip
+    ), None  # fmt: skip
 
 
 #: A batch size chosen for the user holds at most this much per model (its inputs, outputs
