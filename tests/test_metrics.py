@@ -276,13 +276,14 @@ def test_tensor_error_matches_numpy_in_float64(case, integer) -> None:
 
 @given(
     st.integers(1, 50), st.sampled_from([1, 3, 10, 32, 33, 200]), st.integers(0, 2**32 - 1),
-    st.sampled_from(["normal", "zeros", "nonfinite", "huge"]),
+    st.sampled_from(["normal", "zeros", "nonfinite", "huge", "ties"]),
 )  # fmt: skip
 @SETTINGS
 def test_row_kernels_match_numpy_per_row(n, width, seed, kind) -> None:
-    """The row reductions that skip NumPy's per-row cost (narrow rows a column at a time, a
-    whole-array check first) give what NumPy's axis=1 reductions give, on rows with zeros,
-    NaN, inf and values whose sum overflows."""
+    """The row reductions that skip NumPy's per-row cost (narrow rows a column at a time or
+    stored column by column, a whole-array check first) give what NumPy's axis=1 reductions
+    give, on rows with zeros, NaN, inf, ties and values whose sum overflows, in either
+    memory order."""
     from quantlens.metrics import kernels
 
     rng = np.random.default_rng(seed)
@@ -294,14 +295,21 @@ def test_row_kernels_match_numpy_per_row(n, width, seed, kind) -> None:
         x.flat[rng.integers(0, x.size, 3)] = rng.choice([np.nan, np.inf, -np.inf], 3)
     elif kind == "huge":
         x[:, 0] = x[:, -1] = 1e308  # finite, but a row's sum is inf
-    np.testing.assert_array_equal(kernels.rows_all_finite(x), np.isfinite(x).all(axis=1))
-    np.testing.assert_array_equal(kernels.rows_all_zero(x), ~x.any(axis=1))
-    mask = x > 0.3
-    np.testing.assert_array_equal(kernels.row_counts(mask), mask.sum(axis=1))
+    elif kind == "ties":
+        x = rng.integers(-2, 3, (n, width)).astype(np.float64)
+    if n > 1 and width > 1:  # narrow rows are stored column by column
+        assert kernels.flat(x).flags.f_contiguous == (width <= kernels.NARROW_ROWS)
+    for rows in (x, np.asfortranarray(x)):
+        np.testing.assert_array_equal(kernels.rows_all_finite(rows), np.isfinite(x).all(axis=1))
+        np.testing.assert_array_equal(kernels.rows_all_zero(rows), ~x.any(axis=1))
+        np.testing.assert_array_equal(kernels.row_argmax(rows), x.argmax(axis=1))
+        mask = rows > 0.3
+        np.testing.assert_array_equal(kernels.row_counts(mask), mask.sum(axis=1))
     if kind != "nonfinite":
-        np.testing.assert_allclose(kernels.softmax(x if kind != "huge" else x / 1e306),
-                                   scipy_softmax(x if kind != "huge" else x / 1e306, axis=1),
-                                   rtol=1e-12, atol=1e-300)  # fmt: skip
+        logits = x if kind != "huge" else x / 1e306
+        for rows in (logits, np.asfortranarray(logits)):
+            np.testing.assert_allclose(kernels.softmax(rows), scipy_softmax(logits, axis=1),
+                                       rtol=1e-12, atol=1e-300)  # fmt: skip
 
 
 def test_tensor_error_of_an_empty_tensor_leaves_the_state_as_it_was() -> None:

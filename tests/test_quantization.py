@@ -150,3 +150,19 @@ def test_clipped_count_equals_counting_each_quantized_value() -> None:
             want_ok = int(np.count_nonzero((q_ok < info.min) | (q_ok > info.max)))
             span = (float(min(finite.min(), 0)), float(max(finite.max(), 0)))
             assert clipped_count(x_ok, qp, dtype, span) == want_ok, (qp, spread)
+
+
+def test_quantize_given_the_batch_range_equals_quantize_with_the_clip() -> None:
+    """The range lets quantize skip its clip only when nothing clips: with a range that
+    lands outside, or a per-channel quantization, it clips as before."""
+    rng = np.random.default_rng(3)
+    for qp, dtype in ((QuantParams((1 / 255,), (-128,), 0), "int8"),
+                      (QuantParams((0.02,), (128,), 0), "uint8"),
+                      (QuantParams((1 / 4096,), (0,), 0), "int16"),
+                      (QuantParams((0.1, 0.2, 0.05), (0, 3, -2), 3), "int8")):  # fmt: skip
+        for spread in (0.2, 1.0, 20.0):
+            x = rng.normal(0.3, spread, (8, 5, 5, 3)).astype(np.float32)
+            want = quantize(x, qp, dtype)
+            got = quantize(x, qp, dtype, value_range=(float(x.min()), float(x.max())))
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want, err_msg=f"{qp} {spread}")

@@ -14,7 +14,9 @@ from quantlens.metrics.kernels import (
     has_class_axis,
     kl_divergence,
     probabilities,
+    row_argmax,
     sqnr_db,
+    total_dot,
 )
 
 FIDELITY_METRICS = (
@@ -62,7 +64,7 @@ class FidelityState:
         if classes:
             p, q = probabilities(r, c)  # once, for the KL and for Δp
             kl = kl_divergence(p, q)
-            top1 += int(np.count_nonzero(r.argmax(1) == c.argmax(1)))
+            top1 += int(np.count_nonzero(row_argmax(r) == row_argmax(c)))
             sum_kl += float(kl.sum())
             kl_values = (*kl_values, kl.astype(np.float32))
             y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
@@ -73,10 +75,10 @@ class FidelityState:
         return FidelityState(
             samples=self.samples + r.shape[0],
             elements=self.elements + r.size,
-            sum_sq_err=self.sum_sq_err + float(np.vdot(err, err)),
+            sum_sq_err=self.sum_sq_err + total_dot(err, err),
             sum_abs_err=self.sum_abs_err + float(abs_err.sum()),
             max_abs_err=max(self.max_abs_err, float(abs_err.max(initial=0.0))),
-            sum_ref_sq=self.sum_ref_sq + float(np.vdot(r, r)),
+            sum_ref_sq=self.sum_ref_sq + total_dot(r, r),
             sum_cosine=self.sum_cosine + float(cosine_per_sample(r, c).sum()),
             class_axis=classes if self.class_axis is None else (self.class_axis and classes),
             top1_agree=top1,

@@ -11,15 +11,20 @@ EPSILON = 1e-7
 DISTRIBUTION_TOLERANCE = 1e-3
 
 
-def flat(x: np.ndarray) -> np.ndarray:
-    """(N, ...) -> (N, D) in float64."""
-    x64 = np.asarray(x, dtype=np.float64)
-    return x64.reshape(x64.shape[0], -1)
-
-
-#: Rows at most this wide are reduced a column at a time: NumPy's reductions along axis 1
-#: pay per row, which costs more than the arithmetic for a classifier's ten scores.
+#: Rows at most this wide are "narrow": NumPy's loops along axis 1 pay per row, which costs
+#: more than the arithmetic for a classifier's ten scores.
 NARROW_ROWS = 32
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, D) in float64; narrow rows are stored column by column (Fortran
+    order), so that NumPy's row reductions and per-row broadcasts run along the N samples
+    (about 10× faster for ten scores) rather than row by row."""
+    x = np.asarray(x)
+    x2 = x.reshape(x.shape[0], -1)
+    if 1 < x2.shape[1] <= NARROW_ROWS:
+        return np.asarray(x2, dtype=np.float64, order="F")
+    return np.asarray(x2, dtype=np.float64)
 
 
 def row_sums(x: np.ndarray) -> np.ndarray:
@@ -32,6 +37,12 @@ def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
+def total_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b over two (N, D) arrays of the same shape, whatever their memory order (``vdot``
+    copies a column-major array first)."""
+    return float(np.einsum("ij,ij->", a, b))
+
+
 def row_counts(mask: np.ndarray) -> np.ndarray:
     """How many True values each row of an (N, C) boolean array holds."""
     if mask.shape[1] > NARROW_ROWS:
@@ -41,12 +52,28 @@ def row_counts(mask: np.ndarray) -> np.ndarray:
 
 def _row_reduce(x: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
     """``ufunc`` (np.maximum, np.minimum, np.logical_or...) over each row of (N, C)."""
-    if x.shape[1] > NARROW_ROWS or x.shape[1] == 0:
-        return ufunc.reduce(x, axis=1)
+    if x.shape[1] > NARROW_ROWS or x.shape[1] == 0 or not x.flags.c_contiguous:
+        return ufunc.reduce(x, axis=1)  # column-major rows reduce along the samples
     out = x[:, 0].copy()
     for j in range(1, x.shape[1]):
         ufunc(out, x[:, j], out=out)
     return out
+
+
+def row_argmax(x: np.ndarray) -> np.ndarray:
+    """The index of each row's largest value, the first on ties (as ``x.argmax(axis=1)``,
+    which loops row by row: about 4× slower on narrow column-major rows)."""
+    n, width = x.shape
+    if width > NARROW_ROWS or width < 2 or n == 0 or x.flags.c_contiguous:
+        return x.argmax(axis=1)
+    at_top = (x == _row_reduce(x, np.maximum)[:, None]).view(np.int8)
+    # Column j at the top scores width - j: the row's best score names its first top column.
+    np.multiply(at_top, np.arange(width, 0, -1, dtype=np.int8), out=at_top)
+    idx = width - _row_reduce(at_top, np.maximum).astype(np.intp)
+    unmatched = idx == width  # a row with NaN, whose top is NaN: argmax names its first NaN
+    if unmatched.any():
+        idx[unmatched] = x[unmatched].argmax(axis=1)
+    return idx
 
 
 def rows_all_finite(x: np.ndarray) -> np.ndarray:

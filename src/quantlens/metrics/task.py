@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from quantlens.errors import DataError
-from quantlens.metrics.kernels import flat, row_counts
+from quantlens.metrics.kernels import flat, row_argmax, row_counts
 
 CLASSIFICATION_METRICS = ("accuracy", "top5_accuracy", "macro_f1")
 REGRESSION_METRICS = ("mse", "mae", "rmse", "r2")
@@ -49,7 +49,7 @@ def predicted_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if scores.shape[1] == 1:
         p1 = scores[:, 0]
         return (p1 >= 0.5).astype(np.int64), np.stack([1.0 - p1, p1], axis=1)
-    return scores.argmax(axis=1), scores
+    return row_argmax(scores), scores
 
 
 @dataclass(frozen=True)

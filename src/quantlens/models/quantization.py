@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 
 from quantlens.results import ModelInfo, QuantParams
@@ -40,12 +43,41 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], axis: int, ndim: int
     return arr.reshape(shape)
 
 
-def _reciprocal(qp: QuantParams, ndim: int) -> np.ndarray:
-    """The float32 reciprocal of the scale, as the kernels compute it, broadcastable to ``ndim``."""
-    return (1.0 / _broadcast(qp.scale, qp.axis, ndim).astype(np.float32)).astype(np.float32)
+@dataclass(frozen=True)
+class _Affine:
+    """One tensor's quantization as the NumPy constants each batch uses (made once: on a
+    model of a few µs per sample, building them every batch cost more than using them)."""
+
+    inverse: np.ndarray  # float32 reciprocal of the scale, broadcastable
+    zero_point: np.ndarray  # float32, broadcastable
+    low: int  # the integer dtype's range
+    high: int
+    per_tensor: bool
 
 
-def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarray:
+@functools.lru_cache(maxsize=256)
+def _affine(qp: QuantParams, dtype: np.dtype, ndim: int) -> _Affine:
+    info = np.iinfo(dtype)
+    # The float32 reciprocal of the scale, as the kernels compute it.
+    inverse = (1.0 / _broadcast(qp.scale, qp.axis, ndim).astype(np.float32)).astype(np.float32)
+    zp = _broadcast(qp.zero_point, qp.axis, ndim).astype(np.float32)
+    for shared in (inverse, zp):
+        shared.setflags(write=False)
+    return _Affine(inverse, zp, int(info.min), int(info.max), inverse.ndim == 0)
+
+
+def _ends_fit(a: _Affine, value_range: tuple[float, float]) -> bool:
+    """A per-tensor quantization maps the smallest and largest value inside the integer
+    range (the quantized value only grows with the real one), so no value of the batch
+    clips."""
+    low, high = (np.rint(np.float32(v) * a.inverse) + a.zero_point for v in value_range)
+    return bool(low >= a.low) and bool(high <= a.high)  # False for NaN
+
+
+def quantize(
+    x: np.ndarray, qp: QuantParams, dtype: str | np.dtype,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:  # fmt: skip
     """Real values to integers: ``q = clip(rint(x / scale) + zero_point)`` in ``dtype``'s range.
 
     Computed as LiteRT's QUANTIZE op computes it (its optimized and XNNPACK kernels, which
@@ -53,19 +85,24 @@ def quantize(x: np.ndarray, qp: QuantParams, dtype: str | np.dtype) -> np.ndarra
     to even, then the zero point added (only LiteRT's reference kernels round half away from
     zero). Data preprocessed as
     ``(p - 127.5) / 128`` with an input scale of 1/128 lands on exact ties, and an
-    integer-I/O model must see the integers its float-I/O twin computes.
+    integer-I/O model must see the integers its float-I/O twin computes. ``value_range``, the
+    smallest and largest value of ``x`` when known, spares the clip when both land in range.
     """
     dt = np.dtype(dtype)
-    info = np.iinfo(dt)
     x32 = np.asarray(x, dtype=np.float32)
+    a = _affine(qp, dt, x32.ndim)
     # In float32, times the float32 reciprocal of the scale, as the kernels compute it: a
     # value a few ulps from a tie rounds the way the runtime rounds it. One buffer, updated
     # in place: adding the (small, integral) zero point to an integral float32 is exact
     # wherever the result is not clipped anyway.
-    t = np.multiply(x32, _reciprocal(qp, x32.ndim), dtype=np.float32)
+    t = np.multiply(x32, a.inverse, dtype=np.float32)
     np.rint(t, out=t)
-    np.add(t, _broadcast(qp.zero_point, qp.axis, x32.ndim).astype(np.float32), out=t)
-    np.clip(t, info.min, info.max, out=t)
+    if a.per_tensor and value_range is not None and _ends_fit(a, value_range):
+        out = np.empty(t.shape, dt)  # every value in range: the cast is exact
+        np.add(t, a.zero_point, out=out, casting="unsafe")
+        return out
+    np.add(t, a.zero_point, out=t)
+    np.clip(t, a.low, a.high, out=t)
     return t.astype(dt)
 
 
@@ -80,20 +117,16 @@ def clipped_count(
     The quantized value only grows with ``x``, so a tensor quantized per tensor whose
     smallest and largest values (``value_range`` when known, else two reductions) both land
     in range has none, the usual case; otherwise each value is quantized and compared."""
-    info = np.iinfo(np.dtype(dtype))
     x32 = np.asarray(x, dtype=np.float32)
     if x32.size == 0:
         return 0
-    inverse = _reciprocal(qp, x32.ndim)
-    zp = _broadcast(qp.zero_point, qp.axis, x32.ndim).astype(np.float32)
-    if inverse.ndim == 0:
-        low, high = value_range if value_range is not None else (x32.min(), x32.max())
-        ends = np.array([low, high], dtype=np.float32)
-        q_ends = np.rint(ends * inverse) + zp
-        if not np.isnan(q_ends).any() and q_ends[0] >= info.min and q_ends[1] <= info.max:
+    a = _affine(qp, np.dtype(dtype), x32.ndim)
+    if a.per_tensor:
+        ends = value_range if value_range is not None else (float(x32.min()), float(x32.max()))
+        if _ends_fit(a, ends):
             return 0
-    q = np.rint(np.multiply(x32, inverse, dtype=np.float32)) + zp
-    return int(np.count_nonzero((q < info.min) | (q > info.max)))
+    q = np.rint(np.multiply(x32, a.inverse, dtype=np.float32)) + a.zero_point
+    return int(np.count_nonzero((q < a.low) | (q > a.high)))
 
 
 def dequantize(q: np.ndarray, qp: QuantParams) -> np.ndarray:
@@ -104,12 +137,23 @@ def dequantize(q: np.ndarray, qp: QuantParams) -> np.ndarray:
     rounded to float32 (the scales are float32 in the files); wider integers go through
     float64."""
     q = np.asarray(q)
-    scales = np.asarray(qp.scale, dtype=np.float64)
-    wide = q.dtype.itemsize > 2 or not np.array_equal(scales, scales.astype(np.float32))
-    work = np.float64 if wide else np.float32
-    scale = _broadcast(qp.scale, qp.axis, q.ndim).astype(work)
-    zp = _broadcast(qp.zero_point, qp.axis, q.ndim).astype(work)
-    out: np.ndarray = q.astype(work)
+    scale, zp = _dequantizing(qp, q.dtype.itemsize > 2, q.ndim)
+    out: np.ndarray = q.astype(scale.dtype)
     np.subtract(out, zp, out=out)
     np.multiply(out, scale, out=out)
     return out if out.dtype == np.float32 else out.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _dequantizing(qp: QuantParams, wide: bool, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) broadcastable to ``ndim``, in float32 unless the integers are
+    ``wide`` or a scale is not a float32 value."""
+    scales = np.asarray(qp.scale, dtype=np.float64)
+    if not np.array_equal(scales, scales.astype(np.float32)):
+        wide = True
+    work = np.float64 if wide else np.float32
+    scale = _broadcast(qp.scale, qp.axis, ndim).astype(work)
+    zp = _broadcast(qp.zero_point, qp.axis, ndim).astype(work)
+    for shared in (scale, zp):
+        shared.setflags(write=False)
+    return scale, zp
