@@ -59,6 +59,23 @@ def test_int8_io_is_quantized_and_dequantized(digits_models, digits_split) -> No
     assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.99
 
 
+def test_predict_told_the_input_range_equals_predict(
+    digits_models, fixed_batch_models, digits_split
+) -> None:
+    """Told the batch's range, an int8-input model skips the clip when nothing clips and
+    gives the outputs predict gives; a range that clips, and a model run in padded chunks,
+    take the clip as before."""
+    x = digits_split[2][:37]
+    for path in (digits_models["int8io"], fixed_batch_models["baked"]):
+        model = load_model(path)
+        for scale in (1.0, 40.0):  # the second clips at the int8 ends
+            xs = (x * scale).astype(np.float32)
+            want = model.predict([xs])[0]
+            span = (float(xs.min()), float(xs.max()))
+            np.testing.assert_array_equal(model.predict_in_range([xs], [span])[0], want)
+            np.testing.assert_array_equal(model.predict_in_range([xs], [None])[0], want)
+
+
 @pytest.mark.parametrize("kind", ["resizable", "baked"])
 def test_fixed_batch_of_one_runs_any_batch(fixed_batch_models, digits_split, kind: str) -> None:
     x = digits_split[2][:13]

@@ -166,3 +166,28 @@ def test_quantize_given_the_batch_range_equals_quantize_with_the_clip() -> None:
             got = quantize(x, qp, dtype, value_range=(float(x.min()), float(x.max())))
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want, err_msg=f"{qp} {spread}")
+
+
+def test_the_real_values_that_quantize_in_range_end_exactly_where_quantize_clips() -> None:
+    """The per-tensor edges that let a batch skip the clip: the last value inside quantizes
+    to the integer end, the next float32 value beyond clips."""
+    from quantlens.models.quantization import _affine
+
+    for scale, zp, dtype in ((1 / 255, -128, "int8"), (0.02, 128, "uint8"), (1 / 128, 0, "int8"),
+                             (0.0039215558, -128, "int8"), (3e-5, 7, "int16")):  # fmt: skip
+        qp = QuantParams((scale,), (zp,), 0)
+        info = np.iinfo(dtype)
+        fits = _affine(qp, np.dtype(dtype), 1).fits
+        assert fits is not None
+        first, last = np.float32(fits[0]), np.float32(fits[1])
+        edges = np.array([first, last], np.float32)
+        beyond = np.array([np.nextafter(first, np.float32(-np.inf)),
+                           np.nextafter(last, np.float32(np.inf))], np.float32)  # fmt: skip
+        inv = np.float32(1) / np.float32(scale)
+        unclipped = np.rint(edges * inv) + zp
+        assert info.min <= unclipped[0] and unclipped[1] <= info.max
+        outside = np.rint(beyond * inv) + zp
+        assert outside[0] < info.min and outside[1] > info.max
+        np.testing.assert_array_equal(quantize(edges, qp, dtype, value_range=(fits[0], fits[1])),
+                                      quantize(edges, qp, dtype))  # fmt: skip
+    assert _affine(QuantParams((0.0,), (0,), 0), np.dtype("int8"), 1).fits is None

@@ -218,11 +218,13 @@ def run_shard(
         for model, fed, (ins, outs_order), st, quant, raw in zip(
             models, feeds, wiring, states, quantized_inputs, probed, strict=True
         ):
+            ranges = [batch.ranges[i] for i in ins] if batch.ranges else None
             if any(q is not None for q in quant):
-                ranges = [batch.ranges[i] for i in ins] if batch.ranges else [None] * len(ins)
-                st.saturation = _count_saturation(st.saturation, fed, quant, ranges)
+                st.saturation = _count_saturation(st.saturation, fed, quant,
+                                                  ranges or [None] * len(ins))  # fmt: skip
             if raw is None:
-                raw = model.predict(fed)
+                in_range = getattr(model, "predict_in_range", None)
+                raw = in_range(fed, ranges) if in_range and ranges else model.predict(fed)
             outs.append([raw[j] for j in outs_order])
         if not block.fits(outs, batch.labels):
             flush()

@@ -52,26 +52,68 @@ class _Affine:
     zero_point: np.ndarray  # float32, broadcastable
     low: int  # the integer dtype's range
     high: int
-    per_tensor: bool
+    #: Per tensor: the real values that quantize inside the range, [first, last] (None per
+    #: channel).
+    fits: tuple[float, float] | None
 
 
 @functools.lru_cache(maxsize=256)
 def _affine(qp: QuantParams, dtype: np.dtype, ndim: int) -> _Affine:
     info = np.iinfo(dtype)
-    # The float32 reciprocal of the scale, as the kernels compute it.
-    inverse = (1.0 / _broadcast(qp.scale, qp.axis, ndim).astype(np.float32)).astype(np.float32)
+    # The float32 reciprocal of the scale, as the kernels compute it (a crafted zero scale
+    # gives inf, as it does in the runtime).
+    with np.errstate(divide="ignore"):
+        inverse = (1.0 / _broadcast(qp.scale, qp.axis, ndim).astype(np.float32)).astype(np.float32)
     zp = _broadcast(qp.zero_point, qp.axis, ndim).astype(np.float32)
     for shared in (inverse, zp):
         shared.setflags(write=False)
-    return _Affine(inverse, zp, int(info.min), int(info.max), inverse.ndim == 0)
+    fits = None
+    if inverse.ndim == 0 and np.isfinite(inverse) and inverse > 0:
+        first = _first_at_least(inverse, zp, info.min)
+        last = _first_at_least(inverse, -zp, -info.max)  # of -x: rint(-x·inv) = -rint(x·inv)
+        if first is not None and last is not None:
+            fits = (first, -last)
+    return _Affine(inverse, zp, int(info.min), int(info.max), fits)
+
+
+#: Float32 steps the edge search takes at most from its real-valued guess (a handful in
+#: practice; a scale no real model has must not keep it walking).
+_EDGE_STEPS = 64
+
+
+def _first_at_least(inverse: np.ndarray, zp: np.ndarray, bound: int) -> float | None:
+    """The smallest float32 ``x`` with ``rint(x · inverse) + zp >= bound``, computed in
+    float32 as :func:`quantize` computes it (None if not found within a few steps): the
+    expression only grows with ``x``, so a guess from the real-valued edge is walked one
+    float32 step at a time onto the exact one."""
+
+    def reaches(x: np.float32) -> bool:
+        return bool(np.rint(np.float32(x * inverse)) + zp >= bound)
+
+    x = np.float32((bound - float(zp) - 0.5) / float(inverse))
+    up, down = np.float32(np.inf), np.float32(-np.inf)
+    for _ in range(_EDGE_STEPS):
+        if reaches(x):
+            break
+        x = np.nextafter(x, up)
+    else:
+        return None
+    for _ in range(_EDGE_STEPS):
+        below = np.nextafter(x, down)
+        if not reaches(below):
+            return float(x)
+        x = below
+    return None
 
 
 def _ends_fit(a: _Affine, value_range: tuple[float, float]) -> bool:
-    """A per-tensor quantization maps the smallest and largest value inside the integer
-    range (the quantized value only grows with the real one), so no value of the batch
-    clips."""
-    low, high = (np.rint(np.float32(v) * a.inverse) + a.zero_point for v in value_range)
-    return bool(low >= a.low) and bool(high <= a.high)  # False for NaN
+    """A per-tensor quantization maps the batch's smallest and largest value inside the
+    integer range (the quantized value only grows with the real one), so no value of the
+    batch clips. Float32 rounding only moves a value towards its neighbours, never past a
+    float32 edge, so float64 data compares with the float32 edges as it is."""
+    if a.fits is None:
+        return False
+    return a.fits[0] <= value_range[0] and value_range[1] <= a.fits[1]  # False for NaN
 
 
 def quantize(
@@ -97,7 +139,7 @@ def quantize(
     # wherever the result is not clipped anyway.
     t = np.multiply(x32, a.inverse, dtype=np.float32)
     np.rint(t, out=t)
-    if a.per_tensor and value_range is not None and _ends_fit(a, value_range):
+    if value_range is not None and _ends_fit(a, value_range):
         out = np.empty(t.shape, dt)  # every value in range: the cast is exact
         np.add(t, a.zero_point, out=out, casting="unsafe")
         return out
@@ -121,7 +163,7 @@ def clipped_count(
     if x32.size == 0:
         return 0
     a = _affine(qp, np.dtype(dtype), x32.ndim)
-    if a.per_tensor:
+    if a.fits is not None:
         ends = value_range if value_range is not None else (float(x32.min()), float(x32.max()))
         if _ends_fit(a, ends):
             return 0
