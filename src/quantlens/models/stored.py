@@ -126,9 +126,11 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:  # input_quantization, own_layout, ...
         return getattr(self._model, name)
 
-    #: Not the wrapped model's: its first batch's outputs would bypass the recording, so the
-    #: probe runs on the first samples and the batch runs here (probe_all's fallback).
+    #: Not the wrapped model's: their outputs would bypass the recording. The probe runs on
+    #: the first samples and the batch runs here (probe_all's fallback); every batch runs
+    #: through predict.
     probe_on_batch = None
+    predict_in_range = None
 
     @property
     def batching(self) -> str:
