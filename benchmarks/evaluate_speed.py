@@ -4,13 +4,14 @@ Run: .venv/bin/python benchmarks/evaluate_speed.py [--repeats 3]
 
 The baseline does only what any evaluation must, single-threaded, in this process: two
 ``ai_edge_litert`` interpreters (the float reference and its full-int8 candidate with int8
-input and output), made and allocated as loading a model does, untimed; then, timed, resized
-to the batch (as evaluate resizes its models: the first allocation at a batch size prepares
-XNNPACK's operators for it) and per batch: set_tensor, invoke and get_tensor on each, the int8 input quantized and the output dequantized by hand with NumPy, and a NumPy sum
-of squared errors and of the reference's squares (the SQNR). quantlens.evaluate runs the
-same two models (loaded once, outside the timing, like the baseline's) on the same data and
-labels with every default metric on (task metrics, fidelity, distribution statistics, paired
-tests) and no benchmark. Each figure is the best of ``--repeats`` runs, interleaved.
+input and output), made and allocated as loading a model does, untimed; then, timed,
+resized to the batch (as evaluate resizes its models: the first allocation at a batch size
+prepares XNNPACK's operators for it) and per batch: set_tensor, invoke and get_tensor on
+each, the int8 input quantized and the output dequantized by hand with NumPy, and a NumPy
+sum of squared errors and of the reference's squares (the SQNR). quantlens.evaluate runs
+the same two models (loaded once, outside the timing, like the baseline's) on the same data
+and labels with every default metric on (task metrics, fidelity, distribution statistics,
+paired tests) and no benchmark. Each figure is the best of ``--repeats`` runs, interleaved.
 
 Models (random weights, built here; nothing is downloaded):
 - an MNIST-size CNN (28×28×1, two conv layers, a few µs per sample), 10,000 samples;

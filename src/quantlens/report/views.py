@@ -9,6 +9,7 @@ stands out (``good``, ``bad``), each renderer in its own way.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -564,5 +565,8 @@ def distribution_view(models: Sequence[ModelResult]) -> TableView:
 
 
 def _plus_minus(d: Mapping[str, float], key: str) -> str:
-    """'value ± standard error', each spelled as its metric is."""
-    return f"{spell(key, d.get(key))} ± {spell(key + '_se', d.get(key + '_se'))}"
+    """'value ± standard error': the value spelled as its metric is, the standard error to
+    two significant digits (more would claim a precision it does not have)."""
+    se = d.get(key + "_se")
+    said = f"{se:.2g}" if isinstance(se, float) and math.isfinite(se) else spell(key + "_se", se)
+    return f"{spell(key, d.get(key))} ± {said}"
