@@ -347,6 +347,9 @@ def test_nonfinite_outputs_are_counted_and_left_out(tf, convert, tmp_path) -> No
         skm.mean_absolute_error(y[~bad], c[~bad]), rel=1e-5
     )
     assert m.fidelity["mse"] == pytest.approx(np.mean((c[~bad] - r[~bad]) ** 2), rel=1e-5)
+    # (N, 4) outputs read as scores: the top classes of the rows left in, and no others
+    agree = np.mean(r[~bad].argmax(1) == c[~bad].argmax(1))
+    assert m.fidelity["top1_agreement"] == pytest.approx(agree, abs=1e-12)
     assert m.paired.samples == int((~bad).sum())
     report = json.loads(json.dumps(result.to_dict()))
     assert report["models"][1]["nonfinite_outputs"] == int(bad.sum())

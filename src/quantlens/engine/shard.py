@@ -14,7 +14,13 @@ from quantlens._process import reuse_freed_memory
 from quantlens.data import Dataset
 from quantlens.errors import ConfigError, ModelMismatchError
 from quantlens.metrics import ClassificationState, FidelityState, RegressionState
-from quantlens.metrics.kernels import has_class_axis, rows_all_finite, rows_all_zero
+from quantlens.metrics.kernels import (
+    flat,
+    has_class_axis,
+    row_argmax,
+    rows_all_finite,
+    rows_all_zero,
+)
 from quantlens.models.base import Model
 from quantlens.models.batching import probe_all
 from quantlens.models.matching import wire
@@ -248,10 +254,14 @@ def _account(
     """Add one block of every model's outputs (the reference's first) to their metric
     states; returns the task (resolved on the first block)."""
     ref = models[0]
+    # Each model's first output, as class scores where it is one, and each row's top class:
+    # made once and read by both the fidelity and the task metrics.
+    outs = [[_scores(o[0]), *o[1:]] for o in outs]
+    tops = [row_argmax(o[0]) if has_class_axis(o[0]) else None for o in outs]
     ref_out, ref_ok, ref_zero = outs[0], finite_rows(outs[0]), all_zero_rows(outs[0])
     if resolved_task is None:
         resolved_task = infer_task(labels, ref_out[0], plan.task)
-    for model, st, out in zip(models, states, outs, strict=True):
+    for model, st, out, top in zip(models, states, outs, tops, strict=True):
         ok = ref_ok if model is ref else finite_rows(out)
         st.nonfinite += int((~ok).sum())
         if model is not ref:
@@ -260,9 +270,13 @@ def _account(
             both = ok & ref_ok
             every = bool(both.all())
             kept = labels if labels is None or every else labels[both]
+            pair = None  # the first output's top classes, reference's and this model's
+            if top is not None and tops[0] is not None:
+                pair = (tops[0], top) if every else (tops[0][both], top[both])
             st.fidelity = [
                 _update_fidelity(f, r if every else r[both], o if every else o[both],
-                                 model.name, spec.name, kept if k == 0 else None)
+                                 model.name, spec.name, kept if k == 0 else None,
+                                 pair if k == 0 else None)
                 if both.any() else f
                 for k, (f, r, o, spec) in enumerate(
                     zip(st.fidelity, ref_out, out, ref.outputs, strict=True))
@@ -270,8 +284,16 @@ def _account(
         if resolved_task != "none" and labels is not None:
             if st.task is None:
                 st.task = _new_task_state(resolved_task, out[0])
-            st.task = st.task.update(labels, out[0], ok)
+            if isinstance(st.task, ClassificationState):
+                st.task = st.task.update(labels, out[0], ok, top=top)
+            else:
+                st.task = st.task.update(labels, out[0], ok)
     return resolved_task
+
+
+def _scores(output: np.ndarray) -> np.ndarray:
+    """An (N, C) class output as the metrics read it (:func:`flat`); any other as it is."""
+    return flat(output) if has_class_axis(output) else output
 
 
 def input_quantization(model: Model) -> list[tuple[QuantParams, str] | None]:
@@ -313,14 +335,14 @@ def all_zero_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 def _update_fidelity(
     state: FidelityState, ref: np.ndarray, cand: np.ndarray, model: str, output: str,
-    labels: np.ndarray | None = None,
+    labels: np.ndarray | None = None, tops: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FidelityState:  # fmt: skip
     if ref.shape != cand.shape:
         raise ModelMismatchError(
             f"{model} output for '{output}' has shape {cand.shape} where the reference's has "
             f"{ref.shape}; compare models of the same graph"
         )
-    return state.update(ref, cand, labels)
+    return state.update(ref, cand, labels, tops=tops)
 
 
 _MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded

@@ -49,10 +49,12 @@ class FidelityState:
     delta_p_values: tuple[np.ndarray, ...] = ()
 
     def update(
-        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None = None
-    ) -> FidelityState:
+        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None = None, *,
+        tops: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> FidelityState:  # fmt: skip
         """Add one batch of (N, ...) reference and candidate outputs (and, for class outputs,
-        the batch's labels, for Δp of the labelled class); returns the new state."""
+        the batch's labels, for Δp of the labelled class); returns the new state. ``tops``,
+        each row's top class in ``ref`` and ``cand`` when the caller has them already."""
         if ref.shape != cand.shape:
             raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
         r, c = flat(ref), flat(cand)
@@ -64,7 +66,8 @@ class FidelityState:
         if classes:
             p, q = probabilities(r, c)  # once, for the KL and for Δp
             kl = kl_divergence(p, q)
-            top1 += int(np.count_nonzero(row_argmax(r) == row_argmax(c)))
+            top_r, top_c = tops if tops is not None else (row_argmax(r), row_argmax(c))
+            top1 += int(np.count_nonzero(top_r == top_c))
             sum_kl += float(kl.sum())
             kl_values = (*kl_values, kl.astype(np.float32))
             y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])

@@ -95,9 +95,10 @@ def rows_all_zero(x: np.ndarray) -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (N, C), stable for large logits."""
-    z = logits - _row_reduce(logits, np.maximum)[:, None]
-    e = np.exp(z)
-    return e / row_sums(e)[:, None]
+    e = logits - _row_reduce(logits, np.maximum)[:, None]
+    np.exp(e, out=e)
+    e /= row_sums(e)[:, None]
+    return e
 
 
 def is_distribution(rows: np.ndarray) -> np.ndarray:
@@ -119,12 +120,20 @@ def probabilities(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.nda
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(p ‖ q) per row of two (N, C) probability arrays, clipped to [EPSILON, 1] as in Keras
     and renormalised to sum to 1, so the result is a divergence (≥ 0) even when a quantized
-    softmax row does not sum to 1."""
-    p = np.clip(p, EPSILON, 1.0)
-    q = np.clip(q, EPSILON, 1.0)
-    p /= row_sums(p)[:, None]
-    q /= row_sums(q)[:, None]
-    return np.maximum(row_dots(p, np.log(p / q)), 0.0)
+    softmax row does not sum to 1.
+
+    With row sums ``sp`` and ``sq``, the KL of the renormalised rows is
+    ``Σ p·log(p/q) / sp − log(sp/sq)``: the same value without dividing every element by its
+    row's sum twice; the clip is skipped when no value is outside [EPSILON, 1]."""
+    if not (_inside(p) and _inside(q)):
+        p, q = np.clip(p, EPSILON, 1.0), np.clip(q, EPSILON, 1.0)
+    sp, sq = row_sums(p), row_sums(q)
+    return np.maximum(row_dots(p, np.log(p / q)) / sp - np.log(sp / sq), 0.0)
+
+
+def _inside(x: np.ndarray) -> bool:
+    """Every value of ``x`` is within [EPSILON, 1] (False with NaN)."""
+    return x.size == 0 or bool(x.min() >= EPSILON and x.max() <= 1.0)
 
 
 def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:

@@ -43,13 +43,16 @@ def class_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return yi
 
 
-def predicted_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class index per sample, (N, C) scores). A single-unit output is read as P(class 1)."""
+def predicted_classes(
+    outputs: np.ndarray, top: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(class index per sample, (N, C) scores). A single-unit output is read as P(class 1).
+    ``top``: each row's top class, when the caller has it already."""
     scores = flat(outputs)
     if scores.shape[1] == 1:
         p1 = scores[:, 0]
         return (p1 >= 0.5).astype(np.int64), np.stack([1.0 - p1, p1], axis=1)
-    return row_argmax(scores), scores
+    return row_argmax(scores) if top is None else top, scores
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,16 @@ class ClassificationState:
         return cls(num_classes, np.zeros((k, k), dtype=np.int64))
 
     def update(
-        self, labels: np.ndarray, outputs: np.ndarray, valid: np.ndarray | None = None
-    ) -> ClassificationState:
+        self, labels: np.ndarray, outputs: np.ndarray, valid: np.ndarray | None = None, *,
+        top: np.ndarray | None = None,
+    ) -> ClassificationState:  # fmt: skip
         """Add one batch of labels and (N, C) scores; returns the new state.
 
         Rows where ``valid`` is False (a non-finite output) are left out of the metrics and
-        recorded as NaN in ``correct``.
+        recorded as NaN in ``correct``. ``top``: each row's top class, when the caller has it.
         """
         y = class_labels(labels, self.num_classes)
-        pred, scores = predicted_classes(outputs)
+        pred, scores = predicted_classes(outputs, top)
         ok = np.ones(len(y), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         k = self.confusion.shape[0]
         cells = y[ok] * k + pred[ok]
