@@ -182,3 +182,33 @@ def test_a_twin_runs_while_the_tensors_of_the_first_are_read_in_place(
     del held, h  # the last loop variable held one too
     (again,), _ = model.predict_tensors([x[:8]], hidden, views=True)
     np.testing.assert_array_equal(again, out_a)
+
+
+def test_what_load_reads_of_the_graph_equals_the_full_parse(digits_models) -> None:
+    """The main subgraph's activations and the QUANTIZE ops reading inputs, taken from the
+    load's one pass over the flatbuffer, equal what the full graph parse gives; the input
+    quantization of a float-input int8 model is its QUANTIZE op's, found without it."""
+    from quantlens.models.batching import tensor_bytes
+    from quantlens.models.tflite_file import read_graph
+
+    for kind in ("float", "int8", "int8io"):
+        path = digits_models[kind]
+        model = load_model(path)
+        graph = read_graph(path.read_bytes(), str(path))
+        want = sum(tensor_bytes([max(d, 1) for d in t.shape], t.dtype)
+                   for t in graph.tensors if not t.constant)  # fmt: skip
+        assert model.working_bytes_per_sample() == want
+        first: dict[int, int] = {}
+        for op in graph.ops:
+            if op.op_type == "QUANTIZE":
+                first.setdefault(op.inputs[0], op.outputs[0])
+        quant = model.input_quantization()
+        if kind == "float":
+            assert quant == [None]
+        elif kind == "int8":  # float input, quantized by the graph's first op
+            ((qp, dtype),) = quant
+            detail = next(d for d in Interpreter(str(path)).get_tensor_details()
+                          if d["index"] == first[graph.inputs[0]])  # fmt: skip
+            assert dtype == "int8" and qp.scale[0] == pytest.approx(detail["quantization"][0])
+        else:
+            assert quant == [(model.inputs[0].quantization, "int8")]

@@ -134,6 +134,7 @@ class LiteRTModel(RunnerBatching):
         self._new_interpreter = new_interpreter
         # The runtime has verified the flatbuffer above; only now is it safe to walk it here.
         self._contents = read_tflite_contents(data, self.path)
+        self._input_quantization: list[tuple[QuantParams, str] | None] | None = None
         # A resource variable keeps the shape it was made with: resizing the batch of a
         # stateful model would write a larger batch into it (heap corruption in the runtime).
         self._stateful = bool(_STATEFUL_OPS & set(self._contents.op_counts))
@@ -320,17 +321,23 @@ class LiteRTModel(RunnerBatching):
     def input_quantization(self) -> list[tuple[QuantParams, str] | None]:
         """Per input, how the model quantizes it: an integer input's own parameters, or those
         of the QUANTIZE op that reads a float input (None: the input stays float)."""
-        details = {d["index"]: d for d in self._interp.get_tensor_details()}
-        first_quantize: dict[int, int] = {}
-        for op in self._graph.ops:
-            if op.op_type == "QUANTIZE" and op.inputs:
-                first_quantize.setdefault(op.inputs[0], op.outputs[0])
+        if self._input_quantization is None:
+            self._input_quantization = self._find_input_quantization()
+        return list(self._input_quantization)
+
+    def _find_input_quantization(self) -> list[tuple[QuantParams, str] | None]:
+        quantized_by = self._contents.quantized_by
+        # Every tensor's details only when a float input is read by a QUANTIZE op.
+        readers = [quantized_by.get(idx, -1) for idx in self._in_idx]
+        details = {}
+        if any(r >= 0 for r in readers):
+            details = {d["index"]: d for d in self._interp.get_tensor_details()}
         out: list[tuple[QuantParams, str] | None] = []
-        for idx, spec in zip(self._in_idx, self.inputs, strict=True):
+        for spec, reader in zip(self.inputs, readers, strict=True):
             if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
                 out.append((spec.quantization, spec.dtype))
                 continue
-            q = details.get(first_quantize.get(idx, -1))
+            q = details.get(reader)
             qp = quant_params(q) if q is not None else None
             dtype = np.dtype(q["dtype"]).name if q is not None else ""
             out.append((qp, dtype) if qp is not None and dtype in INTEGER_IO_DTYPES else None)
@@ -345,8 +352,8 @@ class LiteRTModel(RunnerBatching):
         """Bytes of the main subgraph's non-constant tensors for one sample (as the file
         declares their shapes; an open dimension counts 1): an upper bound of what the
         runtime's arena holds per sample, since the arena reuses memory."""
-        return sum(tensor_bytes([max(d, 1) for d in t.shape], t.dtype)
-                   for t in self._graph.tensors if not t.constant)  # fmt: skip
+        return sum(tensor_bytes([max(d, 1) for d in shape], dtype)
+                   for shape, dtype in self._contents.main_activations)  # fmt: skip
 
     def tensor_value(self, index: int) -> np.ndarray:
         """A copy of one tensor's current (raw) value: a weight, or an intermediate kept by

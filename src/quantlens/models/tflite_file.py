@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -19,6 +19,10 @@ class TfliteContents:
     weight_dtypes: dict[str, int]  # dtype name -> number of constant elements
     activation_dtypes: dict[str, int]  # dtype name -> number of non-constant tensors
     custom_ops: tuple[str, ...]
+    #: The main subgraph's non-constant tensors: (shape as the file declares it, dtype).
+    main_activations: tuple[tuple[tuple[int, ...], str], ...] = ()
+    #: The main subgraph: a tensor read by a QUANTIZE op -> the first such op's output.
+    quantized_by: dict[int, int] = field(default_factory=dict)
 
 
 @cache
@@ -76,15 +80,24 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
         op_counts: Counter[str] = Counter()
         weights: Counter[str] = Counter()
         activations: Counter[str] = Counter()
+        main: list[tuple[tuple[int, ...], str]] = []
+        quantized_by: dict[int, int] = {}
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
             for o in range(sg.OperatorsLength()):
-                op_counts[codes[sg.Operators(o).OpcodeIndex()]] += 1
+                op = sg.Operators(o)
+                code = codes[op.OpcodeIndex()]
+                op_counts[code] += 1
+                if s == 0 and code == "QUANTIZE" and op.InputsLength() and op.OutputsLength():
+                    quantized_by.setdefault(int(op.Inputs(0)), int(op.Outputs(0)))
             for t in range(sg.TensorsLength()):
                 tensor = sg.Tensors(t)
                 dtype = types.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
                 if not _is_constant(model, tensor):
                     activations[dtype] += 1
+                    if s == 0:
+                        shape = tuple(int(tensor.Shape(d)) for d in range(tensor.ShapeLength()))
+                        main.append((shape, dtype))
                     continue
                 n = 1
                 for d in range(tensor.ShapeLength()):
@@ -93,7 +106,8 @@ def read_tflite_contents(data: bytes, path: str) -> TfliteContents:
     except (IndexError, ValueError, TypeError, struct.error) as exc:
         raise ModelLoadError(f"{path} is a corrupt TFLite model ({exc}); re-export it") from exc
     custom_ops = tuple(sorted(c.split(":", 1)[1] for c in set(codes) if c.startswith("CUSTOM:")))
-    return TfliteContents(dict(op_counts), dict(weights), dict(activations), custom_ops)
+    return TfliteContents(dict(op_counts), dict(weights), dict(activations), custom_ops,
+                          tuple(main), quantized_by)  # fmt: skip
 
 
 @dataclass(frozen=True)
