@@ -18,6 +18,8 @@ be run batched, however fast that would be.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -345,11 +347,15 @@ AUTO_BATCH_MIN = 32
 
 def tensor_bytes(dims: Sequence[int], dtype: str) -> int:
     """Bytes of a tensor of these dimensions (a dtype NumPy does not know counts 8 bytes)."""
+    return math.prod(int(d) for d in dims) * _itemsize(dtype)
+
+
+@functools.cache
+def _itemsize(dtype: str) -> int:
     try:
-        item = np.dtype(dtype).itemsize
+        return np.dtype(dtype).itemsize
     except TypeError:
-        item = 8
-    return int(np.prod(dims, dtype=np.int64)) * item
+        return 8
 
 
 def _spec_bytes(specs: Sequence[TensorSpec]) -> int | None:

@@ -352,6 +352,10 @@ class LiteRTModel(RunnerBatching):
         """Bytes of the main subgraph's non-constant tensors for one sample (as the file
         declares their shapes; an open dimension counts 1): an upper bound of what the
         runtime's arena holds per sample, since the arena reuses memory."""
+        return self._working_bytes
+
+    @functools.cached_property
+    def _working_bytes(self) -> int:
         return sum(tensor_bytes([max(d, 1) for d in shape], dtype)
                    for shape, dtype in self._contents.main_activations)  # fmt: skip
 
