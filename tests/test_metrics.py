@@ -324,3 +324,22 @@ def test_tensor_error_of_an_empty_tensor_leaves_the_state_as_it_was() -> None:
             == 0
         )
         assert before.update(np.zeros(shape, np.float32), np.zeros(shape)) is before
+
+
+@given(
+    st.integers(1, 3000), st.integers(0, 2**32 - 1),
+    st.sampled_from(["normal", "ties", "exponential"]),
+)  # fmt: skip
+@SETTINGS
+def test_percentiles_from_one_sort_equal_numpy_to_the_bit(n, seed, kind) -> None:
+    from quantlens.metric_registry import PERCENTILES
+    from quantlens.metrics.kernels import percentiles
+
+    rng = np.random.default_rng(seed)
+    values = {"normal": lambda: rng.normal(size=n),
+              "ties": lambda: rng.integers(-3, 4, n).astype(np.float64),
+              "exponential": lambda: rng.exponential(1e-5, n)}[kind]()  # fmt: skip
+    for q in ([p for p, _ in PERCENTILES], [2.5, 97.5], [0.0], [100.0], [33.3, 66.7]):
+        np.testing.assert_array_equal(percentiles(values, q), np.percentile(values, q))
+    with_nan = np.append(values, np.nan)
+    assert np.isnan(percentiles(with_nan, [50.0])).all()

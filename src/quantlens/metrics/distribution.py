@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from quantlens.metric_registry import PERCENTILES
+from quantlens.metrics.kernels import percentiles
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -24,7 +25,7 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
         f"{prefix}_mean": float(values.mean()),
         f"{prefix}_mean_se": float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
     }
-    points = np.percentile(values, [p for p, _ in PERCENTILES])
+    points = percentiles(values, [p for p, _ in PERCENTILES])
     out.update({f"{prefix}_{name}": float(v) for (_, name), v in zip(PERCENTILES, points,
                                                                       strict=True)})  # fmt: skip
     return out

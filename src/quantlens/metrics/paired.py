@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from quantlens.metrics.kernels import percentiles
 from quantlens.metrics.task import ClassificationState, RegressionState
 from quantlens.results import PairedStats
 
@@ -39,7 +40,7 @@ def _bootstrap_mean_interval(d: np.ndarray) -> tuple[float, float]:
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         drawn = rng.multinomial(d.size, counts / d.size, size=BOOTSTRAP_RESAMPLES)
         means = drawn @ values / d.size
-        low, high = np.percentile(means, [2.5, 97.5])
+        low, high = percentiles(means, (2.5, 97.5))
         return float(low), float(high)
     from scipy import stats
 
