@@ -6,6 +6,7 @@ and ``"nan"`` (an SQNR of identical outputs is ``"inf"``) and read back as float
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class TensorSpec:
     dtype: str
     quantization: QuantParams | None = None
 
-    @property
+    @functools.cached_property  # read for every input of every batch
     def batch_axis(self) -> int | None:
         """The axis samples are stacked on, read from the signature (None: not batched).
 
@@ -102,7 +103,7 @@ class TensorSpec:
         """
         return infer_batch_axis(self.shape)
 
-    @property
+    @functools.cached_property
     def sample_shape(self) -> tuple[int | None, ...]:
         """The shape of one sample: the shape without its batch axis."""
         axis = self.batch_axis
