@@ -233,7 +233,14 @@ class LiteRTModel(RunnerBatching):
         interp = self._interp
         known = ranges or [None] * len(arrays)
         for idx, spec, x, span in zip(self._in_idx, self.inputs, arrays, known, strict=True):
-            interp.set_tensor(idx, self._to_runtime(x, spec, span))
+            if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
+                # Quantized straight into the runtime's input buffer (no set_tensor copy);
+                # the view is gone before invoke, which refuses to run while one lives.
+                buffer = interp.tensor(idx)()
+                quantize(x, spec.quantization, spec.dtype, value_range=span, out=buffer)
+                del buffer
+            else:
+                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=spec.dtype))
         interp.invoke()
         outs = [
             self._to_real(interp.get_tensor(idx), spec)
@@ -244,11 +251,9 @@ class LiteRTModel(RunnerBatching):
         return outs + [interp.get_tensor(i) for i in extra]
 
     @staticmethod
-    def _to_runtime(
-        x: np.ndarray, spec: TensorSpec, span: tuple[float, float] | None = None
-    ) -> np.ndarray:
+    def _to_runtime(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
         if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
-            return quantize(x, spec.quantization, spec.dtype, value_range=span)
+            return quantize(x, spec.quantization, spec.dtype)
         return np.ascontiguousarray(x, dtype=spec.dtype)
 
     @staticmethod
