@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -314,7 +314,7 @@ def _check_finite(batch: Batch, start: int, source: str) -> Batch:
                 "(or pass allow_nonfinite to evaluate it anyway)"
             )
         ranges.append((low, high))
-    return replace(batch, ranges=tuple(ranges))
+    return Batch(batch.inputs, batch.labels, tuple(ranges))
 
 
 def _slice(b: Batch, start: int, stop: int | None) -> Batch:

@@ -201,6 +201,8 @@ def run_shard(
     samples = 0
     first_sample: list[np.ndarray] = []
     quantized_inputs = [input_quantization(m) for m in models]
+    # A model told the batch's range can skip work (see LiteRTModel.predict_in_range).
+    runs = [getattr(m, "predict_in_range", None) for m in models]
     decisions: list[BatchingDecision] = []
     block = _Block([[] for _ in models], None)
 
@@ -221,15 +223,14 @@ def run_shard(
             probes = probe_all(models, feeds, batch=True)
             decisions, probed = [d for d, _ in probes], [o for _, o in probes]
         outs = []
-        for model, fed, (ins, outs_order), st, quant, raw in zip(
-            models, feeds, wiring, states, quantized_inputs, probed, strict=True
+        for model, fed, (ins, outs_order), st, quant, raw, in_range in zip(
+            models, feeds, wiring, states, quantized_inputs, probed, runs, strict=True
         ):
             ranges = [batch.ranges[i] for i in ins] if batch.ranges else None
             if any(q is not None for q in quant):
                 st.saturation = _count_saturation(st.saturation, fed, quant,
                                                   ranges or [None] * len(ins))  # fmt: skip
             if raw is None:
-                in_range = getattr(model, "predict_in_range", None)
                 raw = in_range(fed, ranges) if in_range and ranges else model.predict(fed)
             outs.append([raw[j] for j in outs_order])
         if not block.fits(outs, batch.labels):

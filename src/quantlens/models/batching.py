@@ -133,7 +133,7 @@ class BatchRunner:
             if axis is None:  # one value for every sample (checked equal when bound)
                 out.append(np.ascontiguousarray(x[0]))
                 continue
-            part = x[start:stop]
+            part = x if start == 0 and stop >= len(x) else x[start:stop]
             if pad_to is not None and len(part) < pad_to:
                 pad = np.zeros((pad_to - len(part), *part.shape[1:]), part.dtype)
                 part = np.concatenate([part, pad])

@@ -222,7 +222,7 @@ class LiteRTModel(RunnerBatching):
         """Set inputs (laid out as the model takes them; ``ranges``, each one's smallest and
         largest value when known), invoke, and read the outputs (real-valued) then the
         ``extra`` tensors (raw, as the runtime holds them; in place with ``views``)."""
-        shapes = [tuple(a.shape) for a in arrays]
+        shapes = [a.shape for a in arrays]
         if self._stateful:
             # Independent samples must not share state, and reset_all_variables() does not
             # reset resource variables (their CALL_ONCE initialiser runs once per interpreter).
