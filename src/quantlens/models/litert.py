@@ -233,14 +233,18 @@ class LiteRTModel(RunnerBatching):
         interp = self._interp
         known = ranges or [None] * len(arrays)
         for idx, spec, x, span in zip(self._in_idx, self.inputs, arrays, known, strict=True):
-            if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
-                # Quantized straight into the runtime's input buffer (no set_tensor copy);
-                # the view is gone before invoke, which refuses to run while one lives.
-                buffer = interp.tensor(idx)()
+            if spec.quantization is None or spec.dtype not in INTEGER_IO_DTYPES:
+                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=spec.dtype))
+                continue
+            # Quantized straight into the runtime's input buffer (no set_tensor copy); the
+            # view is gone before invoke, which refuses to run while one lives.
+            buffer = interp.tensor(idx)()
+            if buffer.shape == x.shape:  # else set_tensor says what does not fit
                 quantize(x, spec.quantization, spec.dtype, value_range=span, out=buffer)
                 del buffer
             else:
-                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=spec.dtype))
+                del buffer
+                interp.set_tensor(idx, quantize(x, spec.quantization, spec.dtype, span))
         interp.invoke()
         outs = [
             self._to_real(interp.get_tensor(idx), spec)
