@@ -31,7 +31,7 @@ from quantlens.metrics import FidelityState
 from quantlens.metrics.tensor_error import SQNR_CAP_DB, TensorErrorState
 from quantlens.models.batching import PROBE_SAMPLES, probe_all
 from quantlens.models.matching import feed_order, match_tensors
-from quantlens.models.quantization import integer_parts
+from quantlens.models.quantization import INTEGER_ACTIVATIONS, integer_parts
 from quantlens.results import DiagnosisResult, OpRow, TensorRow
 
 DEFAULT_SAMPLES = 256
@@ -146,9 +146,6 @@ def diagnose(
     )
 
 
-_INTEGER_DTYPES = ("int8", "uint8", "int16")
-
-
 def _inspection_batch(flt: Any, qnt: Any) -> int:
     """The batch size that keeps both models' tensors of two batches within INSPECTION_BYTES
     (MAX_INSPECTION_BATCH when a runtime does not say how large they are)."""
@@ -206,7 +203,7 @@ def _measured(
     values); a per-tensor quantized candidate is dequantized block by block as it is read."""
     for i, ref, raw in jobs:
         qp = qnt.quant.get(i)
-        if qp is not None and raw.dtype.name in _INTEGER_DTYPES and len(qp.scale) == 1:
+        if qp is not None and raw.dtype.name in INTEGER_ACTIVATIONS and len(qp.scale) == 1:
             yield i, states[i].update(ref, raw, (qp.scale[0], qp.zero_point[0]))
         else:
             yield i, states[i].update(ref, qnt.real(i, raw))

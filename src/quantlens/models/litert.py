@@ -16,7 +16,7 @@ from quantlens.errors import DataError, ModelLoadError, ModelRunError, brief
 from quantlens.models.base import natural_key, path_size
 from quantlens.models.batching import BatchRunner, RunnerBatching, tensor_bytes
 from quantlens.models.containment import ensure_contained
-from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, quantize
+from quantlens.models.quantization import INTEGER_IO_DTYPES, dequantize, integer_io, quantize
 from quantlens.models.tflite_file import Graph, read_graph, read_tflite_contents
 from quantlens.results import ModelInfo, QuantParams, TensorSpec, plain_name
 
@@ -233,18 +233,17 @@ class LiteRTModel(RunnerBatching):
         interp = self._interp
         known = ranges or [None] * len(arrays)
         for idx, spec, x, span in zip(self._in_idx, self.inputs, arrays, known, strict=True):
-            if spec.quantization is None or spec.dtype not in INTEGER_IO_DTYPES:
-                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=spec.dtype))
-                continue
-            # Quantized straight into the runtime's input buffer (no set_tensor copy); the
-            # view is gone before invoke, which refuses to run while one lives.
-            buffer = interp.tensor(idx)()
-            if buffer.shape == x.shape:  # else set_tensor says what does not fit
-                quantize(x, spec.quantization, spec.dtype, value_range=span, out=buffer)
+            if (qp := integer_io(spec)) is not None:
+                # Quantized straight into the runtime's input buffer (no set_tensor copy); the
+                # view is gone before invoke, which refuses to run while one lives.
+                buffer = interp.tensor(idx)()
+                fits = buffer.shape == x.shape  # else set_tensor says what does not fit
+                if fits:
+                    quantize(x, qp, spec.dtype, value_range=span, out=buffer)
                 del buffer
-            else:
-                del buffer
-                interp.set_tensor(idx, quantize(x, spec.quantization, spec.dtype, span))
+                if fits:
+                    continue
+            interp.set_tensor(idx, self._to_runtime(x, spec, span))
         interp.invoke()
         outs = [
             self._to_real(interp.get_tensor(idx), spec)
@@ -255,15 +254,17 @@ class LiteRTModel(RunnerBatching):
         return outs + [interp.get_tensor(i) for i in extra]
 
     @staticmethod
-    def _to_runtime(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-        if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
-            return quantize(x, spec.quantization, spec.dtype)
+    def _to_runtime(
+        x: np.ndarray, spec: TensorSpec, span: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        if (qp := integer_io(spec)) is not None:
+            return quantize(x, qp, spec.dtype, value_range=span)
         return np.ascontiguousarray(x, dtype=spec.dtype)
 
     @staticmethod
     def _to_real(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
-        if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
-            return dequantize(y, spec.quantization)
+        if (qp := integer_io(spec)) is not None:
+            return dequantize(y, qp)
         return y
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -320,7 +321,7 @@ class LiteRTModel(RunnerBatching):
             ConfigError: the model runs fewer samples at a time than the batch holds.
         """
         own = self._runner.one_invoke(inputs, self.name)
-        shapes = [tuple(a.shape) for a in own]
+        shapes = [a.shape for a in own]
         if shapes != self._shapes:
             self._allocate(shapes)
         for idx, spec, x in zip(self._in_idx, self.inputs, own, strict=True):
@@ -343,8 +344,8 @@ class LiteRTModel(RunnerBatching):
             details = {d["index"]: d for d in self._interp.get_tensor_details()}
         out: list[tuple[QuantParams, str] | None] = []
         for spec, reader in zip(self.inputs, readers, strict=True):
-            if spec.quantization is not None and spec.dtype in INTEGER_IO_DTYPES:
-                out.append((spec.quantization, spec.dtype))
+            if (own := integer_io(spec)) is not None:
+                out.append((own, spec.dtype))
                 continue
             q = details.get(reader)
             qp = quant_params(q) if q is not None else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantlens.results import ModelInfo, QuantParams
+from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 INTEGER_IO_DTYPES = ("int8", "uint8", "int16")
 #: Weight dtypes that mean "quantized"; activation dtypes likewise.
@@ -15,6 +15,12 @@ INTEGER_WEIGHTS = ("int8", "uint8", "int4", "int16")
 INTEGER_ACTIVATIONS = ("int8", "uint8", "int16")
 #: ONNX ops that carry quantized activations (QDQ and QOperator formats).
 ONNX_QUANTIZED_OPS = ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul")
+
+
+def integer_io(spec: TensorSpec) -> QuantParams | None:
+    """How an input (or output) the runtime takes (or gives) as integers is quantized; None
+    when it takes real values."""
+    return spec.quantization if spec.dtype in INTEGER_IO_DTYPES else None
 
 
 def count_of(counts: dict[str, int], keys: tuple[str, ...]) -> int:
