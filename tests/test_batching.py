@@ -270,11 +270,11 @@ def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
                                                            rel=1e-12)  # fmt: skip
 
 
-def test_the_batch_size_chosen_fits_the_memory_budget() -> None:
+def test_the_batch_size_chosen_fits_the_cache_budget() -> None:
     from quantlens.models.batching import (
         AUTO_BATCH_BYTES,
         AUTO_BATCH_MAX,
-        AUTO_BATCH_MIN,
+        AUTO_BATCH_UNKNOWN,
         auto_batch_size,
     )
     from quantlens.results import TensorSpec
@@ -286,14 +286,23 @@ def test_the_batch_size_chosen_fits_the_memory_budget() -> None:
             if working is not None:
                 self.working_bytes_per_sample = lambda: working
 
+    def fits(size: int, per_sample: int, budget: int) -> bool:
+        """The largest power of two within the budget (or one, when none is)."""
+        return (size * per_sample <= budget or size == 1) and 2 * size * per_sample > budget
+
     tiny, images = Fake((None, 8)), Fake((None, 224, 224, 3))
     assert auto_batch_size([tiny]) == AUTO_BATCH_MAX
-    assert auto_batch_size([images]) == AUTO_BATCH_MIN  # 600 KB a sample: the floor
+    image_bytes = 224 * 224 * 3 * 4 + 40
+    assert fits(auto_batch_size([images]), image_bytes, AUTO_BATCH_BYTES)
+    # each runtime thread works through its share of the batch: the budget grows with them
+    assert auto_batch_size([images], threads=2) == 2 * auto_batch_size([images], threads=1)
+    assert auto_batch_size([images], threads=None) == auto_batch_size([images], threads=1)
     # the largest model decides, intermediate tensors included
     mid = Fake((None, 8), working=100_000)
-    size = auto_batch_size([tiny, mid])
-    assert size * 100_072 <= AUTO_BATCH_BYTES < 2 * size * 100_072
-    assert auto_batch_size([Fake((None, None))]) == AUTO_BATCH_MIN  # unknown: the floor
+    assert fits(auto_batch_size([tiny, mid]), 100_072, AUTO_BATCH_BYTES)
+    huge = Fake((None, 8), working=3 * AUTO_BATCH_BYTES)
+    assert auto_batch_size([tiny, huge]) == 1  # a sample larger than the budget: one at a time
+    assert auto_batch_size([Fake((None, None))]) == AUTO_BATCH_UNKNOWN
 
 
 def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:

@@ -335,14 +335,19 @@ def _probe(
     ), None  # fmt: skip
 
 
-#: A batch size chosen for the user holds at most this much per model (its inputs, outputs
-#: and, where the runtime tells, its intermediate tensors)...
-AUTO_BATCH_BYTES = 16 * 2**20
-#: ...and at most this many samples; never fewer than ``AUTO_BATCH_MIN``. Larger batches
-#: spread the per-batch cost of Python and NumPy over more samples: on a model of a few µs
-#: per sample that cost is most of a run at 32.
+#: A batch size chosen for the user holds at most this much per model and runtime thread (its
+#: inputs, outputs and, where the runtime tells, its intermediate tensors): what one invoke
+#: works through should stay in the caches. Beyond it a sample costs more, not less — on one
+#: thread, MobileNetV2-128 (9 MiB of tensors a sample) runs 1.24× slower per sample at 32
+#: than at 2-4, openwakeword's embedding model (4.4 MiB) 1.08× slower at 32 than at 2-4;
+#: at 2 threads the best batch doubles. Small models want large batches for another reason
+#: (below); the MNIST-size CNN's 42 KB a sample runs fastest at 256 (11 MiB), slower at 512.
+AUTO_BATCH_BYTES = 20 * 2**20
+#: ...and at most this many samples. Small models run hundreds at a time: a batch's fixed
+#: cost of Python and NumPy is most of a run of a few µs per sample at 32.
 AUTO_BATCH_MAX = 1024
-AUTO_BATCH_MIN = 32
+#: The batch when a sample's size is unknown (an open dimension).
+AUTO_BATCH_UNKNOWN = 32
 
 
 def tensor_bytes(dims: Sequence[int], dtype: str) -> int:
@@ -380,15 +385,17 @@ def sample_bytes(model: object) -> int | None:
     return sum(io) + (int(working()) if working is not None else 0)  # type: ignore[arg-type]
 
 
-def auto_batch_size(models: Sequence[object]) -> int:
+def auto_batch_size(models: Sequence[object], threads: int | None = None) -> int:
     """The batch size to run when the user gives none: the largest power of two up to
-    AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES in every model, at least
-    AUTO_BATCH_MIN (also when a sample's size is unknown)."""
+    AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES per runtime thread (``threads``; None,
+    the runtime's default, runs one) in every model, at least one; AUTO_BATCH_UNKNOWN when a
+    sample's size is unknown."""
     sizes = [sample_bytes(m) for m in models]
     if any(b is None for b in sizes):
-        return AUTO_BATCH_MIN
+        return AUTO_BATCH_UNKNOWN
     per_sample = max(1, *[b for b in sizes if b is not None])
+    budget = AUTO_BATCH_BYTES * max(1, threads or 1)
     size = AUTO_BATCH_MAX
-    while size > AUTO_BATCH_MIN and size * per_sample > AUTO_BATCH_BYTES:
+    while size > 1 and size * per_sample > budget:
         size //= 2
     return size
