@@ -12,6 +12,8 @@ from quantlens.errors import ConfigError
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("engine", "spark", "unknown engine 'spark'"), ("workers", 0, "workers must be at least 1"),
     ("task", "ranking", "unknown task 'ranking'"), ("layout", "nwhc", "unknown layout 'nwhc'"),
+    ("batch_size", 0, "batch_size must be at least 1"), ("limit", -3, "limit must be at least 1"),
+    ("num_threads", 0, "num_threads must be at least 1"),
 ])  # fmt: skip
 def test_options_are_validated_when_made(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

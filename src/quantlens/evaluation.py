@@ -115,7 +115,9 @@ def evaluate(
                   for m in (reference, *candidates)]  # fmt: skip
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
-        batch_size = opts.batch_size or auto_batch_size(models, threads)
+        batch_size = (
+            auto_batch_size(models, threads) if opts.batch_size is None else opts.batch_size
+        )
         if shards is not None:  # cut again in whole batches, now that their size is known
             shards = dataset.guided_shards(workers, limit, unit=batch_size)
         if stored is not None:

@@ -22,9 +22,10 @@ class EvalOptions:
 
     Attributes:
         task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
-        batch_size: samples per invoke (None: 32, and no warning when a model cannot use
-            it), for models whose outputs do not depend on it; a model with a declared batch
-            runs in chunks of it and a batch-dependent one one sample at a time.
+        batch_size: samples per invoke (None: chosen from the models' tensor sizes, see
+            :func:`~quantlens.models.batching.auto_batch_size`, and no warning when a model
+            cannot use it), for models whose outputs do not depend on it; a model with a
+            declared batch runs in chunks of it and a batch-dependent one one sample at a time.
         limit: use at most this many samples.
         num_threads: runtime threads per model (``None``: the runtime's default).
         allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
@@ -52,8 +53,10 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
             raise ConfigError(f"unknown task '{self.task}'; use one of {', '.join(TASKS)}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        for name in ("batch_size", "limit", "num_threads", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine '{self.engine}'; use one of {', '.join(ENGINES)}")
         if self.layout is not None and self.layout not in LAYOUTS:
