@@ -259,6 +259,24 @@ def test_workers_run_models_as_the_probe_decided(onnx_dynamic, stateful_onnx, tm
     assert two.settings["workers"] == 2 and two.dataset.samples == one.dataset.samples == 1100
 
 
+def test_workers_probe_as_many_samples_as_an_inline_run(onnx_dynamic) -> None:
+    """The caller's probe for its workers compares as many samples as an inline run's first
+    batch does: PROBE_SAMPLES, or the batch size when it is smaller (a batch of 2 is what
+    runs; a batch of 8 would only cost the start-up more)."""
+    from quantlens.models.batching import PROBE_SAMPLES
+
+    float_path, _ = onnx_dynamic
+    x = RNG.normal(size=(1100, 16)).astype(np.float32)
+    for batch in (2, 64):
+        inline = quantlens.evaluate(float_path, [float_path], x, batch_size=batch)
+        pooled = quantlens.evaluate(float_path, [float_path], x, batch_size=batch, workers=2)
+        assert pooled.settings["workers"] == 2
+        n = min(PROBE_SAMPLES, batch)
+        for one, two in zip(inline.models, pooled.models, strict=True):
+            assert one.batching.reason == two.batching.reason
+            assert f"{n} samples in a batch" in two.batching.reason, two.batching.reason
+
+
 def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
     float_path, dyn_path = onnx_dynamic
     x = (RNG.normal(size=(50, 16)) * RNG.uniform(0.1, 10, size=(50, 1))).astype(np.float32)

@@ -128,8 +128,8 @@ def evaluate(
             models[0] = recorder = Recorder(models[0], save_reference_outputs)
         # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
         # Inline, the probe runs on the first batch of the run itself.
-        decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite)
-                     if shards else [])  # fmt: skip
+        decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
+                                  batch_size) if shards else [])  # fmt: skip
         plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
                     opts.allow_nonfinite, models_trusted(), layout,
                     tuple(d.mode for d in decisions), fixed, containment.verified(),
@@ -214,11 +214,13 @@ def _performance(
 
 def probe_models(
     models: Sequence[Model], wiring: Sequence[tuple[list[int], list[int]]], dataset: Dataset,
-    constants: Mapping[str, Any], allow_nonfinite: bool,
+    constants: Mapping[str, Any], allow_nonfinite: bool, batch_size: int,
 ) -> list[BatchingDecision]:  # fmt: skip
     """Decide how each model runs batches, on the data's first samples (each model runs them
-    one at a time and as one batch; see :mod:`quantlens.models.batching`)."""
-    first = next(dataset.bind(models[0].inputs, batch_size=PROBE_SAMPLES, limit=PROBE_SAMPLES,
+    one at a time and as one batch; see :mod:`quantlens.models.batching`): as many as an
+    inline run compares, PROBE_SAMPLES or the batch size if smaller."""
+    n = min(PROBE_SAMPLES, batch_size)
+    first = next(dataset.bind(models[0].inputs, batch_size=n, limit=n,
                               allow_nonfinite=allow_nonfinite, constants=constants))  # fmt: skip
     return probe_all(models, [[first.inputs[i] for i in ins] for ins, _ in wiring])
 
