@@ -169,6 +169,37 @@ def test_a_read_chunk_is_let_go_once_its_samples_are_used() -> None:
     assert sum(len(b) for b in batches) == 400 - 5 * 50
 
 
+def test_file_reads_reuse_only_buffers_nothing_holds(tmp_path, monkeypatch) -> None:
+    """Rows of a mapped .npy are read into a few buffers used again, never into one that
+    something still holds: pieces kept by the caller keep their values, and a run that lets
+    them go reads into the same few buffers whatever the file's length."""
+    from quantlens.data.sources import _ReadBuffers, read_rows
+
+    x = np.arange(1000 * 6, dtype=np.float32).reshape(1000, 6)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kept = list(read_rows(mapped, 3, 997, 64))  # every piece held at once
+    np.testing.assert_array_equal(np.concatenate(kept), x[3:997])
+    assert [len(k) for k in kept] == [64] * 15 + [34]
+    assert len({k.__array_interface__["data"][0] for k in kept}) == len(kept)
+    # batches of 50 kept, as views of 64-row pieces and copies where they span two
+    monkeypatch.setattr("quantlens.data.sources.BYTES_PER_READ", 64 * 6 * 4)
+    spec = [TensorSpec("x", (None, 6), "float32")]
+    batches = list(load_dataset(tmp_path / "x.npy").bind(spec, batch_size=50))
+    np.testing.assert_array_equal(np.concatenate([b.inputs[0] for b in batches]), x)
+    seen, start = set(), 0
+    for piece in read_rows(mapped, 0, 1000, 10):  # each let go before the next
+        np.testing.assert_array_equal(piece, x[start : start + 10])
+        seen.add(piece.__array_interface__["data"][0])
+        start += len(piece)
+    assert start == 1000 and len(seen) <= _ReadBuffers.KEPT
+    # a file that shrinks under the reader is a one-line data error, not garbage rows
+    with open(tmp_path / "x.npy", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(DataError, match=r"ended \d+ bytes early"):
+        list(read_rows(mapped, 0, 1000, 64))
+
+
 @pytest.mark.parametrize(("total", "workers", "unit", "limit"),
                          [(2048, 2, 32, None), (1000, 2, 256, None), (10_000, 4, 256, 9_999),
                           (513, 3, 1, None), (5, 2, 32, None)])  # fmt: skip
