@@ -193,6 +193,8 @@ def test_file_reads_reuse_only_buffers_nothing_holds(tmp_path, monkeypatch) -> N
         seen.add(piece.__array_interface__["data"][0])
         start += len(piece)
     assert start == 1000 and len(seen) <= _ReadBuffers.KEPT
+    (few,) = read_rows(mapped, 990, 995, 4096)  # a buffer of the rows asked for, not 4,096
+    assert few.base.shape == (5, 6)
     # a file that shrinks under the reader is a one-line data error, not garbage rows
     with open(tmp_path / "x.npy", "r+b") as f:
         f.truncate(1000)

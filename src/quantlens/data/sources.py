@@ -174,7 +174,7 @@ def read_rows(
         return
     offset = int(getattr(array, "offset", 0))
     row_bytes = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
-    buffers = _ReadBuffers(array.dtype, array.shape[1:], rows)
+    buffers = _ReadBuffers(array.dtype, array.shape[1:], min(rows, max(stop - start, 1)))
     with open(filename, "rb", buffering=0) as f:
         f.seek(offset + start * row_bytes)
         for a in range(start, stop, rows):
