@@ -593,6 +593,20 @@ def test_a_compressed_npz_is_streamed_not_inflated(digits_models, tmp_path) -> N
     np.testing.assert_array_equal(np.concatenate(rows), x)
 
 
+def test_a_header_declaring_huge_samples_is_a_one_line_error(digits_models, tmp_path,
+                                                            capsys) -> None:  # fmt: skip
+    """A sparse .npy (a 1 GiB file that holds 8 KiB on disk) whose header declares samples of
+    512 MiB each: refused before any read is allocated, not a MemoryError traceback."""
+    huge = np.lib.format.open_memmap(tmp_path / "huge.npy", mode="w+", dtype=np.float32,
+                                     shape=(2, 2**27))  # fmt: skip
+    del huge
+    code = main(["evaluate", str(digits_models["float"]), str(digits_models["int8"]),
+                 "--data", str(tmp_path / "huge.npy"), "--no-bench"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "one sample takes 0.5 GiB" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_an_unreachable_ray_cluster_is_a_prompt_error(digits_models, tmp_path, capsys) -> None:
     import socket
 

@@ -7,7 +7,8 @@ protocol; ``builtin`` the built-in samples.
 """
 
 from quantlens.data.builtin import BUILTINS, diabetes, digits
-from quantlens.data.dataset import Batch, Dataset, check_batch_memory, load_dataset
+from quantlens.data.dataset import Batch, Dataset, load_dataset
+from quantlens.data.sources import check_batch_memory
 
 __all__ = [
     "BUILTINS",

@@ -28,6 +28,7 @@ from quantlens.data.sources import (
     NpzSource,
     ShardableSource,
     Source,
+    check_batch_memory,
     check_label_count,
     sample_count,
     split_labels,
@@ -142,25 +143,6 @@ class _Given:
     """An input the user fixed (``--const NAME=VALUE``): the same value for every sample."""
 
     value: np.ndarray
-
-
-#: A batch of inputs larger than this is refused: with its copies (quantized, laid out) and
-#: the models' activations it would not fit in a machine's memory.
-MAX_BATCH_BYTES = 256 * 2**20
-
-
-def check_batch_memory(batch_size: int, sample_bytes: int) -> None:
-    """Refuse a batch whose inputs alone would take more than MAX_BATCH_BYTES.
-
-    Raises:
-        DataError: the batch is too large; the message gives the largest that fits.
-    """
-    if batch_size * sample_bytes > MAX_BATCH_BYTES:
-        fits = max(1, MAX_BATCH_BYTES // max(sample_bytes, 1))
-        raise DataError(
-            f"a batch of {batch_size:,} samples would take {batch_size * sample_bytes / 2**30:.1f}"
-            f" GiB of inputs; use a batch size of at most {fits:,}"
-        )
 
 
 def _input_order(

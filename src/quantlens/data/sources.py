@@ -8,6 +8,7 @@ paths and ranges, never the data of a file). Memory does not grow with the size 
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import warnings
 import zipfile
@@ -153,6 +154,31 @@ class ZippedArray:
         return out if dtype is None else out.astype(dtype)
 
 
+#: A batch of inputs larger than this is refused: with its copies (quantized, laid out) and
+#: the models' activations it would not fit in a machine's memory.
+MAX_BATCH_BYTES = 256 * 2**20
+
+
+def check_batch_memory(batch_size: int, sample_bytes: int) -> None:
+    """Refuse a batch whose inputs alone would take more than MAX_BATCH_BYTES.
+
+    Raises:
+        DataError: the batch is too large; the message gives the largest that fits, or says
+            that one sample is already too large.
+    """
+    if sample_bytes > MAX_BATCH_BYTES:
+        raise DataError(
+            f"one sample takes {sample_bytes / 2**30:,.1f} GiB of inputs, more than a batch "
+            f"may hold ({MAX_BATCH_BYTES // 2**20} MiB); the data's header declares it so"
+        )
+    if batch_size * sample_bytes > MAX_BATCH_BYTES:
+        fits = max(1, MAX_BATCH_BYTES // max(sample_bytes, 1))
+        raise DataError(
+            f"a batch of {batch_size:,} samples would take {batch_size * sample_bytes / 2**30:.1f}"
+            f" GiB of inputs; use a batch size of at most {fits:,}"
+        )
+
+
 def read_rows(
     array: np.ndarray | ZippedArray, start: int, stop: int, rows: int
 ) -> Iterator[np.ndarray]:
@@ -164,6 +190,8 @@ def read_rows(
     per read let the heap fragment: peak memory grew by a read's size over a long run, 1.12×
     at 10× the samples); a compressed member is inflated piece by piece.
     """
+    row_bytes = math.prod(int(d) for d in array.shape[1:]) * np.dtype(array.dtype).itemsize
+    check_batch_memory(1, row_bytes)  # a header may declare rows no machine could hold
     if isinstance(array, ZippedArray):
         yield from array.rows(start, stop, rows)
         return
@@ -173,7 +201,6 @@ def read_rows(
             yield np.asarray(array[a : min(a + rows, stop)])
         return
     offset = int(getattr(array, "offset", 0))
-    row_bytes = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
     buffers = _ReadBuffers(array.dtype, array.shape[1:], min(rows, max(stop - start, 1)))
     with open(filename, "rb", buffering=0) as f:
         f.seek(offset + start * row_bytes)
