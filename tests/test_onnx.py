@@ -149,6 +149,45 @@ def test_diagnose_onnx_matches_numpy_on_the_raw_tensors(onnx_models) -> None:
     assert all(w.sqnr_db > 30 for w in result.weights if w.name in ("W1", "W2"))
 
 
+def test_an_onnx_model_tells_its_intermediate_tensors(onnx_models, tmp_path) -> None:
+    """Shape inference with the batch at one: the MLP's h0..h3 (16, 16, 16, 4 floats) and
+    its logits (4), counted by hand; a QDQ model counts its integer tensors too; an input
+    with another open dimension leaves the size unknown; the auto batch then fits the
+    caches, not only the inputs and outputs."""
+    from quantlens.models.batching import AUTO_BATCH_BYTES, auto_batch_size
+
+    mlp = quantlens.load_model(onnx_models["float"])
+    assert mlp.working_bytes_per_sample() == (16 + 16 + 16 + 4 + 4) * 4
+    assert quantlens.load_model(onnx_models["qdq"]).working_bytes_per_sample() > 56 * 4
+    open_width = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "W"])],
+    )  # fmt: skip
+    model = helper.make_model(open_width, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "open.onnx")
+    assert quantlens.load_model(tmp_path / "open.onnx").working_bytes_per_sample() is None
+    # 8 MiB of activations a sample behind 48 KiB of input: one thread's budget holds 2
+    wide = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["y"])], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256, 1, 1])],
+        [numpy_helper.from_array(RNG.normal(size=(256, 3, 3, 3)).astype(np.float32), "w")],
+    )  # fmt: skip
+    model = helper.make_model(wide, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "wide.onnx")
+    conv = quantlens.load_model(tmp_path / "wide.onnx")
+    per_sample = 2 * 256 * 64 * 64 * 4 + 256 * 4
+    assert conv.working_bytes_per_sample() == per_sample
+    size = auto_batch_size([conv], threads=1)
+    total = per_sample + 3 * 64 * 64 * 4 + 256 * 4  # with the input and the output
+    assert size * total <= AUTO_BATCH_BYTES < 2 * size * total
+
+
 def test_profile_aggregation() -> None:
     events = [
         {"cat": "Node", "name": "a_kernel_time", "dur": 30, "args": {"op_name": "MatMul"}},

@@ -149,10 +149,11 @@ def diagnose(
 def _inspection_batch(flt: Any, qnt: Any) -> int:
     """The batch size that keeps both models' tensors of two batches within INSPECTION_BYTES
     (MAX_INSPECTION_BATCH when a runtime does not say how large they are)."""
-    sizes = [getattr(side.model, "working_bytes_per_sample", None) for side in (flt, qnt)]
+    told = [getattr(side.model, "working_bytes_per_sample", None) for side in (flt, qnt)]
+    sizes = [size() if size is not None else None for size in told]
     if any(size is None for size in sizes):
         return MAX_INSPECTION_BATCH
-    per_sample = 2 * sum(size() for size in sizes if size is not None)
+    per_sample = 2 * sum(size for size in sizes if size is not None)
     return max(1, min(MAX_INSPECTION_BATCH, INSPECTION_BYTES // max(1, per_sample)))
 
 

@@ -381,8 +381,9 @@ def sample_bytes(model: object) -> int | None:
     io = [_spec_bytes(getattr(model, k)) for k in ("inputs", "outputs")]
     if any(b is None for b in io):
         return None
-    working = getattr(model, "working_bytes_per_sample", None)
-    return sum(io) + (int(working()) if working is not None else 0)  # type: ignore[arg-type]
+    told = getattr(model, "working_bytes_per_sample", None)
+    working = told() if told is not None else None
+    return sum(io) + (int(working) if working is not None else 0)  # type: ignore[arg-type]
 
 
 def auto_batch_size(models: Sequence[object], threads: int | None = None) -> int:

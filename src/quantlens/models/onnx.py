@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, brief, require
 from quantlens.models.base import path_size
-from quantlens.models.batching import BatchRunner, RunnerBatching
+from quantlens.models.batching import BatchRunner, RunnerBatching, tensor_bytes
 from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 _ORT_TYPES = {
@@ -75,6 +76,42 @@ def session(path: str, num_threads: int | None, *, profile_prefix: str | None = 
         )  # fmt: skip
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"onnxruntime cannot run {path}: {brief(exc)}") from exc
+
+
+#: Constants up to this size keep their values for shape inference (a Reshape's target shape);
+#: larger ones (weights) keep only their dimensions.
+_SHAPE_CONSTANT_BYTES = 4096
+
+
+def _shapes_only(model: Any) -> Any:
+    """A copy of ``model`` whose large constants are dimensions without data: what shape
+    inference needs, without copying the weights."""
+    out = _copy_except(model, "graph")
+    out.graph.CopyFrom(_copy_except(model.graph, "initializer"))
+    for init in model.graph.initializer:
+        kept = out.graph.initializer.add()
+        if init.ByteSize() <= _SHAPE_CONSTANT_BYTES:
+            kept.CopyFrom(init)
+        else:
+            kept.name, kept.data_type = init.name, init.data_type
+            kept.dims.extend(init.dims)
+    return out
+
+
+def _copy_except(message: Any, skip: str) -> Any:
+    """A copy of a protobuf message without its field ``skip``."""
+    out = type(message)()
+    for field, value in message.ListFields():
+        if field.name == skip:
+            continue
+        repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.29; label before
+        if repeated if repeated is not None else field.label == field.LABEL_REPEATED:
+            getattr(out, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(out, field.name).CopyFrom(value)
+        else:
+            setattr(out, field.name, value)
+    return out
 
 
 class OnnxModel(RunnerBatching):
@@ -142,6 +179,44 @@ class OnnxModel(RunnerBatching):
         feed = self._feed(self._runner.one_invoke(inputs, self.name))
         run = self._session.run
         return lambda: run(None, feed)
+
+    def working_bytes_per_sample(self) -> int | None:
+        """Bytes of one sample's intermediate tensors, as ONNX shape inference gives their
+        shapes with the batch at one; None when an input has another open dimension (its
+        tensors' sizes depend on the data) or the graph's shapes cannot be inferred. Tensors
+        whose shapes stay unknown are not counted."""
+        return self._working_bytes
+
+    @functools.cached_property
+    def _working_bytes(self) -> int | None:
+        onnx = require("onnx", "onnx", "reading an .onnx model")
+        if any(None in s.sample_shape for s in self.inputs):
+            return None
+        model = _shapes_only(self.proto)
+        batch_axes = {s.name: s.batch_axis for s in self.inputs}
+        for tensor in model.graph.input:
+            axis = batch_axes.get(tensor.name)
+            dims = tensor.type.tensor_type.shape.dim
+            if axis is not None and axis < len(dims):
+                dims[axis].dim_value = 1
+        try:
+            graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+        except Exception:  # onnx raises its own inference errors; the run does not need this
+            return None
+        constants = {i.name for i in graph.initializer}
+        total = 0
+        for info in (*graph.value_info, *graph.output):
+            dims = [d.dim_value if d.HasField("dim_value") else 0
+                    for d in info.type.tensor_type.shape.dim]  # fmt: skip
+            if info.name in constants or not all(d > 0 for d in dims):
+                continue
+            try:
+                elem = info.type.tensor_type.elem_type
+                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+            except (KeyError, TypeError, ValueError):  # an undefined or unknown element type
+                continue
+            total += tensor_bytes(dims, dtype)
+        return total
 
     def input_quantization(self) -> list[tuple[QuantParams, str] | None]:
         """Per input, the QuantizeLinear that reads it in a QDQ model (None: none does, or its
