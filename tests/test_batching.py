@@ -302,7 +302,7 @@ def test_the_batch_size_chosen_fits_the_cache_budget() -> None:
             self.inputs = (TensorSpec("x", shape, "float32"),)
             self.outputs = (TensorSpec("y", (None, 10), "float32"),)
             if working is not None:
-                self.working_bytes_per_sample = lambda: working
+                self.working_bytes_per_sample = lambda shapes=None: working
 
     def fits(size: int, per_sample: int, budget: int) -> bool:
         """The largest power of two within the budget (or one, when none is)."""

@@ -202,6 +202,16 @@ def test_file_reads_reuse_only_buffers_nothing_holds(tmp_path, monkeypatch) -> N
         list(read_rows(mapped, 0, 1000, 64))
 
 
+def test_sample_shapes_come_from_data_read_again_only(tmp_path) -> None:
+    x = np.zeros((5, 8, 8, 1), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert load_dataset(tmp_path / "x.npy").sample_shapes(IMAGE) == [(8, 8, 1)]
+    assert load_dataset(x).sample_shapes(IMAGE) == [(8, 8, 1)]
+    once = load_dataset(iter([x[:2], x[2:]]))
+    assert once.sample_shapes(IMAGE) is None
+    assert sum(len(b) for b in once.bind(IMAGE, batch_size=2)) == 5  # nothing was taken
+
+
 @pytest.mark.parametrize(("total", "workers", "unit", "limit"),
                          [(2048, 2, 32, None), (1000, 2, 256, None), (10_000, 4, 256, 9_999),
                           (513, 3, 1, None), (5, 2, 32, None)])  # fmt: skip

@@ -188,6 +188,40 @@ def test_an_onnx_model_tells_its_intermediate_tensors(onnx_models, tmp_path) -> 
     assert size * total <= AUTO_BATCH_BYTES < 2 * size * total
 
 
+def test_open_image_sizes_are_read_from_the_data_for_the_auto_batch(tmp_path) -> None:
+    """A conv model whose image size is open (as rapidocr's are) is sized from the data's
+    first sample: 64×64 images give 8 MiB of activations a sample and a batch of 2; NHWC
+    data into it (layout nhwc) gives the same; an iterable, read once, is not peeked at and
+    runs at the batch for an unknown size."""
+    from quantlens.models.batching import AUTO_BATCH_BYTES, AUTO_BATCH_UNKNOWN
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["y"])], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256, 1, 1])],
+        [numpy_helper.from_array(RNG.normal(size=(256, 3, 3, 3)).astype(np.float32), "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "open.onnx")
+    conv = quantlens.load_model(tmp_path / "open.onnx")
+    assert conv.working_bytes_per_sample() is None
+    working = 2 * 256 * 64 * 64 * 4 + 256 * 4
+    assert conv.working_bytes_per_sample([(3, 64, 64)]) == working
+    total = working + 3 * 64 * 64 * 4 + 256 * 4
+    fits = AUTO_BATCH_BYTES // total  # 2: the largest power of two within the budget
+    x = RNG.random((40, 3, 64, 64), dtype=np.float32)
+    path = str(tmp_path / "open.onnx")
+    assert quantlens.evaluate(path, [path], x).settings["batch_size"] == fits == 2
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    run = quantlens.evaluate(path, [path], nhwc, layout="nhwc")
+    assert run.settings["batch_size"] == 2 and run.dataset.samples == 40
+    once = quantlens.evaluate(path, [path], (row for row in x))
+    assert once.settings["batch_size"] == AUTO_BATCH_UNKNOWN and once.dataset.samples == 40
+
+
 def test_profile_aggregation() -> None:
     events = [
         {"cat": "Node", "name": "a_kernel_time", "dur": 30, "args": {"op_name": "MatMul"}},

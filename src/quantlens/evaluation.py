@@ -116,8 +116,9 @@ def evaluate(
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
         batch_size = (
-            auto_batch_size(models, threads) if opts.batch_size is None else opts.batch_size
-        )
+            _auto_batch(models, wiring, dataset, fixed, threads)
+            if opts.batch_size is None else opts.batch_size
+        )  # fmt: skip
         if shards is not None:  # cut again in whole batches, now that their size is known
             shards = dataset.guided_shards(workers, limit, unit=batch_size)
         if stored is not None:
@@ -188,6 +189,20 @@ def evaluate(
         ),
         reference_outputs=kept,
     )
+
+
+def _auto_batch(
+    models: Sequence[Model], wiring: Sequence[tuple[list[int], list[int]]], dataset: Dataset,
+    constants: Mapping[str, Any], threads: int | None,
+) -> int:  # fmt: skip
+    """auto_batch_size, with the dimensions a model's inputs leave open (an image's size)
+    read from the data's first sample, where the data can be read again."""
+    shapes = None
+    if any(None in s.sample_shape for m in models for s in m.inputs):
+        first = dataset.sample_shapes(models[0].inputs, constants)
+        if first is not None:
+            shapes = [[first[i] for i in ins] for ins, _ in wiring]
+    return auto_batch_size(models, threads, shapes)
 
 
 def _start_workers(count: int, models: Sequence[Any]) -> Any:

@@ -77,6 +77,22 @@ class Dataset:
         return [Dataset(self.source, self.reader.shard(a, b))
                 for a, b in pairwise(bounds) if b > a]  # fmt: skip
 
+    def sample_shapes(
+        self, specs: Sequence[TensorSpec], constants: Mapping[str, Any] | None = None
+    ) -> list[tuple[int, ...]] | None:
+        """The first sample's shape of each input, in ``specs``' order and the data's layout,
+        without its batch axis; None when the data cannot be read again (an iterable is
+        read once: its first sample belongs to the run).
+
+        Raises:
+            DataError: the data does not fit ``specs``, as :meth:`bind` says.
+        """
+        if self.num_samples is None or not isinstance(self.reader, ShardableSource):
+            return None
+        first = next(self.bind(specs, batch_size=1, limit=1, allow_nonfinite=True,
+                               constants=constants))  # fmt: skip
+        return [tuple(x.shape[1:]) for x in first.inputs]
+
     def guided_shards(
         self, workers: int, limit: int | None = None, unit: int = 1
     ) -> list[Dataset] | None:

@@ -216,7 +216,7 @@ def probe_all(
         decision = model.probe_batching([x[:n] for x in feed])
         return decision, model.predict(feed)
 
-    sizes = [sample_bytes(m) for m in models]
+    sizes = [sample_bytes(m, [x.shape[1:] for x in f]) for m, f in zip(models, feeds, strict=True)]
     if len(models) == 1 or any(b is None or b < PARALLEL_PROBE_BYTES for b in sizes):
         return [probe(m, f) for m, f in zip(models, feeds, strict=True)]
     from concurrent.futures import ThreadPoolExecutor
@@ -363,35 +363,55 @@ def _itemsize(dtype: str) -> int:
         return 8
 
 
-def _spec_bytes(specs: Sequence[TensorSpec]) -> int | None:
-    """Bytes of one sample of these tensors; None when a dimension is open."""
+def _spec_bytes(
+    specs: Sequence[TensorSpec], shapes: Sequence[Sequence[int]] | None = None
+) -> int | None:
+    """Bytes of one sample of these tensors, an open dimension taken from ``shapes`` (each
+    tensor's sample shape, as the data has it) when given; None when one stays open."""
     total = 0
-    for s in specs:
-        dims = [d for d in s.sample_shape if d is not None]
-        if len(dims) != len(s.sample_shape):
+    for k, s in enumerate(specs):
+        dims = filled_sample_shape(s, shapes[k] if shapes is not None else None)
+        if dims is None:
             return None
         total += tensor_bytes(dims, s.dtype)
     return total
 
 
-def sample_bytes(model: object) -> int | None:
+def filled_sample_shape(spec: TensorSpec, given: Sequence[int] | None) -> tuple[int, ...] | None:
+    """A tensor's sample shape, its open dimensions taken from ``given`` (the data's sample
+    shape for it); None when one stays open."""
+    dims = spec.sample_shape
+    if None in dims and given is not None and len(given) == len(dims):
+        dims = tuple(int(g) if d is None else d for d, g in zip(dims, given, strict=True))
+    return None if None in dims else tuple(int(d) for d in dims if d is not None)
+
+
+def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> int | None:
     """Memory one sample takes in ``model``: its inputs and outputs, plus what its runtime
-    says its intermediate tensors take (``working_bytes_per_sample``, when it says); None
-    when an open dimension makes it unknown."""
-    io = [_spec_bytes(getattr(model, k)) for k in ("inputs", "outputs")]
-    if any(b is None for b in io):
+    says its intermediate tensors take (``working_bytes_per_sample``, when it says). Open
+    dimensions of the inputs are taken from ``shapes`` (each input's sample shape in the
+    data) when given; None when the size stays unknown."""
+    inputs = _spec_bytes(model.inputs, shapes)
+    if inputs is None:
         return None
     told = getattr(model, "working_bytes_per_sample", None)
-    working = told() if told is not None else None
-    return sum(io) + (int(working) if working is not None else 0)  # type: ignore[arg-type]
+    working = told(shapes) if told is not None else None
+    outputs = _spec_bytes(model.outputs)
+    if outputs is None and working is None:  # the working tensors include the outputs
+        return None
+    return inputs + (outputs or 0) + (int(working) if working else 0)
 
 
-def auto_batch_size(models: Sequence[object], threads: int | None = None) -> int:
+def auto_batch_size(
+    models: Sequence[object], threads: int | None = None,
+    shapes: Sequence[Sequence[Sequence[int]]] | None = None,
+) -> int:  # fmt: skip
     """The batch size to run when the user gives none: the largest power of two up to
     AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES per runtime thread (``threads``; None,
     the runtime's default, runs one) in every model, at least one; AUTO_BATCH_UNKNOWN when a
-    sample's size is unknown."""
-    sizes = [sample_bytes(m) for m in models]
+    sample's size is unknown. ``shapes``: per model, its inputs' sample shapes in the data,
+    for the dimensions a model leaves open."""
+    sizes = [sample_bytes(m, shapes[k] if shapes else None) for k, m in enumerate(models)]
     if any(b is None for b in sizes):
         return AUTO_BATCH_UNKNOWN
     per_sample = max(1, *[b for b in sizes if b is not None])

@@ -76,6 +76,19 @@ class Relayout:
     def info(self) -> ModelInfo:
         return self._model.info()
 
+    def working_bytes_per_sample(self, shapes: Sequence[Sequence[int]] | None = None) -> Any:
+        """The wrapped model's, given the data's sample shapes in its own layout (None when
+        its runtime does not say)."""
+        own = getattr(self._model, "working_bytes_per_sample", None)
+        if own is None:
+            return None
+        if shapes is not None:
+            shapes = [
+                tuple(given) if p is None else tuple((1, *given)[i] for i in p)[1:]
+                for given, p in zip(shapes, self._perms, strict=True)
+            ]
+        return own(shapes)
+
     @property
     def batching(self) -> str:
         return self._model.batching

@@ -358,10 +358,11 @@ class LiteRTModel(RunnerBatching):
         """The main subgraph's ops and tensors, read from the file once, when first needed."""
         return read_graph(Path(self.path).read_bytes(), self.path)
 
-    def working_bytes_per_sample(self) -> int:
+    def working_bytes_per_sample(self, shapes: Sequence[Sequence[int]] | None = None) -> int:
         """Bytes of the main subgraph's non-constant tensors for one sample (as the file
-        declares their shapes; an open dimension counts 1): an upper bound of what the
-        runtime's arena holds per sample, since the arena reuses memory."""
+        declares their shapes; an open dimension counts 1, whatever the data's ``shapes``):
+        an upper bound of what the runtime's arena holds per sample, since the arena reuses
+        memory."""
         return self._working_bytes
 
     @functools.cached_property

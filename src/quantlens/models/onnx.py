@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +11,12 @@ import numpy as np
 
 from quantlens.errors import ModelLoadError, ModelRunError, QuantlensError, brief, require
 from quantlens.models.base import path_size
-from quantlens.models.batching import BatchRunner, RunnerBatching, tensor_bytes
+from quantlens.models.batching import (
+    BatchRunner,
+    RunnerBatching,
+    filled_sample_shape,
+    tensor_bytes,
+)
 from quantlens.results import ModelInfo, QuantParams, TensorSpec
 
 _ORT_TYPES = {
@@ -137,6 +141,8 @@ class OnnxModel(RunnerBatching):
             for o in self._session.get_outputs()
         )
         self._runner = BatchRunner(self.inputs, self.outputs)
+        #: working_bytes_per_sample by the inputs' sample shapes
+        self._working: dict[tuple[tuple[int, ...] | None, ...], int | None] = {}
 
     @property
     def batch_runner(self) -> BatchRunner:
@@ -180,25 +186,37 @@ class OnnxModel(RunnerBatching):
         run = self._session.run
         return lambda: run(None, feed)
 
-    def working_bytes_per_sample(self) -> int | None:
+    def working_bytes_per_sample(self, shapes: Sequence[Sequence[int]] | None = None) -> int | None:
         """Bytes of one sample's intermediate tensors, as ONNX shape inference gives their
-        shapes with the batch at one; None when an input has another open dimension (its
-        tensors' sizes depend on the data) or the graph's shapes cannot be inferred. Tensors
-        whose shapes stay unknown are not counted."""
-        return self._working_bytes
-
-    @functools.cached_property
-    def _working_bytes(self) -> int | None:
-        onnx = require("onnx", "onnx", "reading an .onnx model")
-        if any(None in s.sample_shape for s in self.inputs):
+        shapes with the batch at one and the inputs' other open dimensions taken from the
+        data's sample ``shapes`` (one per input); None when one stays open or the graph's
+        shapes cannot be inferred. Tensors whose shapes stay unknown are not counted."""
+        filled = tuple(filled_sample_shape(spec, shapes[k] if shapes is not None else None)
+                       for k, spec in enumerate(self.inputs))  # fmt: skip
+        if any(dims is None for dims in filled):
             return None
+        if filled not in self._working:
+            self._working[filled] = self._working_bytes(filled)  # type: ignore[arg-type]
+        return self._working[filled]
+
+    def _working_bytes(self, sample_shapes: Sequence[tuple[int, ...]]) -> int | None:
+        onnx = require("onnx", "onnx", "reading an .onnx model")
         model = _shapes_only(self.proto)
-        batch_axes = {s.name: s.batch_axis for s in self.inputs}
+        own = {
+            s.name: (s.batch_axis, shape)
+            for s, shape in zip(self.inputs, sample_shapes, strict=True)
+        }
         for tensor in model.graph.input:
-            axis = batch_axes.get(tensor.name)
+            if tensor.name not in own:  # an initializer listed among the inputs
+                continue
+            axis, sample = own[tensor.name]
+            full = list(sample)
+            if axis is not None:
+                full.insert(axis, 1)  # the batch at one, wherever it sits
             dims = tensor.type.tensor_type.shape.dim
-            if axis is not None and axis < len(dims):
-                dims[axis].dim_value = 1
+            if len(dims) == len(full):
+                for d, value in zip(dims, full, strict=True):
+                    d.dim_value = value
         try:
             graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
         except Exception:  # onnx raises its own inference errors; the run does not need this
