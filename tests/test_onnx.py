@@ -169,23 +169,33 @@ def test_an_onnx_model_tells_its_intermediate_tensors(onnx_models, tmp_path) -> 
     onnx.save(model, tmp_path / "open.onnx")
     assert quantlens.load_model(tmp_path / "open.onnx").working_bytes_per_sample() is None
     # 8 MiB of activations a sample behind 48 KiB of input: one thread's budget holds 2
-    wide = helper.make_graph(
+    conv = quantlens.load_model(_wide_conv(tmp_path / "wide.onnx", 64, 64))
+    assert conv.working_bytes_per_sample() == WIDE_WORKING
+    size = auto_batch_size([conv], threads=1)
+    assert size * WIDE_TOTAL <= AUTO_BATCH_BYTES < 2 * size * WIDE_TOTAL
+
+
+#: The wide conv model's tensors for one 64×64 image: the conv and relu outputs (256 channels)
+#: and the pooled output; with the input and the output counted again.
+WIDE_WORKING = 2 * 256 * 64 * 64 * 4 + 256 * 4
+WIDE_TOTAL = WIDE_WORKING + 3 * 64 * 64 * 4 + 256 * 4
+
+
+def _wide_conv(path, height, width):
+    """A 3x3 conv to 256 channels, relu and global pooling: large activations behind a small
+    input and output (``height``/``width`` given as ints, or names for open dimensions)."""
+    graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["c"], ["r"]),
          helper.make_node("GlobalAveragePool", ["r"], ["y"])], "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, height, width])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256, 1, 1])],
         [numpy_helper.from_array(RNG.normal(size=(256, 3, 3, 3)).astype(np.float32), "w")],
     )  # fmt: skip
-    model = helper.make_model(wide, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    onnx.save(model, tmp_path / "wide.onnx")
-    conv = quantlens.load_model(tmp_path / "wide.onnx")
-    per_sample = 2 * 256 * 64 * 64 * 4 + 256 * 4
-    assert conv.working_bytes_per_sample() == per_sample
-    size = auto_batch_size([conv], threads=1)
-    total = per_sample + 3 * 64 * 64 * 4 + 256 * 4  # with the input and the output
-    assert size * total <= AUTO_BATCH_BYTES < 2 * size * total
+    onnx.save(model, path)
+    return path
 
 
 def test_open_image_sizes_are_read_from_the_data_for_the_auto_batch(tmp_path) -> None:
@@ -195,25 +205,12 @@ def test_open_image_sizes_are_read_from_the_data_for_the_auto_batch(tmp_path) ->
     runs at the batch for an unknown size."""
     from quantlens.models.batching import AUTO_BATCH_BYTES, AUTO_BATCH_UNKNOWN
 
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["c"], ["r"]),
-         helper.make_node("GlobalAveragePool", ["r"], ["y"])], "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256, 1, 1])],
-        [numpy_helper.from_array(RNG.normal(size=(256, 3, 3, 3)).astype(np.float32), "w")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, tmp_path / "open.onnx")
-    conv = quantlens.load_model(tmp_path / "open.onnx")
+    path = str(_wide_conv(tmp_path / "open.onnx", "H", "W"))
+    conv = quantlens.load_model(path)
     assert conv.working_bytes_per_sample() is None
-    working = 2 * 256 * 64 * 64 * 4 + 256 * 4
-    assert conv.working_bytes_per_sample([(3, 64, 64)]) == working
-    total = working + 3 * 64 * 64 * 4 + 256 * 4
-    fits = AUTO_BATCH_BYTES // total  # 2: the largest power of two within the budget
+    assert conv.working_bytes_per_sample([(3, 64, 64)]) == WIDE_WORKING
+    fits = AUTO_BATCH_BYTES // WIDE_TOTAL  # 2: the largest power of two within the budget
     x = RNG.random((40, 3, 64, 64), dtype=np.float32)
-    path = str(tmp_path / "open.onnx")
     assert quantlens.evaluate(path, [path], x).settings["batch_size"] == fits == 2
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     run = quantlens.evaluate(path, [path], nhwc, layout="nhwc")
