@@ -321,6 +321,12 @@ def test_the_batch_size_chosen_fits_the_cache_budget() -> None:
     huge = Fake((None, 8), working=3 * AUTO_BATCH_BYTES)
     assert auto_batch_size([tiny, huge]) == 1  # a sample larger than the budget: one at a time
     assert auto_batch_size([Fake((None, None))]) == AUTO_BATCH_UNKNOWN
+    # whole batches of what a model declares: in chunks of 4, a batch of 1 would be padded to 4
+    assert auto_batch_size([Fake((4, 8), working=3 * AUTO_BATCH_BYTES)]) == 4
+    small = AUTO_BATCH_BYTES // 16 - 80  # 16 samples fit
+    assert auto_batch_size([Fake((3, 8), working=small)]) == 18
+    assert auto_batch_size([Fake((4, 8), working=small), Fake((6, 8))]) == 24
+    assert auto_batch_size([Fake((None, None)), Fake((5, 8))]) == 35  # unknown: 32, rounded
 
 
 def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:

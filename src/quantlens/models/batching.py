@@ -410,13 +410,19 @@ def auto_batch_size(
     AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES per runtime thread (``threads``; None,
     the runtime's default, runs one) in every model, at least one; AUTO_BATCH_UNKNOWN when a
     sample's size is unknown. ``shapes``: per model, its inputs' sample shapes in the data,
-    for the dimensions a model leaves open."""
+    for the dimensions a model leaves open. Rounded up to whole batches of what the models
+    declare: a model that runs in chunks of its declared batch pads every batch smaller."""
     sizes = [sample_bytes(m, shapes[k] if shapes else None) for k, m in enumerate(models)]
     if any(b is None for b in sizes):
-        return AUTO_BATCH_UNKNOWN
-    per_sample = max(1, *[b for b in sizes if b is not None])
-    budget = AUTO_BATCH_BYTES * max(1, threads or 1)
-    size = AUTO_BATCH_MAX
-    while size > 1 and size * per_sample > budget:
-        size //= 2
-    return size
+        size = AUTO_BATCH_UNKNOWN
+    else:
+        per_sample = max(1, *[b for b in sizes if b is not None])
+        budget = AUTO_BATCH_BYTES * max(1, threads or 1)
+        size = AUTO_BATCH_MAX
+        while size > 1 and size * per_sample > budget:
+            size //= 2
+    declared = {declared_batch(getattr(m, "inputs", ())) for m in models}
+    step = math.lcm(*declared)
+    if step > AUTO_BATCH_MAX:  # batches that share no small multiple: the largest one's
+        step = max(declared)
+    return -(-size // step) * step
