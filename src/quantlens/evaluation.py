@@ -235,8 +235,8 @@ def probe_models(
     one at a time and as one batch; see :mod:`quantlens.models.batching`): as many as an
     inline run compares, PROBE_SAMPLES or the batch size if smaller."""
     n = min(PROBE_SAMPLES, batch_size)
-    first = next(dataset.bind(models[0].inputs, batch_size=n, limit=n,
-                              allow_nonfinite=allow_nonfinite, constants=constants))  # fmt: skip
+    first = dataset.head(models[0].inputs, n, allow_nonfinite=allow_nonfinite,
+                         constants=constants)  # fmt: skip
     return probe_all(models, [[first.inputs[i] for i in ins] for ins, _ in wiring])
 
 

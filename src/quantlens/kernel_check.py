@@ -88,7 +88,7 @@ def check_kernels(
                                  progress=progress)  # fmt: skip
     if status:
         status("timing every path on one sample (interleaved rounds)…")
-    batch = next(iter(load_dataset(data, labels).bind(runs[0].inputs, batch_size=1, limit=1)))
+    batch = load_dataset(data, labels).head(runs[0].inputs, 1)
     perf = performance_of(runs, batch.inputs, num_threads, memory=False)
     kernels = dataclasses.replace(
         kernels,

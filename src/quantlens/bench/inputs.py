@@ -59,7 +59,7 @@ def data_inputs(data: Any, specs: Sequence[TensorSpec], batch: int) -> list[np.n
     the benchmark has already refused them unless the user allowed them.
     """
     dataset = load_dataset(data)
-    first = next(iter(dataset.bind(specs, batch_size=batch, limit=batch, allow_nonfinite=True)))
+    first = dataset.head(specs, batch, allow_nonfinite=True)
     arrays = first.inputs
     if len(first) < batch:
         reps = -(-batch // len(first))

@@ -89,9 +89,21 @@ class Dataset:
         """
         if self.num_samples is None or not isinstance(self.reader, ShardableSource):
             return None
-        first = next(self.bind(specs, batch_size=1, limit=1, allow_nonfinite=True,
-                               constants=constants))  # fmt: skip
+        first = self.head(specs, 1, allow_nonfinite=True, constants=constants)
         return [tuple(x.shape[1:]) for x in first.inputs]
+
+    def head(
+        self, specs: Sequence[TensorSpec], n: int, *, allow_nonfinite: bool = False,
+        constants: Mapping[str, Any] | None = None,
+    ) -> Batch:  # fmt: skip
+        """The first ``n`` samples (fewer when the data has fewer) as one batch, checked as
+        :meth:`bind` checks them.
+
+        Raises:
+            DataError: the data does not fit ``specs`` or is empty.
+        """
+        return next(self.bind(specs, batch_size=n, limit=n, allow_nonfinite=allow_nonfinite,
+                              constants=constants))  # fmt: skip
 
     def guided_shards(
         self, workers: int, limit: int | None = None, unit: int = 1

@@ -142,7 +142,7 @@ class OnnxModel(RunnerBatching):
         )
         self._runner = BatchRunner(self.inputs, self.outputs)
         #: working_bytes_per_sample by the inputs' sample shapes
-        self._working: dict[tuple[tuple[int, ...] | None, ...], int | None] = {}
+        self._working: dict[tuple[tuple[int, ...], ...], int | None] = {}
 
     @property
     def batch_runner(self) -> BatchRunner:
@@ -191,13 +191,16 @@ class OnnxModel(RunnerBatching):
         shapes with the batch at one and the inputs' other open dimensions taken from the
         data's sample ``shapes`` (one per input); None when one stays open or the graph's
         shapes cannot be inferred. Tensors whose shapes stay unknown are not counted."""
-        filled = tuple(filled_sample_shape(spec, shapes[k] if shapes is not None else None)
-                       for k, spec in enumerate(self.inputs))  # fmt: skip
-        if any(dims is None for dims in filled):
-            return None
-        if filled not in self._working:
-            self._working[filled] = self._working_bytes(filled)  # type: ignore[arg-type]
-        return self._working[filled]
+        filled = []
+        for k, spec in enumerate(self.inputs):
+            dims = filled_sample_shape(spec, shapes[k] if shapes is not None else None)
+            if dims is None:
+                return None
+            filled.append(dims)
+        key = tuple(filled)
+        if key not in self._working:
+            self._working[key] = self._working_bytes(key)
+        return self._working[key]
 
     def _working_bytes(self, sample_shapes: Sequence[tuple[int, ...]]) -> int | None:
         onnx = require("onnx", "onnx", "reading an .onnx model")
