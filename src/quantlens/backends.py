@@ -53,6 +53,10 @@ class Backend:
     mode_of: str | None = None
     saved_model_dirs: bool = False  # a directory holding saved_model.pb is this runtime's
     kernel_paths: str | None = None
+    #: Its runs release the GIL (an interpreter's invoke, a session's run): an evaluation's
+    #: workers may be threads of one process. A runtime whose import takes seconds and whose
+    #: runs hold the GIL (TensorFlow's Keras) gets worker processes, started first.
+    releases_gil: bool = False
 
     @property
     def is_own_baseline(self) -> bool:
@@ -104,7 +108,7 @@ register(Backend(
     op_name="float_tensor", expectations="quantlens.quantize.aeq:EXPECTED",
     inspection="quantlens.diagnose.tflite_side:TFLiteSide",
     mode_of="quantlens.diagnose.tflite_side:quantized_mode",
-    kernel_paths="quantlens.models.litert:KERNEL_PATHS",
+    kernel_paths="quantlens.models.litert:KERNEL_PATHS", releases_gil=True,
 ))  # fmt: skip
 register(Backend(
     name="onnx", title="an .onnx", extensions=(".onnx",),
@@ -115,7 +119,7 @@ register(Backend(
     op_name="node", expectations="quantlens.quantize.ort:EXPECTED",
     inspection="quantlens.diagnose.onnx_side:OnnxSide",
     mode_of="quantlens.diagnose.onnx_side:quantized_mode",
-    kernel_paths="quantlens.models.onnx:KERNEL_PATHS",
+    kernel_paths="quantlens.models.onnx:KERNEL_PATHS", releases_gil=True,
 ))  # fmt: skip
 register(Backend(
     name="tf", title="a Keras", extensions=(".keras", ".h5", ".hdf5"),

@@ -19,7 +19,7 @@ from quantlens.engine.shard import (
     input_quantization,
     run_shard,
 )
-from quantlens.errors import ConfigError, DataError
+from quantlens.errors import ConfigError, DataError, QuantlensError
 from quantlens.metrics.paired import paired
 from quantlens.models import containment
 from quantlens.models.base import (
@@ -27,7 +27,13 @@ from quantlens.models.base import (
     models_trusted,
     unique_names,
 )
-from quantlens.models.batching import PROBE_SAMPLES, auto_batch_size, declared_batch, probe_all
+from quantlens.models.batching import (
+    PROBE_SAMPLES,
+    auto_batch_size,
+    declared_batch,
+    probe_all,
+    run_in_threads,
+)
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
 from quantlens.models.matching import wire
@@ -106,19 +112,30 @@ def evaluate(
     threads = opts.num_threads
     if shards is not None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
-    # Worker processes start now, importing while this process loads and probes its models.
+    local = shards is not None and opts.engine == "local"
+    # Local workers are threads when every runtime releases the GIL and the models are large
+    # enough (known once they are loaded: milliseconds for those runtimes); otherwise worker
+    # processes, which start now when a runtime's import is slow, importing while this
+    # process loads and probes its models.
+    may_thread = local and all(_releases_gil(m) for m in (reference, *candidates))
     started = (_start_workers(workers - 1, (reference, *candidates))
-               if shards is not None and opts.engine == "local" else None)  # fmt: skip
+               if local and not may_thread else None)  # fmt: skip
+    in_threads = False
     try:
         # Stored outputs are in the data's layout already: they were recorded as bound.
         models = [m if m is stored else adapt(_as_model(m, threads), layout)
                   for m in (reference, *candidates)]  # fmt: skip
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
-        batch_size = (
-            _auto_batch(models, wiring, dataset, fixed, threads)
-            if opts.batch_size is None else opts.batch_size
-        )  # fmt: skip
+        shapes = _data_shapes(models, wiring, dataset, fixed)
+        batch_size = (auto_batch_size(models, threads, shapes)
+                      if opts.batch_size is None else opts.batch_size)  # fmt: skip
+        if may_thread:
+            runs = [k for k, m in enumerate(models) if m is not stored]
+            in_threads = run_in_threads([models[k] for k in runs],
+                                        [shapes[k] for k in runs] if shapes else None)  # fmt: skip
+            if not in_threads:
+                started = _start_workers(workers - 1, (reference, *candidates))
         if shards is not None:  # cut again in whole batches, now that their size is known
             shards = dataset.guided_shards(workers, limit, unit=batch_size)
         if stored is not None:
@@ -151,7 +168,7 @@ def evaluate(
 
         parts = run_shards(plan, shards, engine=opts.engine, workers=workers,
                            ray_address=opts.ray_address, progress=progress,
-                           inline=inline, started=started)  # fmt: skip
+                           inline=inline, started=started, threads=in_threads)  # fmt: skip
         outcome = functools.reduce(ShardOutcome.merge, parts)
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
@@ -182,6 +199,9 @@ def evaluate(
             "num_threads": threads,
             "workers": workers if shards else 1,
             "engine": opts.engine if shards else "inline",
+            "workers_in": ("threads" if in_threads else "processes")
+            if shards and opts.engine == "local"
+            else None,
         },
         warnings=(
             *batching_warnings(names, decisions, opts.batch_size),
@@ -191,18 +211,34 @@ def evaluate(
     )
 
 
-def _auto_batch(
+def _data_shapes(
     models: Sequence[Model], wiring: Sequence[tuple[list[int], list[int]]], dataset: Dataset,
-    constants: Mapping[str, Any], threads: int | None,
-) -> int:  # fmt: skip
-    """auto_batch_size, with the dimensions a model's inputs leave open (an image's size)
-    read from the data's first sample, where the data can be read again."""
-    shapes = None
-    if any(None in s.sample_shape for m in models for s in m.inputs):
-        first = dataset.sample_shapes(models[0].inputs, constants)
-        if first is not None:
-            shapes = [[first[i] for i in ins] for ins, _ in wiring]
-    return auto_batch_size(models, threads, shapes)
+    constants: Mapping[str, Any],
+) -> list[list[tuple[int, ...]]] | None:  # fmt: skip
+    """Per model, its inputs' sample shapes as the data's first sample has them, when a
+    model leaves a dimension open (an image's size) and the data can be read again: what
+    sizing a sample then needs. None otherwise."""
+    if not any(None in s.sample_shape for m in models for s in m.inputs):
+        return None
+    first = dataset.sample_shapes(models[0].inputs, constants)
+    if first is None:
+        return None
+    return [[first[i] for i in ins] for ins, _ in wiring]
+
+
+def _releases_gil(model: Any) -> bool:
+    """Whether the model's runs release the GIL (its runtime's, stored outputs' reads)."""
+    if isinstance(model, StoredOutputs):
+        return True
+    path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
+    if path is None:
+        return False
+    from quantlens.backends import backend_for
+
+    try:
+        return backend_for(path).releases_gil
+    except QuantlensError:  # a model object of no known file kind
+        return False
 
 
 def _start_workers(count: int, models: Sequence[Any]) -> Any:

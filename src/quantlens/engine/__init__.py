@@ -18,16 +18,17 @@ from quantlens.errors import ConfigError
 def run_shards(
     plan: Any, shards: Sequence[Any], *, engine: str, workers: int, ray_address: str | None,
     progress: Callable[[int], None] | None = None, inline: Callable[[Any], Any] | None = None,
-    started: Any = None,
+    started: Any = None, threads: bool = False,
 ) -> list[Any]:  # fmt: skip
     """Run every shard on ``engine`` with ``workers`` workers; outcomes in shard order.
     ``inline`` runs a shard in this process: the local engine makes the caller one of its
     workers (a Ray cluster's workers are elsewhere); ``started``: the local engine's worker
-    processes, started ahead (:func:`quantlens.engine.pool.start_workers`)."""
+    processes, started ahead (:func:`quantlens.engine.pool.start_workers`); ``threads``:
+    its other workers are threads of this process instead."""
     if engine == "local":
         from quantlens.engine.pool import run_pool
 
-        return run_pool(plan, shards, workers, progress, inline, started)
+        return run_pool(plan, shards, workers, progress, inline, started, threads)
     if engine == "ray":
         from quantlens.engine.ray_engine import run_ray
 

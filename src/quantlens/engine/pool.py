@@ -1,5 +1,6 @@
-"""Shards in local worker processes (spawned: TensorFlow and the runtimes do not survive fork),
-and in the calling process itself, which has its models loaded already."""
+"""Shards in the calling process itself, which has its models loaded already, and in local
+workers: processes (spawned: TensorFlow and the runtimes do not survive fork), or threads of
+this process for models whose runs release the GIL and dominate a batch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from quantlens._process import die_with_parent
-from quantlens.engine.shard import shard_task
+from quantlens.engine.shard import load_plan_models, run_shard, shard_task
 from quantlens.errors import WorkerDiedError
 
 
@@ -48,22 +49,33 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
+class _Stopped(Exception):
+    """A worker thread told to stop between two batches (another worker failed, or the
+    caller was interrupted)."""
+
+
 def run_pool(plan: Any, shards: Sequence[Any], workers: int,
              progress: Callable[[int], None] | None,
              inline: Callable[[Any], Any] | None = None,
-             started: ProcessPoolExecutor | None = None) -> list[Any]:  # fmt: skip
-    """Run the shards on ``workers`` processes; outcomes in shard order.
+             started: ProcessPoolExecutor | None = None,
+             threads: bool = False) -> list[Any]:  # fmt: skip
+    """Run the shards on ``workers`` workers; outcomes in shard order.
 
     With ``inline`` (a function running a shard on the caller's own models), the caller is
-    one of the workers: it runs shards from the same queue while ``workers - 1`` processes
-    start and run the others. A spawned worker needs a while to import and load its models;
-    the caller, idle otherwise, has both done already. ``started``: those processes, started
-    earlier by :func:`start_workers` (shut down here when the run ends).
+    one of the workers: it runs shards from the same queue while ``workers - 1`` others
+    start and run the rest. A spawned worker process needs a while to import and load its
+    models; the caller, idle otherwise, has both done already. ``started``: those processes,
+    started earlier by :func:`start_workers` (shut down here when the run ends). With
+    ``threads``, the others are threads of this process, each loading its own models: no
+    process to start, no imports, no second copy of the runtimes in memory — for models
+    whose batches are spent in a runtime that releases the GIL
+    (:func:`quantlens.models.batching.run_in_threads`).
     """
     pending = deque(range(len(shards)))
     outcomes: list[Any] = [None] * len(shards)
     lock = threading.Lock()
     failure: list[BaseException] = []
+    stop = threading.Event()
 
     def take() -> int | None:
         with lock:
@@ -74,6 +86,34 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
             outcomes[k] = outcome
             if progress is not None:
                 progress(outcome.samples)
+
+    def fail(exc: BaseException) -> None:
+        with lock:
+            failure.append(exc)
+        stop.set()
+
+    def between_batches(_samples: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def thread_worker() -> None:
+        try:
+            models = load_plan_models(plan)
+            while (k := take()) is not None:
+                done(k, run_shard(models, shards[k], plan, progress=between_batches))
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the caller's thread
+            fail(exc)
+
+    def thread_workers(count: int) -> None:
+        """``count`` threads, each with its own models, taking shards until none is left."""
+        running = [threading.Thread(target=thread_worker, name=f"quantlens-worker-{i + 1}",
+                                    daemon=True) for i in range(count)]  # fmt: skip
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
 
     def processes(count: int) -> None:
         """Keep ``count`` shards in flight on ``count`` processes until none is left."""
@@ -101,13 +141,13 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
                         finished += 1
                         done(k, outcome)
         except BaseException as exc:  # handed to the caller's thread
-            with lock:
-                failure.append(exc)
+            fail(exc)
 
+    others = thread_workers if threads else processes
     if inline is None:
-        processes(workers)
+        others(workers)
     else:
-        helper = threading.Thread(target=processes, args=(workers - 1,), daemon=True)
+        helper = threading.Thread(target=others, args=(workers - 1,), daemon=True)
         helper.start()
         try:
             while (k := take()) is not None:
@@ -116,6 +156,7 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
             # not when their shards end
             with lock:
                 pending.clear()
+            stop.set()
             for child in multiprocessing.active_children():
                 child.kill()
             raise

@@ -346,30 +346,35 @@ def _update_fidelity(
     return state.update(ref, cand, labels, tops=tops)
 
 
+def load_plan_models(plan: Plan) -> list[Any]:
+    """The plan's models, loaded afresh as a worker runs them: its own instances (a
+    runtime's interpreter serves one thread at a time), batching as the caller decided."""
+    from quantlens.models.base import trusted_models
+    from quantlens.models.containment import mark_verified
+    from quantlens.models.layout import adapt
+    from quantlens.models.loading import load_model
+    from quantlens.models.stored import load_reference_outputs
+
+    mark_verified(plan.verified)
+
+    def load(i: int, path: str) -> Any:
+        if i == 0 and plan.stored_reference:
+            return load_reference_outputs(path)
+        return adapt(load_model(path, num_threads=plan.num_threads), plan.layout)
+
+    with trusted_models(plan.trusted):
+        models = [load(i, p) for i, p in enumerate(plan.paths)]
+    for model, mode in zip(models, plan.batching, strict=False):
+        model.set_batching(mode)  # as the caller's probe decided
+    return models
+
+
 _MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded
 
 
 def shard_task(plan: Any, dataset: Any) -> Any:
-    """Evaluate one shard in a worker (models loaded once per process and plan)."""
-    from quantlens.models.base import trusted_models
-    from quantlens.models.loading import load_model
-
+    """Evaluate one shard in a worker process (models loaded once per process and plan)."""
     key = plan.models_key
     if key not in _MODELS:
-        from quantlens.models.containment import mark_verified
-
-        mark_verified(plan.verified)
-        from quantlens.models.layout import adapt
-        from quantlens.models.stored import load_reference_outputs
-
-        def load(i: int, path: str) -> Any:
-            if i == 0 and plan.stored_reference:
-                return load_reference_outputs(path)
-            return adapt(load_model(path, num_threads=plan.num_threads), plan.layout)
-
-        with trusted_models(plan.trusted):
-            models = [load(i, p) for i, p in enumerate(plan.paths)]
-        for model, mode in zip(models, plan.batching, strict=False):
-            model.set_batching(mode)  # as the caller's probe decided
-        _MODELS[key] = models
+        _MODELS[key] = load_plan_models(plan)
     return run_shard(_MODELS[key], dataset, plan)
