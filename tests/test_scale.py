@@ -174,3 +174,34 @@ def test_a_failing_worker_thread_fails_the_run(tmp_path, monkeypatch) -> None:
     with pytest.raises(quantlens.QuantlensError, match="worker's shard broke"):
         quantlens.evaluate(path, [path], x, workers=2)
     assert not [t for t in threading.enumerate() if t.name.startswith("quantlens-worker")]
+
+
+def test_worker_threads_stop_between_batches_when_the_run_fails(tmp_path, monkeypatch) -> None:
+    """The caller's own shard fails (as Ctrl-C would) while a worker thread is inside one:
+    the thread stops at its next batch instead of finishing its shard."""
+    from quantlens import evaluation
+    from quantlens.engine import pool
+    from tests.test_onnx import _wide_conv
+
+    path = str(_wide_conv(tmp_path / "wide.onnx", 24, 24))
+    x = np.random.default_rng(1).random((1100, 3, 24, 24), dtype=np.float32)
+    inside, ended = threading.Event(), []
+    real = pool.run_shard
+
+    def watched(*args, **kwargs):
+        inside.set()
+        try:
+            return real(*args, **kwargs)
+        except BaseException as exc:
+            ended.append(type(exc).__name__)
+            raise
+
+    def failing(*args, **kwargs):
+        assert inside.wait(60)
+        raise quantlens.QuantlensError("the caller's shard failed")
+
+    monkeypatch.setattr(pool, "run_shard", watched)
+    monkeypatch.setattr(evaluation, "run_shard", failing)
+    with pytest.raises(quantlens.QuantlensError, match="caller's shard failed"):
+        quantlens.evaluate(path, [path], x, workers=2)
+    assert ended == ["_Stopped"]
