@@ -180,10 +180,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     parser.add_argument(
         "--workers", type=_positive_int, default=os.cpu_count() or 1,
-        help="worker processes (default: the number of cores; at least 512 samples each)",
+        help="workers: threads for large LiteRT/ONNX models, else processes (default: the "
+        "number of cores; at least 512 samples each)",
     )  # fmt: skip
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="where workers run (default: local processes)")  # fmt: skip
+                        help="where workers run (default: this machine)")  # fmt: skip
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: start one)")
     _add_data_options(parser)
     parser.add_argument(

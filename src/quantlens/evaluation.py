@@ -127,7 +127,9 @@ def evaluate(
                   for m in (reference, *candidates)]  # fmt: skip
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
-        shapes = _data_shapes(models, wiring, dataset, fixed)
+        # read only when a sample's size is asked for: the auto batch, threads or processes
+        sized = opts.batch_size is None or may_thread
+        shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
         if may_thread:

@@ -30,8 +30,9 @@ class EvalOptions:
         num_threads: runtime threads per model (``None``: the runtime's default).
         allow_nonfinite: run on inputs holding NaN or inf instead of refusing them.
         bench: also measure each model's latency, throughput, memory and compressed size.
-        workers: split the data into shards run by this many worker processes; 1 runs inline.
-        engine: ``"local"`` (a process pool) or ``"ray"``, used when ``workers > 1``.
+        workers: split the data into shards run by this many workers (this process and
+            threads of it for large LiteRT/ONNX models, else worker processes); 1 runs inline.
+        engine: ``"local"`` (this machine) or ``"ray"``, used when ``workers > 1``.
         ray_address: the address of an existing Ray cluster (None: a local one).
         layout: the data's image layout, ``"nhwc"`` or ``"nchw"`` (None: as every model takes
             it); a model laid out the other way gets its 4-D inputs transposed.
