@@ -198,6 +198,24 @@ def _wide_conv(path, height, width):
     return path
 
 
+def test_models_run_in_threads_when_their_runtimes_hold_the_batch(tmp_path) -> None:
+    """Threads (the probe's, an evaluation's workers) when the models hold at least 1 MiB a
+    sample on average: a float conv of 2.1 MB with a small model of 0.13 MB beside it (as an
+    int8 candidate's tensors are a quarter of its reference's) says yes, two convs of 0.53
+    MB no; an open image size says nothing until the data's shapes fill it."""
+    from quantlens.models.batching import THREADED_BYTES, run_in_threads, sample_bytes
+
+    big, small, mid = (quantlens.load_model(str(_wide_conv(tmp_path / f"{n}.onnx", s, s)))
+                       for n, s in (("big", 32), ("small", 8), ("mid", 16)))  # fmt: skip
+    assert sample_bytes(small) < THREADED_BYTES < sample_bytes(big)
+    assert run_in_threads([big, small])
+    assert sample_bytes(mid) < THREADED_BYTES and not run_in_threads([mid, mid])
+    assert not run_in_threads([small])
+    open_size = quantlens.load_model(str(_wide_conv(tmp_path / "open.onnx", "H", "W")))
+    assert not run_in_threads([open_size, big])
+    assert run_in_threads([open_size, big], [[(3, 32, 32)], [(3, 32, 32)]])
+
+
 def test_open_image_sizes_are_read_from_the_data_for_the_auto_batch(tmp_path) -> None:
     """A conv model whose image size is open (as rapidocr's are) is sized from the data's
     first sample: 64×64 images give 8 MiB of activations a sample and a batch of 2; NHWC

@@ -193,10 +193,10 @@ class RunnerBatching:
 
 
 #: Models run side by side in threads of one process (the probe's models, an evaluation's
-#: workers) only when each holds at least this much per sample: a batch is then spent in the
-#: runtime, which releases the GIL (MobileNetV2-128 holds 9 MiB a sample, 3 ms of invoke per
-#: sample against ~0.1 ms of Python). On small models a batch is mostly Python, and threads
-#: would wait for each other.
+#: workers) only when they hold at least this much per sample, on average: a batch is then
+#: spent in the runtimes, which release the GIL (MobileNetV2-128 holds 9 MiB a sample, 3 ms of
+#: invoke per sample against ~0.1 ms of Python). On small models a batch is mostly Python,
+#: and threads would wait for each other.
 THREADED_BYTES = 2**20
 
 
@@ -204,11 +204,14 @@ def run_in_threads(
     models: Sequence[Any], shapes: Sequence[Sequence[Sequence[int]]] | None = None
 ) -> bool:
     """Whether these models' batches are spent in their runtimes rather than in Python, so
-    that threads of one process keep as many cores busy as processes would: each holds at
-    least THREADED_BYTES per sample (``shapes``: per model, its inputs' sample shapes, for
-    the dimensions it leaves open; a size that stays unknown says no)."""
+    that threads of one process keep as many cores busy as processes would: they hold at
+    least THREADED_BYTES per sample on average (an int8 model's tensors are a quarter of its
+    float reference's for the same work, so the average, not the smallest, says it; a size
+    that stays unknown says no). ``shapes``: per model, its inputs' sample shapes, for the
+    dimensions it leaves open."""
     sizes = [sample_bytes(m, shapes[k] if shapes else None) for k, m in enumerate(models)]
-    return all(b is not None and b >= THREADED_BYTES for b in sizes)
+    known = [b for b in sizes if b is not None]
+    return bool(models) and len(known) == len(sizes) and sum(known) >= THREADED_BYTES * len(known)
 
 
 def probe_all(
