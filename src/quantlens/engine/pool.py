@@ -5,11 +5,13 @@ this process for models whose runs release the GIL and dominate a batch."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 from quantlens._process import die_with_parent
@@ -30,14 +32,43 @@ def _ready() -> None:
     """A task that does nothing: submitting it makes the pool start its process."""
 
 
+@contextmanager
+def _callers_script_not_rerun() -> Iterator[None]:
+    """While worker processes are spawned, hide where the caller's ``__main__`` came from.
+
+    A spawned child otherwise runs the caller's script (or ``-m`` module) again, as
+    ``__mp_main__``, before its first task: its imports (TensorFlow's seconds) in every
+    worker, and, in a script that calls :func:`quantlens.evaluate` outside an ``if __name__
+    == "__main__":`` block, the evaluation itself, which multiprocessing then refuses — the
+    workers die. Workers run quantlens' own functions on quantlens' own objects, so they
+    need nothing from the caller's module. (``python -m quantlens`` is never run again:
+    multiprocessing skips a package's ``__main__``.)
+    """
+    main = sys.modules.get("__main__")
+    spec, path = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+    if main is None or (path is None and spec is None):
+        yield
+        return
+    main.__spec__ = None  # what multiprocessing reads, then __file__
+    if path is not None:
+        del main.__file__
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
+
+
 def start_workers(count: int, modules: Sequence[str] = ()) -> ProcessPoolExecutor:
     """``count`` worker processes, started now: they import ``modules`` (the models'
     runtimes) while the caller loads and probes its own models. Hand them to
     :func:`run_pool`; shut them down if the run never gets there."""
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_warm, initargs=(tuple(modules),))  # fmt: skip
-    for _ in range(count):
-        pool.submit(_ready)
+    with _callers_script_not_rerun():
+        for _ in range(count):
+            pool.submit(_ready)  # spawns a process, now
     return pool
 
 
