@@ -42,7 +42,7 @@ def _same(a, b) -> None:
     assert a.dataset == b.dataset
 
 
-def test_process_pool_equals_inline(digits_models, big_digits) -> None:
+def test_process_pool_equals_inline(digits_models, big_digits, workers_for_any_work) -> None:
     args = (digits_models["float"], [digits_models["int8io"], digits_models["int8"]], big_digits)
     inline = quantlens.evaluate(*args)
     pooled = quantlens.evaluate(*args, workers=2)
@@ -221,6 +221,8 @@ def test_worker_processes_do_not_run_the_callers_script_again(
     script = tmp_path / "script.py"
     script.write_text(
         "import quantlens\n"
+        "from quantlens.engine import workers\n"
+        "workers.MIN_BYTES_PER_WORKER = 1  # a small set, given its workers all the same\n"
         f"with open({str(runs)!r}, 'a') as f:\n"
         "    f.write('ran\\n')\n"
         f"r = quantlens.evaluate({str(digits_models['float'])!r}, "
@@ -232,3 +234,21 @@ def test_worker_processes_do_not_run_the_callers_script_again(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["2", "processes"]
     assert runs.read_text() == "ran\n"
+
+
+def test_workers_only_for_work_that_repays_them(digits_models, big_digits) -> None:
+    """LiteRT and ONNX runs get a worker per MIN_BYTES_PER_WORKER of work (tensors a sample ×
+    samples): 1,350 digits samples hold a few MB and run inline, whatever --workers says
+    (two processes made the MNIST-size CNN slower up to ~10,000 samples)."""
+    from quantlens.engine.workers import MIN_BYTES_PER_WORKER, workers_by_work
+    from quantlens.models.batching import models_sample_bytes
+
+    paths = (digits_models["float"], digits_models["int8io"])
+    result = quantlens.evaluate(paths[0], [paths[1]], big_digits, workers=4)
+    assert result.settings["workers"] == 1 and result.settings["workers_in"] is None
+    per_sample = models_sample_bytes([quantlens.load_model(p) for p in paths])
+    assert per_sample * len(big_digits[0]) < MIN_BYTES_PER_WORKER
+    assert workers_by_work(4, 20_000, 55_000) == 2  # 1.1 GB: two workers' worth
+    assert workers_by_work(4, 10_000, 55_000) == 1
+    assert workers_by_work(2, 10**6, 10**6) == 2  # never more than asked for
+    assert workers_by_work(4, 2048, None) == 4  # a size unknown: by samples, 512 each

@@ -19,7 +19,8 @@ from quantlens.engine.shard import (
     input_quantization,
     run_shard,
 )
-from quantlens.errors import ConfigError, DataError, QuantlensError
+from quantlens.engine.workers import releases_gil, samples_in, workers_by_samples, workers_by_work
+from quantlens.errors import ConfigError, DataError
 from quantlens.metrics.paired import paired
 from quantlens.models import containment
 from quantlens.models.base import (
@@ -31,6 +32,7 @@ from quantlens.models.batching import (
     PROBE_SAMPLES,
     auto_batch_size,
     declared_batch,
+    models_sample_bytes,
     probe_all,
     run_in_threads,
 )
@@ -49,8 +51,6 @@ from quantlens.results import (
     Performance,
     ReportWarning,
 )
-
-MIN_SAMPLES_PER_WORKER = 512
 
 
 def _as_model(m: Model | str | os.PathLike[str], num_threads: int | None) -> Model:
@@ -102,24 +102,25 @@ def evaluate(
     stored = reference if isinstance(reference, StoredOutputs) else None
     if stored is not None and save_reference_outputs is not None:
         raise ConfigError("the reference is already stored outputs; save them from the model")
-    workers = (
-        1 if save_reference_outputs else _useful_workers(opts.workers, dataset.num_samples, limit)
-    )
-    shards = dataset.guided_shards(workers, limit) if workers > 1 else None
-    if workers > 1 and shards is None:
+    n = samples_in(dataset.num_samples, limit)
+    requested = 1 if save_reference_outputs else opts.workers
+    local = opts.engine == "local"
+    # LiteRT and ONNX models are sized once they are loaded (milliseconds for those runtimes):
+    # their workers are counted by the work the data holds, and are threads when the models
+    # are large. Others get worker processes counted by samples and started now, importing
+    # their runtime while this process loads and probes its models.
+    sized_later = local and requested > 1 and all(
+        releases_gil(m) for m in (reference, *candidates)
+    )  # fmt: skip
+    workers = requested if sized_later else workers_by_samples(requested, n)
+    if workers > 1 and dataset.guided_shards(workers, limit) is None:
         raise ConfigError("--workers needs data of known size (a file or arrays); "
                           "an iterable or tf.data.Dataset runs with one worker")  # fmt: skip
     threads = opts.num_threads
-    if shards is not None and threads is None:
+    if workers > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)  # do not oversubscribe the cores
-    local = shards is not None and opts.engine == "local"
-    # Local workers are threads when every runtime releases the GIL and the models are large
-    # enough (known once they are loaded: milliseconds for those runtimes); otherwise worker
-    # processes, which start now when a runtime's import is slow, importing while this
-    # process loads and probes its models.
-    may_thread = local and all(_releases_gil(m) for m in (reference, *candidates))
     started = (_start_workers(workers - 1, (reference, *candidates))
-               if local and not may_thread else None)  # fmt: skip
+               if local and workers > 1 and not sized_later else None)  # fmt: skip
     in_threads = False
     try:
         # Stored outputs are in the data's layout already: they were recorded as bound.
@@ -127,19 +128,20 @@ def evaluate(
                   for m in (reference, *candidates)]  # fmt: skip
         wiring = wire(models)  # refuse mismatched models before any work
         fixed = dict(opts.constants)
-        # read only when a sample's size is asked for: the auto batch, threads or processes
-        sized = opts.batch_size is None or may_thread
+        # read only when a sample's size is asked for: the auto batch, or the workers
+        sized = opts.batch_size is None or sized_later
         shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
-        if may_thread:
+        if sized_later:  # stored reference outputs are read, not run: the models' work counts
             runs = [k for k, m in enumerate(models) if m is not stored]
-            in_threads = run_in_threads([models[k] for k in runs],
-                                        [shapes[k] for k in runs] if shapes else None)  # fmt: skip
-            if not in_threads:
+            run_shapes = [shapes[k] for k in runs] if shapes else None
+            running = [models[k] for k in runs]
+            workers = workers_by_work(workers, n, models_sample_bytes(running, run_shapes))
+            in_threads = workers > 1 and run_in_threads(running, run_shapes)
+            if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
-        if shards is not None:  # cut again in whole batches, now that their size is known
-            shards = dataset.guided_shards(workers, limit, unit=batch_size)
+        shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
         if stored is not None:
             stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
                               allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
@@ -226,21 +228,6 @@ def _data_shapes(
     if first is None:
         return None
     return [[first[i] for i in ins] for ins, _ in wiring]
-
-
-def _releases_gil(model: Any) -> bool:
-    """Whether the model's runs release the GIL (its runtime's, stored outputs' reads)."""
-    if isinstance(model, StoredOutputs):
-        return True
-    path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
-    if path is None:
-        return False
-    from quantlens.backends import backend_for
-
-    try:
-        return backend_for(path).releases_gil
-    except QuantlensError:  # a model object of no known file kind
-        return False
 
 
 def _start_workers(count: int, models: Sequence[Any]) -> Any:
@@ -342,17 +329,6 @@ def sanity_warnings(
                 f"the {dtype} range [{low:.4g}, {high:.4g}] it is quantized to, and clip; is "
                 "the data scaled as the model expects (its calibration data's range)?",
             )  # fmt: skip
-
-
-def _useful_workers(workers: int, samples: int | None, limit: int | None) -> int:
-    """No more workers than the data keeps busy: a worker needs MIN_SAMPLES_PER_WORKER
-    samples to repay its start-up (a process, its imports and its models)."""
-    if workers < 1:
-        raise ConfigError(f"workers must be at least 1, got {workers}")
-    if samples is None:
-        return workers
-    n = min(samples, limit) if limit is not None else samples
-    return max(1, min(workers, n // MIN_SAMPLES_PER_WORKER))
 
 
 #: evaluate's benchmark: short, since it comes on top of the evaluation itself.

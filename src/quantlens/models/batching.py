@@ -209,9 +209,22 @@ def run_in_threads(
     float reference's for the same work, so the average, not the smallest, says it; a size
     that stays unknown says no). ``shapes``: per model, its inputs' sample shapes, for the
     dimensions it leaves open."""
-    sizes = [sample_bytes(m, shapes[k] if shapes else None) for k, m in enumerate(models)]
-    known = [b for b in sizes if b is not None]
-    return bool(models) and len(known) == len(sizes) and sum(known) >= THREADED_BYTES * len(known)
+    total = models_sample_bytes(models, shapes)
+    return total is not None and len(models) > 0 and total >= THREADED_BYTES * len(models)
+
+
+def models_sample_bytes(
+    models: Sequence[Any], shapes: Sequence[Sequence[Sequence[int]]] | None = None
+) -> int | None:
+    """What one sample takes in all these models together (:func:`sample_bytes`); None when
+    one of them cannot tell."""
+    total = 0
+    for k, m in enumerate(models):
+        size = sample_bytes(m, shapes[k] if shapes else None)
+        if size is None:
+            return None
+        total += size
+    return total
 
 
 def probe_all(
