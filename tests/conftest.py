@@ -179,12 +179,3 @@ def bad_layer(tf, tmp_path_factory) -> dict[str, Path]:
         "float": Path(made.variant("float32").path),
         "int8": Path(made.variant("int8").path),
     }
-
-
-@pytest.fixture
-def workers_for_any_work(monkeypatch) -> None:
-    """Worker pools for the tests' small models and sets, which hold far less work than a
-    worker needs to repay its start-up (and would run inline): the pool itself is tested."""
-    from quantlens.engine import workers
-
-    monkeypatch.setattr(workers, "MIN_BYTES_PER_WORKER", 1)

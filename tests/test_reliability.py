@@ -644,9 +644,7 @@ def test_killing_quantlens_takes_its_workers_with_it(digits_models, tmp_path, si
     import sys
     import time
 
-    # 200,000 samples of the digits CNNs (6.4 KB of tensors a sample): work enough for two
-    # workers (MIN_BYTES_PER_WORKER each); small models, so worker processes
-    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((200_000, 8, 8, 1),
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((100_000, 8, 8, 1),
                                                                    dtype=np.float32))  # fmt: skip
     # one sample per batch: a run of several seconds, still going when the signal comes
     proc = subprocess.Popen(

@@ -42,7 +42,7 @@ def _same(a, b) -> None:
     assert a.dataset == b.dataset
 
 
-def test_process_pool_equals_inline(digits_models, big_digits, workers_for_any_work) -> None:
+def test_process_pool_equals_inline(digits_models, big_digits) -> None:
     args = (digits_models["float"], [digits_models["int8io"], digits_models["int8"]], big_digits)
     inline = quantlens.evaluate(*args)
     pooled = quantlens.evaluate(*args, workers=2)
@@ -221,8 +221,6 @@ def test_worker_processes_do_not_run_the_callers_script_again(
     script = tmp_path / "script.py"
     script.write_text(
         "import quantlens\n"
-        "from quantlens.engine import workers\n"
-        "workers.MIN_BYTES_PER_WORKER = 1  # a small set, given its workers all the same\n"
         f"with open({str(runs)!r}, 'a') as f:\n"
         "    f.write('ran\\n')\n"
         f"r = quantlens.evaluate({str(digits_models['float'])!r}, "
@@ -236,19 +234,21 @@ def test_worker_processes_do_not_run_the_callers_script_again(
     assert runs.read_text() == "ran\n"
 
 
-def test_workers_only_for_work_that_repays_them(digits_models, big_digits) -> None:
-    """LiteRT and ONNX runs get a worker per MIN_BYTES_PER_WORKER of work (tensors a sample ×
-    samples): 1,350 digits samples hold a few MB and run inline, whatever --workers says
-    (two processes made the MNIST-size CNN slower up to ~10,000 samples)."""
-    from quantlens.engine.workers import MIN_BYTES_PER_WORKER, workers_by_work
-    from quantlens.models.batching import models_sample_bytes
+def test_large_models_get_worker_threads_for_fewer_samples(tmp_path, digits_models) -> None:
+    """Worker threads start in milliseconds: large models (2.4 MB of tensors a sample here)
+    get two for 600 samples, one per MIN_BYTES_PER_THREAD of work, where worker processes
+    need MIN_SAMPLES_PER_WORKER samples each (small models run 600 inline)."""
+    from quantlens.engine.workers import MIN_BYTES_PER_THREAD, thread_workers_by_work
+    from tests.test_onnx import _wide_conv
 
-    paths = (digits_models["float"], digits_models["int8io"])
-    result = quantlens.evaluate(paths[0], [paths[1]], big_digits, workers=4)
-    assert result.settings["workers"] == 1 and result.settings["workers_in"] is None
-    per_sample = models_sample_bytes([quantlens.load_model(p) for p in paths])
-    assert per_sample * len(big_digits[0]) < MIN_BYTES_PER_WORKER
-    assert workers_by_work(4, 20_000, 55_000) == 2  # 1.1 GB: two workers' worth
-    assert workers_by_work(4, 10_000, 55_000) == 1
-    assert workers_by_work(2, 10**6, 10**6) == 2  # never more than asked for
-    assert workers_by_work(4, 2048, None) == 4  # a size unknown: by samples, 512 each
+    path = str(_wide_conv(tmp_path / "wide.onnx", 24, 24))
+    x = np.random.default_rng(1).random((600, 3, 24, 24), dtype=np.float32)
+    threaded = quantlens.evaluate(path, [path], x, workers=2)
+    assert threaded.settings["workers"] == 2 and threaded.settings["workers_in"] == "threads"
+    digits = np.random.default_rng(1).random((600, 8, 8, 1), dtype=np.float32)
+    small = quantlens.evaluate(digits_models["float"], [digits_models["int8"]], digits, workers=2)
+    assert small.settings["workers"] == 1
+    assert thread_workers_by_work(4, 600, 2 * 2**20) == 2  # 1.2 GB: two threads' worth
+    assert thread_workers_by_work(4, 100, MIN_BYTES_PER_THREAD) == 4  # never more than asked
+    assert thread_workers_by_work(2, 600, None) == 1  # a size unknown: by samples
+    assert thread_workers_by_work(4, 2048, 1) == 4  # never fewer than by samples

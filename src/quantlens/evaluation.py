@@ -19,7 +19,12 @@ from quantlens.engine.shard import (
     input_quantization,
     run_shard,
 )
-from quantlens.engine.workers import releases_gil, samples_in, workers_by_samples, workers_by_work
+from quantlens.engine.workers import (
+    releases_gil,
+    samples_in,
+    thread_workers_by_work,
+    workers_by_samples,
+)
 from quantlens.errors import ConfigError, DataError
 from quantlens.metrics.paired import paired
 from quantlens.models import containment
@@ -106,9 +111,9 @@ def evaluate(
     requested = 1 if save_reference_outputs else opts.workers
     local = opts.engine == "local"
     # LiteRT and ONNX models are sized once they are loaded (milliseconds for those runtimes):
-    # their workers are counted by the work the data holds, and are threads when the models
-    # are large. Others get worker processes counted by samples and started now, importing
-    # their runtime while this process loads and probes its models.
+    # their workers are threads when the models are large, counted by the work the data holds.
+    # Others get worker processes counted by samples and started now, importing their runtime
+    # while this process loads and probes its models.
     sized_later = local and requested > 1 and all(
         releases_gil(m) for m in (reference, *candidates)
     )  # fmt: skip
@@ -137,8 +142,10 @@ def evaluate(
             runs = [k for k, m in enumerate(models) if m is not stored]
             run_shapes = [shapes[k] for k in runs] if shapes else None
             running = [models[k] for k in runs]
-            workers = workers_by_work(workers, n, models_sample_bytes(running, run_shapes))
-            in_threads = workers > 1 and run_in_threads(running, run_shapes)
+            in_threads = run_in_threads(running, run_shapes)
+            workers = (thread_workers_by_work(workers, n, models_sample_bytes(running, run_shapes))
+                       if in_threads else workers_by_samples(workers, n))  # fmt: skip
+            in_threads = in_threads and workers > 1
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None

@@ -1,11 +1,13 @@
 """How many local workers a run gets, and whether they are threads or processes.
 
-A worker repays its start-up only with enough work. For LiteRT and ONNX models the work is
-known once the models are loaded (milliseconds for those runtimes): the tensors a sample
-passes through, times the samples (the measure the auto batch uses too; on this kind of
-machine about 0.3 µs per KB, for the MNIST-size CNN as for MobileNetV2). Others (Keras,
-whose worker processes start before the models load, to import TensorFlow meanwhile) are
-counted by samples.
+A worker must repay its start-up with work. A worker process (spawned, importing its runtime,
+loading its models: 0.2-0.3 s) needs MIN_SAMPLES_PER_WORKER samples, whatever the model — a
+sample's cost is not known before the models run (an MLP's is in its weights, a conv net's in
+its activations). A worker thread only loads its models; it runs for models whose batches are
+spent in a runtime that releases the GIL, large models (:func:`quantlens.models.batching.
+run_in_threads`), where the tensors a sample passes through do measure its cost (about 0.3 µs
+per KB on this kind of machine, for MobileNetV2 as for the MNIST-size CNN): threads come
+sooner, one per MIN_BYTES_PER_THREAD of tensors.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from typing import Any
 
 from quantlens.errors import ConfigError, QuantlensError
 
-#: Workers whose work is not known before they start need this many samples each.
+#: Worker processes need this many samples each.
 MIN_SAMPLES_PER_WORKER = 512
-#: A worker needs this much work (bytes of tensors a sample × samples): two workers beat one
-#: from about 12,000 samples of the MNIST-size CNN (55 KB a sample: 10,000 took 0.57-0.63 s
-#: either way, 20,000 0.78 s against 0.80-0.86 s) and from about 64 of MobileNetV2-128 (12
-#: MB: 0.65 s against 0.69 s; 128, 0.76 s against 0.91 s), whole commands, default options.
-MIN_BYTES_PER_WORKER = 512 * 2**20
+#: Worker threads need this much work each (bytes of tensors a sample × samples):
+#: MobileNetV2-128 (12 MB a sample) runs faster in two threads from about 64 samples (0.65 s
+#: against 0.69 s inline; 128, 0.69 s against 0.91 s), whole commands, default options.
+MIN_BYTES_PER_THREAD = 512 * 2**20
 
 
 def samples_in(samples: int | None, limit: int | None) -> int | None:
@@ -41,12 +42,13 @@ def workers_by_samples(workers: int, samples: int | None) -> int:
     return max(1, min(workers, samples // MIN_SAMPLES_PER_WORKER))
 
 
-def workers_by_work(workers: int, samples: int | None, sample_bytes: int | None) -> int:
-    """No more workers than the work keeps busy (MIN_BYTES_PER_WORKER each); by samples when
-    a sample's size is unknown."""
+def thread_workers_by_work(workers: int, samples: int | None, sample_bytes: int | None) -> int:
+    """Worker threads: as many as the samples keep busy, or more when the work is large (one
+    per MIN_BYTES_PER_THREAD), never more than ``workers``."""
+    by_samples = workers_by_samples(workers, samples)
     if samples is None or sample_bytes is None:
-        return workers_by_samples(workers, samples)
-    return max(1, min(workers, samples * sample_bytes // MIN_BYTES_PER_WORKER))
+        return by_samples
+    return max(by_samples, min(workers, samples * sample_bytes // MIN_BYTES_PER_THREAD))
 
 
 def releases_gil(model: Any) -> bool:
