@@ -138,14 +138,8 @@ def evaluate(
         shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
-        if sized_later:  # stored reference outputs are read, not run: the models' work counts
-            runs = [k for k, m in enumerate(models) if m is not stored]
-            run_shapes = [shapes[k] for k in runs] if shapes else None
-            running = [models[k] for k in runs]
-            in_threads = run_in_threads(running, run_shapes)
-            workers = (thread_workers_by_work(workers, n, models_sample_bytes(running, run_shapes))
-                       if in_threads else workers_by_samples(workers, n))  # fmt: skip
-            in_threads = in_threads and workers > 1
+        if sized_later:
+            workers, in_threads = _sized_workers(models, stored, shapes, workers, n)
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
@@ -235,6 +229,22 @@ def _data_shapes(
     if first is None:
         return None
     return [[first[i] for i in ins] for ins, _ in wiring]
+
+
+def _sized_workers(
+    models: Sequence[Model], stored: StoredOutputs | None,
+    shapes: Sequence[Sequence[tuple[int, ...]]] | None, workers: int, samples: int | None,
+) -> tuple[int, bool]:  # fmt: skip
+    """How many of ``workers`` loaded LiteRT/ONNX models get, and whether as threads: threads
+    when the models are large (counted by the work), else processes (counted by samples).
+    Stored reference outputs are read, not run: the other models' sizes decide."""
+    runs = [k for k, m in enumerate(models) if m is not stored]
+    running = [models[k] for k in runs]
+    run_shapes = [shapes[k] for k in runs] if shapes else None
+    if not run_in_threads(running, run_shapes):
+        return workers_by_samples(workers, samples), False
+    count = thread_workers_by_work(workers, samples, models_sample_bytes(running, run_shapes))
+    return count, count > 1
 
 
 def _start_workers(count: int, models: Sequence[Any]) -> Any:
