@@ -158,6 +158,11 @@ def test_large_models_run_their_workers_as_threads(tmp_path, monkeypatch) -> Non
     assert threaded.settings["workers"] == 2 and threaded.settings["workers_in"] == "threads"
     assert ran_in and set(ran_in) == {"quantlens-worker-1"}  # shards ran in the thread
     _same(inline, threaded)
+    ran_in.clear()  # three workers: two threads side by side, each with its own models
+    three = quantlens.evaluate(ref, [cand], x, workers=3)
+    assert three.settings["workers"] == 3 and three.settings["workers_in"] == "threads"
+    assert set(ran_in) <= {"quantlens-worker-1", "quantlens-worker-2"} and ran_in
+    _same(inline, three)
 
 
 def test_a_failing_worker_thread_fails_the_run(tmp_path, monkeypatch) -> None:
