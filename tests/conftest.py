@@ -179,3 +179,13 @@ def bad_layer(tf, tmp_path_factory) -> dict[str, Path]:
         "float": Path(made.variant("float32").path),
         "int8": Path(made.variant("int8").path),
     }
+
+
+@pytest.fixture
+def workers_for_any_work(monkeypatch) -> None:
+    """Worker processes for the tests' small models and sets, whose runs take far less time
+    than a worker process needs to repay its start-up (they would run inline): the pool
+    itself is what these tests exercise."""
+    from quantlens.engine import workers
+
+    monkeypatch.setattr(workers, "MIN_SECONDS_PER_PROCESS", 1e-12)

@@ -239,7 +239,9 @@ def test_inconsistent_sample_counts_are_one_line_errors(stateful_onnx, tmp_path,
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_workers_run_models_as_the_probe_decided(onnx_dynamic, stateful_onnx, tmp_path) -> None:
+def test_workers_run_models_as_the_probe_decided(
+    onnx_dynamic, stateful_onnx, tmp_path, workers_for_any_work
+) -> None:
     """The probe runs once, in the caller; every worker process runs its shard the same way,
     with the same fixed inputs, so the merged numbers equal an inline run's."""
     float_path, dyn_path = onnx_dynamic
@@ -259,7 +261,7 @@ def test_workers_run_models_as_the_probe_decided(onnx_dynamic, stateful_onnx, tm
     assert two.settings["workers"] == 2 and two.dataset.samples == one.dataset.samples == 1100
 
 
-def test_workers_probe_as_many_samples_as_an_inline_run(onnx_dynamic) -> None:
+def test_workers_probe_as_many_samples_as_an_inline_run(onnx_dynamic, workers_for_any_work) -> None:
     """The caller's probe for its workers compares as many samples as an inline run's first
     batch does: PROBE_SAMPLES, or the batch size when it is smaller (a batch of 2 is what
     runs; a batch of 8 would only cost the start-up more)."""

@@ -144,7 +144,7 @@ def test_other_data_is_refused_before_any_model_runs(setup, capsys) -> None:
         quantlens.evaluate(load_reference_outputs(golden), [s["int8"]], batches, bench=False)
 
 
-def test_across_workers(digits_models, digits_split, tmp_path) -> None:
+def test_across_workers(digits_models, digits_split, tmp_path, workers_for_any_work) -> None:
     rng = np.random.default_rng(0)
     x = np.concatenate([digits_split[2]] * 4)[:1100]
     x = (x + rng.normal(0, 0.01, x.shape)).astype(np.float32)

@@ -42,7 +42,7 @@ def _same(a, b) -> None:
     assert a.dataset == b.dataset
 
 
-def test_process_pool_equals_inline(digits_models, big_digits) -> None:
+def test_process_pool_equals_inline(digits_models, big_digits, workers_for_any_work) -> None:
     args = (digits_models["float"], [digits_models["int8io"], digits_models["int8"]], big_digits)
     inline = quantlens.evaluate(*args)
     pooled = quantlens.evaluate(*args, workers=2)
@@ -226,6 +226,8 @@ def test_worker_processes_do_not_run_the_callers_script_again(
     script = tmp_path / "script.py"
     script.write_text(
         "import quantlens\n"
+        "from quantlens.engine import workers\n"
+        "workers.MIN_SECONDS_PER_PROCESS = 1e-12  # a small run, given its workers anyway\n"
         f"with open({str(runs)!r}, 'a') as f:\n"
         "    f.write('ran\\n')\n"
         f"r = quantlens.evaluate({str(digits_models['float'])!r}, "
@@ -257,3 +259,26 @@ def test_large_models_get_worker_threads_for_fewer_samples(tmp_path, digits_mode
     assert thread_workers_by_work(4, 100, MIN_BYTES_PER_THREAD) == 4  # never more than asked
     assert thread_workers_by_work(2, 600, None) == 1  # a size unknown: by samples
     assert thread_workers_by_work(4, 2048, 1) == 4  # never fewer than by samples
+
+
+def test_worker_processes_by_the_time_the_first_batch_predicts(
+    digits_models, big_digits, monkeypatch
+) -> None:
+    """Small models get a worker process per MIN_SECONDS_PER_PROCESS of the run their first
+    batch, timed, predicts: 1,350 digits samples (milliseconds in all) run inline with
+    --workers 2, where counting samples gave two processes; batches that took 0.5 s each
+    would get them."""
+    from quantlens import evaluation
+    from quantlens.engine.workers import process_workers_by_time
+
+    args = (digits_models["float"], [digits_models["int8io"]], big_digits)
+    quick = quantlens.evaluate(*args, workers=2)
+    assert quick.settings["workers"] == 1 and quick.settings["workers_in"] is None
+    monkeypatch.setattr(evaluation, "_batch_seconds", lambda *_: 0.5)
+    slow = quantlens.evaluate(*args, workers=2)
+    assert slow.settings["workers"] == 2 and slow.settings["workers_in"] == "processes"
+    _same(quick, slow)
+    assert process_workers_by_time(2, 5000, 256, 0.005) == 1  # 20 batches: 0.1 s
+    assert process_workers_by_time(4, 100_000, 256, 0.005) == 4  # 1.96 s
+    assert process_workers_by_time(2, 100_000, 256, 0.005) == 2  # never more than asked
+    assert process_workers_by_time(4, 2048, 256, None) == 4  # no time: 512 samples each

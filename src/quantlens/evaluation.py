@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from quantlens.data import Dataset, load_dataset
+from quantlens.data import Batch, Dataset, load_dataset
 from quantlens.engine.options import EvalOptions
 from quantlens.engine.shard import (
     Plan,
@@ -20,6 +21,7 @@ from quantlens.engine.shard import (
     run_shard,
 )
 from quantlens.engine.workers import (
+    process_workers_by_time,
     releases_gil,
     samples_in,
     thread_workers_by_work,
@@ -139,7 +141,16 @@ def evaluate(
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
         if sized_later:
-            workers, in_threads = _sized_workers(models, stored, shapes, workers, n)
+
+            def first_batch_seconds() -> float:
+                """The models' first batch, timed (it allocates them at the run's batch, as
+                the run would)."""
+                return _batch_seconds(models, stored, wiring, dataset.head(
+                    models[0].inputs, batch_size, allow_nonfinite=opts.allow_nonfinite,
+                    constants=fixed))  # fmt: skip
+
+            workers, in_threads = _sized_workers(models, stored, shapes, workers, n,
+                                                 batch_size, first_batch_seconds)  # fmt: skip
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
@@ -234,17 +245,34 @@ def _data_shapes(
 def _sized_workers(
     models: Sequence[Model], stored: StoredOutputs | None,
     shapes: Sequence[Sequence[tuple[int, ...]]] | None, workers: int, samples: int | None,
+    batch_size: int, batch_seconds: Callable[[], float],
 ) -> tuple[int, bool]:  # fmt: skip
     """How many of ``workers`` loaded LiteRT/ONNX models get, and whether as threads: threads
-    when the models are large (counted by the work), else processes (counted by samples).
-    Stored reference outputs are read, not run: the other models' sizes decide."""
+    when the models are large (counted by their tensors), else processes (counted by the
+    time ``batch_seconds`` measures, only asked for then). Stored reference outputs are read,
+    not run: the other models decide."""
     runs = [k for k, m in enumerate(models) if m is not stored]
     running = [models[k] for k in runs]
     run_shapes = [shapes[k] for k in runs] if shapes else None
     if not run_in_threads(running, run_shapes):
-        return workers_by_samples(workers, samples), False
+        if samples is None:
+            return workers_by_samples(workers, samples), False
+        return process_workers_by_time(workers, samples, batch_size, batch_seconds()), False
     count = thread_workers_by_work(workers, samples, models_sample_bytes(running, run_shapes))
     return count, count > 1
+
+
+def _batch_seconds(
+    models: Sequence[Model], stored: StoredOutputs | None,
+    wiring: Sequence[tuple[list[int], list[int]]], batch: Batch,
+) -> float:  # fmt: skip
+    """Seconds the models (not stored outputs, which are read) take over one batch."""
+    feeds = [[batch.inputs[i] for i in ins] for ins, _ in wiring]
+    start = time.perf_counter()
+    for model, feed in zip(models, feeds, strict=True):
+        if model is not stored:
+            model.predict(feed)
+    return time.perf_counter() - start
 
 
 def _start_workers(count: int, models: Sequence[Any]) -> Any:
