@@ -282,3 +282,27 @@ def test_worker_processes_by_the_time_the_first_batch_predicts(
     assert process_workers_by_time(4, 100_000, 256, 0.005) == 4  # 1.96 s
     assert process_workers_by_time(2, 100_000, 256, 0.005) == 2  # never more than asked
     assert process_workers_by_time(4, 2048, 256, None) == 4  # no time: 512 samples each
+
+
+def test_a_model_that_refuses_batches_is_sized_as_it_runs(tmp_path) -> None:
+    """A model whose graph fixes a batch of one behind an open input (a Reshape to [1, 4])
+    fails on any larger batch: sizing the workers times it as the probe decided it runs, one
+    sample at a time, rather than fail the run on a batch it cannot take."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
+        "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array([1, 4], dtype=np.int64), "s")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "one.onnx")
+    path = str(tmp_path / "one.onnx")
+    x = np.random.default_rng(0).random((3000, 4), dtype=np.float32)
+    result = quantlens.evaluate(path, [path], x, workers=2)
+    assert result.dataset.samples == 3000
+    assert [m.batching.mode for m in result.models] == ["per-sample", "per-sample"]
+    assert result.models[1].fidelity["mse"] == 0.0

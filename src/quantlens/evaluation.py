@@ -27,7 +27,7 @@ from quantlens.engine.workers import (
     thread_workers_by_work,
     workers_by_samples,
 )
-from quantlens.errors import ConfigError, DataError
+from quantlens.errors import ConfigError, DataError, QuantlensError
 from quantlens.metrics.paired import paired
 from quantlens.models import containment
 from quantlens.models.base import (
@@ -140,9 +140,18 @@ def evaluate(
         shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
+        if stored is not None:
+            stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
+                              allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
+        # Sharded data is re-read by each worker: probe it here, once, and hand the decisions
+        # on; so too before sizing workers by a batch's time (a model run one sample at a time
+        # costs what that costs). Inline otherwise, on the first batch of the run itself.
+        decisions: list[BatchingDecision] = []
         if sized_later:
+            decisions = probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
+                                     batch_size)  # fmt: skip
 
-            def first_batch_seconds() -> float:
+            def first_batch_seconds() -> float | None:
                 """The models' first batch, timed (it allocates them at the run's batch, as
                 the run would)."""
                 return _batch_seconds(models, stored, wiring, dataset.head(
@@ -154,16 +163,12 @@ def evaluate(
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
-        if stored is not None:
-            stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
-                              allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
         recorder = None
         if save_reference_outputs is not None:
             models[0] = recorder = Recorder(models[0], save_reference_outputs)
-        # Sharded data is re-read by each worker: probe it here, once, and hand the decisions on.
-        # Inline, the probe runs on the first batch of the run itself.
-        decisions = (probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
-                                  batch_size) if shards else [])  # fmt: skip
+        if shards and not decisions:
+            decisions = probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
+                                     batch_size)  # fmt: skip
         plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
                     opts.allow_nonfinite, models_trusted(), layout,
                     tuple(d.mode for d in decisions), fixed, containment.verified(),
@@ -174,7 +179,7 @@ def evaluate(
         raise
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
-        decisions = outcome.decisions
+        decisions = outcome.decisions or decisions  # probed there, or here before
     else:
         from quantlens.engine import run_shards
 
@@ -245,7 +250,7 @@ def _data_shapes(
 def _sized_workers(
     models: Sequence[Model], stored: StoredOutputs | None,
     shapes: Sequence[Sequence[tuple[int, ...]]] | None, workers: int, samples: int | None,
-    batch_size: int, batch_seconds: Callable[[], float],
+    batch_size: int, batch_seconds: Callable[[], float | None],
 ) -> tuple[int, bool]:  # fmt: skip
     """How many of ``workers`` loaded LiteRT/ONNX models get, and whether as threads: threads
     when the models are large (counted by their tensors), else processes (counted by the
@@ -265,13 +270,17 @@ def _sized_workers(
 def _batch_seconds(
     models: Sequence[Model], stored: StoredOutputs | None,
     wiring: Sequence[tuple[list[int], list[int]]], batch: Batch,
-) -> float:  # fmt: skip
-    """Seconds the models (not stored outputs, which are read) take over one batch."""
+) -> float | None:  # fmt: skip
+    """Seconds the models (not stored outputs, which are read) take over one batch; None
+    when a model refuses the batch (the probe then finds how it runs, and says why)."""
     feeds = [[batch.inputs[i] for i in ins] for ins, _ in wiring]
     start = time.perf_counter()
-    for model, feed in zip(models, feeds, strict=True):
-        if model is not stored:
-            model.predict(feed)
+    try:
+        for model, feed in zip(models, feeds, strict=True):
+            if model is not stored:
+                model.predict(feed)
+    except QuantlensError:
+        return None
     return time.perf_counter() - start
 
 
