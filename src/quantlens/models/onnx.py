@@ -61,7 +61,10 @@ def session(path: str, num_threads: int | None, *, profile_prefix: str | None = 
     optimizations of ``optimization`` (one of :data:`KERNEL_PATHS`)."""
     ort = require("onnxruntime", "onnx", "running an .onnx model")
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Fatal only: a failed run's error comes back as the exception quantlens reports (or, in
+    # the batching probe, as the reason a batch does not run); ONNX Runtime would print it
+    # again on stderr first, a 400-character line in red.
+    options.log_severity_level = 4
     options.graph_optimization_level = {
         "unoptimized": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
