@@ -112,10 +112,10 @@ def evaluate(
     n = samples_in(dataset.num_samples, limit)
     requested = 1 if save_reference_outputs else opts.workers
     local = opts.engine == "local"
-    # LiteRT and ONNX models are sized once they are loaded (milliseconds for those runtimes):
-    # their workers are threads when the models are large, counted by the work the data holds.
-    # Others get worker processes counted by samples and started now, importing their runtime
-    # while this process loads and probes its models.
+    # LiteRT and ONNX models get their workers once loaded and probed (milliseconds for those
+    # runtimes): threads for large models, counted by their tensors; else processes, counted
+    # by the time their first batch takes (see engine/workers.py). Others (Keras) get worker
+    # processes counted by samples and started now, importing their runtime meanwhile.
     sized_later = local and requested > 1 and all(
         releases_gil(m) for m in (reference, *candidates)
     )  # fmt: skip
