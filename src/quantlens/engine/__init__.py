@@ -1,9 +1,11 @@
-"""Where shards run: a local process pool, or a Ray cluster. Inline runs need no engine.
+"""Where shards run: local workers (threads or processes, :mod:`quantlens.engine.pool`; how
+many and which, :mod:`quantlens.engine.workers`), or a Ray cluster. Inline runs need no
+engine.
 
 Each worker opens the models of the :class:`~quantlens.engine.shard.Plan` itself (once per
-process) and evaluates the shards it is given (:func:`~quantlens.engine.shard.shard_task`);
-the caller merges the shard outcomes in shard order, so the result equals an inline run
-(exactly for counts, within floating-point summation otherwise).
+thread or process, :func:`~quantlens.engine.shard.load_plan_models`) and evaluates the shards
+it is given; the caller merges the shard outcomes in shard order, so the result equals an
+inline run (exactly for counts, within floating-point summation otherwise).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One shard of an evaluation: every model run on the same batches, their metric states
 accumulated. A :class:`Plan` carries all a worker needs, so a shard runs the same inline, in
-a process pool or on Ray; :class:`ShardOutcome` objects merge in shard order."""
+a worker thread or process or on Ray; :class:`ShardOutcome` objects merge in shard order."""
 
 from __future__ import annotations
 
