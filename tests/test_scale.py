@@ -212,18 +212,22 @@ def test_worker_threads_stop_between_batches_when_the_run_fails(tmp_path, monkey
     assert ended == ["_Stopped"]
 
 
+@pytest.mark.parametrize("how", ["script", "module"])
 def test_worker_processes_do_not_run_the_callers_script_again(
-    digits_models, big_digits, tmp_path
+    digits_models, big_digits, tmp_path, how: str
 ) -> None:
-    """A script that calls evaluate at its top level, with no ``if __name__ == "__main__":``
-    block, gets its worker processes (small models) and its report; its top-level code runs
-    once, in its own process, not again in each worker (multiprocessing's spawn would)."""
+    """A script (``python script.py``) or module (``python -m job.run``) that calls evaluate
+    at its top level, with no ``if __name__ == "__main__":`` block, gets its worker processes
+    (small models) and its report; its top-level code runs once, in its own process, not
+    again in each worker (multiprocessing's spawn would)."""
     import subprocess
     import sys
 
     np.savez(tmp_path / "data.npz", x=big_digits[0], y=big_digits[1])
     runs = tmp_path / "runs.txt"
-    script = tmp_path / "script.py"
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "__init__.py").write_text("")
+    script = tmp_path / "job" / "run.py"
     script.write_text(
         "import quantlens\n"
         "from quantlens.engine import workers\n"
@@ -234,7 +238,8 @@ def test_worker_processes_do_not_run_the_callers_script_again(
         f"[{str(digits_models['int8io'])!r}], {str(tmp_path / 'data.npz')!r}, workers=2)\n"
         "print(r.settings['workers'], r.settings['workers_in'])\n"
     )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    command = [str(script)] if how == "script" else ["-m", "job.run"]
+    done = subprocess.run([sys.executable, *command], capture_output=True, text=True,
                           cwd=tmp_path, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["2", "processes"]
