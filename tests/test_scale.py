@@ -139,7 +139,7 @@ def test_image_folder_with_a_preprocessing_spec(tmp_path) -> None:
 def test_large_models_run_their_workers_as_threads(tmp_path, monkeypatch) -> None:
     """Models whose batches are spent in a runtime that releases the GIL (here ONNX convs of
     1.2 MB a sample) get worker threads, each with its own models, not processes; the report
-    equals an inline run's. Small models keep worker processes."""
+    equals an inline run's (small models keep processes: test_process_pool_equals_inline)."""
     from quantlens.engine import pool
     from tests.test_onnx import _wide_conv
 

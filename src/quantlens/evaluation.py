@@ -23,7 +23,6 @@ from quantlens.engine.shard import (
 from quantlens.engine.workers import (
     process_workers_by_time,
     releases_gil,
-    samples_in,
     thread_workers_by_work,
     workers_by_samples,
 )
@@ -109,7 +108,7 @@ def evaluate(
     stored = reference if isinstance(reference, StoredOutputs) else None
     if stored is not None and save_reference_outputs is not None:
         raise ConfigError("the reference is already stored outputs; save them from the model")
-    n = samples_in(dataset.num_samples, limit)
+    n = dataset.samples_read(limit)
     requested = 1 if save_reference_outputs else opts.workers
     local = opts.engine == "local"
     # LiteRT and ONNX models get their workers once loaded and probed (milliseconds for those
@@ -120,7 +119,7 @@ def evaluate(
         releases_gil(m) for m in (reference, *candidates)
     )  # fmt: skip
     workers = requested if sized_later else workers_by_samples(requested, n)
-    if workers > 1 and dataset.guided_shards(workers, limit) is None:
+    if workers > 1 and not dataset.rereadable:
         raise ConfigError("--workers needs data of known size (a file or arrays); "
                           "an iterable or tf.data.Dataset runs with one worker")  # fmt: skip
     threads = opts.num_threads
@@ -260,9 +259,8 @@ def _sized_workers(
     running = [models[k] for k in runs]
     run_shapes = [shapes[k] for k in runs] if shapes else None
     if not run_in_threads(running, run_shapes):
-        if samples is None:
-            return workers_by_samples(workers, samples), False
-        return process_workers_by_time(workers, samples, batch_size, batch_seconds()), False
+        seconds = batch_seconds() if samples is not None else None  # unknown length: no time
+        return process_workers_by_time(workers, samples, batch_size, seconds), False
     count = thread_workers_by_work(workers, samples, models_sample_bytes(running, run_shapes))
     return count, count > 1
 

@@ -66,15 +66,33 @@ class Dataset:
     def num_samples(self) -> int | None:
         return self.reader.num_samples
 
+    @property
+    def rereadable(self) -> bool:
+        """The data can be read again, and cut into shards: a file or arrays, not an
+        iterable (read once)."""
+        return self._shardable() is not None
+
+    def _shardable(self) -> ShardableSource | None:
+        reader = self.reader
+        if self.num_samples is None or not isinstance(reader, ShardableSource):
+            return None
+        return reader
+
+    def samples_read(self, limit: int | None = None) -> int | None:
+        """How many samples a run with ``limit`` reads (None: not known before it reads)."""
+        total = self.num_samples
+        if total is None:
+            return None
+        return min(total, limit) if limit is not None else total
+
     def shards(self, n: int, limit: int | None = None) -> list[Dataset] | None:
         """Up to ``n`` contiguous shards of the first ``limit`` samples (None: cannot shard)."""
-        total = self.num_samples
-        if total is None or not isinstance(self.reader, ShardableSource):
+        total, reader = self.samples_read(limit), self._shardable()
+        if total is None or reader is None:
             return None
-        total = min(total, limit) if limit is not None else total
         n = max(1, min(n, total))
         bounds = [round(k * total / n) for k in range(n + 1)]
-        return [Dataset(self.source, self.reader.shard(a, b))
+        return [Dataset(self.source, reader.shard(a, b))
                 for a, b in pairwise(bounds) if b > a]  # fmt: skip
 
     def sample_shapes(
@@ -87,7 +105,7 @@ class Dataset:
         Raises:
             DataError: the data does not fit ``specs``, as :meth:`bind` says.
         """
-        if self.num_samples is None or not isinstance(self.reader, ShardableSource):
+        if not self.rereadable:
             return None
         first = self.head(specs, 1, allow_nonfinite=True, constants=constants)
         return [tuple(x.shape[1:]) for x in first.inputs]
@@ -112,16 +130,15 @@ class Dataset:
         left, in whole multiples of ``unit`` (a batch). The large ones first keep the cost
         paid per shard low; the small ones last let the workers finish together, whichever
         started late (None: cannot shard)."""
-        total = self.num_samples
-        if total is None or not isinstance(self.reader, ShardableSource):
+        total, reader = self.samples_read(limit), self._shardable()
+        if total is None or reader is None:
             return None
-        total = min(total, limit) if limit is not None else total
         unit = max(1, unit)
         bounds = [0]
         while bounds[-1] < total:
             size = -(-(total - bounds[-1]) // (2 * max(1, workers)))
             bounds.append(min(total, bounds[-1] + -(-size // unit) * unit))
-        return [Dataset(self.source, self.reader.shard(a, b)) for a, b in pairwise(bounds)]
+        return [Dataset(self.source, reader.shard(a, b)) for a, b in pairwise(bounds)]
 
     def bind(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from quantlens.errors import ConfigError, QuantlensError
+from quantlens.errors import QuantlensError
 
 #: Worker processes started before the models load need this many samples each.
 MIN_SAMPLES_PER_WORKER = 512
@@ -31,18 +31,9 @@ MIN_SECONDS_PER_PROCESS = 0.4
 MIN_BYTES_PER_THREAD = 512 * 2**20
 
 
-def samples_in(samples: int | None, limit: int | None) -> int | None:
-    """How many samples a run reads: the data's, or the limit if fewer (None: unknown)."""
-    if samples is None:
-        return None
-    return min(samples, limit) if limit is not None else samples
-
-
 def workers_by_samples(workers: int, samples: int | None) -> int:
     """No more workers than the samples keep busy (MIN_SAMPLES_PER_WORKER each); all of them
     when the count is unknown (an iterable, which cannot be sharded: the caller refuses it)."""
-    if workers < 1:
-        raise ConfigError(f"workers must be at least 1, got {workers}")
     if samples is None:
         return workers
     return max(1, min(workers, samples // MIN_SAMPLES_PER_WORKER))
