@@ -105,6 +105,26 @@ def test_kl_of_unnormalised_quantized_softmax_is_a_divergence() -> None:
     assert 0 <= same < 1e-12  # a row scaled as a whole is the same distribution
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_kl_and_delta_p_of_each_sample_match_scipy(scale) -> None:
+    """Per sample, from logits: where no probability clips (KL from the logits' exponentials
+    and the error, never a logarithm of every probability) and where some do (clipped and
+    renormalised as Keras does)."""
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=(300, 10)) * scale
+    cand = ref + rng.normal(size=(300, 10)) * 0.2
+    y = rng.integers(0, 10, 300)
+    state = FidelityState().update(ref, cand, y)
+    p, q = scipy_softmax(ref, axis=1), scipy_softmax(cand, axis=1)
+    assert (min(p.min(), q.min()) < 1e-7) == (scale > 1)  # both ways are taken
+    expected = scipy_entropy(np.clip(p, 1e-7, 1), np.clip(q, 1e-7, 1), axis=1)
+    (kl,), (dp,) = state.kl_values, state.delta_p_values  # kept as float32
+    np.testing.assert_allclose(kl, expected, rtol=1e-5, atol=1e-10)
+    rows = np.arange(300)
+    np.testing.assert_allclose(dp, q[rows, y] - p[rows, y], rtol=1e-5, atol=1e-8)
+    assert state.sum_kl == pytest.approx(expected.sum(), rel=1e-9)
+
+
 def test_fidelity_of_image_outputs_has_no_class_metrics() -> None:
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(5, 4, 4, 3))
@@ -308,7 +328,9 @@ def test_row_kernels_match_numpy_per_row(n, width, seed, kind) -> None:
     if kind != "nonfinite":
         logits = x if kind != "huge" else x / 1e306
         for rows in (logits, np.asfortranarray(logits)):
-            np.testing.assert_allclose(kernels.softmax(rows), scipy_softmax(logits, axis=1),
+            e, total, top = kernels._exp_parts(rows)  # the softmax, as e / its row sums
+            np.testing.assert_array_equal(top, logits.max(axis=1))
+            np.testing.assert_allclose(e / total[:, None], scipy_softmax(logits, axis=1),
                                        rtol=1e-12, atol=1e-300)  # fmt: skip
 
 

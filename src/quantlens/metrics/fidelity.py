@@ -9,11 +9,10 @@ import numpy as np
 
 from quantlens.metrics.distribution import distribution_statistics, labelled_class
 from quantlens.metrics.kernels import (
+    class_divergence,
     cosine_per_sample,
     flat,
     has_class_axis,
-    kl_divergence,
-    probabilities,
     row_argmax,
     sqnr_db,
     total_dot,
@@ -64,17 +63,14 @@ class FidelityState:
         top1, sum_kl = self.top1_agree, self.sum_kl
         kl_values, delta_p_values = self.kl_values, self.delta_p_values
         if classes:
-            p, q = probabilities(r, c)  # once, for the KL and for Δp
-            kl = kl_divergence(p, q)
+            y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
+            kl, dp = class_divergence(r, c, err, y)
             top_r, top_c = tops if tops is not None else (row_argmax(r), row_argmax(c))
             top1 += int(np.count_nonzero(top_r == top_c))
             sum_kl += float(kl.sum())
             kl_values = (*kl_values, kl.astype(np.float32))
-            y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
-            if y is not None:
-                rows = np.arange(r.shape[0])
-                dp = (q[rows, y] - p[rows, y]).astype(np.float32)
-                delta_p_values = (*delta_p_values, dp)
+            if dp is not None:
+                delta_p_values = (*delta_p_values, dp.astype(np.float32))
         return FidelityState(
             samples=self.samples + r.shape[0],
             elements=self.elements + r.size,
