@@ -290,45 +290,92 @@ def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
                                                            rel=1e-12)  # fmt: skip
 
 
-def test_the_batch_size_chosen_fits_the_cache_budget() -> None:
+class _Sized:
+    """A model as the batch-size rules see it: its inputs, ten outputs and what its runtime
+    says its intermediate tensors take."""
+
+    def __init__(self, shape, working=None):
+        from quantlens.results import TensorSpec
+
+        self.inputs = (TensorSpec("x", shape, "float32"),)
+        self.outputs = (TensorSpec("y", (None, 10), "float32"),)
+        if working is not None:
+            self.working_bytes_per_sample = lambda shapes=None: working
+
+
+def _largest_power_of_two(fits) -> int:
+    """Independently of the rules: the largest power of two up to 1024 that ``fits``, or 1."""
+    return max((k for k in (2**i for i in range(11)) if fits(k)), default=1)
+
+
+def test_samples_per_invoke_chosen_keep_an_invoke_in_the_caches() -> None:
+    """Each model's samples per invoke, when the user gives no batch size: its tensors within
+    INVOKE_BYTES per runtime thread, and beyond INVOKE_FEW samples within INVOKE_CACHE_BYTES
+    (a small model runs tens or hundreds, not the whole batch; a large one a few)."""
     from quantlens.models.batching import (
-        AUTO_BATCH_BYTES,
+        INVOKE_BYTES,
+        INVOKE_CACHE_BYTES,
+        INVOKE_FEW,
+        auto_invoke_size,
+    )
+
+    def expected(per_sample: int, threads: int = 1) -> int:
+        return _largest_power_of_two(
+            lambda k: (
+                k * per_sample <= INVOKE_BYTES * threads
+                and (k <= INVOKE_FEW or k * per_sample <= INVOKE_CACHE_BYTES * threads)
+            )
+        )
+
+    own = 8 * 4 + 10 * 4  # a sample's input and outputs
+    # a few bytes, an MNIST-size CNN, a mid-size model, an int8 and a float image model, and
+    # one larger than every budget
+    for working in (0, 42_000, 300_000, 2_400_000, 9_400_000, 3 * INVOKE_BYTES):
+        model = _Sized((None, 8), working=working)
+        for threads in (1, 2):
+            got = auto_invoke_size(model, threads=threads)
+            assert got == expected(own + working, threads), (working, threads, got)
+    assert auto_invoke_size(_Sized((None, 8))) == 1024
+    assert auto_invoke_size(_Sized((None, 8), working=42_000)) == 64  # the MNIST-size CNN
+    assert auto_invoke_size(_Sized((None, 8), working=9_400_000)) == 2  # MobileNetV2-128
+    assert auto_invoke_size(_Sized((None, 8), working=3 * INVOKE_BYTES)) == 1
+    assert auto_invoke_size(_Sized((None, None))) is None  # unknown: the whole batch
+
+
+def test_the_batch_size_chosen_holds_the_models_invokes() -> None:
+    from quantlens.models.batching import (
         AUTO_BATCH_MAX,
         AUTO_BATCH_UNKNOWN,
+        BATCH_BYTES,
         auto_batch_size,
+        auto_invoke_size,
+        sample_bytes,
     )
-    from quantlens.results import TensorSpec
 
-    class Fake:
-        def __init__(self, shape, working=None):
-            self.inputs = (TensorSpec("x", shape, "float32"),)
-            self.outputs = (TensorSpec("y", (None, 10), "float32"),)
-            if working is not None:
-                self.working_bytes_per_sample = lambda shapes=None: working
-
-    def fits(size: int, per_sample: int, budget: int) -> bool:
-        """The largest power of two within the budget (or one, when none is)."""
-        return (size * per_sample <= budget or size == 1) and 2 * size * per_sample > budget
-
-    tiny, images = Fake((None, 8)), Fake((None, 224, 224, 3))
+    tiny, images = _Sized((None, 8)), _Sized((None, 224, 224, 3))
     assert auto_batch_size([tiny]) == AUTO_BATCH_MAX
-    image_bytes = 224 * 224 * 3 * 4 + 40
-    assert fits(auto_batch_size([images]), image_bytes, AUTO_BATCH_BYTES)
-    # each runtime thread works through its share of the batch: the budget grows with them
-    assert auto_batch_size([images], threads=2) == 2 * auto_batch_size([images], threads=1)
+    # all the models' tensors together within BATCH_BYTES per runtime thread
+    mnist, mnist_int8 = _Sized((None, 8), working=42_000), _Sized((None, 8), working=10_000)
+    for models in ([mnist, mnist_int8], [images], [images, tiny], [tiny, _Sized((None, 8), 10**6)]):
+        per_sample = sum(sample_bytes(m) for m in models)
+        for threads in (1, 2):
+            within = BATCH_BYTES * threads
+            budget = _largest_power_of_two(lambda k, p=per_sample, b=within: k * p <= b)
+            assert auto_batch_size(models, threads=threads) == budget
+    assert auto_batch_size([mnist, mnist_int8]) == 1024  # 52 KB a sample
+    # ...each model running its own samples per invoke within the batch
+    assert auto_invoke_size(mnist) == 64 and auto_invoke_size(mnist_int8) == 256
     assert auto_batch_size([images], threads=None) == auto_batch_size([images], threads=1)
-    # the largest model decides, intermediate tensors included
-    mid = Fake((None, 8), working=100_000)
-    assert fits(auto_batch_size([tiny, mid]), 100_072, AUTO_BATCH_BYTES)
-    huge = Fake((None, 8), working=3 * AUTO_BATCH_BYTES)
-    assert auto_batch_size([tiny, huge]) == 1  # a sample larger than the budget: one at a time
-    assert auto_batch_size([Fake((None, None))]) == AUTO_BATCH_UNKNOWN
+    huge = _Sized((None, 8), working=3 * BATCH_BYTES)
+    assert auto_batch_size([tiny, huge]) == 1  # a sample beyond every budget: one at a time
+    assert auto_batch_size([_Sized((None, None))]) == AUTO_BATCH_UNKNOWN
     # whole batches of what a model declares: in chunks of 4, a batch of 1 would be padded to 4
-    assert auto_batch_size([Fake((4, 8), working=3 * AUTO_BATCH_BYTES)]) == 4
-    small = AUTO_BATCH_BYTES // 16 - 80  # 16 samples fit
-    assert auto_batch_size([Fake((3, 8), working=small)]) == 18
-    assert auto_batch_size([Fake((4, 8), working=small), Fake((6, 8))]) == 24
-    assert auto_batch_size([Fake((None, None)), Fake((5, 8))]) == 35  # unknown: 32, rounded
+    assert auto_batch_size([_Sized((4, 8), working=3 * BATCH_BYTES)]) == 4
+    sixteen = BATCH_BYTES // 16 - 72  # 16 samples fit
+    assert auto_batch_size([_Sized((3, 8), working=sixteen)]) == 18
+    halves = BATCH_BYTES // 32 - 72  # 16 samples of both fit
+    assert auto_batch_size([_Sized((4, 8), working=halves), _Sized((6, 8), halves)]) == 24
+    assert auto_batch_size([_Sized((None, None)), _Sized((5, 8))]) == 35  # unknown: 32, rounded
 
 
 def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:
@@ -338,6 +385,45 @@ def test_a_tflite_model_counts_its_intermediate_tensors(digits_models) -> None:
     # conv 8×8×8 float32 activations and the 10 logits at least, weights excluded
     got = model.working_bytes_per_sample()
     assert 8 * 8 * 8 * 4 + 10 * 4 <= got < 8 * 8 * 8 * 4 * 4 + 4096
+
+
+def test_a_batch_runs_its_models_own_samples_per_invoke(digits_models, digits_split) -> None:
+    """A resized batch larger than a model's samples per invoke runs in invokes of that many
+    (the last one what is left), with the outputs of one invoke over the whole batch; with
+    no batch size given, each model runs as many per invoke as auto_invoke_size says within
+    the larger batch, and the report says so, with the results of a batch size given."""
+    from quantlens.models.batching import auto_invoke_size
+    from quantlens.models.litert import LiteRTModel
+
+    _, _, x, y = digits_split
+    model = quantlens.load_model(digits_models["int8io"])
+    whole = model.predict([x[:10]])
+    sizes: list[int] = []
+    own = LiteRTModel._invoke
+
+    def spy(self, arrays, *args, **kwargs):
+        sizes.append(int(arrays[0].shape[0]))
+        return own(self, arrays, *args, **kwargs)
+
+    model.set_invoke_size(4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LiteRTModel, "_invoke", spy)
+        parts = model.predict([x[:10]])
+    assert sizes == [4, 4, 2]
+    np.testing.assert_array_equal(parts[0], whole[0])
+
+    ref, cand = digits_models["float"], digits_models["int8io"]
+    x, y = np.concatenate([x] * 5)[:1500], np.concatenate([y] * 5)[:1500]
+    auto = quantlens.evaluate(ref, [cand], (x, y), bench=False)
+    per_invoke = [auto_invoke_size(quantlens.load_model(p)) for p in (ref, cand)]
+    batch = auto.settings["batch_size"]
+    assert min(per_invoke) < batch  # small models: a batch of several invokes
+    assert [m.batching.samples_per_invoke for m in auto.models] == per_invoke
+    given = quantlens.evaluate(ref, [cand], (x, y), batch_size=batch, bench=False)
+    assert [m.batching.samples_per_invoke for m in given.models] == [batch] * 2
+    for one, two in zip(auto.models, given.models, strict=True):
+        assert (one.fidelity, one.task_metrics, one.distribution, one.paired) == (
+            two.fidelity, two.task_metrics, two.distribution, two.paired)  # fmt: skip
 
 
 def test_the_first_batch_is_the_probes_batched_run(traps) -> None:

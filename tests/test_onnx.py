@@ -154,7 +154,7 @@ def test_an_onnx_model_tells_its_intermediate_tensors(onnx_models, tmp_path) -> 
     its logits (4), counted by hand; a QDQ model counts its integer tensors too; an input
     with another open dimension leaves the size unknown; the auto batch then fits the
     caches, not only the inputs and outputs."""
-    from quantlens.models.batching import AUTO_BATCH_BYTES, auto_batch_size
+    from quantlens.models.batching import INVOKE_BYTES, auto_invoke_size
 
     mlp = quantlens.load_model(onnx_models["float"])
     assert mlp.working_bytes_per_sample() == (16 + 16 + 16 + 4 + 4) * 4
@@ -171,8 +171,8 @@ def test_an_onnx_model_tells_its_intermediate_tensors(onnx_models, tmp_path) -> 
     # 8 MiB of activations a sample behind 48 KiB of input: one thread's budget holds 2
     conv = quantlens.load_model(_wide_conv(tmp_path / "wide.onnx", 64, 64))
     assert conv.working_bytes_per_sample() == WIDE_WORKING
-    size = auto_batch_size([conv], threads=1)
-    assert size * WIDE_TOTAL <= AUTO_BATCH_BYTES < 2 * size * WIDE_TOTAL
+    size = auto_invoke_size(conv, threads=1)
+    assert size * WIDE_TOTAL <= INVOKE_BYTES < 2 * size * WIDE_TOTAL
 
 
 #: The wide conv model's tensors for one 64×64 image: the conv and relu outputs (256 channels)
@@ -218,21 +218,24 @@ def test_models_run_in_threads_when_their_runtimes_hold_the_batch(tmp_path) -> N
 
 def test_open_image_sizes_are_read_from_the_data_for_the_auto_batch(tmp_path) -> None:
     """A conv model whose image size is open (as rapidocr's are) is sized from the data's
-    first sample: 64×64 images give 8 MiB of activations a sample and a batch of 2; NHWC
-    data into it (layout nhwc) gives the same; an iterable, read once, is not peeked at and
-    runs at the batch for an unknown size."""
-    from quantlens.models.batching import AUTO_BATCH_BYTES, AUTO_BATCH_UNKNOWN
+    first sample: 64×64 images give 8 MiB of activations a sample, 2 samples per invoke and
+    a batch of 4 (both models' tensors); NHWC data into it (layout nhwc) gives the same; an
+    iterable, read once, is not peeked at and runs at the batch for an unknown size."""
+    from quantlens.models.batching import AUTO_BATCH_UNKNOWN, BATCH_BYTES, INVOKE_BYTES
 
     path = str(_wide_conv(tmp_path / "open.onnx", "H", "W"))
     conv = quantlens.load_model(path)
     assert conv.working_bytes_per_sample() is None
     assert conv.working_bytes_per_sample([(3, 64, 64)]) == WIDE_WORKING
-    fits = AUTO_BATCH_BYTES // WIDE_TOTAL  # 2: the largest power of two within the budget
+    per_invoke = INVOKE_BYTES // WIDE_TOTAL  # 2: the largest power of two within the budget
+    batch = 4
+    assert batch * 2 * WIDE_TOTAL <= BATCH_BYTES < 2 * batch * 2 * WIDE_TOTAL
     x = RNG.random((40, 3, 64, 64), dtype=np.float32)
-    assert quantlens.evaluate(path, [path], x).settings["batch_size"] == fits == 2
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    run = quantlens.evaluate(path, [path], nhwc, layout="nhwc")
-    assert run.settings["batch_size"] == 2 and run.dataset.samples == 40
+    for run in (quantlens.evaluate(path, [path], x),
+                quantlens.evaluate(path, [path], nhwc, layout="nhwc")):  # fmt: skip
+        assert run.settings["batch_size"] == batch and run.dataset.samples == 40
+        assert [m.batching.samples_per_invoke for m in run.models] == [per_invoke] * 2 == [2, 2]
     once = quantlens.evaluate(path, [path], (row for row in x))
     assert once.settings["batch_size"] == AUTO_BATCH_UNKNOWN and once.dataset.samples == 40
 

@@ -37,10 +37,12 @@ from quantlens.models.base import (
 from quantlens.models.batching import (
     PROBE_SAMPLES,
     auto_batch_size,
+    auto_invoke_size,
     declared_batch,
     models_sample_bytes,
     probe_all,
     run_in_threads,
+    set_invoke_size,
 )
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
@@ -139,6 +141,14 @@ def evaluate(
         shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
+        # Chosen for the user, each model runs its own samples per invoke within a batch.
+        invoke_sizes = tuple(
+            auto_invoke_size(m, threads, shapes[k] if shapes else None)
+            if opts.batch_size is None else None
+            for k, m in enumerate(models)
+        )  # fmt: skip
+        for model, size in zip(models, invoke_sizes, strict=True):
+            set_invoke_size(model, size)
         if stored is not None:
             stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
                               allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
@@ -171,7 +181,7 @@ def evaluate(
         plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
                     opts.allow_nonfinite, models_trusted(), layout,
                     tuple(d.mode for d in decisions), fixed, containment.verified(),
-                    stored_reference=stored is not None)  # fmt: skip
+                    stored_reference=stored is not None, invoke_sizes=invoke_sizes)  # fmt: skip
     except BaseException:
         if started is not None:
             started.shutdown(wait=False, cancel_futures=True)
@@ -197,8 +207,8 @@ def evaluate(
         status(f"benchmarking {len(models)} models: latency, then memory in a child process "
                "each…")  # fmt: skip
     perf = _performance(models, outcome.first_sample, threads) if opts.bench else None
-    decisions = [_with_invoke_size(d, m, batch_size, outcome.samples)
-                 for d, m in zip(decisions, models, strict=True)]  # fmt: skip
+    decisions = [_with_invoke_size(d, m, min(batch_size, k or batch_size), outcome.samples)
+                 for d, m, k in zip(decisions, models, invoke_sizes, strict=True)]  # fmt: skip
     results = tuple(
         replace(
             _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None),

@@ -70,9 +70,12 @@ def split_labels(mapping: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 
 def rows_per_read(arrays: Iterable[np.ndarray]) -> int:
-    """How many samples one read takes: ROWS_PER_READ, fewer for large samples."""
+    """How many samples one read takes: ROWS_PER_READ, fewer for large samples; a power of
+    two, so that reads hold whole batches of the sizes chosen for the user (a batch across
+    two reads is a copy)."""
     widest = max(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in arrays)
-    return max(1, min(ROWS_PER_READ, BYTES_PER_READ // max(widest, 1)))
+    rows = max(1, min(ROWS_PER_READ, BYTES_PER_READ // max(widest, 1)))
+    return 1 << (rows.bit_length() - 1)
 
 
 def npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:

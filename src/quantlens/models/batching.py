@@ -66,6 +66,9 @@ class BatchRunner:
         self.outputs = tuple(outputs)
         self.mode = default_mode(self.inputs)
         self.chunk = declared_batch(self.inputs)
+        #: Resized, at most this many samples per invoke (None: the whole batch); see
+        #: auto_invoke_size.
+        self.invoke_size: int | None = None
         #: The outputs' batch axes, learned from the first batched run (see _sample_first).
         self._out_axes: list[int] | None = None
         self._single_shapes: list[tuple[int, ...]] | None = None
@@ -84,7 +87,7 @@ class BatchRunner:
 
     def invokes(self, n: int) -> int:
         """How many invokes a batch of ``n`` samples takes."""
-        size = self.per_invoke
+        size = self.per_invoke or self.invoke_size
         return 1 if size is None else -(-n // size)
 
     def predict(self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int) -> list[np.ndarray]:
@@ -95,16 +98,23 @@ class BatchRunner:
         if n == 0:
             raise DataError("empty batch: the data set has no samples")
         size = self.per_invoke
-        if size is None:  # resized to the batch
+        resized = size is None
+        if size is None:  # resized: to the batch, or invoke_size samples at a time
             if n > 1 and self._out_axes is None:
                 self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
-            return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
+            size = self.invoke_size or n
+            if size >= n:
+                return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
         parts: list[list[np.ndarray]] = []
         for start in range(0, n, size):
             stop = min(start + size, n)
-            own = self.layout(inputs, start, stop, pad_to=size)
-            got = self._sample_first(run(own), size, n_outputs)
-            parts.append([o[: stop - start] for o in got])
+            if resized:  # the last part is resized to what is left
+                parts.append(self._sample_first(run(self.layout(inputs, start, stop)),
+                                                stop - start, n_outputs))  # fmt: skip
+            else:
+                own = self.layout(inputs, start, stop, pad_to=size)
+                got = self._sample_first(run(own), size, n_outputs)
+                parts.append([o[: stop - start] for o in got])
         if len(parts) == 1:
             return parts[0]
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
@@ -178,6 +188,10 @@ class RunnerBatching:
     def set_batching(self, mode: str) -> None:
         """Run batches this way from now on (one of ``BATCHINGS``)."""
         self._runner.set_mode(mode)
+
+    def set_invoke_size(self, size: int | None) -> None:
+        """Run a resized batch at most ``size`` samples per invoke (None: all at once)."""
+        self._runner.invoke_size = size
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """Decide, on the data's first samples, how batches must run (and run them so)."""
@@ -364,17 +378,32 @@ def _probe(
     ), None  # fmt: skip
 
 
-#: A batch size chosen for the user holds at most this much per model and runtime thread (its
-#: inputs, outputs and, where the runtime tells, its intermediate tensors): what one invoke
-#: works through should stay in the caches. Beyond it a sample costs more, not less — on one
-#: thread, MobileNetV2-128 (9 MiB of tensors a sample) runs 1.24× slower per sample at 32
-#: than at 2-4, openwakeword's embedding model (4.4 MiB) 1.08× slower at 32 than at 2-4;
-#: at 2 threads the best batch doubles. Small models want large batches for another reason
-#: (below); the MNIST-size CNN's 42 KB a sample runs fastest at 256 (11 MiB), slower at 512.
-AUTO_BATCH_BYTES = 20 * 2**20
-#: ...and at most this many samples. Small models run hundreds at a time: a batch's fixed
-#: cost of Python and NumPy is most of a run of a few µs per sample at 32.
+#: When the user gives no batch size, each model runs as many samples per invoke as keep
+#: what one invoke works through in the caches: its tensors (inputs, outputs and, where the
+#: runtime tells, intermediate tensors) at most INVOKE_BYTES per runtime thread. Beyond it a
+#: sample costs more, not less: per sample on one thread (bare ai_edge_litert loops),
+#: MobileNetV2-128 (9 MiB of tensors a sample) runs best at 2-4 and 1.15× slower at 32,
+#: mediapipe's face detector (10 MiB) best at 1 and 1.35× slower at 32, openwakeword's
+#: embedding model (4.4 MiB) best at 2 and 1.07× slower at 32; their int8 twins, a quarter
+#: of the bytes, best at 8 or more. At 2 threads the best size doubles.
+INVOKE_BYTES = 20 * 2**20
+#: ...and beyond INVOKE_FEW samples at most INVOKE_CACHE_BYTES per thread: by then an
+#: invoke's fixed cost is spread thin, and more samples only push the activations out of the
+#: L2 cache (2 MiB a core here). The MNIST-size CNN (42 KB a sample) runs best at 64 (2.7
+#: MB) and 1.05× slower at 256; its int8 twin (13 KB) best at 128-512; a wake-word model of
+#: a few KB a sample runs 1.2× slower at 128 than at 512.
+INVOKE_FEW = 8
+INVOKE_CACHE_BYTES = 3 * 2**20
+#: The batch — the samples read, checked, run and accounted together — holds at most this
+#: many samples...
 AUTO_BATCH_MAX = 1024
+#: ...whose tensors in all the models together take at most this much per runtime thread
+#: (as INVOKE_BYTES counts them, as if they ran at once: a measure of a batch's work, about
+#: 0.3 µs a KB here). Small models get large batches, over which the fixed cost of Python
+#: and NumPy per batch fades (a few µs of invoke per sample pays tens of µs of it per
+#: batch), each model running its own samples per invoke within the batch; large models get
+#: a few, so that a batch, and the progress shown, takes a fraction of a second.
+BATCH_BYTES = 128 * 2**20
 #: The batch when a sample's size is unknown (an open dimension).
 AUTO_BATCH_UNKNOWN = 32
 
@@ -431,27 +460,57 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
     return inputs + (outputs or 0) + (int(working) if working else 0)
 
 
+def auto_invoke_size(
+    model: Any, threads: int | None = None, shapes: Sequence[Sequence[int]] | None = None
+) -> int | None:
+    """Samples per invoke for ``model`` when the user gives no batch size: the largest power
+    of two up to AUTO_BATCH_MAX whose tensors fit INVOKE_BYTES per runtime thread
+    (``threads``; None, the runtime's default, runs one) and, beyond INVOKE_FEW samples,
+    INVOKE_CACHE_BYTES; at least one. None (the whole batch) when a sample's size is unknown.
+    ``shapes``: its inputs' sample shapes in the data, for the dimensions it leaves open."""
+    size = sample_bytes(model, shapes)
+    if size is None:
+        return None
+    per_thread = max(1, threads or 1)
+
+    def fits(k: int) -> bool:
+        cache = k <= INVOKE_FEW or k * size <= INVOKE_CACHE_BYTES * per_thread
+        return cache and k * size <= INVOKE_BYTES * per_thread
+
+    k = AUTO_BATCH_MAX
+    while k > 1 and not fits(k):
+        k //= 2
+    return k
+
+
 def auto_batch_size(
     models: Sequence[object], threads: int | None = None,
     shapes: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> int:  # fmt: skip
     """The batch size to run when the user gives none: the largest power of two up to
-    AUTO_BATCH_MAX whose samples fit AUTO_BATCH_BYTES per runtime thread (``threads``; None,
-    the runtime's default, runs one) in every model, at least one; AUTO_BATCH_UNKNOWN when a
-    sample's size is unknown. ``shapes``: per model, its inputs' sample shapes in the data,
-    for the dimensions a model leaves open. Rounded up to whole batches of what the models
-    declare: a model that runs in chunks of its declared batch pads every batch smaller."""
-    sizes = [sample_bytes(m, shapes[k] if shapes else None) for k, m in enumerate(models)]
-    if any(b is None for b in sizes):
+    AUTO_BATCH_MAX whose samples take at most BATCH_BYTES per runtime thread (``threads``;
+    None, the runtime's default, runs one) in all the models together, at least one (each
+    model runs its own samples per invoke within it: :func:`auto_invoke_size`);
+    AUTO_BATCH_UNKNOWN when a sample's size is unknown. ``shapes``: per model, its inputs'
+    sample shapes in the data, for the dimensions a model leaves open. Rounded up to whole
+    batches of what the models declare: a model that runs in chunks of its declared batch
+    pads every batch smaller."""
+    total = models_sample_bytes(models, shapes)
+    if total is None:
         size = AUTO_BATCH_UNKNOWN
     else:
-        per_sample = max(1, *[b for b in sizes if b is not None])
-        budget = AUTO_BATCH_BYTES * max(1, threads or 1)
         size = AUTO_BATCH_MAX
-        while size > 1 and size * per_sample > budget:
+        while size > 1 and size * total > BATCH_BYTES * max(1, threads or 1):
             size //= 2
     declared = {declared_batch(getattr(m, "inputs", ())) for m in models}
     step = math.lcm(*declared)
     if step > AUTO_BATCH_MAX:  # batches that share no small multiple: the largest one's
         step = max(declared)
     return -(-size // step) * step
+
+
+def set_invoke_size(model: Any, size: int | None) -> None:
+    """Run ``model``'s resized batches at most ``size`` samples per invoke, where it can."""
+    own = getattr(model, "set_invoke_size", None)
+    if own is not None:
+        own(size)

@@ -14,6 +14,7 @@ import numpy as np
 
 from quantlens.errors import ConfigError
 from quantlens.models.base import Model
+from quantlens.models.batching import set_invoke_size
 from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
 LAYOUTS = ("nhwc", "nchw")
@@ -100,6 +101,9 @@ class Relayout:
 
     def set_batching(self, mode: str) -> None:
         self._model.set_batching(mode)
+
+    def set_invoke_size(self, size: int | None) -> None:
+        set_invoke_size(self._model, size)
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """The wrapped model's probe, on the sample in its own layout."""

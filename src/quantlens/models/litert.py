@@ -190,6 +190,12 @@ class LiteRTModel(RunnerBatching):
         self.inputs = tuple(_spec(d, in_names[d["index"]]) for d in in_details)
         self.outputs = tuple(_spec(d, out_names[d["index"]]) for d in out_order)
         self._base_shapes = [tuple(int(s) for s in d["shape"]) for d in in_details]
+        # What each invoke needs of the specs, looked up once: (index, the quantization of an
+        # integer tensor or None, the dtype of a real-valued input).
+        self._in_plan = [(idx, integer_io(s), _numpy_dtype(s.dtype))
+                         for idx, s in zip(self._in_idx, self.inputs, strict=True)]  # fmt: skip
+        self._out_plan = [(idx, integer_io(s)) for idx, s in zip(self._out_idx, self.outputs,
+                                                                 strict=True)]  # fmt: skip
 
     # -- running ---------------------------------------------------------------------------
 
@@ -232,23 +238,22 @@ class LiteRTModel(RunnerBatching):
             self._allocate(shapes)
         interp = self._interp
         known = ranges or [None] * len(arrays)
-        for idx, spec, x, span in zip(self._in_idx, self.inputs, arrays, known, strict=True):
-            if (qp := integer_io(spec)) is not None:
-                # Quantized straight into the runtime's input buffer (no set_tensor copy); the
-                # view is gone before invoke, which refuses to run while one lives.
-                buffer = interp.tensor(idx)()
-                fits = buffer.shape == x.shape  # else set_tensor says what does not fit
-                if fits:
-                    quantize(x, qp, spec.dtype, value_range=span, out=buffer)
-                del buffer
-                if fits:
-                    continue
-            interp.set_tensor(idx, self._to_runtime(x, spec, span))
+        for (idx, qp, dtype), x, span in zip(self._in_plan, arrays, known, strict=True):
+            if qp is None:
+                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=dtype))
+                continue
+            # Quantized straight into the runtime's input buffer (no set_tensor copy); the
+            # view is gone before invoke, which refuses to run while one lives.
+            buffer = interp.tensor(idx)()
+            fits = buffer.shape == x.shape  # else set_tensor says what does not fit
+            if fits:
+                quantize(x, qp, buffer.dtype, value_range=span, out=buffer)
+            del buffer
+            if not fits:
+                interp.set_tensor(idx, quantize(x, qp, dtype, value_range=span))
         interp.invoke()
-        outs = [
-            self._to_real(interp.get_tensor(idx), spec)
-            for idx, spec in zip(self._out_idx, self.outputs, strict=True)
-        ]
+        outs = [interp.get_tensor(idx) if qp is None else dequantize(interp.get_tensor(idx), qp)
+                for idx, qp in self._out_plan]  # fmt: skip
         if views:
             return outs + [interp.tensor(i)() for i in extra]
         return outs + [interp.get_tensor(i) for i in extra]
@@ -260,12 +265,6 @@ class LiteRTModel(RunnerBatching):
         if (qp := integer_io(spec)) is not None:
             return quantize(x, qp, spec.dtype, value_range=span)
         return np.ascontiguousarray(x, dtype=spec.dtype)
-
-    @staticmethod
-    def _to_real(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
-        if (qp := integer_io(spec)) is not None:
-            return dequantize(y, qp)
-        return y
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run a batch of real-valued inputs (sample-first); returns real-valued outputs.
@@ -392,3 +391,11 @@ class LiteRTModel(RunnerBatching):
             weight_dtypes=dict(sorted(self._contents.weight_dtypes.items())),
             activation_dtypes=dict(sorted(self._contents.activation_dtypes.items())),
         )
+
+
+def _numpy_dtype(name: str) -> Any:
+    """NumPy's dtype of a tensor type name (the name itself when NumPy has none)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return name
