@@ -22,7 +22,9 @@ class EvalOptions:
 
     Attributes:
         task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
-        batch_size: samples per invoke (None: chosen from the models' tensor sizes, see
+        batch_size: samples per invoke (None: each model's chosen from its tensor sizes,
+            within batches chosen from all of theirs, see
+            :func:`~quantlens.models.batching.auto_invoke_size` and
             :func:`~quantlens.models.batching.auto_batch_size`, and no warning when a model
             cannot use it), for models whose outputs do not depend on it; a model with a
             declared batch runs in chunks of it and a batch-dependent one one sample at a time.
