@@ -71,14 +71,15 @@ class FidelityState:
             kl_values = (*kl_values, kl.astype(np.float32))
             if dp is not None:
                 delta_p_values = (*delta_p_values, dp.astype(np.float32))
+        cosine, ref_sq = cosine_per_sample(r, c)
         return FidelityState(
             samples=self.samples + r.shape[0],
             elements=self.elements + r.size,
             sum_sq_err=self.sum_sq_err + total_dot(err, err),
             sum_abs_err=self.sum_abs_err + float(abs_err.sum()),
             max_abs_err=max(self.max_abs_err, float(abs_err.max(initial=0.0))),
-            sum_ref_sq=self.sum_ref_sq + total_dot(r, r),
-            sum_cosine=self.sum_cosine + float(cosine_per_sample(r, c).sum()),
+            sum_ref_sq=self.sum_ref_sq + float(ref_sq.sum()),
+            sum_cosine=self.sum_cosine + float(cosine.sum()),
             class_axis=classes if self.class_axis is None else (self.class_axis and classes),
             top1_agree=top1,
             sum_kl=sum_kl,

@@ -90,7 +90,8 @@ def rows_all_zero(x: np.ndarray) -> np.ndarray:
     """Per row of (N, D): every value is zero (one count when no row can be)."""
     if x.shape[1] == 0:
         return np.ones(x.shape[0], dtype=bool)
-    if x.size - np.count_nonzero(x) < x.shape[1]:
+    first = x[:, 0]  # a column of its own when the rows are stored column by column
+    if np.all(first) if x.flags.f_contiguous else x.size - np.count_nonzero(x) < x.shape[1]:
         return np.zeros(x.shape[0], dtype=bool)
     return ~_row_reduce(x != 0, np.logical_or)
 
@@ -133,7 +134,7 @@ def class_divergence(
     product in place of a division, a logarithm and a product over every element (0.7× the
     time on a 4,096×10 block)."""
     rows = np.arange(ref.shape[0])
-    if is_distribution(ref).all():
+    if ref.min() >= 0 and is_distribution(ref).all():  # logits are mostly negative somewhere
         p, q = ref, cand
     else:
         (er, sr, mr), (ec, sc, mc) = _exp_parts(ref), _exp_parts(cand)
@@ -163,15 +164,19 @@ def _inside(x: np.ndarray) -> bool:
     return x.size == 0 or bool(x.min() >= EPSILON and x.max() <= 1.0)
 
 
-def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each pair of flattened rows; 1 when both are zero, 0 when one is."""
-    return cosine_from_sums(row_dots(ref, cand), row_dots(ref, ref), row_dots(cand, cand))
+def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of each pair of flattened rows (1 when both are zero, 0 when one
+    is), and each reference row's Σ r²."""
+    ref_sq = row_dots(ref, ref)
+    return cosine_from_sums(row_dots(ref, cand), ref_sq, row_dots(cand, cand)), ref_sq
 
 
 def cosine_from_sums(dot: np.ndarray, ref_sq: np.ndarray, cand_sq: np.ndarray) -> np.ndarray:
     """Per row, the cosine similarity from Σ r·c, Σ r² and Σ c²: 1 when both rows are zero,
     0 when one is."""
     norms = np.sqrt(ref_sq * cand_sq)
+    if norms.size and norms.min() > 0:  # no zero row: the usual case, three operations
+        return np.divide(dot, norms, out=norms)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
     return np.where((ref_sq == 0) & (cand_sq == 0), 1.0, cos)

@@ -106,9 +106,13 @@ class BatchRunner:
             if size >= n:
                 return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
         parts: list[list[np.ndarray]] = []
+        plain = resized and all(s.batch_axis == 0 for s in self.inputs)
         for start in range(0, n, size):
             stop = min(start + size, n)
-            if resized:  # the last part is resized to what is left
+            if plain:  # the batch as it is, a part at a time: no layout to make
+                got = run([x[start:stop] for x in inputs])
+                parts.append(self._sample_first(got, stop - start, n_outputs))
+            elif resized:  # the last part is resized to what is left
                 parts.append(self._sample_first(run(self.layout(inputs, start, stop)),
                                                 stop - start, n_outputs))  # fmt: skip
             else:
@@ -151,6 +155,9 @@ class BatchRunner:
         return out
 
     def _sample_first(self, got: list[np.ndarray], n: int, n_outputs: int) -> list[np.ndarray]:
+        first = self._out_axes is not None and not any(self._out_axes)  # every batch axis
+        if first and all(o.ndim and o.shape[0] == n for o in got[:n_outputs]):
+            return got
         outs = []
         for i, (o, spec) in enumerate(zip(got[:n_outputs], self.outputs, strict=True)):
             axis = self._out_axes[i] if self._out_axes is not None else _guess_axis(spec, o, n)
