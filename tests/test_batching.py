@@ -291,16 +291,19 @@ def test_data_read_once_is_probed_without_losing_samples(onnx_dynamic) -> None:
 
 
 class _Sized:
-    """A model as the batch-size rules see it: its inputs, ten outputs and what its runtime
-    says its intermediate tensors take."""
+    """A model as the batch-size rules see it: its inputs, ten outputs, what its runtime
+    says its intermediate tensors take, and whether it runs its own samples per invoke (a
+    Keras model runs each batch whole)."""
 
-    def __init__(self, shape, working=None):
+    def __init__(self, shape, working=None, parts=True):
         from quantlens.results import TensorSpec
 
         self.inputs = (TensorSpec("x", shape, "float32"),)
         self.outputs = (TensorSpec("y", (None, 10), "float32"),)
         if working is not None:
             self.working_bytes_per_sample = lambda shapes=None: working
+        if parts:
+            self.set_invoke_size = lambda size: None
 
 
 def _largest_power_of_two(fits) -> int:
@@ -347,6 +350,7 @@ def test_the_batch_size_chosen_holds_the_models_invokes() -> None:
         AUTO_BATCH_MAX,
         AUTO_BATCH_UNKNOWN,
         BATCH_BYTES,
+        INVOKE_BYTES,
         auto_batch_size,
         auto_invoke_size,
         sample_bytes,
@@ -365,6 +369,14 @@ def test_the_batch_size_chosen_holds_the_models_invokes() -> None:
     assert auto_batch_size([mnist, mnist_int8]) == 1024  # 52 KB a sample
     # ...each model running its own samples per invoke within the batch
     assert auto_invoke_size(mnist) == 64 and auto_invoke_size(mnist_int8) == 256
+    # a model that runs each batch whole keeps its samples within INVOKE_BYTES per thread
+    whole = _Sized((None, 224, 224, 3), parts=False)
+    for threads in (1, 2):
+        own = _largest_power_of_two(
+            lambda k, t=threads: k * sample_bytes(whole) <= INVOKE_BYTES * t
+        )
+        assert auto_batch_size([whole, tiny], threads=threads) == own
+        assert auto_batch_size([images, tiny], threads=threads) > own  # the same, in parts
     assert auto_batch_size([images], threads=None) == auto_batch_size([images], threads=1)
     huge = _Sized((None, 8), working=3 * BATCH_BYTES)
     assert auto_batch_size([tiny, huge]) == 1  # a sample beyond every budget: one at a time

@@ -496,8 +496,9 @@ def auto_batch_size(
 ) -> int:  # fmt: skip
     """The batch size to run when the user gives none: the largest power of two up to
     AUTO_BATCH_MAX whose samples take at most BATCH_BYTES per runtime thread (``threads``;
-    None, the runtime's default, runs one) in all the models together, at least one (each
-    model runs its own samples per invoke within it: :func:`auto_invoke_size`);
+    None, the runtime's default, runs one) in all the models together, and whose samples fit
+    INVOKE_BYTES per thread in a model that runs a batch whole, at least one (the others run
+    their own samples per invoke within it: :func:`auto_invoke_size`);
     AUTO_BATCH_UNKNOWN when a sample's size is unknown. ``shapes``: per model, its inputs'
     sample shapes in the data, for the dimensions a model leaves open. Rounded up to whole
     batches of what the models declare: a model that runs in chunks of its declared batch
@@ -506,9 +507,15 @@ def auto_batch_size(
     if total is None:
         size = AUTO_BATCH_UNKNOWN
     else:
+        per_thread = max(1, threads or 1)
+        # A model that runs each batch whole (no samples per invoke of its own: Keras) keeps
+        # its samples within INVOKE_BYTES per thread.
+        whole = [sample_bytes(m, shapes[k] if shapes else None) or 0
+                 for k, m in enumerate(models) if getattr(m, "set_invoke_size", None) is None]
         size = AUTO_BATCH_MAX
-        while size > 1 and size * total > BATCH_BYTES * max(1, threads or 1):
-            size //= 2
+        while size > 1 and (size * total > BATCH_BYTES * per_thread
+                            or size * max(whole, default=0) > INVOKE_BYTES * per_thread):
+            size //= 2  # fmt: skip
     declared = {declared_batch(getattr(m, "inputs", ())) for m in models}
     step = math.lcm(*declared)
     if step > AUTO_BATCH_MAX:  # batches that share no small multiple: the largest one's

@@ -14,7 +14,6 @@ import numpy as np
 
 from quantlens.errors import ConfigError
 from quantlens.models.base import Model
-from quantlens.models.batching import set_invoke_size
 from quantlens.results import BatchingDecision, ModelInfo, TensorSpec
 
 LAYOUTS = ("nhwc", "nchw")
@@ -102,8 +101,10 @@ class Relayout:
     def set_batching(self, mode: str) -> None:
         self._model.set_batching(mode)
 
-    def set_invoke_size(self, size: int | None) -> None:
-        set_invoke_size(self._model, size)
+    @property
+    def set_invoke_size(self) -> Callable[[int | None], None] | None:
+        """The wrapped model's (it is handed each batch whole, laid out), when it has one."""
+        return getattr(self._model, "set_invoke_size", None)
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """The wrapped model's probe, on the sample in its own layout."""

@@ -38,7 +38,6 @@ from quantlens.data.sources import mapped_member
 from quantlens.errors import ConfigError, DataError, ModelLoadError
 from quantlens.files import atomic_write
 from quantlens.models.base import Model
-from quantlens.models.batching import set_invoke_size
 from quantlens.results import BatchingDecision, ModelInfo, StoredReference, TensorSpec
 
 SCHEMA = "quantlens.reference-outputs/1"
@@ -167,9 +166,6 @@ class Recorder:
 
     def set_batching(self, mode: str) -> None:
         self._model.set_batching(mode)
-
-    def set_invoke_size(self, size: int | None) -> None:
-        set_invoke_size(self._model, size)
 
     def save(self, *, data_source: str) -> StoredReference:
         """Write what was recorded to the target (a temporary file, then a rename).
