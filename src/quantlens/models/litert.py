@@ -239,32 +239,23 @@ class LiteRTModel(RunnerBatching):
         interp = self._interp
         known = ranges or [None] * len(arrays)
         for (idx, qp, dtype), x, span in zip(self._in_plan, arrays, known, strict=True):
-            if qp is None:
-                interp.set_tensor(idx, np.ascontiguousarray(x, dtype=dtype))
-                continue
-            # Quantized straight into the runtime's input buffer (no set_tensor copy); the
-            # view is gone before invoke, which refuses to run while one lives.
-            buffer = interp.tensor(idx)()
-            fits = buffer.shape == x.shape  # else set_tensor says what does not fit
-            if fits:
-                quantize(x, qp, buffer.dtype, value_range=span, out=buffer)
-            del buffer
-            if not fits:
-                interp.set_tensor(idx, quantize(x, qp, dtype, value_range=span))
+            if qp is not None:
+                # Quantized straight into the runtime's input buffer (no set_tensor copy); the
+                # view is gone before invoke, which refuses to run while one lives.
+                buffer = interp.tensor(idx)()
+                fits = buffer.shape == x.shape  # else set_tensor says what does not fit
+                if fits:
+                    quantize(x, qp, buffer.dtype, value_range=span, out=buffer)
+                del buffer
+                if fits:
+                    continue
+            interp.set_tensor(idx, _to_runtime(x, qp, dtype, span))
         interp.invoke()
         outs = [interp.get_tensor(idx) if qp is None else dequantize(interp.get_tensor(idx), qp)
                 for idx, qp in self._out_plan]  # fmt: skip
         if views:
             return outs + [interp.tensor(i)() for i in extra]
         return outs + [interp.get_tensor(i) for i in extra]
-
-    @staticmethod
-    def _to_runtime(
-        x: np.ndarray, spec: TensorSpec, span: tuple[float, float] | None = None
-    ) -> np.ndarray:
-        if (qp := integer_io(spec)) is not None:
-            return quantize(x, qp, spec.dtype, value_range=span)
-        return np.ascontiguousarray(x, dtype=spec.dtype)
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run a batch of real-valued inputs (sample-first); returns real-valued outputs.
@@ -323,8 +314,8 @@ class LiteRTModel(RunnerBatching):
         shapes = [a.shape for a in own]
         if shapes != self._shapes:
             self._allocate(shapes)
-        for idx, spec, x in zip(self._in_idx, self.inputs, own, strict=True):
-            self._interp.set_tensor(idx, self._to_runtime(x, spec))
+        for (idx, qp, dtype), x in zip(self._in_plan, own, strict=True):
+            self._interp.set_tensor(idx, _to_runtime(x, qp, dtype))
         return self._interp.invoke
 
     def input_quantization(self) -> list[tuple[QuantParams, str] | None]:
@@ -399,3 +390,13 @@ def _numpy_dtype(name: str) -> Any:
         return np.dtype(name)
     except TypeError:
         return name
+
+
+def _to_runtime(
+    x: np.ndarray, qp: QuantParams | None, dtype: Any, span: tuple[float, float] | None = None
+) -> np.ndarray:
+    """An input as the runtime takes it: quantized with ``qp`` (when it takes integers), or
+    contiguous in ``dtype``."""
+    if qp is not None:
+        return quantize(x, qp, dtype, value_range=span)
+    return np.ascontiguousarray(x, dtype=dtype)
