@@ -510,12 +510,16 @@ def auto_batch_size(
         per_thread = max(1, threads or 1)
         # A model that runs each batch whole (no samples per invoke of its own: Keras) keeps
         # its samples within INVOKE_BYTES per thread.
-        whole = [sample_bytes(m, shapes[k] if shapes else None) or 0
-                 for k, m in enumerate(models) if getattr(m, "set_invoke_size", None) is None]
+        whole = max(
+            (sample_bytes(m, shapes[k] if shapes else None) or 0
+             for k, m in enumerate(models) if getattr(m, "set_invoke_size", None) is None),
+            default=0,
+        )  # fmt: skip
         size = AUTO_BATCH_MAX
-        while size > 1 and (size * total > BATCH_BYTES * per_thread
-                            or size * max(whole, default=0) > INVOKE_BYTES * per_thread):
-            size //= 2  # fmt: skip
+        while size > 1 and (
+            size * total > BATCH_BYTES * per_thread or size * whole > INVOKE_BYTES * per_thread
+        ):
+            size //= 2
     declared = {declared_batch(getattr(m, "inputs", ())) for m in models}
     step = math.lcm(*declared)
     if step > AUTO_BATCH_MAX:  # batches that share no small multiple: the largest one's
