@@ -35,7 +35,8 @@ def captured_output() -> Iterator[list[str]]:
             sys.stdout.flush()
             sys.stderr.flush()
             _saved[:] = [os.dup(1), os.dup(2)]
-            _sink = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed by the last to leave)
+            if _sink is None:  # one file for the process, emptied after each capture
+                _sink = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (lives with the process)
             os.dup2(_sink.fileno(), 1)
             os.dup2(_sink.fileno(), 2)
         _depth += 1
@@ -57,5 +58,5 @@ def captured_output() -> Iterator[list[str]]:
                 os.dup2(_saved[1], 2)
                 for fd in _saved:
                     os.close(fd)
-                sink.close()
-                _sink = None
+                os.ftruncate(sink.fileno(), 0)  # a capture's text is not kept beyond it
+                os.lseek(sink.fileno(), 0, os.SEEK_SET)
