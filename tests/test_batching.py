@@ -217,6 +217,15 @@ def test_inputs_batched_on_another_axis_or_not_at_all(stateful_onnx, tmp_path) -
                                    rtol=1e-6)  # fmt: skip
         assert main(["evaluate", str(stateful_onnx), str(stateful_onnx), "--data", str(data),
                      "--no-bench", *extra]) == 0  # fmt: skip
+    # a batch run 3 samples per invoke: each part laid out (the state's batch on axis 1, the
+    # rate given once) and its outputs put back sample-first, in order
+    (whole,) = quantlens.load_dataset(tmp_path / "per_sample.npz").bind(model.inputs,
+                                                                         batch_size=10)  # fmt: skip
+    model.set_invoke_size(3)
+    parts = model.predict(whole.inputs)
+    model.set_invoke_size(None)
+    np.testing.assert_allclose(parts[0], score[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(parts[1], state_next[:, :, 0], rtol=1e-6)
     # one state for every sample, given without a sample axis
     np.savez(tmp_path / "once.npz", audio=audio, state=state[0], sr=np.array(16000))
     (batch,) = quantlens.load_dataset(tmp_path / "once.npz").bind(model.inputs, batch_size=10)
