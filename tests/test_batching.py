@@ -445,6 +445,12 @@ def test_a_batch_runs_its_models_own_samples_per_invoke(digits_models, digits_sp
     for one, two in zip(auto.models, given.models, strict=True):
         assert (one.fidelity, one.task_metrics, one.distribution, one.paired) == (
             two.fidelity, two.task_metrics, two.distribution, two.paired)  # fmt: skip
+    # a Keras reference runs each batch whole, and says so, however few the others run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("quantlens.evaluation.auto_invoke_size", lambda *args: 16)
+        keras = quantlens.evaluate(digits_models["keras"], [cand], (x, y), bench=False)
+    batch = keras.settings["batch_size"]
+    assert [m.batching.samples_per_invoke for m in keras.models] == [batch, 16]
 
 
 def test_the_first_batch_is_the_probes_batched_run(traps) -> None:

@@ -141,10 +141,11 @@ def evaluate(
         shapes = _data_shapes(models, wiring, dataset, fixed) if sized else None
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
-        # Chosen for the user, each model runs its own samples per invoke within a batch.
+        # Chosen for the user, each model that can runs its own samples per invoke within a
+        # batch (Keras runs each batch whole; stored outputs are read).
         invoke_sizes = tuple(
             auto_invoke_size(m, threads, shapes[k] if shapes else None)
-            if opts.batch_size is None else None
+            if opts.batch_size is None and getattr(m, "set_invoke_size", None) else None
             for k, m in enumerate(models)
         )  # fmt: skip
         for model, size in zip(models, invoke_sizes, strict=True):
