@@ -397,7 +397,7 @@ INVOKE_BYTES = 20 * 2**20
 #: ...and beyond INVOKE_FEW samples at most INVOKE_CACHE_BYTES per thread: by then an
 #: invoke's fixed cost is spread thin, and more samples only push the activations out of the
 #: L2 cache (2 MiB a core here). The MNIST-size CNN (42 KB a sample) runs best at 64 (2.7
-#: MB) and 1.05× slower at 256; its int8 twin (13 KB) best at 128-512; a wake-word model of
+#: MB) and 1.05× slower at 256; its int8 twin (11 KB) best at 128-512; a wake-word model of
 #: a few KB a sample runs 1.2× slower at 128 than at 512.
 INVOKE_FEW = 8
 INVOKE_CACHE_BYTES = 3 * 2**20
