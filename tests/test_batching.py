@@ -354,7 +354,7 @@ def test_samples_per_invoke_chosen_keep_an_invoke_in_the_caches() -> None:
     assert auto_invoke_size(_Sized((None, None))) is None  # unknown: the whole batch
 
 
-def test_the_batch_size_chosen_holds_the_models_invokes() -> None:
+def test_the_batch_size_chosen_bounds_the_models_work() -> None:
     from quantlens.models.batching import (
         AUTO_BATCH_MAX,
         AUTO_BATCH_UNKNOWN,

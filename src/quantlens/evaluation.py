@@ -43,6 +43,7 @@ from quantlens.models.batching import (
     probe_all,
     run_in_threads,
     set_invoke_size,
+    takes_invoke_size,
 )
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
@@ -145,7 +146,7 @@ def evaluate(
         # batch (Keras runs each batch whole; stored outputs are read).
         invoke_sizes = tuple(
             auto_invoke_size(m, threads, shapes[k] if shapes else None)
-            if opts.batch_size is None and getattr(m, "set_invoke_size", None) else None
+            if opts.batch_size is None and takes_invoke_size(m) else None
             for k, m in enumerate(models)
         )  # fmt: skip
         for model, size in zip(models, invoke_sizes, strict=True):

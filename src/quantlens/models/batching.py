@@ -69,6 +69,8 @@ class BatchRunner:
         #: Resized, at most this many samples per invoke (None: the whole batch); see
         #: auto_invoke_size.
         self.invoke_size: int | None = None
+        #: Every input's batch axis is its first: a part of a batch is plain slices.
+        self._batch_first = all(s.batch_axis == 0 for s in self.inputs)
         #: The outputs' batch axes, learned from the first batched run (see _sample_first).
         self._out_axes: list[int] | None = None
         self._single_shapes: list[tuple[int, ...]] | None = None
@@ -106,7 +108,7 @@ class BatchRunner:
             if size >= n:
                 return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
         parts: list[list[np.ndarray]] = []
-        plain = resized and all(s.batch_axis == 0 for s in self.inputs)
+        plain = resized and self._batch_first
         for start in range(0, n, size):
             stop = min(start + size, n)
             if plain:  # the batch as it is, a part at a time: no layout to make
@@ -512,7 +514,7 @@ def auto_batch_size(
         # its samples within INVOKE_BYTES per thread.
         whole = max(
             (sample_bytes(m, shapes[k] if shapes else None) or 0
-             for k, m in enumerate(models) if getattr(m, "set_invoke_size", None) is None),
+             for k, m in enumerate(models) if not takes_invoke_size(m)),
             default=0,
         )  # fmt: skip
         size = AUTO_BATCH_MAX
@@ -527,8 +529,13 @@ def auto_batch_size(
     return -(-size // step) * step
 
 
+def takes_invoke_size(model: Any) -> bool:
+    """Whether ``model`` runs a batch its own samples per invoke at a time (Keras runs each
+    batch whole; stored outputs are read, not run)."""
+    return getattr(model, "set_invoke_size", None) is not None
+
+
 def set_invoke_size(model: Any, size: int | None) -> None:
     """Run ``model``'s resized batches at most ``size`` samples per invoke, where it can."""
-    own = getattr(model, "set_invoke_size", None)
-    if own is not None:
-        own(size)
+    if takes_invoke_size(model):
+        model.set_invoke_size(size)
