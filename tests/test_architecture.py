@@ -13,7 +13,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "quantlens"
 LAYERS = [
     (
         "vocabulary",
-        ["errors", "_quiet", "_process", "_lazy", "results", "metric_registry", "backends"],
+        [
+            "errors",
+            "_quiet",
+            "_process",
+            "_lazy",
+            "results",
+            "metric_registry",
+            "backends",
+            "versions",
+        ],
     ),
     ("runtimes and data", ["metrics", "models", "data", "files", "config"]),
     ("engine", ["engine", "quantize", "bench"]),
@@ -22,7 +31,7 @@ LAYERS = [
     ("application", ["cli", "demo", "outputs", "__main__", ""]),
 ]
 #: What a renderer may import besides the other renderers.
-RENDERER_IMPORTS = {"results", "metric_registry", "errors"}
+RENDERER_IMPORTS = {"results", "metric_registry", "errors", "versions"}
 
 
 def _modules() -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -419,3 +420,38 @@ def test_console_tables_fit_and_show_names_whole(width: int) -> None:
             [e.name for e in result.results] if hasattr(result, "results") else [])  # fmt: skip
         for name in names:
             assert any(name in ln for ln in lines), (print_fn.__name__, name, lines)
+
+
+def test_installed_versions_are_what_importlib_metadata_finds(tmp_path, monkeypatch):
+    """Versions read from metadata directories' names equal importlib.metadata's, which
+    reads each METADATA file: on this environment, and on a made-up sys.path with the
+    spellings installers use (a dotted name, an egg-info, one package shadowing another)."""
+    import importlib.metadata as md
+
+    from quantlens.versions import installed_versions
+
+    def truth(names):
+        found = {}
+        for n in names:
+            with contextlib.suppress(md.PackageNotFoundError):
+                found[n] = md.version(n)
+        return found
+
+    names = ["numpy", "rich", "pytest", "ai-edge-litert", "tensorflow-cpu", "no-such-pkg"]
+    assert installed_versions(names) == truth(names)
+    assert "numpy" in installed_versions(names)
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    made = [(first, "Foo.Bar-1.2.3.dist-info", "Foo.Bar", "1.2.3"),
+            (first, "baz-0.4-py3.11.egg-info", "baz", "0.4"),
+            (second, "foo_bar-9.0.dist-info", "foo_bar", "9.0"),  # shadowed by the first
+            (second, "qux-2.0rc1.dist-info", "qux", "2.0rc1")]  # fmt: skip
+    for where, directory, name, version in made:
+        meta = where / directory
+        meta.mkdir(parents=True)
+        kind = "PKG-INFO" if directory.endswith("egg-info") else "METADATA"
+        (meta / kind).write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    monkeypatch.setattr("sys.path", [str(first), str(second)])
+    names = ["foo-bar", "Baz", "qux", "numpy"]
+    got = installed_versions(names)
+    assert got == truth(names) == {"foo-bar": "1.2.3", "Baz": "0.4", "qux": "2.0rc1"}

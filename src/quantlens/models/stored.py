@@ -98,12 +98,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str | None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from quantlens.versions import version_of
 
-    try:
-        return f"quantlens {version('quantlens')}"
-    except PackageNotFoundError:
-        return "quantlens (unknown version)"
+    return f"quantlens {version_of('quantlens') or '(unknown version)'}"
 
 
 class Recorder:

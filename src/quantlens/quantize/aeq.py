@@ -166,12 +166,12 @@ def quantize_tflite(
     package, module = quantizer_package()
     quantizer, recipe = module.quantizer, module.recipe
     rp = list(getattr(recipe, AEQ_MODES[mode][2])()) + _plan_entries(recipe, plan or {})
-    from importlib.metadata import version
+    from quantlens.versions import version_of
 
     settings: dict[str, Any] = {
         "tool": module.__name__,
         "package": package,
-        "version": version(package),
+        "version": version_of(package),
         "recipe_function": f"{module.__name__}.recipe.{AEQ_MODES[mode][2]}",
         "recipe": rp,
     }

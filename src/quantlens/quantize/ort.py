@@ -109,9 +109,9 @@ def quantize_onnx(
     ``int16_tensors``: activations quantized to int16 instead of int8 (static QDQ modes).
     """
     require("onnxruntime", "onnx", "quantizing an .onnx model")
-    from importlib.metadata import version
+    from quantlens.versions import version_of
 
-    settings: dict[str, Any] = {"onnxruntime": version("onnxruntime")}
+    settings: dict[str, Any] = {"onnxruntime": version_of("onnxruntime")}
     if keep_in_float:
         settings["nodes_to_exclude"] = list(keep_in_float)
     try:

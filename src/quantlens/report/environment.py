@@ -6,8 +6,9 @@ import os
 import platform
 import shlex
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from quantlens.versions import installed_versions
 
 PACKAGES = ("quantlens", "numpy", "ai-edge-litert", "litert-quantizer", "ai-edge-quantizer",
             "tensorflow",
@@ -27,14 +28,8 @@ def _cpu_model() -> str:
 
 def environment(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions of the packages that shape the numbers, the machine, and the command line."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
     return {
-        "packages": versions,
+        "packages": installed_versions(PACKAGES),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
