@@ -33,6 +33,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,11 @@ def build(out: Path, which: str, rng: np.random.Generator) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def bare_loop(ref: Path, cand: Path, x: np.ndarray, batch: int) -> float:
+def bare_loop(ref: Path, cand: Path, x: np.ndarray, batch: int,
+              ready: Callable[[], object] | None = None) -> float:  # fmt: skip
     """Seconds for the loop described above (interpreters made outside the timing, resized
-    to the batch inside it)."""
+    to the batch inside it); ``ready`` is called just before the timing starts (threads
+    that start their loops together wait there)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interps = [Interpreter(model_path=str(p), num_threads=1) for p in (ref, cand)]
@@ -103,6 +106,8 @@ def bare_loop(ref: Path, cand: Path, x: np.ndarray, batch: int) -> float:
     in_scale, in_zp = ci["quantization"]
     out_scale, out_zp = co["quantization"]
     inv = np.float32(1 / in_scale)
+    if ready is not None:
+        ready()
     t0 = time.perf_counter()
     # Timed, as evaluate's own resize is: the first allocation at a batch size prepares
     # XNNPACK's operators for it (MNIST CNN: 5.9 ms for both models, 3% of the run).
