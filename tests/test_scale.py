@@ -10,7 +10,7 @@ import pytest
 import quantlens
 from quantlens.data import load_dataset
 from quantlens.data.sources import CHUNK, ROWS_PER_READ, CsvSource, ImageSpec, NpzSource
-from quantlens.results import TensorSpec
+from quantlens.results import BatchingDecision, TensorSpec
 
 IMAGE = [TensorSpec("image", (None, 8, 8, 1), "float32")]
 
@@ -201,7 +201,9 @@ def test_worker_threads_stop_between_batches_when_the_run_fails(tmp_path, monkey
             ended.append(type(exc).__name__)
             raise
 
-    def failing(*args, **kwargs):
+    def failing(*args, decided=None, **kwargs):
+        if decided is not None:  # the first shard decides the batching the threads wait for
+            decided([BatchingDecision("resize", "as probed")] * 2)
         assert inside.wait(60)
         raise quantlens.QuantlensError("the caller's shard failed")
 
@@ -210,6 +212,68 @@ def test_worker_threads_stop_between_batches_when_the_run_fails(tmp_path, monkey
     with pytest.raises(quantlens.QuantlensError, match="caller's shard failed"):
         quantlens.evaluate(path, [path], x, workers=2)
     assert ended == ["_Stopped"]
+
+
+def test_worker_threads_wait_for_the_batching_the_callers_first_batch_decides(
+    tmp_path, monkeypatch
+) -> None:
+    """With worker threads, the batching is probed once, by the caller on the data's first
+    batch (which it runs on, as an inline run does), not before the shards on samples run
+    for nothing; the threads load their models meanwhile and run as decided. The report,
+    decisions included, equals the inline run's."""
+    from quantlens import evaluation
+    from quantlens.engine import shard
+    from tests.test_onnx import _wide_conv
+
+    ref, cand = (str(_wide_conv(tmp_path / f"{n}.onnx", 24, 24)) for n in ("ref", "cand"))
+    x = np.random.default_rng(2).random((1100, 3, 24, 24), dtype=np.float32)
+    probes: list[str] = []
+    real_probe = shard.probe_all
+
+    def counted(*args, **kwargs):
+        probes.append(threading.current_thread().name)
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(shard, "probe_all", counted)
+    monkeypatch.setattr(evaluation, "probe_models", None)  # never called: it would fail
+    inline = quantlens.evaluate(ref, [cand], x, workers=1)
+    assert probes == ["MainThread"]
+    probes.clear()
+    threaded = quantlens.evaluate(ref, [cand], x, workers=2)
+    assert threaded.settings["workers_in"] == "threads" and probes == ["MainThread"]
+    _same(inline, threaded)
+    assert [m.batching for m in threaded.models] == [m.batching for m in inline.models]
+
+
+def test_worker_threads_waiting_for_the_batching_stop_when_the_first_shard_fails(
+    tmp_path, monkeypatch
+) -> None:
+    """The caller's first shard fails before it decides anything: the threads waiting for
+    the decisions stop, and the run ends with the error (no thread left behind)."""
+    from quantlens import evaluation
+    from tests.test_onnx import _wide_conv
+
+    path = str(_wide_conv(tmp_path / "wide.onnx", 24, 24))
+    x = np.random.default_rng(1).random((1100, 3, 24, 24), dtype=np.float32)
+
+    def failing(*args, **kwargs):
+        raise quantlens.QuantlensError("the first shard failed")
+
+    monkeypatch.setattr(evaluation, "run_shard", failing)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            quantlens.evaluate(path, [path], x, workers=2)
+        except quantlens.QuantlensError as exc:
+            raised.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    caller.join(120)  # a hang fails here instead of stalling the suite
+    assert not caller.is_alive()
+    assert [str(e) for e in raised] == ["the first shard failed"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("quantlens-worker")]
 
 
 @pytest.mark.parametrize("how", ["script", "module"])

@@ -159,12 +159,12 @@ def evaluate(
         # costs what that costs). Inline otherwise, on the first batch of the run itself.
         decisions: list[BatchingDecision] = []
         if sized_later:
-            decisions = probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
-                                     batch_size)  # fmt: skip
 
             def first_batch_seconds() -> float | None:
-                """The models' first batch, timed (it allocates them at the run's batch, as
-                the run would)."""
+                """The models' first batch, timed once they are probed (it allocates them at
+                the run's batch, as the run would)."""
+                decisions[:] = probe_models(models, wiring, dataset, fixed,
+                                            opts.allow_nonfinite, batch_size)  # fmt: skip
                 return _batch_seconds(models, stored, wiring, dataset.head(
                     models[0].inputs, batch_size, allow_nonfinite=opts.allow_nonfinite,
                     constants=fixed))  # fmt: skip
@@ -177,7 +177,7 @@ def evaluate(
         recorder = None
         if save_reference_outputs is not None:
             models[0] = recorder = Recorder(models[0], save_reference_outputs)
-        if shards and not decisions:
+        if shards and not decisions and not in_threads:
             decisions = probe_models(models, wiring, dataset, fixed, opts.allow_nonfinite,
                                      batch_size)  # fmt: skip
         plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
@@ -190,18 +190,18 @@ def evaluate(
         raise
     if shards is None:
         outcome = run_shard(models, dataset, plan, limit=limit, progress=progress)
-        decisions = outcome.decisions or decisions  # probed there, or here before
     else:
         from quantlens.engine import run_shards
 
-        def inline(shard: Dataset) -> ShardOutcome:
+        def inline(shard: Dataset, plan: Plan, decided: Any) -> ShardOutcome:
             """A shard on this process's own models, as a worker runs it."""
-            return run_shard(models, shard, plan)
+            return run_shard(models, shard, plan, decided=decided)
 
         parts = run_shards(plan, shards, engine=opts.engine, workers=workers,
                            ray_address=opts.ray_address, progress=progress,
                            inline=inline, started=started, threads=in_threads)  # fmt: skip
         outcome = functools.reduce(ShardOutcome.merge, parts)
+    decisions = outcome.decisions or decisions  # probed in the run, or here before it
     if outcome.samples == 0:
         raise DataError(f"the data set {dataset.source} is empty; give at least one sample")
     names = unique_names([m.name for m in models])

@@ -19,8 +19,9 @@ from quantlens.errors import ConfigError
 
 def run_shards(
     plan: Any, shards: Sequence[Any], *, engine: str, workers: int, ray_address: str | None,
-    progress: Callable[[int], None] | None = None, inline: Callable[[Any], Any] | None = None,
-    started: Any = None, threads: bool = False,
+    progress: Callable[[int], None] | None = None,
+    inline: Callable[[Any, Any, Any], Any] | None = None, started: Any = None,
+    threads: bool = False,
 ) -> list[Any]:  # fmt: skip
     """Run every shard on ``engine`` with ``workers`` workers; outcomes in shard order.
     ``inline`` runs a shard in this process: the local engine makes the caller one of its

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from quantlens._process import die_with_parent
-from quantlens.engine.shard import load_plan_models, run_shard, shard_task
+from quantlens.engine.shard import load_plan_models, run_shard, set_batchings, shard_task
 from quantlens.errors import WorkerDiedError
 
 
@@ -87,26 +88,34 @@ class _Stopped(Exception):
 
 def run_pool(plan: Any, shards: Sequence[Any], workers: int,
              progress: Callable[[int], None] | None,
-             inline: Callable[[Any], Any] | None = None,
+             inline: Callable[[Any, Any, Any], Any] | None = None,
              started: ProcessPoolExecutor | None = None,
              threads: bool = False) -> list[Any]:  # fmt: skip
     """Run the shards on ``workers`` workers; outcomes in shard order.
 
-    With ``inline`` (a function running a shard on the caller's own models), the caller is
-    one of the workers: it runs shards from the same queue while ``workers - 1`` others
-    start and run the rest. A spawned worker process needs a while to import and load its
-    models; the caller, idle otherwise, has both done already. ``started``: those processes,
-    started earlier by :func:`start_workers` (shut down here when the run ends). With
-    ``threads``, the others are threads of this process, each loading its own models: no
-    process to start, no imports, no second copy of the runtimes in memory — for models
-    whose batches are spent in a runtime that releases the GIL
-    (:func:`quantlens.models.batching.run_in_threads`).
+    With ``inline`` (``inline(shard, plan, decided)`` runs a shard on the caller's own
+    models, as :func:`~quantlens.engine.shard.run_shard` does), the caller is one of the
+    workers: it runs shards from the same queue while ``workers - 1`` others start and run
+    the rest. A spawned worker process needs a while to import and load its models; the
+    caller, idle otherwise, has both done already. ``started``: those processes, started
+    earlier by :func:`start_workers` (shut down here when the run ends). With ``threads``,
+    the others are threads of this process, each loading its own models: no process to
+    start, no imports, no second copy of the runtimes in memory — for models whose batches
+    are spent in a runtime that releases the GIL
+    (:func:`quantlens.models.batching.run_in_threads`). A plan without batching decisions
+    is then decided by the caller on the data's first batch, as an inline run decides it:
+    the caller runs the first shard and probes on its first batch (whose outputs it keeps)
+    while the threads load their models, then wait for the decisions.
     """
     pending = deque(range(len(shards)))
     outcomes: list[Any] = [None] * len(shards)
     lock = threading.Lock()
     failure: list[BaseException] = []
     stop = threading.Event()
+    # Set once the caller's first shard has decided the batching (or the run failed).
+    decided = threading.Event()
+    waits = threads and inline is not None and not plan.batching
+    current = [plan]  # the plan, with the batching decisions once they are made
 
     def take() -> int | None:
         with lock:
@@ -122,6 +131,11 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
         with lock:
             failure.append(exc)
         stop.set()
+        decided.set()
+
+    def publish(decisions: Sequence[Any]) -> None:
+        current[0] = replace(plan, batching=tuple(d.mode for d in decisions))
+        decided.set()
 
     def between_batches(_samples: int) -> None:
         if stop.is_set():
@@ -130,8 +144,13 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
     def thread_worker() -> None:
         try:
             models = load_plan_models(plan)
+            if waits:
+                decided.wait()
+                if stop.is_set():
+                    return
+                set_batchings(models, current[0])
             while (k := take()) is not None:
-                done(k, run_shard(models, shards[k], plan, progress=between_batches))
+                done(k, run_shard(models, shards[k], current[0], progress=between_batches))
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the caller's thread
@@ -178,16 +197,21 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
     if inline is None:
         others(workers)
     else:
+        first = take() if waits else None  # the data's first samples, decided on here
         helper = threading.Thread(target=others, args=(workers - 1,), daemon=True)
         helper.start()
         try:
+            if first is not None:
+                done(first, inline(shards[first], plan, publish))
+                decided.set()  # a shard that never probed leaves the threads to probe
             while (k := take()) is not None:
-                done(k, inline(shards[k]))
+                done(k, inline(shards[k], current[0], None))
         except BaseException:  # Ctrl-C, SIGTERM or a failed shard: stop the workers now,
             # not when their shards end
             with lock:
                 pending.clear()
             stop.set()
+            decided.set()
             for child in multiprocessing.active_children():
                 child.kill()
             raise

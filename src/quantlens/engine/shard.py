@@ -192,11 +192,13 @@ class _Block:
 def run_shard(
     models: Sequence[Model], dataset: Dataset, plan: Plan, *, limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    decided: Callable[[list[BatchingDecision]], None] | None = None,
 ) -> ShardOutcome:  # fmt: skip
     """Run every model on one shard of the data and accumulate their metric states.
 
     When the plan carries no batching decisions, each model's batching is probed on the
-    shard's first batch (data read once, such as an iterable, is never read twice).
+    shard's first batch (data read once, such as an iterable, is never read twice), and
+    ``decided`` is told the decisions as soon as they are made (workers waiting for them).
     """
     reuse_freed_memory()
     ref = models[0]
@@ -228,6 +230,8 @@ def run_shard(
         if not plan.batching and not decisions:  # the first batch is the probe's batched run
             probes = probe_all(models, feeds, batch=True)
             decisions, probed = [d for d, _ in probes], [o for _, o in probes]
+            if decided is not None:
+                decided(decisions)
         outs = []
         for model, fed, (ins, outs_order), st, quant, raw, in_range in zip(
             models, feeds, wiring, states, quantized_inputs, probed, runs, strict=True
@@ -370,11 +374,17 @@ def load_plan_models(plan: Plan) -> list[Any]:
 
     with trusted_models(plan.trusted):
         models = [load(i, p) for i, p in enumerate(plan.paths)]
-    for model, mode in zip(models, plan.batching, strict=False):
-        model.set_batching(mode)  # as the caller's probe decided
+    set_batchings(models, plan)
     for model, size in zip(models, plan.invoke_sizes, strict=False):
         set_invoke_size(model, size)
     return models
+
+
+def set_batchings(models: Sequence[Any], plan: Plan) -> None:
+    """Run each model's batches as the plan says the caller's probe decided (nothing when
+    the plan carries no decisions yet)."""
+    for model, mode in zip(models, plan.batching, strict=False):
+        model.set_batching(mode)
 
 
 _MODELS: dict[Any, list[Any]] = {}  # per worker process: the plan's models -> loaded
