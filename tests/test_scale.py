@@ -136,6 +136,18 @@ def test_image_folder_with_a_preprocessing_spec(tmp_path) -> None:
         ImageSpec.parse("sise=32")
 
 
+def _threads_calling(monkeypatch, module, name: str) -> list[str]:
+    """``module.name`` spied on: the list fills with the name of each calling thread."""
+    real, calls = getattr(module, name), []
+
+    def spy(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
 def test_large_models_run_their_workers_as_threads(tmp_path, monkeypatch) -> None:
     """Models whose batches are spent in a runtime that releases the GIL (here ONNX convs of
     1.2 MB a sample) get worker threads, each with its own models, not processes; the report
@@ -145,14 +157,7 @@ def test_large_models_run_their_workers_as_threads(tmp_path, monkeypatch) -> Non
 
     ref, cand = (str(_wide_conv(tmp_path / f"{n}.onnx", 24, 24)) for n in ("ref", "cand"))
     x = np.random.default_rng(1).random((1100, 3, 24, 24), dtype=np.float32)
-    ran_in: list[str] = []
-    real = pool.run_shard
-
-    def spied(*args, **kwargs):
-        ran_in.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pool, "run_shard", spied)
+    ran_in = _threads_calling(monkeypatch, pool, "run_shard")
     inline = quantlens.evaluate(ref, [cand], x, workers=1)
     threaded = quantlens.evaluate(ref, [cand], x, workers=2)
     assert threaded.settings["workers"] == 2 and threaded.settings["workers_in"] == "threads"
@@ -227,14 +232,7 @@ def test_worker_threads_wait_for_the_batching_the_callers_first_batch_decides(
 
     ref, cand = (str(_wide_conv(tmp_path / f"{n}.onnx", 24, 24)) for n in ("ref", "cand"))
     x = np.random.default_rng(2).random((1100, 3, 24, 24), dtype=np.float32)
-    probes: list[str] = []
-    real_probe = shard.probe_all
-
-    def counted(*args, **kwargs):
-        probes.append(threading.current_thread().name)
-        return real_probe(*args, **kwargs)
-
-    monkeypatch.setattr(shard, "probe_all", counted)
+    probes = _threads_calling(monkeypatch, shard, "probe_all")
     monkeypatch.setattr(evaluation, "probe_models", None)  # never called: it would fail
     inline = quantlens.evaluate(ref, [cand], x, workers=1)
     assert probes == ["MainThread"]

@@ -154,9 +154,11 @@ def evaluate(
         if stored is not None:
             stored.check_data(dataset, batch_size=batch_size, limit=limit, constants=fixed,
                               allow_nonfinite=opts.allow_nonfinite)  # fmt: skip
-        # Sharded data is re-read by each worker: probe it here, once, and hand the decisions
-        # on; so too before sizing workers by a batch's time (a model run one sample at a time
-        # costs what that costs). Inline otherwise, on the first batch of the run itself.
+        # Batching is decided once, on the data's first samples: on the run's first batch
+        # itself when it runs inline or its other workers are threads, which wait for the
+        # caller's decisions (engine/pool.py); here, before the shards, for worker processes,
+        # which are handed the decisions, and before sizing them by a batch's time (a model
+        # run one sample at a time costs what that costs).
         decisions: list[BatchingDecision] = []
         if sized_later:
 
