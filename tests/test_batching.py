@@ -97,6 +97,24 @@ def test_a_declared_batch_that_mixes_samples_runs_in_chunks(traps, tmp_path) -> 
     np.testing.assert_array_equal(model.predict([x])[0], truth)
 
 
+def test_the_probe_puts_two_samples_in_an_invoke_whatever_size_is_chosen(traps) -> None:
+    """A model given one sample per invoke (as the byte rule gives a model too large for
+    two) and sizes to time: the probe's batched run still holds two samples an invoke, so
+    the declared batch that mixes samples is found out, not compared one sample at a time
+    with itself and then run four at a time."""
+    from quantlens.models.batching import set_invoke_size
+
+    x = RNG.normal(size=(16, 6)).astype(np.float32)
+    (truth,) = litert_one_at_a_time(traps["fixed"], [x])
+    model = quantlens.load_model(traps["fixed"])
+    set_invoke_size(model, 1, (1, 2, 4))
+    decision, outputs = model.probe_on_batch([x])
+    assert decision.mode == "chunks" and "change their outputs" in decision.reason
+    for _ in range(4):  # any timing left would run sizes the model mixes samples at
+        np.testing.assert_array_equal(model.predict([x])[0], truth)
+    np.testing.assert_array_equal(outputs[0], truth)
+
+
 def test_an_open_batch_that_depends_on_its_neighbours_runs_per_sample(traps) -> None:
     x = RNG.normal(size=(12, 6)).astype(np.float32)
     (truth,) = litert_one_at_a_time(traps["dependent"], [x])
@@ -312,7 +330,7 @@ class _Sized:
         if working is not None:
             self.working_bytes_per_sample = lambda shapes=None: working
         if parts:
-            self.set_invoke_size = lambda size: None
+            self.set_invoke_size = lambda size, candidates=(): None
 
 
 def _largest_power_of_two(fits) -> int:
@@ -352,6 +370,112 @@ def test_samples_per_invoke_chosen_keep_an_invoke_in_the_caches() -> None:
     assert auto_invoke_size(_Sized((None, 8), working=9_400_000)) == 2  # MobileNetV2-128
     assert auto_invoke_size(_Sized((None, 8), working=3 * INVOKE_BYTES)) == 1
     assert auto_invoke_size(_Sized((None, None))) is None  # unknown: the whole batch
+
+
+def _timed_runner(monkeypatch, per_sample: dict[int, float]):
+    """A runner over a fake model whose invokes advance a fake clock: ``per_sample[k]``
+    seconds a sample in an invoke of k, and 100 s more for the first invoke at a new size
+    (the allocation, which the timing must leave out). Its output is twice its input."""
+    from quantlens.models import batching
+    from quantlens.results import TensorSpec
+
+    clock, last = [0.0], [0]
+    monkeypatch.setattr(batching, "perf_counter", lambda: clock[0])
+
+    def run(own):
+        n = own[0].shape[0]
+        clock[0] += per_sample[n] * n + (100.0 if n != last[0] else 0.0)
+        last[0] = n
+        return [own[0] * 2.0]
+
+    runner = batching.BatchRunner([TensorSpec("x", (None, 3), "float32")],
+                                  [TensorSpec("y", (None, 3), "float32")])  # fmt: skip
+    return runner, run
+
+
+@pytest.mark.parametrize(
+    ("per_sample", "kept"),
+    [
+        ({1: 1.0, 2: 1.0, 4: 0.9, 8: 1.2}, 4),  # 10% faster than the rule's 2: kept
+        ({1: 1.0, 2: 1.0, 4: 0.99, 8: 1.2}, 2),  # 1% faster: within the noise, the rule's
+        ({1: 0.5, 2: 1.0, 4: 0.9, 8: 1.2}, 1),  # half: kept
+    ],
+)
+def test_samples_per_invoke_are_timed_on_the_first_batches(monkeypatch, per_sample, kept):
+    """A large model's samples per invoke, timed among sizes around the rule's on the run's
+    first batches (each batch at the size timed least, its first invoke left out), then
+    kept; every batch's outputs are the model's, whatever size ran them."""
+    from quantlens.models.batching import InvokeTuning
+
+    runner, run = _timed_runner(monkeypatch, per_sample)
+    runner.invoke_size, runner.tuning = 2, InvokeTuning((1, 2, 4, 8), 2)
+    x = np.arange(48, dtype=np.float32).reshape(16, 3)
+    ran = 0
+    while runner.tuning is not None:
+        assert np.array_equal(runner.predict([x], run, 1)[0], x * 2)
+        ran += 1
+    assert runner.invoke_size == kept and ran == 4  # one batch of 16 for each size
+    assert np.array_equal(runner.predict([x], run, 1)[0], x * 2)
+
+
+def test_the_sizes_timed_are_around_the_rules_and_bounded_by_what_a_batch_holds() -> None:
+    from quantlens.models.batching import BATCH_BYTES, TUNE_BYTES, tune_candidates
+
+    large = _Sized((None, 8), working=TUNE_BYTES)
+    assert tune_candidates(large, 2) == (1, 2, 4, 8) and tune_candidates(large, 1) == (1, 2, 4)
+    assert tune_candidates(_Sized((None, 8), working=TUNE_BYTES // 2), 2) == ()  # small
+    assert tune_candidates(_Sized((None, 8), working=TUNE_BYTES, parts=False), 2) == ()
+    assert tune_candidates(large, None) == ()  # a sample of unknown size
+    # inputs of BATCH_BYTES / 16 a sample: a batch of two parts of 8 would hold 16 of them
+    wide = _Sized((None, BATCH_BYTES // 16 // 4))
+    assert tune_candidates(wide, 2) == (1, 2, 4)
+    assert tune_candidates(_Sized((None, BATCH_BYTES // 4)), 1) == ()  # one sample: the rule's
+
+
+def test_only_large_models_in_inline_runs_time_their_samples_per_invoke(
+    tmp_path, digits_models, digits_split, monkeypatch
+) -> None:
+    """Sizes are timed for a model of at least TUNE_BYTES a sample (the wide conv: 8 MiB at
+    64×64), in a batch holding two parts of the largest, and the report names the size kept,
+    equal to a run at that batch size; not for small models (the digits CNNs keep the byte
+    rule's sizes), not when the user gives a batch size, not in worker shards."""
+    from quantlens.models import batching
+    from tests.test_onnx import _wide_conv
+
+    path = str(_wide_conv(tmp_path / "open.onnx", "H", "W"))
+    x = np.random.default_rng(3).random((96, 3, 64, 64), dtype=np.float32)
+    # the fake clock of the unit test above, driven by the real model's parts: 4 wins
+    cost = {1: 1.0, 2: 1.0, 4: 0.5, 8: 1.0}
+    clock = [0.0]
+    monkeypatch.setattr(batching, "perf_counter", lambda: clock[0])
+    real = batching.BatchRunner.predict
+
+    def predict(self, inputs, run, n_outputs):
+        def timed(own):
+            clock[0] += cost.get(own[0].shape[0], 1.0) * own[0].shape[0]
+            return run(own)
+
+        return real(self, inputs, timed, n_outputs)
+
+    monkeypatch.setattr(batching.BatchRunner, "predict", predict)
+    auto = quantlens.evaluate(path, [path], x)
+    assert auto.settings["batch_size"] == 16  # two parts of 8, the largest size timed
+    assert [m.batching.samples_per_invoke for m in auto.models] == [4, 4]
+    given = quantlens.evaluate(path, [path], x, batch_size=4)
+    assert given.models[1].fidelity == auto.models[1].fidelity
+    assert [m.batching.samples_per_invoke for m in given.models] == [4, 4]
+    # small models: the byte rule's sizes, untimed
+    ref, cand = digits_models["float"], digits_models["int8"]
+    small = quantlens.evaluate(ref, [cand], (digits_split[2], digits_split[3]))
+    rule = [batching.auto_invoke_size(quantlens.load_model(p)) for p in (ref, cand)]
+    n = small.dataset.samples
+    assert [m.batching.samples_per_invoke for m in small.models] == [min(k, n) for k in rule]
+    assert all(batching.tune_candidates(quantlens.load_model(p), k) == ()
+               for p, k in zip((ref, cand), rule, strict=True))  # fmt: skip
+    # shards run the rule's size, as handed to their workers
+    sharded = quantlens.evaluate(path, [path], np.concatenate([x] * 12), workers=2)
+    assert sharded.settings["workers"] == 2
+    assert [m.batching.samples_per_invoke for m in sharded.models] == [2, 2]
 
 
 def test_the_batch_size_chosen_bounds_the_models_work() -> None:

@@ -240,7 +240,10 @@ def test_worker_threads_wait_for_the_batching_the_callers_first_batch_decides(
     threaded = quantlens.evaluate(ref, [cand], x, workers=2)
     assert threaded.settings["workers_in"] == "threads" and probes == ["MainThread"]
     _same(inline, threaded)
-    assert [m.batching for m in threaded.models] == [m.batching for m in inline.models]
+    # the same decisions (the inline run times its samples per invoke, the shards do not)
+    decided = [[(m.batching.mode, m.batching.reason, m.batching.max_relative_difference)
+                for m in run.models] for run in (inline, threaded)]  # fmt: skip
+    assert decided[0] == decided[1]
 
 
 def test_worker_threads_waiting_for_the_batching_stop_when_the_first_shard_fails(

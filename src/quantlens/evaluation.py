@@ -39,11 +39,13 @@ from quantlens.models.batching import (
     auto_batch_size,
     auto_invoke_size,
     declared_batch,
+    invoke_size,
     models_sample_bytes,
     probe_all,
     run_in_threads,
     set_invoke_size,
     takes_invoke_size,
+    tune_candidates,
 )
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
@@ -143,7 +145,8 @@ def evaluate(
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
         # Chosen for the user, each model that can runs its own samples per invoke within a
-        # batch (Keras runs each batch whole; stored outputs are read).
+        # batch (Keras runs each batch whole; stored outputs are read); in an inline run, a
+        # large model's is timed among sizes around it on the first batches (InvokeTuning).
         invoke_sizes = tuple(
             auto_invoke_size(m, threads, shapes[k] if shapes else None)
             if opts.batch_size is None and takes_invoke_size(m) else None
@@ -176,6 +179,14 @@ def evaluate(
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
+        timed = [tune_candidates(m, size, shapes[k] if shapes else None)
+                 for k, (m, size) in enumerate(zip(models, invoke_sizes, strict=True))]  # fmt: skip
+        if shards is None and any(timed):  # workers run the rule's sizes, as they are handed
+            for model, size, sizes in zip(models, invoke_sizes, timed, strict=True):
+                set_invoke_size(model, size, sizes)
+            # two parts of the largest size timed in a batch (its first part is not timed)
+            batch_size = auto_batch_size(models, threads, shapes,
+                                         at_least=2 * max(max(c) for c in timed if c))  # fmt: skip
         recorder = None
         if save_reference_outputs is not None:
             models[0] = recorder = Recorder(models[0], save_reference_outputs)
@@ -211,8 +222,9 @@ def evaluate(
         status(f"benchmarking {len(models)} models: latency, then memory in a child process "
                "each…")  # fmt: skip
     perf = _performance(models, outcome.first_sample, threads) if opts.bench else None
-    decisions = [_with_invoke_size(d, m, min(batch_size, k or batch_size), outcome.samples)
-                 for d, m, k in zip(decisions, models, invoke_sizes, strict=True)]  # fmt: skip
+    decisions = [_with_invoke_size(d, m, min(batch_size, invoke_size(m) or batch_size),
+                                   outcome.samples)
+                 for d, m in zip(decisions, models, strict=True)]  # fmt: skip
     results = tuple(
         replace(
             _model_result(m, st, name, models[0], outcome.states[0], perf[i] if perf else None),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,8 @@ class BatchRunner:
         #: Resized, at most this many samples per invoke (None: the whole batch); see
         #: auto_invoke_size.
         self.invoke_size: int | None = None
+        #: Sizes being timed on the first resized batches (see InvokeTuning), or None.
+        self.tuning: InvokeTuning | None = None
         #: Every input's batch axis is its first: a part of a batch is plain slices.
         self._batch_first = all(s.batch_axis == 0 for s in self.inputs)
         #: The outputs' batch axes, learned from the first batched run (see _sample_first).
@@ -101,16 +104,18 @@ class BatchRunner:
             raise DataError("empty batch: the data set has no samples")
         size = self.per_invoke
         resized = size is None
+        tuning = self.tuning if resized else None
         if size is None:  # resized: to the batch, or invoke_size samples at a time
             if n > 1 and self._out_axes is None:
                 self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
-            size = self.invoke_size or n
-            if size >= n:
+            size = tuning.next_size() if tuning is not None else self.invoke_size or n
+            if size >= n and tuning is None:
                 return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
         parts: list[list[np.ndarray]] = []
         plain = resized and self._batch_first
         for start in range(0, n, size):
             stop = min(start + size, n)
+            began = perf_counter() if tuning is not None else 0.0
             if plain:  # the batch as it is, a part at a time: no layout to make
                 got = run([x[start:stop] for x in inputs])
                 parts.append(self._sample_first(got, stop - start, n_outputs))
@@ -121,6 +126,11 @@ class BatchRunner:
                 own = self.layout(inputs, start, stop, pad_to=size)
                 got = self._sample_first(run(own), size, n_outputs)
                 parts.append([o[: stop - start] for o in got])
+            # The batch's first part may allocate the model at this size: not timed.
+            if tuning is not None and start and stop - start == size:
+                tuning.record(size, perf_counter() - began)
+        if tuning is not None and tuning.done:
+            self.invoke_size, self.tuning = tuning.best(), None
         if len(parts) == 1:
             return parts[0]
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
@@ -198,9 +208,19 @@ class RunnerBatching:
         """Run batches this way from now on (one of ``BATCHINGS``)."""
         self._runner.set_mode(mode)
 
-    def set_invoke_size(self, size: int | None) -> None:
-        """Run a resized batch at most ``size`` samples per invoke (None: all at once)."""
+    def set_invoke_size(self, size: int | None, candidates: Sequence[int] = ()) -> None:
+        """Run a resized batch at most ``size`` samples per invoke (None: all at once); with
+        ``candidates``, time them on the first resized batches and keep the fastest
+        (``size`` unless another beats it by TUNE_MARGIN; see :class:`InvokeTuning`)."""
         self._runner.invoke_size = size
+        self._runner.tuning = None
+        if size is not None and set(candidates) - {size}:
+            self._runner.tuning = InvokeTuning(candidates, size)
+
+    @property
+    def invoke_size(self) -> int | None:
+        """Samples per invoke of a resized batch, as chosen or, once timed, measured."""
+        return self._runner.invoke_size
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """Decide, on the data's first samples, how batches must run (and run them so)."""
@@ -368,6 +388,11 @@ def _probe(
         return BatchingDecision(runner.mode, f"{what}; one sample, nothing to compare"), None
     runner.set_mode("resize")
     batch = sample if whole else first
+    # The batched run puts at least two samples in an invoke (a model too large for two by
+    # the byte rule too: one at a time would compare one sample at a time with itself), at the
+    # size chosen rather than sizes being timed, which start once it is decided.
+    chosen, timing = runner.invoke_size, runner.tuning
+    runner.invoke_size, runner.tuning = None if chosen is None else max(chosen, 2), None
     try:
         batched = predict(batch)
     except QuantlensError as exc:
@@ -376,6 +401,8 @@ def _probe(
         said = said if len(said) <= 120 else said[:119] + "…"
         size = int(batch[0].shape[0])
         return BatchingDecision(own, f"{what}; a batch of {size} does not run ({said})"), None
+    finally:
+        runner.invoke_size, runner.tuning = chosen, timing
     diff = _max_relative_difference(truth, [o[:k] for o in batched])
     if diff <= PROBE_TOLERANCE:
         return BatchingDecision("resize", f"{what}; {k} samples in a batch give the outputs "
@@ -469,6 +496,73 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
     return inputs + (outputs or 0) + (int(working) if working else 0)
 
 
+#: The byte rule above does not fit every large model: per sample on one thread, mediapipe's
+#: selfie segmentation (30 MiB of tensors a sample as sample_bytes counts them, 3.5 MiB of
+#: them alive at once) runs best at 4 samples per invoke, 1.07× slower at 1 and 1.13× at 2
+#: (the rule gives 1), its int8 twin best at 4 (1.05× at 2, the rule's), while mediapipe's
+#: face detector (10 MiB, 1.3 MiB alive at once) runs best at 1 and 1.35× slower at 32; no
+#: count of bytes orders the two. So a model of at least TUNE_BYTES a sample (a third of a
+#: millisecond a sample or more: a few samples time a size) has the sizes around the rule's
+#: (tune_candidates) timed on the first batches of an inline run, each on at least
+#: TUNE_SAMPLES samples of the run's own data, and keeps the fastest per sample when it
+#: beats the rule's by TUNE_MARGIN (a closer race is this machine's noise). Smaller models
+#: keep the rule, whose cache reasoning holds for them.
+TUNE_BYTES = THREADED_BYTES
+TUNE_SAMPLES = 8
+TUNE_MARGIN = 0.03
+
+
+def tune_candidates(
+    model: Any, size: int | None, shapes: Sequence[Sequence[int]] | None = None
+) -> tuple[int, ...]:
+    """The samples per invoke to time for ``model`` around the byte rule's ``size``: half of
+    it, itself, twice and four times, when the model holds at least TUNE_BYTES a sample (none
+    otherwise, or when it runs batches whole); no size whose batch (two parts of it) would
+    hold more than BATCH_BYTES of the model's inputs and outputs. ``shapes``: as for
+    :func:`sample_bytes`."""
+    if size is None or not takes_invoke_size(model):
+        return ()
+    if (sample_bytes(model, shapes) or 0) < TUNE_BYTES:
+        return ()
+    held = (_spec_bytes(model.inputs, shapes) or 0) + (_spec_bytes(model.outputs) or 0)
+    sizes = {k for k in (max(1, size // 2), size, 2 * size, 4 * size)
+             if k == size or 2 * k * held <= BATCH_BYTES}  # fmt: skip
+    return tuple(sorted(sizes)) if len(sizes) > 1 else ()
+
+
+class InvokeTuning:
+    """Samples per invoke measured on a run's first batches: each batch runs at the size
+    timed least so far, every part of it but the first timed (the first may allocate the
+    model at that size), until each size has TUNE_SAMPLES samples and a part timed; then
+    :meth:`best` names the size to keep. The outputs are the run's: a model's
+    outputs do not depend on how many samples share an invoke once the probe has found that
+    they do not."""
+
+    def __init__(self, candidates: Sequence[int], preferred: int) -> None:
+        self.preferred = preferred
+        self._timed = {size: [0.0, 0] for size in {*candidates, preferred}}
+
+    def next_size(self) -> int:
+        """The size the next batch runs at: the one with the fewest samples timed."""
+        return min(self._timed, key=lambda size: (self._timed[size][1], size))
+
+    def record(self, size: int, seconds: float) -> None:
+        """One timed part of ``size`` samples."""
+        self._timed[size][0] += seconds
+        self._timed[size][1] += size
+
+    @property
+    def done(self) -> bool:
+        return all(n >= max(TUNE_SAMPLES, size) for size, (_, n) in self._timed.items())
+
+    def best(self) -> int:
+        """The fastest size per sample, if it beats the preferred one by TUNE_MARGIN."""
+        per_sample = {size: s / n for size, (s, n) in self._timed.items() if n}
+        fastest = min(per_sample, key=lambda size: (per_sample[size], size))
+        ahead = per_sample[fastest] < per_sample[self.preferred] * (1 - TUNE_MARGIN)
+        return fastest if ahead else self.preferred
+
+
 def auto_invoke_size(
     model: Any, threads: int | None = None, shapes: Sequence[Sequence[int]] | None = None
 ) -> int | None:
@@ -494,7 +588,7 @@ def auto_invoke_size(
 
 def auto_batch_size(
     models: Sequence[object], threads: int | None = None,
-    shapes: Sequence[Sequence[Sequence[int]]] | None = None,
+    shapes: Sequence[Sequence[Sequence[int]]] | None = None, at_least: int = 1,
 ) -> int:  # fmt: skip
     """The batch size to run when the user gives none: the largest power of two up to
     AUTO_BATCH_MAX whose samples take at most BATCH_BYTES per runtime thread (``threads``;
@@ -502,9 +596,10 @@ def auto_batch_size(
     INVOKE_BYTES per thread in a model that runs a batch whole, at least one (the others run
     their own samples per invoke within it: :func:`auto_invoke_size`);
     AUTO_BATCH_UNKNOWN when a sample's size is unknown. ``shapes``: per model, its inputs'
-    sample shapes in the data, for the dimensions a model leaves open. Rounded up to whole
-    batches of what the models declare: a model that runs in chunks of its declared batch
-    pads every batch smaller."""
+    sample shapes in the data, for the dimensions a model leaves open. At least
+    ``at_least`` (two parts of the largest samples per invoke a model times). Rounded up to
+    whole batches of what the models declare: a model that runs in chunks of its declared
+    batch pads every batch smaller."""
     total = models_sample_bytes(models, shapes)
     if total is None:
         size = AUTO_BATCH_UNKNOWN
@@ -522,6 +617,7 @@ def auto_batch_size(
             size * total > BATCH_BYTES * per_thread or size * whole > INVOKE_BYTES * per_thread
         ):
             size //= 2
+    size = max(size, at_least)
     declared = {declared_batch(getattr(m, "inputs", ())) for m in models}
     step = math.lcm(*declared)
     if step > AUTO_BATCH_MAX:  # batches that share no small multiple: the largest one's
@@ -535,7 +631,14 @@ def takes_invoke_size(model: Any) -> bool:
     return getattr(model, "set_invoke_size", None) is not None
 
 
-def set_invoke_size(model: Any, size: int | None) -> None:
-    """Run ``model``'s resized batches at most ``size`` samples per invoke, where it can."""
+def set_invoke_size(model: Any, size: int | None, candidates: Sequence[int] = ()) -> None:
+    """Run ``model``'s resized batches at most ``size`` samples per invoke, where it can
+    (with ``candidates``, timed on its first batches: see InvokeTuning)."""
     if takes_invoke_size(model):
-        model.set_invoke_size(size)
+        model.set_invoke_size(size, candidates)
+
+
+def invoke_size(model: Any) -> int | None:
+    """The samples per invoke ``model`` runs a resized batch at now (after its timing, the
+    size it kept); None when it runs batches whole."""
+    return getattr(model, "invoke_size", None) if takes_invoke_size(model) else None

@@ -102,9 +102,14 @@ class Relayout:
         self._model.set_batching(mode)
 
     @property
-    def set_invoke_size(self) -> Callable[[int | None], None] | None:
+    def set_invoke_size(self) -> Callable[..., None] | None:
         """The wrapped model's (it is handed each batch whole, laid out), when it has one."""
         return getattr(self._model, "set_invoke_size", None)
+
+    @property
+    def invoke_size(self) -> int | None:
+        """The wrapped model's samples per invoke (None when it has no such setting)."""
+        return getattr(self._model, "invoke_size", None)
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """The wrapped model's probe, on the sample in its own layout."""
