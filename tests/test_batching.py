@@ -432,27 +432,33 @@ def test_the_sizes_timed_are_around_the_rules_and_bounded_by_what_a_batch_holds(
     assert tune_candidates(_Sized((None, BATCH_BYTES // 4)), 1) == ()  # one sample: the rule's
 
 
-def test_only_large_models_in_inline_runs_time_their_samples_per_invoke(
+def test_only_large_models_time_their_samples_per_invoke(
     tmp_path, digits_models, digits_split, monkeypatch
 ) -> None:
     """Sizes are timed for a model of at least TUNE_BYTES a sample (the wide conv: 8 MiB at
-    64×64), in a batch holding two parts of the largest, and the report names the size kept,
-    equal to a run at that batch size; not for small models (the digits CNNs keep the byte
-    rule's sizes), not when the user gives a batch size, not in worker shards."""
+    64×64), inline and in each worker thread, in batches holding two parts of the largest,
+    and the report names the size kept, equal to a run at that batch size; not for small
+    models (the digits CNNs keep the byte rule's sizes), nor when the user gives a batch
+    size."""
+    import threading
+
     from quantlens.models import batching
     from tests.test_onnx import _wide_conv
 
     path = str(_wide_conv(tmp_path / "open.onnx", "H", "W"))
     x = np.random.default_rng(3).random((96, 3, 64, 64), dtype=np.float32)
-    # the fake clock of the unit test above, driven by the real model's parts: 4 wins
+    # the fake clock of the test above, one per thread, driven by the real model's parts
     cost = {1: 1.0, 2: 1.0, 4: 0.5, 8: 1.0}
-    clock = [0.0]
-    monkeypatch.setattr(batching, "perf_counter", lambda: clock[0])
+    clocks = threading.local()
+    monkeypatch.setattr(batching, "perf_counter", lambda: getattr(clocks, "now", 0.0))
     real = batching.BatchRunner.predict
+    sizes_run: dict[str, set[int]] = {}
 
     def predict(self, inputs, run, n_outputs):
         def timed(own):
-            clock[0] += cost.get(own[0].shape[0], 1.0) * own[0].shape[0]
+            n = own[0].shape[0]
+            clocks.now = getattr(clocks, "now", 0.0) + cost.get(n, 1.0) * n
+            sizes_run.setdefault(threading.current_thread().name, set()).add(n)
             return run(own)
 
         return real(self, inputs, timed, n_outputs)
@@ -464,6 +470,11 @@ def test_only_large_models_in_inline_runs_time_their_samples_per_invoke(
     given = quantlens.evaluate(path, [path], x, batch_size=4)
     assert given.models[1].fidelity == auto.models[1].fidelity
     assert [m.batching.samples_per_invoke for m in given.models] == [4, 4]
+    sizes_run.clear()
+    sharded = quantlens.evaluate(path, [path], np.concatenate([x] * 12), workers=2)
+    assert sharded.settings["workers_in"] == "threads"
+    assert [m.batching.samples_per_invoke for m in sharded.models] == [4, 4]
+    assert {1, 2, 4, 8} <= sizes_run["quantlens-worker-1"]  # the thread timed its own
     # small models: the byte rule's sizes, untimed
     ref, cand = digits_models["float"], digits_models["int8"]
     small = quantlens.evaluate(ref, [cand], (digits_split[2], digits_split[3]))
@@ -472,10 +483,6 @@ def test_only_large_models_in_inline_runs_time_their_samples_per_invoke(
     assert [m.batching.samples_per_invoke for m in small.models] == [min(k, n) for k in rule]
     assert all(batching.tune_candidates(quantlens.load_model(p), k) == ()
                for p, k in zip((ref, cand), rule, strict=True))  # fmt: skip
-    # shards run the rule's size, as handed to their workers
-    sharded = quantlens.evaluate(path, [path], np.concatenate([x] * 12), workers=2)
-    assert sharded.settings["workers"] == 2
-    assert [m.batching.samples_per_invoke for m in sharded.models] == [2, 2]
 
 
 def test_the_batch_size_chosen_bounds_the_models_work() -> None:

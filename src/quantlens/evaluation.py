@@ -179,12 +179,18 @@ def evaluate(
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
-        timed = [tune_candidates(m, size, shapes[k] if shapes else None)
-                 for k, (m, size) in enumerate(zip(models, invoke_sizes, strict=True))]  # fmt: skip
-        if shards is None and any(timed):  # workers run the rule's sizes, as they are handed
+        # Inline and in worker threads (large models), each copy of a model times its own
+        # sizes, in batches of two parts of the largest (its first part is not timed);
+        # shards stay in units of the byte rule's batch. Worker processes (small models,
+        # which time nothing) keep the rule's.
+        timed = tuple(
+            tune_candidates(m, size, shapes[k] if shapes else None)
+            if shards is None or in_threads else ()
+            for k, (m, size) in enumerate(zip(models, invoke_sizes, strict=True))
+        )  # fmt: skip
+        if any(timed):
             for model, size, sizes in zip(models, invoke_sizes, timed, strict=True):
                 set_invoke_size(model, size, sizes)
-            # two parts of the largest size timed in a batch (its first part is not timed)
             batch_size = auto_batch_size(models, threads, shapes,
                                          at_least=2 * max(max(c) for c in timed if c))  # fmt: skip
         recorder = None
@@ -196,7 +202,8 @@ def evaluate(
         plan = Plan(tuple(m.path for m in models), opts.task, batch_size, threads,
                     opts.allow_nonfinite, models_trusted(), layout,
                     tuple(d.mode for d in decisions), fixed, containment.verified(),
-                    stored_reference=stored is not None, invoke_sizes=invoke_sizes)  # fmt: skip
+                    stored_reference=stored is not None, invoke_sizes=invoke_sizes,
+                    timed_sizes=timed)  # fmt: skip
     except BaseException:
         if started is not None:
             started.shutdown(wait=False, cancel_futures=True)
