@@ -169,7 +169,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=_positive_int,
         help="samples per invoke where it does not change the outputs (default: per model, "
-        "the most, up to 1024, that keep an invoke's tensors in the caches)",
+        "the most, up to 1024, that keep an invoke's tensors in the caches; for a large "
+        "model, timed around that on the first batches)",
     )  # fmt: skip
     parser.add_argument("--limit", type=_positive_int, help="use at most N samples")
     parser.add_argument(

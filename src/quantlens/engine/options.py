@@ -23,8 +23,10 @@ class EvalOptions:
     Attributes:
         task: force ``"classification"`` or ``"regression"``; inferred from labels by default.
         batch_size: samples per invoke (None: each model's chosen from its tensor sizes,
-            within batches chosen from all of theirs, see
-            :func:`~quantlens.models.batching.auto_invoke_size` and
+            and for a large model timed around that on the first batches, within batches
+            chosen from all of theirs, see
+            :func:`~quantlens.models.batching.auto_invoke_size`,
+            :class:`~quantlens.models.batching.InvokeTuning` and
             :func:`~quantlens.models.batching.auto_batch_size`, and no warning when a model
             cannot use it), for models whose outputs do not depend on it; a model with a
             declared batch runs in chunks of it and a batch-dependent one one sample at a time.
