@@ -419,7 +419,7 @@ def test_samples_per_invoke_are_timed_on_the_first_batches(monkeypatch, per_samp
 
 
 def test_the_sizes_timed_are_around_the_rules_and_bounded_by_what_a_batch_holds() -> None:
-    from quantlens.models.batching import BATCH_BYTES, TUNE_BYTES, tune_candidates
+    from quantlens.models.batching import BATCH_BYTES, TUNE_BYTES, TUNE_MAX_BYTES, tune_candidates
 
     large = _Sized((None, 8), working=TUNE_BYTES)
     assert tune_candidates(large, 2) == (1, 2, 4, 8) and tune_candidates(large, 1) == (1, 2, 4)
@@ -430,6 +430,9 @@ def test_the_sizes_timed_are_around_the_rules_and_bounded_by_what_a_batch_holds(
     wide = _Sized((None, BATCH_BYTES // 16 // 4))
     assert tune_candidates(wide, 2) == (1, 2, 4)
     assert tune_candidates(_Sized((None, BATCH_BYTES // 4)), 1) == ()  # one sample: the rule's
+    # tensors of a third of TUNE_MAX_BYTES a sample: two samples an invoke fit, not four
+    assert tune_candidates(_Sized((None, 8), working=TUNE_MAX_BYTES // 3), 1) == (1, 2)
+    assert tune_candidates(_Sized((None, 8), working=TUNE_MAX_BYTES), 1) == ()
 
 
 def test_only_large_models_time_their_samples_per_invoke(

@@ -510,6 +510,10 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
 TUNE_BYTES = THREADED_BYTES
 TUNE_SAMPLES = 8
 TUNE_MARGIN = 0.03
+#: No size is timed whose invoke's tensors, as sample_bytes counts them, exceed this (the
+#: selfie segmentation at 4: 120 MiB; its runtime holds 14 MiB of them at once), nor whose
+#: batch would hold more than BATCH_BYTES of the model's inputs and outputs.
+TUNE_MAX_BYTES = 256 * 2**20
 
 
 def tune_candidates(
@@ -517,16 +521,19 @@ def tune_candidates(
 ) -> tuple[int, ...]:
     """The samples per invoke to time for ``model`` around the byte rule's ``size``: half of
     it, itself, twice and four times, when the model holds at least TUNE_BYTES a sample (none
-    otherwise, or when it runs batches whole); no size whose batch (two parts of it) would
-    hold more than BATCH_BYTES of the model's inputs and outputs. ``shapes``: as for
+    otherwise, or when it runs batches whole), within TUNE_MAX_BYTES of tensors an invoke and
+    BATCH_BYTES of inputs and outputs a batch (two parts of the size). ``shapes``: as for
     :func:`sample_bytes`."""
     if size is None or not takes_invoke_size(model):
         return ()
-    if (sample_bytes(model, shapes) or 0) < TUNE_BYTES:
+    each = sample_bytes(model, shapes) or 0
+    if each < TUNE_BYTES:
         return ()
     held = (_spec_bytes(model.inputs, shapes) or 0) + (_spec_bytes(model.outputs) or 0)
-    sizes = {k for k in (max(1, size // 2), size, 2 * size, 4 * size)
-             if k == size or 2 * k * held <= BATCH_BYTES}  # fmt: skip
+    sizes = {
+        k for k in (max(1, size // 2), size, 2 * size, 4 * size)
+        if k == size or (2 * k * held <= BATCH_BYTES and k * each <= TUNE_MAX_BYTES)
+    }  # fmt: skip
     return tuple(sorted(sizes)) if len(sizes) > 1 else ()
 
 
