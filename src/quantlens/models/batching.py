@@ -503,10 +503,10 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
 #: face detector (10 MiB, 1.3 MiB alive at once) runs best at 1 and 1.35× slower at 32; no
 #: count of bytes orders the two. So a model of at least TUNE_BYTES a sample (a third of a
 #: millisecond a sample or more: a few samples time a size) has the sizes around the rule's
-#: (tune_candidates) timed on the first batches of an inline run, each on at least
-#: TUNE_SAMPLES samples of the run's own data, and keeps the fastest per sample when it
-#: beats the rule's by TUNE_MARGIN (a closer race is this machine's noise). Smaller models
-#: keep the rule, whose cache reasoning holds for them.
+#: (tune_candidates) timed on the first batches of a run (inline, and in each worker
+#: thread), each on at least TUNE_SAMPLES samples of the run's own data, and keeps the
+#: fastest per sample when it beats the rule's by TUNE_MARGIN (a closer race is this
+#: machine's noise). Smaller models keep the rule, whose cache reasoning holds for them.
 TUNE_BYTES = THREADED_BYTES
 TUNE_SAMPLES = 8
 TUNE_MARGIN = 0.03
@@ -541,9 +541,8 @@ class InvokeTuning:
     """Samples per invoke measured on a run's first batches: each batch runs at the size
     timed least so far, every part of it but the first timed (the first may allocate the
     model at that size), until each size has TUNE_SAMPLES samples and a part timed; then
-    :meth:`best` names the size to keep. The outputs are the run's: a model's
-    outputs do not depend on how many samples share an invoke once the probe has found that
-    they do not."""
+    :meth:`best` names the size to keep. The outputs are the run's: a model's outputs do not
+    depend on how many samples share an invoke once the probe has found that they do not."""
 
     def __init__(self, candidates: Sequence[int], preferred: int) -> None:
         self.preferred = preferred
