@@ -418,6 +418,37 @@ def test_samples_per_invoke_are_timed_on_the_first_batches(monkeypatch, per_samp
     assert np.array_equal(runner.predict([x], run, 1)[0], x * 2)
 
 
+def test_a_size_the_model_fails_at_is_dropped_from_the_timing(monkeypatch) -> None:
+    """A model that runs 1, 2 and 4 samples an invoke but fails at 8 (as a runtime refuses
+    a shape): that batch runs at the size chosen, and the timing goes on without 8."""
+    from quantlens.models.batching import InvokeTuning
+
+    runner, timed_run = _timed_runner(monkeypatch, {1: 1.0, 2: 1.0, 4: 0.9, 8: 0.1})
+    sizes: list[int] = []
+
+    def run(own):
+        sizes.append(own[0].shape[0])
+        if own[0].shape[0] == 8:
+            raise RuntimeError("cannot resize to 8")
+        return timed_run(own)
+
+    runner.invoke_size, runner.tuning = 2, InvokeTuning((1, 2, 4, 8), 2)
+    x = np.arange(48, dtype=np.float32).reshape(16, 3)
+    while runner.tuning is not None:
+        assert np.array_equal(runner.predict([x], run, 1)[0], x * 2)
+    assert runner.invoke_size == 4 and 8 in sizes
+
+    # the size chosen failing too is the model's failure, as it would be untimed
+    def refuses_4_and_8(own):
+        if own[0].shape[0] == 4:
+            raise RuntimeError("cannot resize to 4")
+        return run(own)
+
+    runner.tuning = InvokeTuning((4,), 8)
+    with pytest.raises(RuntimeError, match="cannot resize to 8"):
+        runner.predict([x], refuses_4_and_8, 1)
+
+
 def test_the_sizes_timed_are_around_the_rules_and_bounded_by_what_a_batch_holds() -> None:
     from quantlens.models.batching import BATCH_BYTES, TUNE_BYTES, TUNE_MAX_BYTES, tune_candidates
 

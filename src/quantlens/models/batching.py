@@ -104,13 +104,41 @@ class BatchRunner:
             raise DataError("empty batch: the data set has no samples")
         size = self.per_invoke
         resized = size is None
-        tuning = self.tuning if resized else None
         if size is None:  # resized: to the batch, or invoke_size samples at a time
             if n > 1 and self._out_axes is None:
                 self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
-            size = tuning.next_size() if tuning is not None else self.invoke_size or n
-            if size >= n and tuning is None:
+            if self.tuning is not None:
+                return self._timed(inputs, run, n_outputs, self.tuning)
+            size = self.invoke_size or n
+            if size >= n:
                 return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
+        return self._parts(inputs, run, n_outputs, size, resized)
+
+    def _timed(
+        self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int, tuning: InvokeTuning
+    ) -> list[np.ndarray]:
+        """A resized batch at the size timed least so far (see InvokeTuning). A size the
+        model fails at is dropped, and the batch runs at the size chosen, as it would have
+        untimed."""
+        size = tuning.next_size()
+        try:
+            got = self._parts(inputs, run, n_outputs, size, True, tuning)
+        except (RuntimeError, ValueError, QuantlensError):
+            if size == tuning.preferred:
+                raise
+            tuning.drop(size)
+            got = self._parts(inputs, run, n_outputs, tuning.preferred, True)
+        if tuning.done:
+            self.invoke_size, self.tuning = tuning.best(), None
+        return got
+
+    def _parts(
+        self, inputs: Sequence[np.ndarray], run: Run, n_outputs: int, size: int, resized: bool,
+        tuning: InvokeTuning | None = None,
+    ) -> list[np.ndarray]:  # fmt: skip
+        """A batch in invokes of ``size`` samples (resized: the last to what is left; else
+        padded to ``size``); with ``tuning``, each invoke but the first timed."""
+        n = int(inputs[0].shape[0])
         parts: list[list[np.ndarray]] = []
         plain = resized and self._batch_first
         for start in range(0, n, size):
@@ -129,8 +157,6 @@ class BatchRunner:
             # The batch's first part may allocate the model at this size: not timed.
             if tuning is not None and start and stop - start == size:
                 tuning.record(size, perf_counter() - began)
-        if tuning is not None and tuning.done:
-            self.invoke_size, self.tuning = tuning.best(), None
         if len(parts) == 1:
             return parts[0]
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
@@ -556,6 +582,11 @@ class InvokeTuning:
         """One timed part of ``size`` samples."""
         self._timed[size][0] += seconds
         self._timed[size][1] += size
+
+    def drop(self, size: int) -> None:
+        """No longer time ``size`` (the model fails at it)."""
+        if size != self.preferred:
+            self._timed.pop(size, None)
 
     @property
     def done(self) -> bool:
