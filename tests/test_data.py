@@ -229,3 +229,28 @@ def test_guided_shards_cover_the_data_in_whole_batches_shrinking(tmp_path, total
     assert all(s % unit == 0 for s in sizes[:-1])  # whole batches but the last
     assert sizes == sorted(sizes, reverse=True) or sizes[:-1] == sorted(sizes[:-1], reverse=True)
     assert sizes[0] <= -(-used // (2 * workers)) + unit  # a share of 1/(2·workers) first
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz"])
+def test_reads_hold_whole_batches(tmp_path, monkeypatch, kind) -> None:
+    """A file read in pieces reads at least a batch at a time, even where its byte budget
+    would read fewer rows: no batch is joined from two reads (a copy of the batch)."""
+    from quantlens.data import dataset, sources
+
+    monkeypatch.setattr(sources, "BYTES_PER_READ", 4 * 1024)  # 4 rows of 1 KiB a read
+    x = np.random.default_rng(0).random((40, 256), dtype=np.float32)
+    path = tmp_path / f"x.{kind}"
+    np.save(path, x) if kind == "npy" else np.savez(path, x=x)
+    joined: list[int] = []
+    real = dataset._concat
+
+    def counted(parts):
+        joined.append(len(parts))
+        return real(parts)
+
+    monkeypatch.setattr(dataset, "_concat", counted)
+    spec = TensorSpec("x", (None, 256), "float32")
+    batches = list(load_dataset(str(path)).bind([spec], batch_size=8))
+    assert [len(b) for b in batches] == [8] * 5
+    np.testing.assert_array_equal(np.concatenate([b.inputs[0] for b in batches]), x)
+    assert joined and set(joined) == {1}

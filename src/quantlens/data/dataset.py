@@ -30,6 +30,7 @@ from quantlens.data.sources import (
     Source,
     check_batch_memory,
     check_label_count,
+    reading_batches,
     sample_count,
     split_labels,
 )
@@ -165,7 +166,7 @@ class Dataset:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if limit is not None and limit < 1:
             raise DataError(f"limit must be at least 1, got {limit}")
-        stream = iter(self.reader.chunks())
+        stream = iter(reading_batches(self.reader, batch_size).chunks())
         first = next(stream, None)
         if first is None:
             raise DataError(f"the data set {self.source} is empty; give at least one sample")

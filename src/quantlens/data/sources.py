@@ -289,6 +289,9 @@ class ArraySource:
     labels: np.ndarray | None
     start: int = 0
     stop: int | None = None
+    #: The batch the samples are read for: a read holds at least that many (a batch across
+    #: two reads would be a copy).
+    batch: int = 1
 
     def _arrays(self) -> list[np.ndarray]:
         return list(self.inputs.values()) if isinstance(self.inputs, dict) else list(self.inputs)
@@ -306,6 +309,7 @@ class ArraySource:
         per_sample = [a.ndim > 0 and a.shape[0] == total for a in arrays]
         sliced = [a for a, p in zip(arrays, per_sample, strict=True) if p]
         rows = rows_per_read(sliced) if sliced else ROWS_PER_READ
+        rows = max(rows, 1 << (max(self.batch, 1) - 1).bit_length())
         readers = [read_rows(a, self.start, stop, rows) for a in sliced]
         if self.labels is not None:
             labels = (
@@ -383,6 +387,8 @@ class FileRange:
 class NpzSource(FileRange):
     """An .npz file: arrays ``x`` and optional ``y``, or one array per input name plus ``y``."""
 
+    batch: int = 1  # as ArraySource's
+
     @classmethod
     def open(cls, path: Path) -> NpzSource:
         source = cls(path)
@@ -406,12 +412,15 @@ class NpzSource(FileRange):
 
     def chunks(self) -> Iterator[Chunk]:
         inputs, labels = self._arrays()
-        yield from ArraySource(inputs, labels, self.start, self.start + self.num_samples).chunks()
+        yield from ArraySource(inputs, labels, self.start, self.start + self.num_samples,
+                               self.batch).chunks()  # fmt: skip
 
 
 @dataclass(frozen=True)
 class NpySource(FileRange):
     """An .npy file of inputs, opened by its header and read in bounded pieces."""
+
+    batch: int = 1  # as ArraySource's
 
     @classmethod
     def open(cls, path: Path) -> NpySource:
@@ -430,8 +439,17 @@ class NpySource(FileRange):
 
     def chunks(self) -> Iterator[Chunk]:
         yield from ArraySource(
-            [self._array()], None, self.start, self.start + self.num_samples
+            [self._array()], None, self.start, self.start + self.num_samples, self.batch
         ).chunks()
+
+
+def reading_batches(source: Source, batch: int) -> Source:
+    """``source``, reading at least ``batch`` samples at a time where it reads arrays in
+    pieces (so that no batch spans two reads: a copy of the batch); other sources as they
+    are."""
+    if isinstance(source, (ArraySource, NpzSource, NpySource)):
+        return replace(source, batch=batch)
+    return source
 
 
 @dataclass(frozen=True)
