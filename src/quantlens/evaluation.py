@@ -46,6 +46,7 @@ from quantlens.models.batching import (
     set_invoke_size,
     takes_invoke_size,
     tune_candidates,
+    tuning_batch,
 )
 from quantlens.models.layout import adapt
 from quantlens.models.loading import load_model
@@ -180,8 +181,8 @@ def evaluate(
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
         # Inline and in worker threads (large models), each copy of a model times its own
-        # sizes, in batches of two parts of the largest (its first part is not timed);
-        # shards stay in units of the byte rule's batch. Worker processes (small models,
+        # sizes, in batches that time them all (tuning_batch); shards stay in units of the
+        # byte rule's batch. Worker processes (small models,
         # which time nothing) keep the rule's.
         timed = tuple(
             tune_candidates(m, size, shapes[k] if shapes else None)
@@ -191,8 +192,8 @@ def evaluate(
         if any(timed):
             for model, size, sizes in zip(models, invoke_sizes, timed, strict=True):
                 set_invoke_size(model, size, sizes)
-            batch_size = auto_batch_size(models, threads, shapes,
-                                         at_least=2 * max(max(c) for c in timed if c))  # fmt: skip
+            every = [k for sizes in timed for k in sizes]
+            batch_size = auto_batch_size(models, threads, shapes, at_least=tuning_batch(every))
         recorder = None
         if save_reference_outputs is not None:
             models[0] = recorder = Recorder(models[0], save_reference_outputs)

@@ -141,6 +141,7 @@ class BatchRunner:
         n = int(inputs[0].shape[0])
         parts: list[list[np.ndarray]] = []
         plain = resized and self._batch_first
+        timed, seconds = 0, 0.0
         for start in range(0, n, size):
             stop = min(start + size, n)
             began = perf_counter() if tuning is not None else 0.0
@@ -156,7 +157,9 @@ class BatchRunner:
                 parts.append([o[: stop - start] for o in got])
             # The batch's first part may allocate the model at this size: not timed.
             if tuning is not None and start and stop - start == size:
-                tuning.record(size, perf_counter() - began)
+                timed, seconds = timed + size, seconds + perf_counter() - began
+        if tuning is not None and timed:
+            tuning.record(size, seconds / timed)
         if len(parts) == 1:
             return parts[0]
         return [np.concatenate(col) for col in zip(*parts, strict=True)]
@@ -530,12 +533,19 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
 #: count of bytes orders the two. So a model of at least TUNE_BYTES a sample (a third of a
 #: millisecond a sample or more: a few samples time a size) has the sizes around the rule's
 #: (tune_candidates) timed on the first batches of a run (inline, and in each worker
-#: thread), each on at least TUNE_SAMPLES samples of the run's own data, and keeps the
-#: fastest per sample when it beats the rule's by TUNE_MARGIN (a closer race is this
-#: machine's noise). Smaller models keep the rule, whose cache reasoning holds for them.
+#: thread): each size in TUNE_ROUNDS batches, taken in turn, of at least TUNE_SAMPLES of the
+#: run's own samples timed, its best batch counting (the first batches after loading run
+#: slow whatever their size: the selfie segmentation's took 1.4-1.6× as long a sample for
+#: about half a second); the fastest per sample is kept when it beats the rule's by
+#: TUNE_MARGIN (a closer race is this machine's noise). Smaller models keep the rule, whose
+#: cache reasoning holds for them.
 TUNE_BYTES = THREADED_BYTES
 TUNE_SAMPLES = 8
+TUNE_ROUNDS = 2
 TUNE_MARGIN = 0.03
+#: After each round, sizes this much slower a sample than the fastest so far are not timed
+#: again (the selfie segmentation's 1 and 2 against its 4: 1.10-1.15×).
+TUNE_DROP = 1.08
 #: No size is timed whose invoke's tensors, as sample_bytes counts them, exceed this (the
 #: selfie segmentation at 4: 120 MiB; its runtime holds 14 MiB of them at once), nor whose
 #: batch would hold more than BATCH_BYTES of the model's inputs and outputs.
@@ -548,7 +558,7 @@ def tune_candidates(
     """The samples per invoke to time for ``model`` around the byte rule's ``size``: half of
     it, itself, twice and four times, when the model holds at least TUNE_BYTES a sample (none
     otherwise, or when it runs batches whole), within TUNE_MAX_BYTES of tensors an invoke and
-    BATCH_BYTES of inputs and outputs a batch (two parts of the size). ``shapes``: as for
+    BATCH_BYTES of inputs and outputs a batch (see :func:`tuning_batch`). ``shapes``: as for
     :func:`sample_bytes`."""
     if size is None or not takes_invoke_size(model):
         return ()
@@ -558,44 +568,60 @@ def tune_candidates(
     held = (_spec_bytes(model.inputs, shapes) or 0) + (_spec_bytes(model.outputs) or 0)
     sizes = {
         k for k in (max(1, size // 2), size, 2 * size, 4 * size)
-        if k == size or (2 * k * held <= BATCH_BYTES and k * each <= TUNE_MAX_BYTES)
+        if k == size or (tuning_batch([k]) * held <= BATCH_BYTES and k * each <= TUNE_MAX_BYTES)
     }  # fmt: skip
     return tuple(sorted(sizes)) if len(sizes) > 1 else ()
 
 
+def tuning_batch(sizes: Sequence[int]) -> int:
+    """The batch that times ``sizes``: two invokes of the largest (the first is not timed),
+    and at least TUNE_SAMPLES samples timed at any of them."""
+    return max(2 * max(sizes, default=0), 2 * TUNE_SAMPLES)
+
+
 class InvokeTuning:
-    """Samples per invoke measured on a run's first batches: each batch runs at the size
-    timed least so far, every part of it but the first timed (the first may allocate the
-    model at that size), until each size has TUNE_SAMPLES samples and a part timed; then
-    :meth:`best` names the size to keep. The outputs are the run's: a model's outputs do not
-    depend on how many samples share an invoke once the probe has found that they do not."""
+    """Samples per invoke measured on a run's first batches: the sizes take turns, a batch
+    each, every invoke of a batch but its first timed (the first may allocate the model at
+    that size), until each size still in the race has TUNE_ROUNDS batches timed (a size far
+    behind after a round leaves it); then :meth:`best` names the size to keep, by each
+    size's fastest batch. The outputs are the run's: a model's outputs
+    do not depend on how many samples share an invoke once the probe has found that they do
+    not."""
 
     def __init__(self, candidates: Sequence[int], preferred: int) -> None:
         self.preferred = preferred
-        self._timed = {size: [0.0, 0] for size in {*candidates, preferred}}
+        #: Per size, seconds a sample in each batch timed at it.
+        self._rates: dict[int, list[float]] = {size: [] for size in {*candidates, preferred}}
 
     def next_size(self) -> int:
-        """The size the next batch runs at: the one with the fewest samples timed."""
-        return min(self._timed, key=lambda size: (self._timed[size][1], size))
+        """The size the next batch runs at: the one timed in the fewest batches."""
+        return min(self._rates, key=lambda size: (len(self._rates[size]), size))
 
-    def record(self, size: int, seconds: float) -> None:
-        """One timed part of ``size`` samples."""
-        self._timed[size][0] += seconds
-        self._timed[size][1] += size
+    def record(self, size: int, per_sample: float) -> None:
+        """One batch's seconds a sample at ``size``; at the end of a round, the sizes far
+        behind the fastest are timed no more (TUNE_DROP)."""
+        self._rates[size].append(per_sample)
+        if len({len(rates) for rates in self._rates.values()}) == 1:
+            fastest = min(min(rates) for rates in self._rates.values())
+            self._rates = {s: rates for s, rates in self._rates.items()
+                           if min(rates) <= fastest * TUNE_DROP}  # fmt: skip
 
     def drop(self, size: int) -> None:
-        """No longer time ``size`` (the model fails at it)."""
+        """No longer time ``size`` (the model fails at it; never the preferred size, which
+        the batch then runs at)."""
         if size != self.preferred:
-            self._timed.pop(size, None)
+            self._rates.pop(size, None)
 
     @property
     def done(self) -> bool:
-        return all(n >= max(TUNE_SAMPLES, size) for size, (_, n) in self._timed.items())
+        return all(len(rates) >= TUNE_ROUNDS for rates in self._rates.values())
 
     def best(self) -> int:
         """The fastest size per sample, if it beats the preferred one by TUNE_MARGIN."""
-        per_sample = {size: s / n for size, (s, n) in self._timed.items() if n}
+        per_sample = {size: min(rates) for size, rates in self._rates.items() if rates}
         fastest = min(per_sample, key=lambda size: (per_sample[size], size))
+        if self.preferred not in per_sample:  # dropped: far behind
+            return fastest
         ahead = per_sample[fastest] < per_sample[self.preferred] * (1 - TUNE_MARGIN)
         return fastest if ahead else self.preferred
 
@@ -634,7 +660,7 @@ def auto_batch_size(
     their own samples per invoke within it: :func:`auto_invoke_size`);
     AUTO_BATCH_UNKNOWN when a sample's size is unknown. ``shapes``: per model, its inputs'
     sample shapes in the data, for the dimensions a model leaves open. At least
-    ``at_least`` (two parts of the largest samples per invoke a model times). Rounded up to
+    ``at_least`` (the batch that times samples per invoke: tuning_batch). Rounded up to
     whole batches of what the models declare: a model that runs in chunks of its declared
     batch pads every batch smaller."""
     total = models_sample_bytes(models, shapes)
