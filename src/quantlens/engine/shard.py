@@ -129,15 +129,12 @@ class Plan:
     stored_reference: bool = False
     #: Per model, at most this many samples per invoke of a resized batch (None: the batch).
     invoke_sizes: tuple[int | None, ...] = ()
-    #: Per model, the samples per invoke a worker times on its first batches (see
-    #: quantlens.models.batching.InvokeTuning); none for a model that keeps its size.
-    timed_sizes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def models_key(self) -> tuple[Any, ...]:
         """What decides the loaded models: a worker loads them once per key."""
         return (self.paths, self.num_threads, self.trusted, self.layout, self.batching,
-                self.stored_reference, self.invoke_sizes, self.timed_sizes)  # fmt: skip
+                self.stored_reference, self.invoke_sizes)  # fmt: skip
 
 
 #: Metrics are updated on blocks of consecutive batches, so that their fixed cost per call
@@ -378,9 +375,8 @@ def load_plan_models(plan: Plan) -> list[Any]:
     with trusted_models(plan.trusted):
         models = [load(i, p) for i, p in enumerate(plan.paths)]
     set_batchings(models, plan)
-    timed = plan.timed_sizes or ((),) * len(models)
-    for model, size, sizes in zip(models, plan.invoke_sizes, timed, strict=False):
-        set_invoke_size(model, size, sizes)
+    for model, size in zip(models, plan.invoke_sizes, strict=False):
+        set_invoke_size(model, size)
     return models
 
 
