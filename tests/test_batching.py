@@ -474,9 +474,10 @@ def test_only_large_models_time_their_samples_per_invoke(
     tmp_path, digits_models, digits_split, monkeypatch
 ) -> None:
     """Sizes are timed for a model of at least TUNE_BYTES a sample (the wide conv: 8 MiB at
-    64×64) in an inline run, in batches holding two invokes of the largest, and the report
-    names the size kept, equal to a run at that batch size; worker threads run the rule's
-    size in those batches; small models (the digits CNNs) keep the byte rule's sizes."""
+    64×64) by this process's copy, in batches holding two invokes of the largest, and the
+    report names the size kept, equal to a run at that batch size; worker threads time
+    nothing and take the size it keeps; small models (the digits CNNs) keep the byte rule's
+    sizes."""
     import threading
 
     from quantlens.models import batching
@@ -510,8 +511,11 @@ def test_only_large_models_time_their_samples_per_invoke(
     sizes_run.clear()
     sharded = quantlens.evaluate(path, [path], np.concatenate([x] * 8), workers=2)
     assert sharded.settings["workers_in"] == "threads" and sharded.settings["batch_size"] == 16
-    assert [m.batching.samples_per_invoke for m in sharded.models] == [2, 2]
-    assert {n for n in sizes_run["quantlens-worker-1"] if n > 1} == {2}  # untimed
+    assert [m.batching.samples_per_invoke for m in sharded.models] == [4, 4]
+    # the thread ran the rule's 2 until the caller kept 4 (if it started before), timing nothing
+    ran = {n for n in sizes_run["quantlens-worker-1"] if n > 1}
+    assert 4 in ran and ran <= {2, 4}
+    assert {1, 2, 4, 8} <= sizes_run["MainThread"]
     # small models: the byte rule's sizes, untimed
     ref, cand = digits_models["float"], digits_models["int8"]
     small = quantlens.evaluate(ref, [cand], (digits_split[2], digits_split[3]))

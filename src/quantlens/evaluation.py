@@ -39,6 +39,7 @@ from quantlens.models.batching import (
     auto_batch_size,
     auto_invoke_size,
     declared_batch,
+    follow_invoke_size,
     invoke_size,
     models_sample_bytes,
     probe_all,
@@ -180,9 +181,9 @@ def evaluate(
             if workers > 1 and not in_threads:
                 started = _start_workers(workers - 1, (reference, *candidates))
         shards = dataset.guided_shards(workers, limit, unit=batch_size) if workers > 1 else None
-        # A large model's samples per invoke are timed in an inline run; worker threads keep
-        # the rule's (each timing its own copy cost MobileNetV2-128 3% of a two-thread run,
-        # and the rule's are its best). Both run the batches that timing takes
+        # A large model's samples per invoke are timed by this process's copy, inline or in
+        # its shards; worker threads take the size it keeps (timing each copy cost
+        # MobileNetV2-128 3% of a two-thread run). All run the batches that timing takes
         # (tuning_batch), where each model runs several invokes before the other takes the
         # caches (MobileNetV2-128 inline: 0.97 of the bare loop in batches of 8, 1.02-1.06 in
         # 64; two threads 3.57 -> 3.45 s); shards stay in units of the rule's batch. Worker
@@ -193,9 +194,8 @@ def evaluate(
             for k, (m, size) in enumerate(zip(models, invoke_sizes, strict=True))
         )  # fmt: skip
         if any(timed):
-            if shards is None:
-                for model, size, sizes in zip(models, invoke_sizes, timed, strict=True):
-                    set_invoke_size(model, size, sizes)
+            for model, size, sizes in zip(models, invoke_sizes, timed, strict=True):
+                set_invoke_size(model, size, sizes)
             every = [k for sizes in timed for k in sizes]
             batch_size = auto_batch_size(models, threads, shapes, at_least=tuning_batch(every))
         recorder = None
@@ -221,9 +221,15 @@ def evaluate(
             """A shard on this process's own models, as a worker runs it."""
             return run_shard(models, shard, plan, decided=decided)
 
+        def follow(theirs: list[Any]) -> None:
+            """A worker thread's models take the samples per invoke this process's keep."""
+            for leader, model in zip(models, theirs, strict=True):
+                follow_invoke_size(model, leader)
+
         parts = run_shards(plan, shards, engine=opts.engine, workers=workers,
                            ray_address=opts.ray_address, progress=progress,
-                           inline=inline, started=started, threads=in_threads)  # fmt: skip
+                           inline=inline, started=started, threads=in_threads,
+                           follow=follow if in_threads else None)  # fmt: skip
         outcome = functools.reduce(ShardOutcome.merge, parts)
     decisions = outcome.decisions or decisions  # probed in the run, or here before it
     if outcome.samples == 0:

@@ -21,17 +21,20 @@ def run_shards(
     plan: Any, shards: Sequence[Any], *, engine: str, workers: int, ray_address: str | None,
     progress: Callable[[int], None] | None = None,
     inline: Callable[[Any, Any, Any], Any] | None = None, started: Any = None,
-    threads: bool = False,
+    threads: bool = False, follow: Callable[[list[Any]], None] | None = None,
 ) -> list[Any]:  # fmt: skip
     """Run every shard on ``engine`` with ``workers`` workers; outcomes in shard order.
-    ``inline`` runs a shard in this process: the local engine makes the caller one of its
-    workers (a Ray cluster's workers are elsewhere); ``started``: the local engine's worker
-    processes, started ahead (:func:`quantlens.engine.pool.start_workers`); ``threads``:
-    its other workers are threads of this process instead."""
+    ``inline(shard, plan, decided)`` runs a shard in this process: the local engine makes
+    the caller one of its workers (a Ray cluster's workers are elsewhere); ``started``: the
+    local engine's worker processes, started ahead
+    (:func:`quantlens.engine.pool.start_workers`); ``threads``: its other workers are
+    threads of this process instead, which wait for the batching the caller's first shard
+    decides and are handed to ``follow`` once loaded (see
+    :func:`quantlens.engine.pool.run_pool`)."""
     if engine == "local":
         from quantlens.engine.pool import run_pool
 
-        return run_pool(plan, shards, workers, progress, inline, started, threads)
+        return run_pool(plan, shards, workers, progress, inline, started, threads, follow)
     if engine == "ray":
         from quantlens.engine.ray_engine import run_ray
 

@@ -90,7 +90,8 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
              progress: Callable[[int], None] | None,
              inline: Callable[[Any, Any, Any], Any] | None = None,
              started: ProcessPoolExecutor | None = None,
-             threads: bool = False) -> list[Any]:  # fmt: skip
+             threads: bool = False,
+             follow: Callable[[list[Any]], None] | None = None) -> list[Any]:  # fmt: skip
     """Run the shards on ``workers`` workers; outcomes in shard order.
 
     With ``inline`` (``inline(shard, plan, decided)`` runs a shard on the caller's own
@@ -105,7 +106,8 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
     (:func:`quantlens.models.batching.run_in_threads`). A plan without batching decisions
     is then decided by the caller on the data's first batch, as an inline run decides it:
     the caller runs the first shard and probes on its first batch (whose outputs it keeps)
-    while the threads load their models, then wait for the decisions.
+    while the threads load their models, then wait for the decisions. ``follow`` is handed
+    each thread's models once loaded (to take what the caller's models decide as they run).
     """
     pending = deque(range(len(shards)))
     outcomes: list[Any] = [None] * len(shards)
@@ -144,6 +146,8 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
     def thread_worker() -> None:
         try:
             models = load_plan_models(plan)
+            if follow is not None:
+                follow(models)
             if waits:
                 decided.wait()
                 if stop.is_set():

@@ -72,6 +72,8 @@ class BatchRunner:
         self.invoke_size: int | None = None
         #: Sizes being timed on the first resized batches (see InvokeTuning), or None.
         self.tuning: InvokeTuning | None = None
+        #: The runner of a copy of this model whose timed size this one takes, once timed.
+        self.leader: BatchRunner | None = None
         #: Every input's batch axis is its first: a part of a batch is plain slices.
         self._batch_first = all(s.batch_axis == 0 for s in self.inputs)
         #: The outputs' batch axes, learned from the first batched run (see _sample_first).
@@ -109,6 +111,9 @@ class BatchRunner:
                 self._single_shapes = [o.shape for o in run(self.layout(inputs, 0, 1))[:n_outputs]]
             if self.tuning is not None:
                 return self._timed(inputs, run, n_outputs, self.tuning)
+            leader = self.leader
+            if leader is not None and leader.tuning is None:  # timed (its size set first)
+                self.invoke_size, self.leader = leader.invoke_size, None
             size = self.invoke_size or n
             if size >= n:
                 return self._sample_first(run(self.layout(inputs, 0, n)), n, n_outputs)
@@ -250,6 +255,16 @@ class RunnerBatching:
     def invoke_size(self) -> int | None:
         """Samples per invoke of a resized batch, as chosen or, once timed, measured."""
         return self._runner.invoke_size
+
+    @property
+    def batch_runner(self) -> BatchRunner:
+        """How this model's batches reach it."""
+        return self._runner
+
+    def follow_invoke_size(self, leader: Any) -> None:
+        """Run at the samples per invoke that ``leader`` (another copy of this model, which
+        times them) keeps, from its first batch after it has kept one."""
+        self._runner.leader = leader.batch_runner
 
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """Decide, on the data's first samples, how batches must run (and run them so)."""
@@ -698,6 +713,14 @@ def set_invoke_size(model: Any, size: int | None, candidates: Sequence[int] = ()
     (with ``candidates``, timed on its first batches: see InvokeTuning)."""
     if takes_invoke_size(model):
         model.set_invoke_size(size, candidates)
+
+
+def follow_invoke_size(model: Any, leader: Any) -> None:
+    """``model`` takes the samples per invoke ``leader``, a copy of it, times (where both
+    run their own samples per invoke)."""
+    follow = getattr(model, "follow_invoke_size", None)
+    if follow is not None and getattr(leader, "batch_runner", None) is not None:
+        follow(leader)
 
 
 def invoke_size(model: Any) -> int | None:

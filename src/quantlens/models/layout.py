@@ -111,6 +111,16 @@ class Relayout:
         """The wrapped model's samples per invoke (None when it has no such setting)."""
         return getattr(self._model, "invoke_size", None)
 
+    @property
+    def follow_invoke_size(self) -> Callable[[Any], None] | None:
+        """The wrapped model's, when it has one."""
+        return getattr(self._model, "follow_invoke_size", None)
+
+    @property
+    def batch_runner(self) -> Any:
+        """The wrapped model's (it is handed each batch whole, laid out)."""
+        return getattr(self._model, "batch_runner", None)
+
     def probe_batching(self, sample: Sequence[np.ndarray]) -> BatchingDecision:
         """The wrapped model's probe, on the sample in its own layout."""
         return self._model.probe_batching(self._to_model(sample))

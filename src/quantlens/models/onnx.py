@@ -147,11 +147,6 @@ class OnnxModel(RunnerBatching):
         #: working_bytes_per_sample by the inputs' sample shapes
         self._working: dict[tuple[tuple[int, ...], ...], int | None] = {}
 
-    @property
-    def batch_runner(self) -> BatchRunner:
-        """How this model's batches reach it (shared by sessions over the same graph)."""
-        return self._runner
-
     def _feed(self, own: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {
             s.name: np.ascontiguousarray(x, dtype=s.dtype)
