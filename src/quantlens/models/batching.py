@@ -547,12 +547,13 @@ def sample_bytes(model: Any, shapes: Sequence[Sequence[int]] | None = None) -> i
 #: face detector (10 MiB, 1.3 MiB alive at once) runs best at 1 and 1.35× slower at 32; no
 #: count of bytes orders the two. So a model of at least TUNE_BYTES a sample (a third of a
 #: millisecond a sample or more: a few samples time a size) has the sizes around the rule's
-#: (tune_candidates) timed on the first batches of an inline run: each size in TUNE_ROUNDS
-#: batches, taken in turn, of at least TUNE_SAMPLES of the run's own samples timed, its best
-#: batch counting (the first batches after loading run slow whatever their size: the selfie
-#: segmentation's took 1.4-1.6× as long a sample for about half a second); the fastest per
-#: sample is kept when it beats the rule's by TUNE_MARGIN (a closer race is this machine's
-#: noise). Smaller models keep the rule, whose cache reasoning holds for them.
+#: (tune_candidates) timed on the first batches the quantlens process runs (worker threads
+#: take the size it keeps: BatchRunner.leader): each size in TUNE_ROUNDS batches, taken in
+#: turn, of at least TUNE_SAMPLES of the run's own samples timed, its best batch counting
+#: (the first batches after loading run slow whatever their size: the selfie segmentation's
+#: took 1.4-1.6× as long a sample for about half a second); the fastest per sample is kept
+#: when it beats the rule's by TUNE_MARGIN (a closer race is this machine's noise). Smaller
+#: models keep the rule, whose cache reasoning holds for them.
 TUNE_BYTES = THREADED_BYTES
 TUNE_SAMPLES = 8
 TUNE_ROUNDS = 2
