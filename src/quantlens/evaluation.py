@@ -147,8 +147,9 @@ def evaluate(
         batch_size = (auto_batch_size(models, threads, shapes)
                       if opts.batch_size is None else opts.batch_size)  # fmt: skip
         # Chosen for the user, each model that can runs its own samples per invoke within a
-        # batch (Keras runs each batch whole; stored outputs are read); in an inline run, a
-        # large model's is timed among sizes around it on the first batches (InvokeTuning).
+        # batch (Keras runs each batch whole; stored outputs are read); a large model's is
+        # then timed among sizes around it on the first batches (below, once the workers are
+        # known).
         invoke_sizes = tuple(
             auto_invoke_size(m, threads, shapes[k] if shapes else None)
             if opts.batch_size is None and takes_invoke_size(m) else None
