@@ -201,6 +201,51 @@ def test_help_does_not_import_tensorflow() -> None:
     assert "--data" in proc.stdout
 
 
+def test_the_command_runs_numpy_on_one_blas_thread(digits_models) -> None:
+    """The command's NumPy starts no BLAS thread per core (threadpoolctl reads what OpenBLAS
+    was given), and a number the user sets stays theirs."""
+    import os
+
+    code = (
+        "import atexit, sys\n"
+        "def report():\n"
+        "    from threadpoolctl import threadpool_info\n"
+        "    blas = [p for p in threadpool_info() if p['internal_api'] == 'openblas']\n"
+        "    print('BLAS', sorted({p['num_threads'] for p in blas}))\n"
+        "atexit.register(report)\n"
+        f"sys.argv = ['quantlens', 'info', {str(digits_models['float'])!r}]\n"
+        "from quantlens.cli import run\n"
+        "run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "[1]"), ("2", "[2]")):
+        if given is not None:
+            env["OPENBLAS_NUM_THREADS"] = given
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert f"BLAS {expected}" in proc.stdout
+
+
+def test_the_containment_child_runs_numpy_on_one_blas_thread(monkeypatch) -> None:
+    from quantlens.models import containment
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    seen: list[dict[str, str]] = []
+
+    class Spawned(Exception):
+        pass
+
+    def popen(*args, env, **kwargs):
+        seen.append(env)
+        raise Spawned
+
+    monkeypatch.setattr(containment.subprocess, "Popen", popen)
+    with pytest.raises(Spawned):
+        containment._Verifier()._start()
+    assert seen[0]["OPENBLAS_NUM_THREADS"] == "1"
+
+
 def test_evaluate_fixed_batch_models_equals_hand_loop(fixed_batch_models, digits_split) -> None:
     import quantlens
 

@@ -1,5 +1,6 @@
-"""Process-wide settings: child processes that end with the process that started them, and
-an allocator that keeps the memory a batch's temporaries free for the next batch."""
+"""Process-wide settings: child processes that end with the process that started them, an
+allocator that keeps the memory a batch's temporaries free for the next batch, and NumPy's
+BLAS on one thread."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import os
 import signal
 import sys
+from collections.abc import MutableMapping
 
 
 def die_with_parent() -> None:
@@ -57,3 +59,17 @@ def reuse_freed_memory() -> None:
         libc.mallopt(m_mmap_threshold, HEAP_BLOCK_BYTES)
     except (OSError, AttributeError):  # not glibc
         return
+
+
+#: NumPy's OpenBLAS starts a thread per core as NumPy is imported: 35 ms of every command
+#: here, and 60-90 ms when another process imports NumPy at the same moment (the
+#: crash-containment child does, while the command imports its own modules). quantlens
+#: multiplies no matrices large enough for those threads to help, and runs its own.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+def one_blas_thread(env: MutableMapping[str, str] = os.environ) -> None:
+    """Ask for one BLAS thread in ``env`` (this process's: before NumPy is imported),
+    unless the user chose a number."""
+    for name, value in ONE_BLAS_THREAD.items():
+        env.setdefault(name, value)

@@ -809,4 +809,7 @@ def _on_sigterm() -> Any:
 
 def run() -> None:
     """Console-script entry point."""
+    from quantlens._process import one_blas_thread
+
+    one_blas_thread()  # before anything imports NumPy
     sys.exit(main())

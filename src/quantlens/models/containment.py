@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from quantlens._process import die_with_parent
+from quantlens._process import ONE_BLAS_THREAD, die_with_parent
 from quantlens.errors import ModelLoadError
 
 #: Longest a model may take to load, allocate and run once in the child.
@@ -78,8 +78,8 @@ class _Verifier:
             self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives with the child)
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._log, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                preexec_fn=die_with_parent,
+                stderr=self._log, text=True, preexec_fn=die_with_parent,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **ONE_BLAS_THREAD},
             )  # fmt: skip
         return self._proc
 
