@@ -227,6 +227,29 @@ def test_the_command_runs_numpy_on_one_blas_thread(digits_models) -> None:
         assert f"BLAS {expected}" in proc.stdout
 
 
+def test_the_commands_garbage_is_finalized_before_the_process_ends(digits_models) -> None:
+    """The console entry spares the interpreter's collections at exit (gc.freeze), but what
+    the command left as garbage in a reference cycle still has its finalizer run."""
+    code = (
+        "import sys\n"
+        "from quantlens import cli\n"
+        "class Cycle:\n"
+        "    def __init__(self):\n"
+        "        self.me = self\n"
+        "    def __del__(self):\n"
+        "        print('finalized', flush=True)\n"
+        "def command(args):\n"
+        "    Cycle()\n"
+        "    return 0\n"
+        "cli.COMMANDS['info'] = command\n"
+        f"sys.argv = ['quantlens', 'info', {str(digits_models['float'])!r}]\n"
+        "cli.run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "finalized\n"
+
+
 def test_the_containment_child_runs_numpy_on_one_blas_thread(monkeypatch) -> None:
     from quantlens.models import containment
 

@@ -812,4 +812,12 @@ def run() -> None:
     from quantlens._process import one_blas_thread
 
     one_blas_thread()  # before anything imports NumPy
-    sys.exit(main())
+    code = main()
+    # The command's garbage is collected now, finalizers run; what is still reachable lives
+    # until the process ends, and the interpreter's own collections at exit need not walk it
+    # (every imported module's objects: 40 ms of teardown after an evaluation, 13 ms so).
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    sys.exit(code)
