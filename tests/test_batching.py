@@ -645,3 +645,23 @@ def test_the_first_batch_is_the_probes_batched_run(traps) -> None:
         ((decision, outs),) = probe_all([model], [[x]], batch=True)
         assert decision.mode == mode and calls == sizes, (name, calls)
         np.testing.assert_allclose(outs[0], truth, rtol=1e-5, atol=1e-6)
+
+
+def test_the_probe_spans_one_invoke_of_each_model() -> None:
+    """Workers waiting for the decisions are told once the probe has run the first
+    PROBE_SAMPLES or one invoke of each model, whichever is more; a model that runs batches
+    whole needs the whole batch."""
+    from types import SimpleNamespace
+
+    from quantlens.models.batching import PROBE_SAMPLES, probe_span
+
+    def runs(size):
+        return SimpleNamespace(set_invoke_size=lambda *a: None, invoke_size=size)
+
+    whole = SimpleNamespace()  # no samples per invoke of its own (Keras, stored outputs)
+    assert probe_span([runs(1), runs(2)], 64) == PROBE_SAMPLES
+    assert probe_span([runs(2), runs(32)], 64) == 32
+    assert probe_span([runs(2), runs(128)], 64) == 64
+    assert probe_span([runs(2)], 5) == 5
+    assert probe_span([runs(2), runs(None)], 64) == 64
+    assert probe_span([runs(2), whole], 64) == 64

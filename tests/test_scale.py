@@ -224,21 +224,33 @@ def test_worker_threads_wait_for_the_batching_the_callers_first_batch_decides(
 ) -> None:
     """With worker threads, the batching is probed once, by the caller on the data's first
     batch (which it runs on, as an inline run does), not before the shards on samples run
-    for nothing; the threads load their models meanwhile and run as decided. The report,
-    decisions included, equals the inline run's."""
+    for nothing; the threads load their models meanwhile and run as decided, told as soon as
+    the probe has run the batch's first invoke (its first PROBE_SAMPLES here: the rest of
+    the batch runs after). The report, decisions included, equals the inline run's (whose
+    probe runs the whole batch)."""
     from quantlens import evaluation
     from quantlens.engine import shard
+    from quantlens.models.batching import PROBE_SAMPLES
     from tests.test_onnx import _wide_conv
 
     ref, cand = (str(_wide_conv(tmp_path / f"{n}.onnx", 24, 24)) for n in ("ref", "cand"))
     x = np.random.default_rng(2).random((1100, 3, 24, 24), dtype=np.float32)
-    probes = _threads_calling(monkeypatch, shard, "probe_all")
+    probes: list[tuple[str, int]] = []
+    real = shard.probe_all
+
+    def spy(models, feeds, **kwargs):
+        probes.append((threading.current_thread().name, len(feeds[0][0])))
+        return real(models, feeds, **kwargs)
+
+    monkeypatch.setattr(shard, "probe_all", spy)
     monkeypatch.setattr(evaluation, "probe_models", None)  # never called: it would fail
     inline = quantlens.evaluate(ref, [cand], x, workers=1)
-    assert probes == ["MainThread"]
+    batch = inline.settings["batch_size"]
+    assert batch > PROBE_SAMPLES and probes == [("MainThread", batch)]
     probes.clear()
     threaded = quantlens.evaluate(ref, [cand], x, workers=2)
-    assert threaded.settings["workers_in"] == "threads" and probes == ["MainThread"]
+    assert threaded.settings["workers_in"] == "threads"
+    assert probes == [("MainThread", PROBE_SAMPLES)]
     _same(inline, threaded)
     # the same decisions (the inline run times its samples per invoke, the shards do not)
     decided = [[(m.batching.mode, m.batching.reason, m.batching.max_relative_difference)

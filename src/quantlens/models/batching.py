@@ -341,6 +341,19 @@ def probe_all(
         return list(pool.map(probe, models, feeds))
 
 
+def probe_span(models: Sequence[Any], samples: int) -> int:
+    """How many of a batch's first ``samples`` the probe's batched run needs to decide every
+    model's batching as the run will batch it: PROBE_SAMPLES, and at least one invoke of
+    each model's samples per invoke (the whole batch for a model that runs batches whole)."""
+    span = PROBE_SAMPLES
+    for model in models:
+        size = invoke_size(model)
+        if size is None:
+            return samples
+        span = max(span, size, 2)
+    return min(span, samples)
+
+
 def one_sample_feeds(
     arrays: Sequence[np.ndarray], specs: Sequence[TensorSpec]
 ) -> list[list[np.ndarray]]:
