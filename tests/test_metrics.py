@@ -137,6 +137,33 @@ def test_fidelity_of_image_outputs_has_no_class_metrics() -> None:
     assert got["cosine_similarity"] == pytest.approx(cos)
 
 
+@pytest.mark.parametrize("piece", [1, 5, 12, 13, 64, 2**16])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8"])
+def test_wide_outputs_summed_in_pieces_match_numpy(piece, dtype, monkeypatch) -> None:
+    """Outputs that are not class scores are summed PIECE_VALUES values at a time (whole rows,
+    or a row's runs of values): the same figures as whole-array float64 NumPy and sklearn,
+    whatever the piece and the dtype, rows of zeros included."""
+    from quantlens.metrics import kernels
+
+    monkeypatch.setattr(kernels, "PIECE_VALUES", piece)
+    rng = np.random.default_rng(piece)
+    ref = (rng.normal(size=(7, 3, 4, 1)) * 40).astype(dtype)
+    cand = (ref.astype(np.float64) + rng.normal(size=ref.shape) * 3).astype(dtype)
+    ref[2] = 0
+    cand[4] = 0
+    got = fidelity(ref, cand, [3], lambda k: list(range(k)))
+    got = got.result()
+    r, c = ref.reshape(7, -1).astype(np.float64), cand.reshape(7, -1).astype(np.float64)
+    err = c - r
+    assert got["mse"] == pytest.approx(np.mean(err**2), rel=1e-12)
+    assert got["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+    assert got["max_abs_error"] == np.abs(err).max()
+    assert got["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(r**2) / np.sum(err**2)), rel=1e-12)
+    cos = np.diag(skm.pairwise.cosine_similarity(r, c))  # 0 where one row is all zero
+    assert got["cosine_similarity"] == pytest.approx(cos.mean(), rel=1e-12)
+    assert "top1_agreement" not in got
+
+
 def test_cosine_of_zero_outputs() -> None:
     zeros = np.zeros((2, 3))
     assert FidelityState().update(zeros, zeros).result()["cosine_similarity"] == 1.0

@@ -10,7 +10,9 @@ import numpy as np
 from quantlens.metrics.distribution import distribution_statistics, labelled_class
 from quantlens.metrics.kernels import (
     class_divergence,
+    cosine_from_sums,
     cosine_per_sample,
+    error_sums,
     flat,
     has_class_axis,
     row_argmax,
@@ -56,13 +58,12 @@ class FidelityState:
         each row's top class in ``ref`` and ``cand`` when the caller has them already."""
         if ref.shape != cand.shape:
             raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
-        r, c = flat(ref), flat(cand)
-        err = c - r
-        abs_err = np.abs(err)
         classes = self.scores and has_class_axis(ref)
         top1, sum_kl = self.top1_agree, self.sum_kl
         kl_values, delta_p_values = self.kl_values, self.delta_p_values
         if classes:
+            r, c = flat(ref), flat(cand)
+            err = c - r
             y = None if labels is None else labelled_class(labels, r.shape[0], r.shape[1])
             kl, dp = class_divergence(r, c, err, y)
             top_r, top_c = tops if tops is not None else (row_argmax(r), row_argmax(c))
@@ -71,13 +72,20 @@ class FidelityState:
             kl_values = (*kl_values, kl.astype(np.float32))
             if dp is not None:
                 delta_p_values = (*delta_p_values, dp.astype(np.float32))
-        cosine, ref_sq = cosine_per_sample(r, c)
+            abs_err = np.abs(err)
+            cosine, ref_sq = cosine_per_sample(r, c)
+            sums = (total_dot(err, err), float(abs_err.sum()), float(abs_err.max(initial=0.0)))
+        else:
+            n = ref.shape[0]
+            got = error_sums(ref.reshape(n, -1), cand.reshape(n, -1))
+            cosine, ref_sq = cosine_from_sums(got.dot, got.ref_sq, got.cand_sq), got.ref_sq
+            sums = (got.sq_err, got.abs_err, got.max_abs_err)
         return FidelityState(
-            samples=self.samples + r.shape[0],
-            elements=self.elements + r.size,
-            sum_sq_err=self.sum_sq_err + total_dot(err, err),
-            sum_abs_err=self.sum_abs_err + float(abs_err.sum()),
-            max_abs_err=max(self.max_abs_err, float(abs_err.max(initial=0.0))),
+            samples=self.samples + ref.shape[0],
+            elements=self.elements + ref.size,
+            sum_sq_err=self.sum_sq_err + sums[0],
+            sum_abs_err=self.sum_abs_err + sums[1],
+            max_abs_err=max(self.max_abs_err, sums[2]),
             sum_ref_sq=self.sum_ref_sq + float(ref_sq.sum()),
             sum_cosine=self.sum_cosine + float(cosine.sum()),
             class_axis=classes if self.class_axis is None else (self.class_axis and classes),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -169,6 +171,51 @@ def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np
     is), and each reference row's Σ r²."""
     ref_sq = row_dots(ref, ref)
     return cosine_from_sums(row_dots(ref, cand), ref_sq, row_dots(cand, cand)), ref_sq
+
+
+#: Wide outputs that are not class scores (a segmentation's mask, a detector's boxes) are
+#: summed in pieces of at most this many values: each piece's float64 copies and error stay
+#: in the L2 cache across the passes over them, instead of a block's going to memory and back
+#: for each pass (mediapipe's selfie segmentation, 65,536 values a sample, 256 samples: the
+#: fidelity sums took 0.27 s of a 5.5 s run in whole blocks).
+PIECE_VALUES = 2**16
+
+
+@dataclass(frozen=True)
+class ErrorSums:
+    """What the fidelity metrics need of a batch of (N, D) reference and candidate rows."""
+
+    ref_sq: np.ndarray  # per row, Σ r²
+    dot: np.ndarray  # per row, Σ r·c
+    cand_sq: np.ndarray  # per row, Σ c²
+    sq_err: float  # Σ (c − r)² over the batch
+    abs_err: float  # Σ |c − r|
+    max_abs_err: float  # max |c − r| (0 for an empty batch)
+
+
+def error_sums(ref: np.ndarray, cand: np.ndarray) -> ErrorSums:
+    """The sums of (N, D) rows of any real dtype, in float64, PIECE_VALUES at a time: whole
+    rows while they fit, a row's consecutive values beyond."""
+    n, width = ref.shape
+    ref_sq, dot, cand_sq = np.zeros(n), np.zeros(n), np.zeros(n)
+    sq_err = abs_err = max_abs_err = 0.0
+    rows = max(1, PIECE_VALUES // max(width, 1))
+    cols = max(1, min(width, PIECE_VALUES))
+    order: Literal["C", "F"] = "F" if 1 < width <= NARROW_ROWS else "C"  # as flat() has them
+    for i in range(0, n, rows):
+        at = slice(i, i + rows)
+        for j in range(0, width, cols):
+            r = ref[at, j : j + cols].astype(np.float64, order=order)
+            c = cand[at, j : j + cols].astype(np.float64, order=order)
+            ref_sq[at] += row_dots(r, r)
+            dot[at] += row_dots(r, c)
+            cand_sq[at] += row_dots(c, c)
+            err = np.subtract(c, r, out=c)
+            sq_err += total_dot(err, err)
+            np.abs(err, out=err)
+            abs_err += float(err.sum())
+            max_abs_err = max(max_abs_err, float(err.max(initial=0.0)))
+    return ErrorSums(ref_sq, dot, cand_sq, sq_err, abs_err, max_abs_err)
 
 
 def cosine_from_sums(dot: np.ndarray, ref_sq: np.ndarray, cand_sq: np.ndarray) -> np.ndarray:
