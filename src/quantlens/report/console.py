@@ -303,14 +303,6 @@ def delayed_progress(
 ) -> Iterator[Callable[[int], None]]:
     """A progress callback whose bar appears only once a run has lasted ``delay_s`` seconds,
     and only on a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     progress: Any = None
     task_id: Any = None
     done = 0
@@ -322,6 +314,14 @@ def delayed_progress(
         if progress is None:
             if not console.is_terminal or time.monotonic() - start < delay_s:
                 return
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), console=console, transient=True,
