@@ -170,6 +170,29 @@ def test_large_models_run_their_workers_as_threads(tmp_path, monkeypatch) -> Non
     _same(inline, three)
 
 
+def test_a_run_in_worker_threads_starts_no_process_machinery(tmp_path) -> None:
+    """Worker threads need nothing of multiprocessing's: a run that has them does not import
+    the process pool (6 ms of every such run; processes: test_process_pool_equals_inline)."""
+    import subprocess
+    import sys
+
+    from tests.test_onnx import _wide_conv
+
+    ref, cand = (str(_wide_conv(tmp_path / f"{n}.onnx", 24, 24)) for n in ("ref", "cand"))
+    np.save(
+        tmp_path / "x.npy", np.random.default_rng(1).random((1100, 3, 24, 24), dtype=np.float32)
+    )
+    code = (
+        "import sys, numpy as np, quantlens\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"r = quantlens.evaluate({ref!r}, [{cand!r}], x, workers=2, bench=False)\n"
+        "print(r.settings['workers_in'], 'concurrent.futures.process' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["threads", "False"]
+
+
 def test_a_failing_worker_thread_fails_the_run(tmp_path, monkeypatch) -> None:
     from quantlens.engine import pool
     from tests.test_onnx import _wide_conv

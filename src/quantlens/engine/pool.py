@@ -4,20 +4,21 @@ this process for models whose runs release the GIL and dominate a batch."""
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantlens._process import die_with_parent
 from quantlens.engine.shard import load_plan_models, run_shard, set_batchings, shard_task
 from quantlens.errors import WorkerDiedError
+
+if TYPE_CHECKING:  # imported where processes start: 6 ms of a run that needs only threads
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def _warm(modules: Sequence[str]) -> None:
@@ -65,6 +66,9 @@ def start_workers(count: int, modules: Sequence[str] = ()) -> ProcessPoolExecuto
     """``count`` worker processes, started now: they import ``modules`` (the models'
     runtimes) while the caller loads and probes its own models. Hand them to
     :func:`run_pool`; shut them down if the run never gets there."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_warm, initargs=(tuple(modules),))  # fmt: skip
     with _callers_script_not_rerun():
@@ -171,6 +175,8 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
 
     def processes(count: int) -> None:
         """Keep ``count`` shards in flight on ``count`` processes until none is left."""
+        from concurrent.futures.process import BrokenProcessPool
+
         finished = 0
         try:
             with started or start_workers(count) as pool:
@@ -216,8 +222,11 @@ def run_pool(plan: Any, shards: Sequence[Any], workers: int,
                 pending.clear()
             stop.set()
             decided.set()
-            for child in multiprocessing.active_children():
-                child.kill()
+            if not threads:
+                import multiprocessing
+
+                for child in multiprocessing.active_children():
+                    child.kill()
             raise
         finally:
             helper.join()
