@@ -455,3 +455,25 @@ def test_installed_versions_are_what_importlib_metadata_finds(tmp_path, monkeypa
     names = ["foo-bar", "Baz", "qux", "numpy"]
     got = installed_versions(names)
     assert got == truth(names) == {"foo-bar": "1.2.3", "Baz": "0.4", "qux": "2.0rc1"}
+
+
+def test_the_progress_bar_appears_late_and_never_shows_zero_done() -> None:
+    """The bar shows only on a terminal once the run has lasted its delay, and its first
+    frame already counts the samples done (it used to draw "0/N" first)."""
+    import io
+
+    from rich.console import Console
+
+    from quantlens.report.console import delayed_progress
+
+    piped = io.StringIO()
+    with delayed_progress(10, "evaluating", Console(file=piped), delay_s=0) as advance:
+        advance(5)
+    assert piped.getvalue() == ""
+    shown = io.StringIO()
+    terminal = Console(file=shown, force_terminal=True, width=80)
+    with delayed_progress(10, "evaluating", terminal, delay_s=0) as advance:
+        advance(5)
+        advance(5)
+    frames = shown.getvalue()
+    assert "5/10" in frames and "0/10" not in frames.replace("10/10", "")

@@ -326,8 +326,9 @@ def delayed_progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), console=console, transient=True,
             )  # fmt: skip
+            # the task first: a bar started empty drew "0/N" before its first update
+            task_id = progress.add_task(description, total=total, completed=done)
             progress.start()
-            task_id = progress.add_task(description, total=total)
         progress.update(task_id, completed=done)
 
     try:
