@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from quantlens.errors import ConfigError
 
 
 def _load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    import tomllib  # here, not for every command: 2-5 ms of start-up
+
     p = Path(path)
     try:
         if p.exists() and not p.is_file():
