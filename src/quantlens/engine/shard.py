@@ -227,7 +227,7 @@ def run_shard(
     ):  # fmt: skip
         feeds = [[batch.inputs[i] for i in ins] for ins, _ in wiring]
         probed: list[list[np.ndarray] | None] = [None] * len(models)
-        if not plan.batching and not decisions:  # the first batch is the probe's batched run
+        if not plan.batching and not decisions:  # the first batch decides the batching
             decisions, probed = _probe_first(models, feeds, decided)
         outs = []
         for model, fed, (ins, outs_order), st, quant, raw, in_range in zip(

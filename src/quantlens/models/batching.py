@@ -273,8 +273,9 @@ class RunnerBatching:
     def probe_on_batch(
         self, batch: Sequence[np.ndarray]
     ) -> tuple[BatchingDecision, list[np.ndarray]]:
-        """Decide as :meth:`probe_batching` does, the batched run being the data's first
-        batch itself, and return that batch's outputs as decided."""
+        """Decide as :meth:`probe_batching` does, the batched run being these samples
+        themselves (the data's first batch, or its first samples: see
+        :func:`probe_span`), and return their outputs as decided."""
         decision, batched = _probe(self._runner, self.predict, batch, self._stateful, True)
         return decision, self.predict(batch) if batched is None else batched
 
@@ -425,9 +426,10 @@ def _probe(
     runner: BatchRunner, predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
     sample: Sequence[np.ndarray], stateful: bool, whole: bool,
 ) -> tuple[BatchingDecision, list[np.ndarray] | None]:  # fmt: skip
-    """:func:`probe_batching`; with ``whole``, ``sample`` is the data's whole first batch and
-    the batched run is that batch (its first samples compared with the truth, as a batch of
-    those alone would be), whose outputs come back when batches resize (None otherwise)."""
+    """:func:`probe_batching`; with ``whole``, ``sample`` is the run's own first samples (a
+    batch, or its first invoke of each model) and the batched run is those samples (the
+    first compared with the truth, as a batch of those alone would be), whose outputs come
+    back when batches resize (None otherwise)."""
     declared = declared_batch(runner.inputs)
     fixed = default_mode(runner.inputs) == "chunks"
     if stateful:
