@@ -210,3 +210,47 @@ def test_keras_source_merges_the_quantization_debugger(bad_layer, tmp_path) -> N
     worst = max(with_debugger, key=lambda t: t.debugger["mean_squared_error"])
     assert BAD in worst.name
     assert BAD in result.top_ops(1)[0].output
+
+
+def test_an_op_fed_by_tensors_the_float_model_lacks_is_measured_from_their_sources() -> None:
+    """Tensors with no float counterpart (an ONNX float16 conversion's Casts, a QDQ
+    softmax's intermediate) count as the matched tensors they are computed from: an op fed
+    only by them is charged with the error since those, not blamed for every error above it
+    as if its input were lossless (rapidocr's int8 classifier ranked a Reshape first, +46 dB;
+    PP-OCRv4's float16 detector, six Casts). Ops fed by constants, or by an input nothing
+    matched, still count from lossless."""
+    from types import SimpleNamespace
+
+    from quantlens.diagnose.core import LOSSLESS_DB, _op_rows
+    from quantlens.models.tflite_file import Graph, GraphOp, GraphTensor
+    from quantlens.results import TensorRow
+
+    names = ["x", "mul", "to_half", "sig", "y", "sum", "w", "from_w", "orphan", "from_orphan"]
+    constant = {"w"}
+    graph = Graph(
+        ops=(
+            GraphOp(0, "MUL", (0,), (1,)),  # x -> mul (matched, 20 dB)
+            GraphOp(1, "CAST", (1,), (2,)),  # -> to_half (no float counterpart)
+            GraphOp(2, "LOGISTIC", (2,), (3,)),  # -> sig (none either)
+            GraphOp(3, "CAST", (3,), (4,)),  # -> y (matched, 18 dB)
+            GraphOp(4, "ADD", (3, 1), (5,)),  # sig and mul -> sum (matched, 10 dB)
+            GraphOp(5, "DEQUANTIZE", (6,), (7,)),  # a weight -> from_w (matched, 30 dB)
+            GraphOp(6, "CAST", (8,), (9,)),  # an unmatched graph input -> from_orphan (25 dB)
+        ),
+        tensors=tuple(
+            GraphTensor(i, n, "float32", (4,), n in constant) for i, n in enumerate(names)
+        ),
+        inputs=(0, 8),
+        outputs=(4, 5),
+    )
+    sqnr = {0: 90.0, 1: 20.0, 4: 18.0, 5: 10.0, 7: 30.0, 9: 25.0}
+    tensors = {i: TensorRow(i, names[i], names[i], "float32", "X", {"sqnr_db": v}, v, v, 0.0, 1.0)
+               for i, v in sqnr.items()}  # fmt: skip
+    qnt = SimpleNamespace(graph=graph, aliases={}, skip_ops=())
+    added = {row.index: row.error_added_db for row in _op_rows(qnt, tensors)}
+    assert added[0] == pytest.approx(LOSSLESS_DB - 20.0)
+    assert added[1] is None and added[2] is None  # their outputs are not measured
+    assert added[3] == pytest.approx(20.0 - 18.0)  # from mul, two unmatched tensors up
+    assert added[4] == pytest.approx(20.0 - 10.0)
+    assert added[5] == pytest.approx(LOSSLESS_DB - 30.0)
+    assert added[6] == pytest.approx(LOSSLESS_DB - 25.0)

@@ -276,14 +276,53 @@ def _compared_sqnr(t: TensorRow, op_type: str) -> float:
     return t.sqnr_db if op_type in DATA_MOVEMENT_OPS else t.channel_sqnr_median_db
 
 
+def _matched_sources(graph: Any, tensors: dict[int, TensorRow]) -> Callable[[int], list[int]]:
+    """For a tensor, the matched tensors it is computed from: itself when matched, else the
+    nearest matched ones on every path up through the ops that produce it (an ONNX float16
+    conversion's Casts, a quantizer's own tensors: the float model has nothing to match
+    them with). Constants and unmatched graph inputs lead nowhere."""
+    producer = {o: op for op in graph.ops for o in op.outputs}
+    found: dict[int, list[int]] = {}
+    opened: set[int] = set()  # unmatched tensors whose producer's inputs are being found
+
+    def sources(start: int) -> list[int]:
+        stack = [start]
+        while stack:  # depth first, without recursion: graphs run to thousands of ops
+            i = stack[-1]
+            if i in found:
+                stack.pop()
+            elif i in tensors:
+                found[i] = [i]
+                stack.pop()
+            else:
+                op = producer.get(i)
+                above = [j for j in (op.inputs if op is not None else ())
+                         if j >= 0 and not graph.tensors[j].constant]  # fmt: skip
+                todo = [j for j in above if j not in found and j not in opened]
+                if todo and i not in opened:
+                    opened.add(i)
+                    stack.extend(todo)
+                    continue
+                found[i] = sorted({k for j in above for k in found.get(j, [])})
+                opened.discard(i)
+                stack.pop()
+        return found[start]
+
+    return sources
+
+
 def _op_rows(qnt: Any, tensors: dict[int, TensorRow]) -> list[OpRow]:
     """Per op: how much worse its output is than its worst activation input (error added),
-    on the per-channel median SQNR, so a crushed channel is blamed on the op producing it."""
+    on the per-channel median SQNR, so a crushed channel is blamed on the op producing it.
+    An input the float model has no counterpart of counts as the matched tensors it is
+    computed from (see :func:`_matched_sources`): an op fed only by such tensors is otherwise
+    blamed for every error above it."""
     readers: dict[int, list[int]] = {}
     for op in qnt.graph.ops:
         for i in op.inputs:
             readers.setdefault(i, []).append(op.index)
     aliases: dict[int, int] = getattr(qnt, "aliases", {})
+    sources = _matched_sources(qnt.graph, tensors)
     rows = []
     for op in qnt.graph.ops:
         out = op.outputs[0] if op.outputs else -1
@@ -292,9 +331,10 @@ def _op_rows(qnt: Any, tensors: dict[int, TensorRow]) -> list[OpRow]:
                     tuple(readers.get(out, [])), op.name or None)  # fmt: skip
         if out in tensors and op.op_type not in getattr(qnt, "skip_ops", ()):
             ins = [
-                _capped(_compared_sqnr(tensors[i], op.op_type))
+                _capped(_compared_sqnr(tensors[k], op.op_type))
                 for i in op.inputs
-                if i >= 0 and not qnt.graph.tensors[i].constant and i in tensors
+                if i >= 0 and not qnt.graph.tensors[i].constant
+                for k in sources(i)
             ]
             worst_in = min(ins) if ins else LOSSLESS_DB
             row = dataclasses.replace(
