@@ -477,3 +477,27 @@ def test_the_progress_bar_appears_late_and_never_shows_zero_done() -> None:
         advance(5)
     frames = shown.getvalue()
     assert "5/10" in frames and "0/10" not in frames.replace("10/10", "")
+
+
+def test_a_name_with_no_separator_is_the_last_to_fold() -> None:
+    """Two name columns that do not both fit: the one whose names break after a '_' or a
+    '.' folds there; an op type, one word, stays whole (it was cut mid-word:
+    'BatchNormalizati' / 'on', at 80 columns, on PP-OCRv4's detector)."""
+    import io
+
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from quantlens.report.console import Column, build_table
+
+    columns = [Column("#"), Column("type", "name"), Column("output tensor", "name"),
+               Column("added dB"), Column("SQNR dB"), Column("ch. median dB")]  # fmt: skip
+    rows = [["1", "BatchNormalization", "batch_norm_0.tmp_3", "+81.2", "-31.7", "-32.0"],
+            ["2", "Cast", "sigmoid_0.tmp_0", "+75.8", "-76.9", "-100.0"]]  # fmt: skip
+    out = io.StringIO()
+    Console(file=out, width=80).print(build_table(None, columns, rows, 80))
+    lines = out.getvalue().splitlines()
+    assert max(cell_len(line) for line in lines) <= 80
+    assert any("BatchNormalization" in line for line in lines)
+    assert any(line.rstrip().endswith("batch_norm_0.") or "batch_norm_0. " in line
+               for line in lines)  # fmt: skip

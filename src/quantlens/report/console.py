@@ -177,11 +177,18 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
     # would be worse.
     stages = (("text", floor), ("name", floor), ("name", [8] * len(columns)),
               ("text", [6] * len(columns)))  # fmt: skip
+    # A name column whose longest name breaks after a separator folds there; one without
+    # (an op type: 'BatchNormalization') is cut mid-word, so it gives up its room last.
+    separators = _STRONG_BREAKS | _WEAK_BREAKS
+    cut_last = [c.kind == "name" and not any(ch in separators for ch in max(col, key=cell_len))
+                for c, col in zip(columns, texts, strict=True)]  # fmt: skip
     for kind, lowest in stages:
         excess = sum(widths) - room
         if excess <= 0:
             break
-        for i, c in sorted(enumerate(columns), key=lambda ic: -(widths[ic[0]] - lowest[ic[0]])):
+        for i, c in sorted(
+            enumerate(columns), key=lambda ic: (cut_last[ic[0]], -(widths[ic[0]] - lowest[ic[0]]))
+        ):
             if c.kind != kind or excess <= 0:
                 continue
             cut = max(0, min(excess, widths[i] - lowest[i]))
