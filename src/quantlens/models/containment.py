@@ -75,6 +75,10 @@ class _Verifier:
 
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
+            # die_with_parent runs in the forked child before exec, while this process
+            # waits: ctypes imported here (NumPy imports it anyway), not there (3-6 ms)
+            import ctypes  # noqa: F401
+
             self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives with the child)
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
