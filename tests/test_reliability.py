@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -279,16 +280,28 @@ def test_models_checked_early_are_not_checked_again(digits_models, tmp_path, mon
     for thread in threading.enumerate():
         if thread.name == "quantlens-containment":
             thread.join(120)
+    # the child the early checks restarted after the crash outlives their thread (a child
+    # dies with the thread that started it: it was killed mid-check of the next model)
+    time.sleep(0.5)
+    assert containment._VERIFIER._proc is not None and containment._VERIFIER._proc.poll() is None
     asked: list[str] = []
     real = containment._VERIFIER._check
     monkeypatch.setattr(containment._VERIFIER, "_check", lambda p: asked.append(p) or real(p))
+    hashed: list[int] = []  # the loads' own hashing of the bytes they read
+    real_digest = containment.digest
+    monkeypatch.setattr(containment, "digest", lambda b: hashed.append(len(b)) or real_digest(b))
     containment.ensure_contained(str(fine), fine.read_bytes())
     with pytest.raises(ModelLoadError, match=r"early_crash\.tflite crashes the TFLite runtime"):
         containment.ensure_contained(str(crash), crash.read_bytes())
-    assert asked == []
+    assert asked == [] and hashed == []  # the early check's digests serve, files unchanged
     fine.write_bytes(fine.read_bytes() + b"\0" * 16)
     containment.ensure_contained(str(fine), fine.read_bytes())
-    assert asked == [str(fine)]
+    assert asked == [str(fine)] and hashed == [fine.stat().st_size]
+    same_size = bytearray(fine.read_bytes())
+    same_size[-1] = 1  # the same length, other bytes: its identity moved all the same
+    fine.write_bytes(bytes(same_size))
+    containment.ensure_contained(str(fine), fine.read_bytes())
+    assert asked == [str(fine)] * 2 and len(hashed) == 2
 
 
 def test_stateful_model_is_reset_between_samples(tf, tmp_path) -> None:
