@@ -3,6 +3,7 @@ end to end on a tiny fixture model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from math import comb
 from pathlib import Path
@@ -125,6 +126,33 @@ def test_recommendation_rule() -> None:
     assert recommend(result, "f32", 0.01, prefer="latency").model == "f32"
     none = EvaluationResult(result.dataset, "ref", (models[0], models[3]))
     assert recommend(none, "ref", 0.001).model == "ref"
+
+
+def test_unlabelled_drops_are_named_by_what_they_count() -> None:
+    """With no labels the drop is 1 − top-1 agreement for class outputs and the relative
+    RMSE (10^(−SQNR/20)) for any other (an embedding, a mask): the recommendation and the
+    legend say which (a 38 dB embedding read "1.00% disagreement" as its allowed drop)."""
+    from quantlens.report.formats import compare_legend
+
+    def unlabelled(name, size, fidelity, mode):
+        m = _model(name, size, 0.0, 1.0, mode)
+        return dataclasses.replace(m, task_metrics=None, fidelity=fidelity)
+
+    ref = unlabelled("ref", 1000, None, None)
+    rmse = (unlabelled("w8", 300, {"sqnr_db": 38.2}, "weight-only-int8"),
+            unlabelled("f16", 500, {"sqnr_db": 80.0}, "float16"))  # fmt: skip
+    result = EvaluationResult(DatasetSummary("d", 256, "none"), "ref", (ref, *rmse))
+    rec = recommend(result, "ref", 0.01)
+    assert rec.model == "f16"  # 38.2 dB is a relative RMSE of 1.23%, over the budget
+    assert "1.00% RMS error relative to the reference" in rec.reason
+    assert "disagreement" not in rec.reason
+    assert "allowed 1.00% RMS error relative to the reference" in compare_legend(
+        dataclasses.replace(result, recommendation=rec)
+    )
+    classes = unlabelled("i8", 300, {"sqnr_db": 30.0, "top1_agreement": 0.995}, "int8")
+    result = EvaluationResult(DatasetSummary("d", 256, "none"), "ref", (ref, classes))
+    rec = recommend(result, "ref", 0.01)
+    assert rec.model == "i8" and "0.50% disagreement with the reference" in rec.reason
 
 
 def test_recommendation_weighs_speed_and_the_io_contract() -> None:

@@ -28,7 +28,7 @@ def drop(model: ModelResult, reference: ModelResult, task: str) -> float | None:
         return (model.task_metrics["mae"] - ref_mae) / ref_mae if ref_mae > 0 else 0.0
     if model.fidelity is None:
         return 0.0 if model is reference else None
-    if "top1_agreement" in model.fidelity:
+    if model.class_scores:
         return 1.0 - model.fidelity["top1_agreement"]
     return relative_rmse(model.fidelity["sqnr_db"])
 

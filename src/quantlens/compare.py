@@ -101,7 +101,7 @@ def _trade(m: ModelResult, ref: ModelResult, baseline: ModelResult, task: str) -
         if perf.speedup_ci95 is not None:
             speed += f" [95% CI {perf.speedup_ci95[0]:.2f}–{perf.speedup_ci95[1]:.2f}]"
         parts.append(speed)
-    detail = f"a drop of {drop_words(drop(m, ref, task) or 0.0, task)}"
+    detail = f"a drop of {drop_words(drop(m, ref, task) or 0.0, task, m.class_scores)}"
     if m.paired:
         lo, hi = m.paired.ci95_low, m.paired.ci95_high
         scale = 100 if task == "classification" else 1
@@ -166,7 +166,7 @@ def recommend(
         acceptable = [m for m in acceptable if m.name not in slow_held_back]
     else:
         slow_held_back = []
-    allowed = drop_words(max_drop, task)
+    allowed = drop_words(max_drop, task, any(m.class_scores for m in candidates))
     if acceptable:
         if prefer == "latency":
             best = max(acceptable, key=lambda m: (_speedup(m), -m.size_bytes))

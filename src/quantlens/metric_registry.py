@@ -251,12 +251,15 @@ def spell_change(key: str, change: float) -> str:
     return f"{change:+.1%}"
 
 
-def drop_words(d: float, task: str) -> str:
-    """A drop in words, in the units of ``task``."""
+def drop_words(d: float, task: str, top1: bool = True) -> str:
+    """A drop in words, in the units of ``task``; with no labels, top-1 disagreement for
+    class outputs, else (``top1`` false) the error's RMS relative to the reference's."""
     if task == "classification":
         return f"{d * 100:.3g} accuracy point{'' if abs(d * 100) == 1 else 's'}"
     if task == "regression":
         return f"{d:.2%} of MAE"
+    if not top1:
+        return f"{d:.2%} RMS error relative to the reference"
     return f"{d:.2%} disagreement with the reference"
 
 

@@ -381,6 +381,12 @@ class ModelResult:
     #: agreement ± SE, Δp of the labelled class (metrics.distribution).
     distribution: dict[str, float] | None = None
 
+    @property
+    def class_scores(self) -> bool:
+        """Its first output was read as class scores (top-1 agreement measured); a
+        candidate's only."""
+        return self.fidelity is not None and "top1_agreement" in self.fidelity
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "name": self.name,

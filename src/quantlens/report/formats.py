@@ -56,7 +56,8 @@ def compare_legend(result: Any) -> str:
     rec = result.recommendation
     task = result.dataset.task
     parts = ["✓ the recommended variant"]
-    allowed = drop_words(rec.max_drop if rec else 0.01, task)
+    allowed = drop_words(rec.max_drop if rec else 0.01, task,
+                         any(m.class_scores for m in result.models[1:]))  # fmt: skip
     if task in ("classification", "regression"):
         parts += [f"✗ a drop beyond the allowed {allowed} (significant: p < 0.05 in the "
                   "paired test)", "Δ: change of the task metric against the reference, with "
