@@ -213,6 +213,25 @@ def stateful_onnx(tmp_path_factory):
     return out / "vad.onnx"
 
 
+def test_constant_inputs_reach_the_calibration_of_static_modes(stateful_onnx, tmp_path) -> None:
+    """--const fixes an input for the calibration as for the evaluation: compare and quantize
+    on data without the sample rate calibrate int8 (silero-vad's compare stopped with "model
+    input 'sr' not found" before anything was made)."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "const.npz", audio=rng.normal(size=(40, 8)).astype(np.float32),
+             state=rng.normal(size=(40, 2, 4)).astype(np.float32))  # fmt: skip
+    data = str(tmp_path / "const.npz")
+    assert main(["quantize", str(stateful_onnx), "--modes", "int8", "--calibration", data,
+                 "--const", "sr=16000", "--out", str(tmp_path / "q")]) == 0  # fmt: skip
+    assert (tmp_path / "q" / "vad_int8.onnx").is_file()
+    report = tmp_path / "c.json"
+    assert main(["compare", str(stateful_onnx), "--data", data, "--const", "sr=16000",
+                 "--modes", "int8", "--no-bench", "--out", str(tmp_path / "c"),
+                 "--json", str(report)]) == 0  # fmt: skip
+    made = json.loads(report.read_text())["models"]
+    assert [m["quantization"]["mode"] for m in made[1:]] == ["int8"]
+
+
 def test_inputs_batched_on_another_axis_or_not_at_all(stateful_onnx, tmp_path) -> None:
     audio = RNG.normal(size=(10, 8)).astype(np.float32)
     state = RNG.normal(size=(10, 2, 4)).astype(np.float32)  # sample-first in the data

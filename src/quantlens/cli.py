@@ -161,6 +161,13 @@ def _data(args: argparse.Namespace, source: Any) -> Any:
     return load_dataset(source, preprocess=args.preprocess, label_column=args.label_column)
 
 
+def _add_const_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--const", action="append", default=[], type=_constant, metavar="NAME=VALUE",
+        help="fix an input to one value for every sample, e.g. sr=16000 (repeatable)",
+    )  # fmt: skip
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """What evaluate and compare share: task, batching, threads, benchmark."""
     parser.add_argument(
@@ -173,10 +180,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "model, timed around that on the first batches)",
     )  # fmt: skip
     parser.add_argument("--limit", type=_positive_int, help="use at most N samples")
-    parser.add_argument(
-        "--const", action="append", default=[], type=_constant, metavar="NAME=VALUE",
-        help="fix an input to one value for every sample, e.g. sr=16000 (repeatable)",
-    )  # fmt: skip
+    _add_const_option(parser)
     parser.add_argument("--threads", type=_positive_int, help="runtime threads per model")
     parser.add_argument("--no-bench", action="store_true", help="skip latency and memory")
     parser.add_argument(
@@ -315,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--calibration-samples", type=_positive_int, default=200,
                     help="samples that calibrate each static mode (default: 200)")  # fmt: skip
     qz.add_argument("--out", required=True, help="directory for the .tflite files and manifest")
+    _add_const_option(qz)
 
     cmp = sub.add_parser(
         "compare",
@@ -547,6 +552,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     result = quantize(
         args.model, args.modes, args.out, calibration=_data(args, args.calibration),
         calibration_samples=args.calibration_samples, status=_status_printer(),
+        constants=dict(args.const),
     )  # fmt: skip
     for v in result.variants:
         console.print(f"{v.mode:>22}  {human_size(v.size_bytes):>10}  {visible(v.path)}",

@@ -281,7 +281,7 @@ def compare(
     if status:
         status(f"quantizing {src.name} into {', '.join(chosen)}…")
     made = quantize(src, chosen, out, calibration=calib, calibration_samples=calibration_samples,
-                    status=status)  # fmt: skip
+                    status=status, constants=opts.constants)  # fmt: skip
     if status:
         status("evaluating every variant…")
     given = [str(p) for p in extra]

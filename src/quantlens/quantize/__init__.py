@@ -9,7 +9,7 @@ the same way for every mode.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,16 @@ def resolve_modes(path: str | os.PathLike[str], modes: str | list[str]) -> list[
 Samples = list[list[np.ndarray]]
 
 
-def calibration_arrays(data: Any, specs: Sequence[TensorSpec], samples: int) -> Samples:
-    """The first ``samples`` samples of ``data``, each as the model's inputs take it."""
+def calibration_arrays(
+    data: Any, specs: Sequence[TensorSpec], samples: int,
+    constants: Mapping[str, Any] | None = None,
+) -> Samples:  # fmt: skip
+    """The first ``samples`` samples of ``data``, each as the model's inputs take it
+    (``constants``: inputs fixed by name, as evaluate fixes them)."""
     if samples < 1:
         raise ConfigError(f"calibration samples must be at least 1, got {samples}")
-    batches = list(load_dataset(data).bind(specs, batch_size=samples, limit=samples))
+    batches = list(load_dataset(data).bind(specs, batch_size=samples, limit=samples,
+                                           constants=constants))  # fmt: skip
     arrays = [np.concatenate([b.inputs[i] for b in batches]) for i in range(len(specs))]
     return one_sample_feeds(arrays, specs)
 
@@ -78,6 +83,7 @@ def quantize(
     calibration: Any = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     status: Callable[[str], None] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> QuantizeResult:
     """Write one quantized ``.tflite`` per mode into ``out_dir`` with a ``manifest.json``.
 
@@ -89,6 +95,8 @@ def quantize(
         calibration: data for static modes (anything ``load_dataset`` takes).
         calibration_samples: how many samples calibrate each static mode.
         status: called with a line of text before each mode.
+        constants: inputs fixed to one value for every calibration sample, by name (an
+            audio model's sample rate), as ``evaluate`` takes them.
 
     A mode that cannot be made, or whose file is not quantized the way the mode says (the
     quantizer could not read the graph or reach its weights), is listed in the result's
@@ -117,7 +125,9 @@ def quantize(
         )
     names = [s.name for s in reference.inputs]
     calib = (
-        calibration_arrays(calibration, reference.inputs, calibration_samples) if static else None
+        calibration_arrays(calibration, reference.inputs, calibration_samples, constants)
+        if static
+        else None
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
