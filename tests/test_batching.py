@@ -216,7 +216,7 @@ def stateful_onnx(tmp_path_factory):
 def test_constant_inputs_reach_the_calibration_of_static_modes(stateful_onnx, tmp_path) -> None:
     """--const fixes an input for the calibration as for the evaluation: compare and quantize
     on data without the sample rate calibrate int8 (silero-vad's compare stopped with "model
-    input 'sr' not found" before anything was made)."""
+    input 'sr' not found" before anything was made), and diagnose runs the pair."""
     rng = np.random.default_rng(3)
     np.savez(tmp_path / "const.npz", audio=rng.normal(size=(40, 8)).astype(np.float32),
              state=rng.normal(size=(40, 2, 4)).astype(np.float32))  # fmt: skip
@@ -230,6 +230,12 @@ def test_constant_inputs_reach_the_calibration_of_static_modes(stateful_onnx, tm
                  "--json", str(report)]) == 0  # fmt: skip
     made = json.loads(report.read_text())["models"]
     assert [m["quantization"]["mode"] for m in made[1:]] == ["int8"]
+    # diagnose takes them too (its --suggest not yet: one line, exit 2)
+    pair = [str(stateful_onnx), str(tmp_path / "q" / "vad_int8.onnx"), "--data", data]
+    diagnosis = tmp_path / "d.json"
+    assert main(["diagnose", *pair, "--const", "sr=16000", "--json", str(diagnosis)]) == 0
+    assert json.loads(diagnosis.read_text())["samples"] == 40
+    assert main(["diagnose", *pair, "--const", "sr=16000", "--suggest"]) == 2
 
 
 def test_inputs_batched_on_another_axis_or_not_at_all(stateful_onnx, tmp_path) -> None:

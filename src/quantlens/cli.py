@@ -362,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("quant_model", nargs="?", help="quantized .tflite/.onnx (omit for Keras)")
     dg.add_argument("--data", required=True, help=DATA_HELP)
     _add_data_options(dg)
+    _add_const_option(dg)
     dg.add_argument("--samples", type=_positive_int, default=256, help="default: 256")
     dg.add_argument("--top", type=_positive_int, default=10, help="ops to show (default: 10)")
     dg.add_argument(
@@ -616,6 +617,10 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             )
         check_report_paths({f"node-data {f}": os.path.join(args.node_data, f) for f in FILES},
                            force=args.force, mkdir=True)  # fmt: skip
+    constants = dict(args.const)
+    if constants and args.suggest:
+        raise ConfigError("--suggest does not take --const yet: give every input in the data "
+                          "(an .npz array per input; one value serves every sample)")  # fmt: skip
     console = make_console()
     status = make_console(stderr=True)
     data = _data(args, args.data)
@@ -627,10 +632,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                 args.float_model, data, mode=args.mode or "int8", calibration=calibration,
                 calibration_samples=args.calibration_samples, out_dir=args.out,
                 samples=args.samples, progress=advance, status=_status_printer(),
+                constants=constants,
             )  # fmt: skip
         else:
             result = diagnose(args.float_model, args.quant_model, data, samples=args.samples,
-                              progress=advance)  # fmt: skip
+                              progress=advance, constants=constants)  # fmt: skip
     print_diagnosis(result, args.top, console)
     if args.suggest:
         from quantlens.diagnose.suggest import suggest_from_source

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ def diagnose(
     samples: int = DEFAULT_SAMPLES,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> DiagnosisResult:
     """Compare every intermediate tensor of a quantized ``.tflite`` with the float one.
 
@@ -73,6 +74,8 @@ def diagnose(
         samples: how many samples to run.
         batch_size: samples per invoke (default: as many as fit INSPECTION_BYTES, at most
             MAX_INSPECTION_BATCH).
+        constants: inputs fixed to one value for every sample, by name, as ``evaluate``
+            takes them (an audio model's sample rate).
 
     Returns:
         A :class:`DiagnosisResult`: per-tensor and per-op metrics, weight SQNRs, what could not
@@ -116,8 +119,9 @@ def diagnose(
             progress(n)
 
     batches = load_dataset(data).bind(
-        flt.model.inputs, batch_size=batch_size or _inspection_batch(flt, qnt), limit=samples
-    )
+        flt.model.inputs, batch_size=batch_size or _inspection_batch(flt, qnt), limit=samples,
+        constants=constants,
+    )  # fmt: skip
     _both_runs(batches, flt, qnt, order, f_idx, q_idx, measure)
     if seen == 0:
         raise ModelMismatchError("no samples ran; give data with at least one sample")
@@ -348,8 +352,9 @@ def _op_rows(qnt: Any, tensors: dict[int, TensorRow]) -> list[OpRow]:
 
 
 def _debugger_statistics(
-    source: Path, mode: str, calibration: Any, calibration_samples: int
-) -> dict[str, dict[str, float]]:
+    source: Path, mode: str, calibration: Any, calibration_samples: int,
+    constants: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per-layer statistics of TFLite's QuantizationDebugger, keyed by tensor name.
 
     The debugger feeds each quantized op the float model's inputs, so its errors are local
@@ -363,7 +368,7 @@ def _debugger_statistics(
     from quantlens.quantize.tf_converter import debugger
 
     specs = load_model_inputs(source)
-    calib = calibration_arrays(calibration, specs, calibration_samples)
+    calib = calibration_arrays(calibration, specs, calibration_samples, constants)
     dbg = debugger(source, mode, calib, [s.name for s in specs])
     buffer = io.StringIO()
     with captured_output():
@@ -398,10 +403,12 @@ def diagnose_source(
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     status: Callable[[str], None] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> DiagnosisResult:
     """Convert a Keras file or SavedModel to float32 and ``mode`` ``.tflite`` files in
     ``out_dir``, diagnose the pair, and merge the QuantizationDebugger's per-layer statistics
-    (static modes) into each tensor's row as ``debugger``."""
+    (static modes) into each tensor's row as ``debugger``. ``constants``: inputs fixed by
+    name, for the calibration and the run alike."""
     from quantlens.quantize import quantize
     from quantlens.quantize.tf_converter import TF_STATIC_MODES
 
@@ -409,16 +416,18 @@ def diagnose_source(
     if backend_for(src).inspection is not None:
         raise ConfigError(f"{src.name}: give a Keras file or SavedModel, or two .tflite files")
     made = quantize(src, ["float32", mode], out_dir, calibration=calibration,
-                    calibration_samples=calibration_samples, status=status)  # fmt: skip
+                    calibration_samples=calibration_samples, status=status,
+                    constants=constants)  # fmt: skip
     if status is not None:
         status("running both models with every tensor kept…")
     result = diagnose(made.variant("float32").path, made.variant(mode).path, data,
-                      samples=samples, batch_size=batch_size, progress=progress)  # fmt: skip
+                      samples=samples, batch_size=batch_size, progress=progress,
+                      constants=constants)  # fmt: skip
     if mode not in TF_STATIC_MODES:
         return result
     if status is not None:
         status("collecting the TFLite quantization debugger's per-layer statistics…")
-    stats = _debugger_statistics(src, mode, calibration, calibration_samples)
+    stats = _debugger_statistics(src, mode, calibration, calibration_samples, constants)
     tensors = tuple(
         dataclasses.replace(t, debugger=stats[t.name]) if t.name in stats else t
         for t in result.tensors
