@@ -260,7 +260,7 @@ def _probe_first(
     decided: Callable[[list[BatchingDecision]], None] | None,
 ) -> tuple[list[BatchingDecision], list[list[np.ndarray] | None]]:  # fmt: skip
     """Each model's batching, decided on the data's first batch, and that batch's outputs
-    where the probe ran it as decided (None: run it).
+    as decided.
 
     With workers waiting for the decisions (``decided``), the probe runs only the batch's
     first invoke of each model (:func:`probe_span`) and tells them before the rest of the
@@ -275,8 +275,8 @@ def _probe_first(
     if span == n:
         return decisions, [o for _, o in probes]
     return decisions, [
-        None if head is None else [np.concatenate([a, b]) for a, b in zip(
-            head, model.predict([x[span:] for x in fed]), strict=True)]
+        [np.concatenate([a, b]) for a, b in zip(head, model.predict([x[span:] for x in fed]),
+                                                strict=True)]
         for model, fed, (_, head) in zip(models, feeds, probes, strict=True)
     ]  # fmt: skip
 

@@ -11,13 +11,12 @@ from quantlens.metrics.distribution import distribution_statistics, labelled_cla
 from quantlens.metrics.kernels import (
     class_divergence,
     cosine_from_sums,
-    cosine_per_sample,
     error_sums,
     flat,
     has_class_axis,
     row_argmax,
+    row_error_sums,
     sqnr_db,
-    total_dot,
 )
 
 FIDELITY_METRICS = (
@@ -72,21 +71,18 @@ class FidelityState:
             kl_values = (*kl_values, kl.astype(np.float32))
             if dp is not None:
                 delta_p_values = (*delta_p_values, dp.astype(np.float32))
-            abs_err = np.abs(err)
-            cosine, ref_sq = cosine_per_sample(r, c)
-            sums = (total_dot(err, err), float(abs_err.sum()), float(abs_err.max(initial=0.0)))
+            got = row_error_sums(r, c, err)
         else:
             n = ref.shape[0]
             got = error_sums(ref.reshape(n, -1), cand.reshape(n, -1))
-            cosine, ref_sq = cosine_from_sums(got.dot, got.ref_sq, got.cand_sq), got.ref_sq
-            sums = (got.sq_err, got.abs_err, got.max_abs_err)
+        cosine = cosine_from_sums(got.dot, got.ref_sq, got.cand_sq)
         return FidelityState(
             samples=self.samples + ref.shape[0],
             elements=self.elements + ref.size,
-            sum_sq_err=self.sum_sq_err + sums[0],
-            sum_abs_err=self.sum_abs_err + sums[1],
-            max_abs_err=max(self.max_abs_err, sums[2]),
-            sum_ref_sq=self.sum_ref_sq + float(ref_sq.sum()),
+            sum_sq_err=self.sum_sq_err + got.sq_err,
+            sum_abs_err=self.sum_abs_err + got.abs_err,
+            max_abs_err=max(self.max_abs_err, got.max_abs_err),
+            sum_ref_sq=self.sum_ref_sq + float(got.ref_sq.sum()),
             sum_cosine=self.sum_cosine + float(cosine.sum()),
             class_axis=classes if self.class_axis is None else (self.class_axis and classes),
             top1_agree=top1,

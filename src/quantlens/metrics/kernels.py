@@ -166,13 +166,6 @@ def _inside(x: np.ndarray) -> bool:
     return x.size == 0 or bool(x.min() >= EPSILON and x.max() <= 1.0)
 
 
-def cosine_per_sample(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarity of each pair of flattened rows (1 when both are zero, 0 when one
-    is), and each reference row's Σ r²."""
-    ref_sq = row_dots(ref, ref)
-    return cosine_from_sums(row_dots(ref, cand), ref_sq, row_dots(cand, cand)), ref_sq
-
-
 #: Wide outputs that are not class scores (a segmentation's mask, a detector's boxes) are
 #: summed in pieces of at most this many values: each piece's float64 copies and error stay
 #: in the L2 cache across the passes over them, instead of a block's going to memory and back
@@ -191,6 +184,15 @@ class ErrorSums:
     sq_err: float  # Σ (c − r)² over the batch
     abs_err: float  # Σ |c − r|
     max_abs_err: float  # max |c − r| (0 for an empty batch)
+
+
+def row_error_sums(ref: np.ndarray, cand: np.ndarray, err: np.ndarray) -> ErrorSums:
+    """The sums of float64 (N, D) rows held whole, their error ``err`` = cand − ref made
+    already (class scores, which KL reads whole too)."""
+    abs_err = np.abs(err)
+    return ErrorSums(row_dots(ref, ref), row_dots(ref, cand), row_dots(cand, cand),
+                     total_dot(err, err), float(abs_err.sum()),
+                     float(abs_err.max(initial=0.0)))  # fmt: skip
 
 
 def error_sums(ref: np.ndarray, cand: np.ndarray) -> ErrorSums:
